@@ -1,0 +1,247 @@
+//! The running agent: its threads, its latest sample, and how it stops.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::builder::Builder;
+use crate::error::Error;
+use crate::export::file::FileSink;
+use crate::export::queue::BoundedQueue;
+use crate::sample::Sample;
+use crate::sampler::gauge::Gauges;
+use crate::sampler::lag::LagProbe;
+use crate::sampler::procfs;
+use crate::sampler::runtime::RuntimeSampler;
+use crate::sampler::{Sampler, Watched};
+
+pub(crate) use crate::sampler::gauge::GaugeFn;
+
+/// Entry point: `Agent::builder()`.
+#[derive(Debug)]
+pub struct Agent(());
+
+impl Agent {
+    /// A builder with every option at its documented default.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+/// State shared by the handle and the agent's threads.
+struct Shared {
+    stopping: Mutex<bool>,
+    wake: Condvar,
+    latest: Mutex<Option<Arc<Sample>>>,
+    gauges: Gauges,
+    exports: Vec<Arc<BoundedQueue<Arc<Sample>>>>,
+}
+
+impl Shared {
+    fn is_stopping(&self) -> bool {
+        *self.stopping.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn dropped(&self) -> u64 {
+        self.exports.iter().map(|q| q.dropped()).sum()
+    }
+
+    fn publish(&self, sample: Sample) {
+        let sample = Arc::new(sample);
+        for q in &self.exports {
+            q.push(sample.clone());
+        }
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(sample);
+    }
+}
+
+/// A running agent. Dropping it (or calling [`shutdown`](Self::shutdown)) stops
+/// and joins the agent's threads.
+pub struct AgentHandle {
+    service: String,
+    instance: String,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("service", &self.service)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentHandle {
+    pub(crate) fn start(builder: Builder) -> Result<Self, Error> {
+        let service = builder.service.clone().unwrap_or_else(default_service);
+        let instance = builder.instance.clone().unwrap_or_else(default_instance);
+        let now = Instant::now();
+
+        #[cfg(tokio_unstable)]
+        let mut hooks = builder.poll_hooks;
+        let watched = builder
+            .runtimes
+            .into_iter()
+            .map(|(name, handle)| {
+                #[allow(unused_mut)]
+                let mut runtime = RuntimeSampler::new(name.clone(), &handle, now);
+                #[cfg(tokio_unstable)]
+                if let Some(i) = hooks.iter().position(|(n, _)| *n == name) {
+                    runtime.set_hooks(hooks.swap_remove(i).1);
+                }
+                Watched {
+                    runtime,
+                    probe: LagProbe::new(handle, builder.lag_probe_interval, now),
+                }
+            })
+            .collect();
+
+        let file_sink = builder.file.as_deref().map(FileSink::open).transpose()?;
+        let mut exports = Vec::new();
+        if file_sink.is_some() {
+            exports.push(Arc::new(BoundedQueue::new(builder.buffer_capacity)));
+        }
+        let shared = Arc::new(Shared {
+            stopping: Mutex::new(false),
+            wake: Condvar::new(),
+            latest: Mutex::new(None),
+            gauges: Gauges::new(builder.gauges),
+            exports,
+        });
+
+        let mut handle = AgentHandle {
+            service: service.clone(),
+            instance: instance.clone(),
+            shared: shared.clone(),
+            threads: Vec::new(),
+        };
+        if let (Some(sink), Some(queue)) = (file_sink, shared.exports.first().cloned()) {
+            // If this fails, dropping `handle` stops whatever was started.
+            handle.threads.push(spawn("lagscope-export", move || sink.run(queue))?);
+        }
+        let sampler = Sampler::new(service, instance, builder.sample_interval, watched, now);
+        handle
+            .threads
+            .push(spawn("lagscope-sampler", move || run_sampler(sampler, shared))?);
+        Ok(handle)
+    }
+
+    /// The service name this agent reports.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The instance id this agent reports.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The most recent sample, or `None` before the first interval has passed.
+    pub fn snapshot(&self) -> Option<Sample> {
+        let latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest.as_deref().cloned()
+    }
+
+    /// Reports a gauge, read once per sample on the agent's thread; a gauge of
+    /// the same name is replaced. Keep `read` cheap and non-blocking: it delays
+    /// the sample, never the host. A panic in `read` is caught and reads as `None`.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let agent = lagscope::Agent::builder()
+    ///     .sample_interval(Duration::from_millis(20))
+    ///     .start(rt.handle().clone())
+    ///     .unwrap();
+    /// let waiting = Arc::new(AtomicUsize::new(3));
+    /// let w = waiting.clone();
+    /// agent.gauge("db.pool.waiting", move || w.load(Ordering::Relaxed) as f64);
+    /// let value = loop {
+    ///     if let Some(v) = agent.snapshot().and_then(|s| s.gauge("db.pool.waiting")) {
+    ///         break v;
+    ///     }
+    ///     std::thread::sleep(Duration::from_millis(10));
+    /// };
+    /// assert_eq!(value, 3.0);
+    /// ```
+    pub fn gauge(&self, name: impl Into<String>, read: impl Fn() -> f64 + Send + Sync + 'static) {
+        self.shared.gauges.set(name.into(), Box::new(read));
+    }
+
+    /// Stops the agent and waits for its threads to finish (promptly: they wait
+    /// on a condition variable, not a sleep). Pending file output is flushed.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        *self.shared.stopping.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.shared.wake.notify_all();
+        for q in &self.shared.exports {
+            q.close();
+        }
+        for t in self.threads.drain(..) {
+            // A panic on an agent thread was already contained and reported there.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for AgentHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|source| Error::Thread {
+            thread: name,
+            source,
+        })
+}
+
+fn run_sampler(mut sampler: Sampler, shared: Arc<Shared>) {
+    let names: Vec<String> = sampler.runtime_names().map(String::from).collect();
+    let result = catch_unwind(AssertUnwindSafe(|| loop {
+        let now = Instant::now();
+        if let Some(sample) = sampler.tick(now, &shared.gauges, shared.dropped()) {
+            shared.publish(sample);
+        }
+        let deadline = sampler.next_deadline();
+        let stopping = shared.stopping.lock().unwrap_or_else(|p| p.into_inner());
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let (stopping, _) = shared
+            .wake
+            .wait_timeout_while(stopping, timeout, |stop| !*stop)
+            .unwrap_or_else(|p| p.into_inner());
+        if *stopping {
+            break;
+        }
+    }));
+    if result.is_err() {
+        // Never let an agent bug take the host down: stop sampling, say so once.
+        eprintln!("lagscope: the sampler stopped after an internal error (runtimes: {names:?})");
+    }
+    debug_assert!(shared.is_stopping() || result.is_err());
+}
+
+fn default_service() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn default_instance() -> String {
+    let host = procfs::hostname().unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}

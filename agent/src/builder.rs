@@ -1,0 +1,380 @@
+//! Configuration: a builder with documented defaults, overridable from the
+//! environment.
+//!
+//! Precedence, lowest first: the defaults below, then builder calls, then
+//! `LAGSCOPE_*` environment variables (so operators can retune a deployed
+//! binary without a rebuild).
+//!
+//! | option | default | environment |
+//! |---|---|---|
+//! | [`service`](Builder::service) | the executable's file name | `LAGSCOPE_SERVICE` |
+//! | [`instance`](Builder::instance) | `<hostname>:<pid>` | `LAGSCOPE_INSTANCE` |
+//! | [`sample_interval`](Builder::sample_interval) | [`DEFAULT_SAMPLE_INTERVAL`] | `LAGSCOPE_SAMPLE_INTERVAL` |
+//! | [`lag_probe_interval`](Builder::lag_probe_interval) | [`DEFAULT_LAG_PROBE_INTERVAL`] | `LAGSCOPE_LAG_PROBE_INTERVAL` |
+//! | [`buffer_capacity`](Builder::buffer_capacity) | [`DEFAULT_BUFFER_CAPACITY`] | `LAGSCOPE_BUFFER_CAPACITY` |
+//! | [`file`](Builder::file) | none | `LAGSCOPE_FILE` |
+//!
+//! Durations in the environment are written `250ms`, `1s`, `2m`, `500us`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use crate::agent::{AgentHandle, GaugeFn};
+use crate::error::Error;
+#[cfg(tokio_unstable)]
+use crate::hooks::PollHooks;
+
+/// Default time between samples.
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Default time between lag probes.
+pub const DEFAULT_LAG_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// Default number of samples kept for exporters that fall behind (5 minutes at
+/// the default interval); beyond it the oldest are dropped and counted.
+pub const DEFAULT_BUFFER_CAPACITY: usize = 300;
+/// Name of the runtime passed to [`Builder::start`].
+pub const MAIN_RUNTIME: &str = "main";
+
+const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(3600);
+const MIN_LAG_PROBE_INTERVAL: Duration = Duration::from_micros(100);
+
+/// Configures and starts the agent. Get one from [`crate::Agent::builder`].
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = tokio::runtime::Runtime::new().unwrap();
+/// let agent = lagscope::Agent::builder()
+///     .service("checkout")
+///     .sample_interval(Duration::from_millis(50))
+///     .start(rt.handle().clone())
+///     .expect("valid configuration");
+/// assert_eq!(agent.service(), "checkout");
+/// agent.shutdown();
+/// ```
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct Builder {
+    pub(crate) service: Option<String>,
+    pub(crate) instance: Option<String>,
+    pub(crate) sample_interval: Duration,
+    pub(crate) lag_probe_interval: Duration,
+    pub(crate) buffer_capacity: usize,
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) runtimes: Vec<(String, Handle)>,
+    #[cfg(tokio_unstable)]
+    pub(crate) poll_hooks: Vec<(String, PollHooks)>,
+    pub(crate) gauges: Vec<(String, GaugeFn)>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            service: None,
+            instance: None,
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            lag_probe_interval: DEFAULT_LAG_PROBE_INTERVAL,
+            buffer_capacity: DEFAULT_BUFFER_CAPACITY,
+            file: None,
+            runtimes: Vec::new(),
+            #[cfg(tokio_unstable)]
+            poll_hooks: Vec::new(),
+            gauges: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("service", &self.service)
+            .field("instance", &self.instance)
+            .field("sample_interval", &self.sample_interval)
+            .field("lag_probe_interval", &self.lag_probe_interval)
+            .field("buffer_capacity", &self.buffer_capacity)
+            .field("file", &self.file)
+            .field(
+                "runtimes",
+                &self.runtimes.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field(
+                "gauges",
+                &self.gauges.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Builder {
+    /// The service this process belongs to; many processes (instances) can share
+    /// one. Default: the executable's file name. Environment: `LAGSCOPE_SERVICE`.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// This process's id within its service. Default: `<hostname>:<pid>`.
+    /// Environment: `LAGSCOPE_INSTANCE`.
+    pub fn instance(mut self, id: impl Into<String>) -> Self {
+        self.instance = Some(id.into());
+        self
+    }
+
+    /// Time between samples, 10 ms to 1 h. Default: [`DEFAULT_SAMPLE_INTERVAL`].
+    /// Environment: `LAGSCOPE_SAMPLE_INTERVAL`.
+    pub fn sample_interval(mut self, interval: Duration) -> Self {
+        self.sample_interval = interval;
+        self
+    }
+
+    /// Time between lag probes, 100 µs up to the sample interval. A shorter
+    /// interval catches shorter blocks more precisely (a block is measured to
+    /// within about one probe interval) at the cost of one task spawn per probe.
+    /// Default: [`DEFAULT_LAG_PROBE_INTERVAL`]. Environment: `LAGSCOPE_LAG_PROBE_INTERVAL`.
+    pub fn lag_probe_interval(mut self, interval: Duration) -> Self {
+        self.lag_probe_interval = interval;
+        self
+    }
+
+    /// Samples kept for exporters that fall behind; the oldest are dropped (and
+    /// counted in [`crate::Sample::dropped_samples`]) beyond it. Default:
+    /// [`DEFAULT_BUFFER_CAPACITY`]. Environment: `LAGSCOPE_BUFFER_CAPACITY`.
+    pub fn buffer_capacity(mut self, samples: usize) -> Self {
+        self.buffer_capacity = samples;
+        self
+    }
+
+    /// Appends every sample as one JSON line to `path`, from the agent's own
+    /// export thread. Default: off. Environment: `LAGSCOPE_FILE`.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// Watches another runtime of this process under `name`, in addition to the
+    /// one passed to [`start`](Self::start) (named [`MAIN_RUNTIME`]).
+    pub fn runtime(mut self, name: impl Into<String>, handle: Handle) -> Self {
+        self.runtimes.push((name.into(), handle));
+        self
+    }
+
+    /// Reads exact poll durations of the runtime named `runtime` from `hooks`,
+    /// which must have been installed on that runtime's builder (see
+    /// [`PollHooks`]). Needs `--cfg tokio_unstable`.
+    #[cfg(tokio_unstable)]
+    pub fn poll_hooks(mut self, runtime: impl Into<String>, hooks: &PollHooks) -> Self {
+        self.poll_hooks.push((runtime.into(), hooks.clone()));
+        self
+    }
+
+    /// Reports a user gauge, read on the agent's thread once per sample (keep it
+    /// cheap and non-blocking). See [`AgentHandle::gauge`] to add one later.
+    pub fn gauge(
+        mut self,
+        name: impl Into<String>,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Self {
+        self.gauges.push((name.into(), Box::new(read)));
+        self
+    }
+
+    /// Starts the agent's threads watching `handle` (and any runtimes added with
+    /// [`runtime`](Self::runtime)). Works from inside or outside a runtime: the
+    /// agent runs on its own OS threads, and only a tiny probe task is ever
+    /// spawned on the watched runtimes.
+    pub fn start(mut self, handle: Handle) -> Result<AgentHandle, Error> {
+        self.runtimes.insert(0, (MAIN_RUNTIME.to_string(), handle));
+        self.apply_env(|var| std::env::var(var).ok())?;
+        self.validate()?;
+        AgentHandle::start(self)
+    }
+
+    /// Overrides options from `LAGSCOPE_*` variables read through `get`.
+    pub(crate) fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+        if let Some(v) = get("LAGSCOPE_SERVICE") {
+            self.service = Some(non_empty("LAGSCOPE_SERVICE", v)?);
+        }
+        if let Some(v) = get("LAGSCOPE_INSTANCE") {
+            self.instance = Some(non_empty("LAGSCOPE_INSTANCE", v)?);
+        }
+        if let Some(v) = get("LAGSCOPE_SAMPLE_INTERVAL") {
+            self.sample_interval = env_duration("LAGSCOPE_SAMPLE_INTERVAL", v)?;
+        }
+        if let Some(v) = get("LAGSCOPE_LAG_PROBE_INTERVAL") {
+            self.lag_probe_interval = env_duration("LAGSCOPE_LAG_PROBE_INTERVAL", v)?;
+        }
+        if let Some(v) = get("LAGSCOPE_BUFFER_CAPACITY") {
+            self.buffer_capacity = v.trim().parse().map_err(|_| Error::InvalidEnv {
+                var: "LAGSCOPE_BUFFER_CAPACITY",
+                value: v.clone(),
+                reason: "expected a whole number of samples, e.g. 300".into(),
+            })?;
+        }
+        if let Some(v) = get("LAGSCOPE_FILE") {
+            self.file = Some(PathBuf::from(non_empty("LAGSCOPE_FILE", v)?));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if !(MIN_SAMPLE_INTERVAL..=MAX_SAMPLE_INTERVAL).contains(&self.sample_interval) {
+            return Err(Error::InvalidConfig {
+                option: "sample_interval",
+                reason: format!(
+                    "{:?} is outside 10ms..=1h",
+                    self.sample_interval
+                ),
+            });
+        }
+        if self.lag_probe_interval < MIN_LAG_PROBE_INTERVAL
+            || self.lag_probe_interval > self.sample_interval
+        {
+            return Err(Error::InvalidConfig {
+                option: "lag_probe_interval",
+                reason: format!(
+                    "{:?} must be between 100us and the sample interval ({:?})",
+                    self.lag_probe_interval, self.sample_interval
+                ),
+            });
+        }
+        if self.buffer_capacity == 0 {
+            return Err(Error::InvalidConfig {
+                option: "buffer_capacity",
+                reason: "must hold at least one sample".into(),
+            });
+        }
+        for (i, (name, _)) in self.runtimes.iter().enumerate() {
+            if self.runtimes[..i].iter().any(|(other, _)| other == name) {
+                return Err(Error::DuplicateRuntime(name.clone()));
+            }
+        }
+        #[cfg(tokio_unstable)]
+        for (name, _) in &self.poll_hooks {
+            if !self.runtimes.iter().any(|(r, _)| r == name) {
+                return Err(Error::UnknownRuntime(name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn non_empty(var: &'static str, value: String) -> Result<String, Error> {
+    if value.trim().is_empty() {
+        return Err(Error::InvalidEnv {
+            var,
+            value,
+            reason: "must not be empty (unset it to use the default)".into(),
+        });
+    }
+    Ok(value)
+}
+
+fn env_duration(var: &'static str, value: String) -> Result<Duration, Error> {
+    parse_duration(&value).ok_or_else(|| Error::InvalidEnv {
+        var,
+        value,
+        reason: "expected a duration such as 500us, 10ms, 1s or 2m".into(),
+    })
+}
+
+/// Parses `<number><unit>` with unit `us`, `ms`, `s` or `m`; the number may be fractional.
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "us" | "µs" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |var| pairs.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500us"), Some(Duration::from_micros(500)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("ms"), None);
+        assert_eq!(parse_duration("10h"), None);
+    }
+
+    #[test]
+    fn environment_overrides_builder_values() {
+        let mut b = Builder::default()
+            .service("from-code")
+            .sample_interval(Duration::from_secs(5));
+        b.apply_env(env(&[
+            ("LAGSCOPE_SERVICE", "from-env"),
+            ("LAGSCOPE_SAMPLE_INTERVAL", "200ms"),
+            ("LAGSCOPE_BUFFER_CAPACITY", "7"),
+        ]))
+        .expect("valid env");
+        assert_eq!(b.service.as_deref(), Some("from-env"));
+        assert_eq!(b.sample_interval, Duration::from_millis(200));
+        assert_eq!(b.buffer_capacity, 7);
+    }
+
+    #[test]
+    fn invalid_environment_values_are_typed_errors() {
+        let mut b = Builder::default();
+        let err = b
+            .apply_env(env(&[("LAGSCOPE_SAMPLE_INTERVAL", "fast")]))
+            .expect_err("invalid");
+        assert!(matches!(
+            err,
+            Error::InvalidEnv {
+                var: "LAGSCOPE_SAMPLE_INTERVAL",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("10ms"), "{err}");
+        let err = b
+            .apply_env(env(&[("LAGSCOPE_BUFFER_CAPACITY", "-1")]))
+            .expect_err("invalid");
+        assert!(matches!(err, Error::InvalidEnv { .. }));
+    }
+
+    #[test]
+    fn out_of_range_options_are_rejected() {
+        let b = Builder::default().sample_interval(Duration::from_millis(1));
+        assert!(matches!(
+            b.validate(),
+            Err(Error::InvalidConfig {
+                option: "sample_interval",
+                ..
+            })
+        ));
+        let b = Builder::default()
+            .sample_interval(Duration::from_millis(100))
+            .lag_probe_interval(Duration::from_millis(200));
+        assert!(matches!(
+            b.validate(),
+            Err(Error::InvalidConfig {
+                option: "lag_probe_interval",
+                ..
+            })
+        ));
+        let b = Builder::default().buffer_capacity(0);
+        assert!(b.validate().is_err());
+    }
+}

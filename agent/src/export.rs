@@ -1,0 +1,6 @@
+//! Exporters: where samples go after the sampler made them. Each runs on its
+//! own thread behind a [`queue::BoundedQueue`], so a slow destination costs
+//! bounded memory and counted drops, never a blocked sampler or host.
+
+pub(crate) mod file;
+pub(crate) mod queue;

@@ -1,0 +1,61 @@
+//! lagscope: runtime diagnostics for tokio services, cheap enough to leave on.
+//!
+//! Link the crate, start an [`Agent`], and the service can answer: is the
+//! scheduler lagging, how busy are the workers, is the blocking pool saturated,
+//! is memory growing in the Rust heap or outside it, how much CPU is used?
+//!
+//! The agent samples on its own OS thread, never on the runtime it watches;
+//! only a tiny lag-probe task is spawned there. Its memory is bounded: exporters
+//! that fall behind lose the oldest samples and count them.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let rt = tokio::runtime::Builder::new_multi_thread()
+//!     .worker_threads(2)
+//!     .enable_all()
+//!     .build()
+//!     .unwrap();
+//! let agent = lagscope::Agent::builder()
+//!     .service("checkout")
+//!     .sample_interval(Duration::from_millis(50))
+//!     .start(rt.handle().clone())
+//!     .unwrap();
+//!
+//! let sample = loop {
+//!     if let Some(s) = agent.snapshot() {
+//!         break s;
+//!     }
+//!     std::thread::sleep(Duration::from_millis(10));
+//! };
+//! let main = sample.runtime(lagscope::MAIN_RUNTIME).unwrap();
+//! assert_eq!(main.workers, 2);
+//! assert!(main.busy_ratio <= 1.0);
+//! agent.shutdown();
+//! ```
+//!
+//! With `--cfg tokio_unstable` the samples also carry blocking-pool and
+//! local-queue depths, and [`PollHooks`] give exact poll durations.
+
+mod agent;
+pub mod alloc;
+mod builder;
+mod error;
+mod export;
+#[cfg(tokio_unstable)]
+mod hooks;
+mod sample;
+mod sampler;
+
+pub use agent::{Agent, AgentHandle};
+pub use builder::{
+    Builder, DEFAULT_BUFFER_CAPACITY, DEFAULT_LAG_PROBE_INTERVAL, DEFAULT_SAMPLE_INTERVAL,
+    MAIN_RUNTIME,
+};
+pub use error::Error;
+#[cfg(tokio_unstable)]
+pub use hooks::{PollHooks, DEFAULT_LONG_POLL_THRESHOLD};
+pub use sample::{
+    GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, RuntimeSample, Sample,
+    WorkerSample,
+};

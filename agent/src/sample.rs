@@ -1,0 +1,188 @@
+//! The sample: one plain struct per sampling interval.
+//!
+//! Every field carries its unit in its name (`_us`, `_bytes`, `_ratio`). A field
+//! that this build or platform cannot measure is `None`, never a made-up zero:
+//! for example the blocking-pool fields need `--cfg tokio_unstable`, and the
+//! heap fields need [`crate::alloc::Counting`] installed as the global allocator.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the agent measured over one sampling interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Service name (see [`crate::Builder::service`]).
+    pub service: String,
+    /// Instance id, unique per process (see [`crate::Builder::instance`]).
+    pub instance: String,
+    /// Sequence number of this sample, starting at 0 for the agent's first.
+    pub seq: u64,
+    /// Wall-clock end of the interval, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Length of the interval this sample covers, in microseconds.
+    pub interval_us: u64,
+    /// One entry per watched runtime, in the order they were registered.
+    pub runtimes: Vec<RuntimeSample>,
+    /// Heap, RSS and external memory.
+    pub memory: MemorySample,
+    /// CPU, threads and file descriptors of the whole process.
+    pub process: ProcessSample,
+    /// User-registered gauges, in registration order (see [`crate::AgentHandle::gauge`]).
+    pub gauges: Vec<GaugeValue>,
+    /// Samples dropped so far because an exporter could not keep up (cumulative).
+    pub dropped_samples: u64,
+}
+
+/// Measurements of one tokio runtime over the interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeSample {
+    /// The name given in [`crate::Builder::runtime`] (`"main"` for the runtime passed to `start`).
+    pub name: String,
+    /// Scheduling delay seen by the lag probe: the time from "made runnable"
+    /// to "first poll". `None` if no probe completed or was pending in this interval.
+    pub lag: Option<LagStats>,
+    /// Number of worker threads.
+    pub workers: usize,
+    /// Tasks alive at the end of the interval.
+    pub alive_tasks: usize,
+    /// Tasks waiting in the global (inject) queue at the end of the interval.
+    pub global_queue_depth: usize,
+    /// Fraction of the interval the workers spent busy, averaged over workers
+    /// (0.0 idle .. 1.0 saturated): the analogue of Node's event-loop utilization.
+    pub busy_ratio: f64,
+    /// Per-worker measurements, indexed by tokio's worker index.
+    pub worker: Vec<WorkerSample>,
+    /// Threads in the blocking pool (needs `tokio_unstable`).
+    pub blocking_threads: Option<usize>,
+    /// Idle threads in the blocking pool (needs `tokio_unstable`).
+    pub idle_blocking_threads: Option<usize>,
+    /// Tasks queued for the blocking pool (needs `tokio_unstable`).
+    pub blocking_queue_depth: Option<usize>,
+    /// Task poll durations from the poll hooks (needs `tokio_unstable` and
+    /// [`crate::PollHooks`] installed on this runtime's builder).
+    pub poll: Option<PollStats>,
+}
+
+/// Scheduling-delay statistics of the lag probe over one interval, in microseconds.
+///
+/// A probe that has been waiting longer than any completed one counts with its
+/// current age, so a runtime that is blocked right now shows growing lag live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LagStats {
+    /// Probes that completed in the interval.
+    pub probes: u64,
+    /// Age of the probe still waiting for its first poll at the end of the interval.
+    pub pending_us: Option<u64>,
+    /// Smallest delay.
+    pub min_us: u64,
+    /// Mean delay.
+    pub mean_us: u64,
+    /// Median delay.
+    pub p50_us: u64,
+    /// 90th percentile delay.
+    pub p90_us: u64,
+    /// 99th percentile delay.
+    pub p99_us: u64,
+    /// 99.9th percentile delay.
+    pub p999_us: u64,
+    /// Largest delay.
+    pub max_us: u64,
+}
+
+/// Measurements of one worker thread over the interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSample {
+    /// Fraction of the interval this worker was busy.
+    pub busy_ratio: f64,
+    /// Times the worker parked during the interval.
+    pub park_count: u64,
+    /// Whether the worker was parked (idle) at the end of the interval.
+    pub parked: bool,
+    /// Tasks in this worker's local queue (needs `tokio_unstable`).
+    pub local_queue_depth: Option<usize>,
+    /// Tasks polled during the interval (needs `tokio_unstable`).
+    pub polls: Option<u64>,
+    /// Tasks stolen from other workers during the interval (needs `tokio_unstable`).
+    pub steals: Option<u64>,
+    /// Polls that lasted at least the long-poll threshold (needs [`crate::PollHooks`]).
+    pub long_polls: Option<u64>,
+    /// Longest poll during the interval, in microseconds (needs [`crate::PollHooks`]).
+    pub max_poll_us: Option<u64>,
+}
+
+/// Poll-duration statistics from the poll hooks, over all workers of a runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollStats {
+    /// Polls completed during the interval.
+    pub polls: u64,
+    /// Polls that lasted at least the long-poll threshold.
+    pub long_polls: u64,
+    /// Threshold for `long_polls`, in microseconds.
+    pub long_poll_threshold_us: u64,
+    /// Median poll duration (upper bound of its power-of-two bucket).
+    pub p50_us: u64,
+    /// 99th percentile poll duration (upper bound of its power-of-two bucket).
+    pub p99_us: u64,
+    /// Longest poll, exact.
+    pub max_us: u64,
+}
+
+/// Memory of the process at the end of the interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemorySample {
+    /// Bytes live in the Rust heap (needs [`crate::alloc::Counting`]).
+    pub heap_live_bytes: Option<u64>,
+    /// Highest `heap_live_bytes` the sampler has seen (sampled, not exact).
+    pub heap_peak_bytes: Option<u64>,
+    /// Allocations during the interval (needs [`crate::alloc::Counting`]).
+    pub allocations: Option<u64>,
+    /// Bytes allocated during the interval (needs [`crate::alloc::Counting`]).
+    pub allocated_bytes: Option<u64>,
+    /// Bytes allocated per second over the interval.
+    pub alloc_rate: Option<f64>,
+    /// Resident set size of the process.
+    pub rss_bytes: Option<u64>,
+    /// Bytes the C allocator holds from the OS (glibc `mallinfo2`: arena + mmapped).
+    pub allocator_held_bytes: Option<u64>,
+    /// `rss_bytes - allocator_held_bytes`: memory the Rust allocator never saw
+    /// (C libraries' own mappings, mmap, thread stacks, code). The analogue of
+    /// Node's `external`.
+    pub external_bytes: Option<u64>,
+}
+
+/// CPU and resources of the whole process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSample {
+    /// User CPU time used during the interval, in microseconds.
+    pub cpu_user_us: Option<u64>,
+    /// System CPU time used during the interval, in microseconds.
+    pub cpu_system_us: Option<u64>,
+    /// CPU used over the interval as a fraction of one core (can exceed 1.0).
+    pub cpu_ratio: Option<f64>,
+    /// Threads in the process.
+    pub threads: Option<u64>,
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+    /// Cores available to the process.
+    pub host_cores: usize,
+}
+
+/// One user-registered gauge's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GaugeValue {
+    /// The gauge's name, e.g. `db.pool.waiting`.
+    pub name: String,
+    /// The value, or `None` if the gauge's closure panicked.
+    pub value: Option<f64>,
+}
+
+impl Sample {
+    /// The runtime sample with the given name.
+    pub fn runtime(&self, name: &str) -> Option<&RuntimeSample> {
+        self.runtimes.iter().find(|r| r.name == name)
+    }
+
+    /// The value of the gauge with the given name.
+    pub fn gauge(&self, name: &str) -> Option<f64> {
+        self.gauges.iter().find(|g| g.name == name)?.value
+    }
+}

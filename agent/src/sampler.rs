@@ -1,0 +1,122 @@
+//! The sampler thread: owns every per-interval reader and turns them into one
+//! [`Sample`] per interval.
+//!
+//! It runs on its own OS thread (`lagscope-sampler`), never on a watched
+//! runtime, so it keeps reporting while every worker is blocked.
+
+pub(crate) mod gauge;
+pub(crate) mod lag;
+pub(crate) mod memory;
+#[cfg(tokio_unstable)]
+pub(crate) mod poll;
+pub(crate) mod process;
+pub(crate) mod procfs;
+pub(crate) mod runtime;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use self::lag::LagProbe;
+use self::memory::MemorySampler;
+use self::process::ProcessSampler;
+use self::runtime::RuntimeSampler;
+use crate::sample::Sample;
+
+/// One watched runtime: its counters and its lag probe.
+pub(crate) struct Watched {
+    pub(crate) runtime: RuntimeSampler,
+    pub(crate) probe: LagProbe,
+}
+
+pub(crate) struct Sampler {
+    service: String,
+    instance: String,
+    interval: Duration,
+    watched: Vec<Watched>,
+    memory: MemorySampler,
+    process: ProcessSampler,
+    seq: u64,
+    previous_at: Instant,
+    next_sample: Instant,
+}
+
+impl Sampler {
+    pub(crate) fn new(
+        service: String,
+        instance: String,
+        interval: Duration,
+        watched: Vec<Watched>,
+        now: Instant,
+    ) -> Self {
+        Sampler {
+            service,
+            instance,
+            interval,
+            watched,
+            memory: MemorySampler::new(),
+            process: ProcessSampler::new(),
+            seq: 0,
+            previous_at: now,
+            next_sample: now + interval,
+        }
+    }
+
+    /// Runs the probes; returns a sample if one is due.
+    pub(crate) fn tick(
+        &mut self,
+        now: Instant,
+        gauges: &gauge::Gauges,
+        dropped: u64,
+    ) -> Option<Sample> {
+        for w in &mut self.watched {
+            w.probe.tick(now);
+        }
+        if now < self.next_sample {
+            return None;
+        }
+        // Keep the cadence; after a long pause start afresh rather than catch up.
+        self.next_sample = (self.next_sample + self.interval).max(now);
+        Some(self.sample(now, gauges, dropped))
+    }
+
+    /// When the sampler thread must wake next.
+    pub(crate) fn next_deadline(&self) -> Instant {
+        self.watched
+            .iter()
+            .map(|w| w.probe.next_deadline())
+            .fold(self.next_sample, Instant::min)
+    }
+
+    fn sample(&mut self, now: Instant, gauges: &gauge::Gauges, dropped: u64) -> Sample {
+        let interval = now.duration_since(self.previous_at);
+        self.previous_at = now;
+        let runtimes = self
+            .watched
+            .iter_mut()
+            .map(|w| {
+                let mut r = w.runtime.sample(now);
+                r.lag = w.probe.take_stats(now);
+                r
+            })
+            .collect();
+        let sample = Sample {
+            service: self.service.clone(),
+            instance: self.instance.clone(),
+            seq: self.seq,
+            timestamp_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            interval_us: interval.as_micros() as u64,
+            runtimes,
+            memory: self.memory.sample(interval),
+            process: self.process.sample(interval),
+            gauges: gauges.read(),
+            dropped_samples: dropped,
+        };
+        self.seq += 1;
+        sample
+    }
+
+    pub(crate) fn runtime_names(&self) -> impl Iterator<Item = &str> {
+        self.watched.iter().map(|w| w.runtime.name())
+    }
+}

@@ -1,0 +1,220 @@
+//! The lag probe: how long a task made runnable waits for its first poll.
+//!
+//! The sampler thread spawns a tiny task through the runtime's handle; from a
+//! thread outside the runtime that goes through the global (inject) queue, so
+//! the measured delay is what a newly woken request would see. One probe is in
+//! flight at a time; while it waits, its age counts as lag, so a runtime that is
+//! blocked right now shows growing lag live rather than after it recovers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use crate::sample::LagStats;
+
+const NOT_POLLED: u64 = u64::MAX;
+/// 1 µs .. 60 s at 2 significant digits (1 % precision, ~22 KiB).
+const HIST_MAX_US: u64 = 60_000_000;
+
+struct InFlight {
+    spawned_at: Instant,
+    /// Delay in µs, written by the probe task on its first poll.
+    delay_us: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct LagProbe {
+    handle: Handle,
+    interval: Duration,
+    next_spawn: Instant,
+    next_check: Instant,
+    in_flight: Option<InFlight>,
+    histogram: Histogram<u64>,
+    /// Set once the runtime has shut down: its probes can never run.
+    gone: bool,
+}
+
+impl LagProbe {
+    pub(crate) fn new(handle: Handle, interval: Duration, now: Instant) -> Self {
+        LagProbe {
+            handle,
+            interval,
+            next_spawn: now,
+            next_check: now,
+            in_flight: None,
+            // Bounds are constants known to be valid.
+            histogram: Histogram::new_with_bounds(1, HIST_MAX_US, 2)
+                .unwrap_or_else(|_| unreachable_histogram()),
+            gone: false,
+        }
+    }
+
+    /// When this probe next needs the sampler thread.
+    pub(crate) fn next_deadline(&self) -> Instant {
+        self.next_check
+    }
+
+    /// Collects a finished probe and spawns the next one when due.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        if self.gone {
+            self.next_check = now + Duration::from_secs(3600);
+            return;
+        }
+        if let Some(flight) = &self.in_flight {
+            let finished = flight.task.is_finished();
+            let delay = flight.delay_us.load(Ordering::Acquire);
+            if delay != NOT_POLLED {
+                self.record(delay);
+                self.in_flight = None;
+            } else if finished {
+                // Finished without ever being polled: the runtime was shut down.
+                self.gone = true;
+                self.in_flight = None;
+                return;
+            }
+        }
+        if self.in_flight.is_none() && now >= self.next_spawn {
+            self.spawn(now);
+        }
+        // The delay is timed by the task itself; the sampler only needs to come
+        // back to collect it and spawn the next probe, or to re-check a late one.
+        self.next_check = if self.next_spawn > now {
+            self.next_spawn
+        } else {
+            now + self.interval
+        };
+    }
+
+    fn spawn(&mut self, now: Instant) {
+        let delay_us = Arc::new(AtomicU64::new(NOT_POLLED));
+        let written = delay_us.clone();
+        let spawned_at = Instant::now();
+        let task = self.handle.spawn(async move {
+            let us = u64::try_from(spawned_at.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+            written.store(us, Ordering::Release);
+        });
+        self.in_flight = Some(InFlight {
+            spawned_at,
+            delay_us,
+            task,
+        });
+        // Keep a steady cadence, but never schedule into the past after a long stall.
+        self.next_spawn = (self.next_spawn + self.interval).max(now);
+    }
+
+    fn record(&mut self, delay_us: u64) {
+        self.histogram.saturating_record(delay_us.clamp(1, HIST_MAX_US));
+    }
+
+    /// Statistics since the last call, including the age of a probe still waiting.
+    pub(crate) fn take_stats(&mut self, now: Instant) -> Option<LagStats> {
+        let pending_us = self
+            .in_flight
+            .as_ref()
+            .filter(|_| !self.gone)
+            .map(|f| u64::try_from(now.duration_since(f.spawned_at).as_micros()).unwrap_or(u64::MAX));
+        let probes = self.histogram.len();
+        let stats = if probes == 0 {
+            let pending = pending_us?;
+            LagStats {
+                probes: 0,
+                pending_us,
+                min_us: pending,
+                mean_us: pending,
+                p50_us: pending,
+                p90_us: pending,
+                p99_us: pending,
+                p999_us: pending,
+                max_us: pending,
+            }
+        } else {
+            let mut h = self.histogram.clone();
+            // A waiting probe that is older than the worst completed one is the
+            // live lag: fold it in so percentiles and max show it now.
+            let pending_counts = pending_us.filter(|&p| p > h.max());
+            if let Some(p) = pending_counts {
+                h.saturating_record(p.clamp(1, HIST_MAX_US));
+            }
+            LagStats {
+                probes,
+                pending_us,
+                min_us: h.min(),
+                mean_us: h.mean().round() as u64,
+                p50_us: h.value_at_quantile(0.5),
+                p90_us: h.value_at_quantile(0.9),
+                p99_us: h.value_at_quantile(0.99),
+                p999_us: h.value_at_quantile(0.999),
+                max_us: pending_counts.unwrap_or(0).max(h.max()),
+            }
+        };
+        self.histogram.reset();
+        Some(stats)
+    }
+}
+
+#[cold]
+fn unreachable_histogram() -> Histogram<u64> {
+    // `new_with_bounds(1, 60e6, 2)` cannot fail; fall back to an auto-resizing one.
+    Histogram::new(2).unwrap_or_else(|_| panic!("hdrhistogram rejects 2 significant digits"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    fn drive(probe: &mut LagProbe, for_: Duration) {
+        let end = Instant::now() + for_;
+        while Instant::now() < end {
+            probe.tick(Instant::now());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn idle_runtime_has_small_lag() {
+        let rt = runtime();
+        let mut probe = LagProbe::new(rt.handle().clone(), Duration::from_millis(5), Instant::now());
+        drive(&mut probe, Duration::from_millis(200));
+        let stats = probe.take_stats(Instant::now()).expect("probes ran");
+        assert!(stats.probes >= 10, "{stats:?}");
+        assert!(stats.p50_us < 5_000, "{stats:?}");
+    }
+
+    #[test]
+    fn blocked_runtime_shows_pending_age_before_it_recovers() {
+        let rt = runtime();
+        let mut probe = LagProbe::new(rt.handle().clone(), Duration::from_millis(5), Instant::now());
+        drive(&mut probe, Duration::from_millis(20));
+        rt.spawn(async { std::thread::sleep(Duration::from_millis(600)) });
+        drive(&mut probe, Duration::from_millis(350));
+        let live = probe.take_stats(Instant::now()).expect("pending probe");
+        assert!(live.pending_us.unwrap_or(0) >= 250_000, "{live:?}");
+        assert!(live.max_us >= 250_000, "{live:?}");
+        drive(&mut probe, Duration::from_millis(400));
+        let after = probe.take_stats(Instant::now()).expect("probe completed");
+        assert!(after.max_us >= 500_000 && after.max_us < 700_000, "{after:?}");
+    }
+
+    #[test]
+    fn shut_down_runtime_stops_reporting() {
+        let rt = runtime();
+        let mut probe = LagProbe::new(rt.handle().clone(), Duration::from_millis(5), Instant::now());
+        drop(rt);
+        drive(&mut probe, Duration::from_millis(30));
+        probe.take_stats(Instant::now());
+        drive(&mut probe, Duration::from_millis(30));
+        assert_eq!(probe.take_stats(Instant::now()), None);
+    }
+}
