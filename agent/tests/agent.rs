@@ -1,0 +1,225 @@
+//! The agent as a service would use it: started on real runtimes, read back
+//! through `snapshot()` and the JSON-lines file.
+
+use std::time::{Duration, Instant};
+
+use lagscope::{Agent, AgentHandle, Sample, MAIN_RUNTIME};
+
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Waits for a sample newer than `after`, for at most `timeout`.
+fn next_sample(agent: &AgentHandle, after: Option<u64>, timeout: Duration) -> Sample {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(s) = agent.snapshot() {
+            if after.is_none_or(|seq| s.seq > seq) {
+                return s;
+            }
+        }
+        assert!(Instant::now() < end, "no sample within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn blocking_a_worker_is_reported_as_max_lag_close_to_the_block() {
+    let rt = runtime(1);
+    let agent = Agent::builder()
+        .sample_interval(Duration::from_millis(100))
+        .lag_probe_interval(Duration::from_millis(1))
+        .start(rt.handle().clone())
+        .expect("start");
+    for block_ms in [5u64, 20, 100, 500] {
+        let block = Duration::from_millis(block_ms);
+        // Start from a fresh interval so the block lands in a known window.
+        let before = next_sample(&agent, None, Duration::from_secs(5)).seq;
+        let first = next_sample(&agent, Some(before), Duration::from_secs(5)).seq;
+        rt.spawn(async move { std::thread::sleep(block) });
+        let mut max_us = 0;
+        let mut seq = first;
+        for _ in 0..(block_ms / 100 + 3) {
+            let s = next_sample(&agent, Some(seq), Duration::from_secs(5));
+            seq = s.seq;
+            let lag = s.runtime(MAIN_RUNTIME).and_then(|r| r.lag.clone());
+            max_us = max_us.max(lag.map_or(0, |l| l.max_us));
+        }
+        let block_us = block_ms * 1000;
+        // Loose bounds: the probe is 1 ms apart, the machine is shared.
+        assert!(
+            max_us + 3_000 >= block_us && max_us <= block_us * 2 + 20_000,
+            "{block_ms} ms block reported as {max_us} µs max lag"
+        );
+    }
+}
+
+#[test]
+fn a_long_block_shows_as_growing_lag_while_it_lasts() {
+    let rt = runtime(1);
+    let agent = Agent::builder()
+        .sample_interval(Duration::from_millis(200))
+        .start(rt.handle().clone())
+        .expect("start");
+    next_sample(&agent, None, Duration::from_secs(5));
+    let started = Instant::now();
+    rt.spawn(async { std::thread::sleep(Duration::from_secs(3)) });
+    let mut live_max_us = 0;
+    let mut seq = None;
+    // Only samples taken while the block is still going on count.
+    while started.elapsed() < Duration::from_millis(2_800) {
+        let s = next_sample(&agent, seq, Duration::from_secs(5));
+        seq = Some(s.seq);
+        if started.elapsed() < Duration::from_millis(2_800) {
+            let lag = s.runtime(MAIN_RUNTIME).and_then(|r| r.lag.clone());
+            live_max_us = live_max_us.max(lag.map_or(0, |l| l.max_us));
+        }
+    }
+    assert!(live_max_us >= 1_000_000, "live lag only {live_max_us} µs");
+}
+
+#[test]
+fn several_runtimes_are_sampled_by_name() {
+    let main = runtime(2);
+    let io = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let agent = Agent::builder()
+        .sample_interval(Duration::from_millis(50))
+        .runtime("io", io.handle().clone())
+        .start(main.handle().clone())
+        .expect("start");
+    let s = next_sample(&agent, None, Duration::from_secs(5));
+    let names: Vec<_> = s.runtimes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["main", "io"]);
+    assert_eq!(s.runtime("main").expect("main").workers, 2);
+    assert_eq!(s.runtime("io").expect("io").workers, 1);
+}
+
+#[test]
+fn duplicate_runtime_names_are_an_error_not_a_panic() {
+    let rt = runtime(1);
+    let err = Agent::builder()
+        .runtime(MAIN_RUNTIME, rt.handle().clone())
+        .start(rt.handle().clone())
+        .expect_err("duplicate");
+    assert!(matches!(err, lagscope::Error::DuplicateRuntime(_)), "{err}");
+}
+
+#[test]
+fn starts_and_stops_from_inside_the_watched_runtime() {
+    let rt = runtime(2);
+    let seq = rt.block_on(async {
+        let agent = Agent::builder()
+            .sample_interval(Duration::from_millis(20))
+            .start(tokio::runtime::Handle::current())
+            .expect("start");
+        let mut seen = None;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if let Some(s) = agent.snapshot() {
+                seen = Some(s.seq);
+                break;
+            }
+        }
+        let stopped = Instant::now();
+        drop(agent);
+        // The threads wait on a condition variable, so joining is immediate.
+        assert!(stopped.elapsed() < Duration::from_secs(1));
+        seen
+    });
+    assert!(seq.is_some(), "a sample arrived while running inside the runtime");
+}
+
+#[test]
+fn samples_are_appended_to_the_json_lines_file() {
+    let rt = runtime(1);
+    let dir = std::env::temp_dir().join(format!("lagscope-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("samples.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let agent = Agent::builder()
+        .service("file-test")
+        .sample_interval(Duration::from_millis(20))
+        .file(&path)
+        .start(rt.handle().clone())
+        .expect("start");
+    let mut seq = None;
+    for _ in 0..3 {
+        seq = Some(next_sample(&agent, seq, Duration::from_secs(5)).seq);
+    }
+    agent.shutdown();
+    let text = std::fs::read_to_string(&path).expect("file written");
+    let samples: Vec<Sample> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a sample"))
+        .collect();
+    assert!(samples.len() >= 3, "{} lines", samples.len());
+    assert!(samples.iter().all(|s| s.service == "file-test"));
+    assert!(samples.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unwritable_file_is_a_clear_error() {
+    let rt = runtime(1);
+    let err = Agent::builder()
+        .file("/nonexistent-dir/lagscope/samples.jsonl")
+        .start(rt.handle().clone())
+        .expect_err("cannot open");
+    assert!(err.to_string().contains("/nonexistent-dir"), "{err}");
+}
+
+#[test]
+fn fields_this_build_cannot_measure_are_absent() {
+    let rt = runtime(1);
+    let agent = Agent::builder()
+        .sample_interval(Duration::from_millis(20))
+        .start(rt.handle().clone())
+        .expect("start");
+    let s = next_sample(&agent, None, Duration::from_secs(5));
+    let main = s.runtime(MAIN_RUNTIME).expect("main");
+    assert_eq!(main.blocking_queue_depth.is_some(), cfg!(tokio_unstable));
+    // This test binary does not install the counting allocator.
+    assert_eq!(s.memory.heap_live_bytes, None);
+    assert!(s.memory.rss_bytes.is_some() || !cfg!(target_os = "linux"));
+}
+
+#[cfg(tokio_unstable)]
+#[test]
+fn poll_hooks_measure_the_exact_block_per_worker() {
+    let hooks = lagscope::PollHooks::with_long_poll_threshold(Duration::from_millis(10));
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    hooks.install(&mut builder);
+    let rt = builder.build().expect("runtime");
+    let agent = Agent::builder()
+        .sample_interval(Duration::from_millis(100))
+        .poll_hooks(MAIN_RUNTIME, &hooks)
+        .start(rt.handle().clone())
+        .expect("start");
+    let first = next_sample(&agent, None, Duration::from_secs(5)).seq;
+    rt.spawn(async { std::thread::sleep(Duration::from_millis(50)) });
+    let mut seq = first;
+    let mut found = None;
+    for _ in 0..5 {
+        let s = next_sample(&agent, Some(seq), Duration::from_secs(5));
+        seq = s.seq;
+        let main = s.runtime(MAIN_RUNTIME).expect("main").clone();
+        if main.poll.as_ref().is_some_and(|p| p.long_polls > 0) {
+            found = Some(main);
+            break;
+        }
+    }
+    let main = found.expect("the long poll was seen");
+    let poll = main.poll.expect("hooks installed");
+    assert_eq!(poll.long_polls, 1);
+    assert!(poll.max_us >= 50_000 && poll.max_us < 150_000, "{poll:?}");
+    let long_on_workers: u64 = main.worker.iter().filter_map(|w| w.long_polls).sum();
+    assert_eq!(long_on_workers, 1, "attributed to the worker that ran it");
+}
