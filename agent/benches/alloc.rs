@@ -1,1 +1,112 @@
-fn main(){}
+//! `Counting<System>` against `System`, at 1 and 8 threads.
+//!
+//! `cargo bench -p lagscope --bench alloc`
+//!
+//! Criterion measures each allocator; a final interleaved pass (rounds
+//! alternate the two allocators, so machine noise hits both alike) prints the
+//! slowdown as a ratio with its spread.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BenchmarkId, Criterion};
+use lagscope::alloc::Counting;
+
+static COUNTING: Counting<System> = Counting::new(System);
+
+/// Sizes cycled through: small objects dominate real services.
+const SIZES: [usize; 8] = [16, 24, 32, 48, 64, 128, 512, 4096];
+const BATCH: usize = 64;
+
+/// Allocates and frees `ops` blocks in batches of `BATCH` on the calling thread.
+fn churn<A: GlobalAlloc>(alloc: &A, ops: u64) {
+    let mut ptrs = [(std::ptr::null_mut::<u8>(), 0usize); BATCH];
+    let mut done = 0;
+    while done < ops {
+        for (i, slot) in ptrs.iter_mut().enumerate() {
+            let size = SIZES[i % SIZES.len()];
+            let layout = Layout::from_size_align(size, 8).expect("valid layout");
+            // SAFETY: non-zero size and valid alignment; freed below with the same layout.
+            #[allow(unsafe_code)]
+            let p = unsafe { alloc.alloc(layout) };
+            *slot = (black_box(p), size);
+        }
+        for &(p, size) in &ptrs {
+            let layout = Layout::from_size_align(size, 8).expect("valid layout");
+            // SAFETY: `p` came from `alloc.alloc` with this layout and is freed once.
+            #[allow(unsafe_code)]
+            unsafe {
+                alloc.dealloc(p, layout)
+            };
+        }
+        done += BATCH as u64;
+    }
+}
+
+/// Runs `churn` on `threads` threads at once; returns the wall time.
+fn run<A: GlobalAlloc + Sync>(alloc: &A, threads: usize, ops_per_thread: u64) -> Duration {
+    // What the agent's sampler does once per interval: shards of the threads
+    // spawned by earlier iterations go back to the pool.
+    lagscope::alloc::reclaim_exited_threads();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| churn(alloc, ops_per_thread));
+        }
+    });
+    start.elapsed()
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("alloc");
+    for threads in [1usize, 8] {
+        group.bench_with_input(BenchmarkId::new("System", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| run(&System, t, iters.max(BATCH as u64)))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("Counting<System>", threads),
+            &threads,
+            |b, &t| b.iter_custom(|iters| run(&COUNTING, t, iters.max(BATCH as u64))),
+        );
+    }
+    group.finish();
+}
+
+fn interleaved_ratio() {
+    const ROUNDS: usize = 31;
+    const OPS: u64 = 2_000_000;
+    println!("\ninterleaved: Counting<System> time / System time, {ROUNDS} rounds of {OPS} ops per thread");
+    for threads in [1usize, 8] {
+        let mut ratios = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            // Alternate which goes first so warm-up effects cancel.
+            let (base, counted) = if round % 2 == 0 {
+                let b = run(&System, threads, OPS);
+                (b, run(&COUNTING, threads, OPS))
+            } else {
+                let c = run(&COUNTING, threads, OPS);
+                (run(&System, threads, OPS), c)
+            };
+            ratios.push(counted.as_secs_f64() / base.as_secs_f64());
+        }
+        ratios.sort_by(f64::total_cmp);
+        let q = |p: f64| ratios[((ratios.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "  {threads} thread(s): ratio median {:.3} (p25 {:.3}, p75 {:.3}, min {:.3}, max {:.3})",
+            q(0.5),
+            q(0.25),
+            q(0.75),
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+}
+
+criterion_group!(benches, criterion_benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    interleaved_ratio();
+}

@@ -120,12 +120,14 @@ impl AgentHandle {
         };
         if let (Some(sink), Some(queue)) = (file_sink, shared.exports.first().cloned()) {
             // If this fails, dropping `handle` stops whatever was started.
-            handle.threads.push(spawn("lagscope-export", move || sink.run(queue))?);
+            handle
+                .threads
+                .push(spawn("lagscope-export", move || sink.run(queue))?);
         }
         let sampler = Sampler::new(service, instance, builder.sample_interval, watched, now);
-        handle
-            .threads
-            .push(spawn("lagscope-sampler", move || run_sampler(sampler, shared))?);
+        handle.threads.push(spawn("lagscope-sampler", move || {
+            run_sampler(sampler, shared)
+        })?);
         Ok(handle)
     }
 
@@ -181,7 +183,11 @@ impl AgentHandle {
     }
 
     fn stop(&mut self) {
-        *self.shared.stopping.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *self
+            .shared
+            .stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = true;
         self.shared.wake.notify_all();
         for q in &self.shared.exports {
             q.close();

@@ -1,10 +1,13 @@
 //! Heap accounting: a counting wrapper for any global allocator, and what the
 //! C allocator holds from the OS.
 //!
-//! [`Counting`] keeps its counters in cache-line-padded shards, one per thread
-//! slot, so the allocation hot path touches only memory its own thread owns:
-//! no shared atomic read-modify-write, no contention between threads. The
-//! sampler sums the shards once per interval.
+//! [`Counting`] keeps its counters in cache-line-padded shards. A thread claims
+//! a shard of its own on its first allocation and then updates it with plain
+//! loads and stores: no locked instruction and no contention on the hot path.
+//! The sampler sums the shards once per interval and hands the shards of
+//! exited threads back for reuse ([`reclaim_exited_threads`]). Should every
+//! shard be taken, further threads spread over a few shared overflow shards
+//! updated with atomic adds (correct, a little slower).
 //!
 //! ```
 //! use lagscope::alloc::Counting;
@@ -22,17 +25,21 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
-/// Number of counter shards; threads beyond this share shards (still correct,
-/// only less contention-free).
-const SHARDS: usize = 64;
+/// Shards owned by one thread each.
+const SHARDS: usize = 256;
+/// Shared shards, used once every owned shard is taken (indices `SHARDS..`).
+const OVERFLOW_SHARDS: usize = 16;
 const NO_SLOT: usize = usize::MAX;
 
-/// One thread slot's counters, padded to its own cache lines (128 bytes covers
+/// One thread's counters, padded to its own cache lines (128 bytes covers
 /// adjacent-line prefetching on x86_64).
 #[repr(align(128))]
 struct Shard {
+    /// OS thread id of the owner, 0 while free.
+    owner: AtomicU32,
     allocations: AtomicU64,
     allocated_bytes: AtomicU64,
     freed_bytes: AtomicU64,
@@ -41,15 +48,26 @@ struct Shard {
 impl Shard {
     const fn new() -> Self {
         Shard {
+            owner: AtomicU32::new(0),
             allocations: AtomicU64::new(0),
             allocated_bytes: AtomicU64::new(0),
             freed_bytes: AtomicU64::new(0),
         }
     }
+
+    fn totals(&self) -> [u64; 3] {
+        [
+            self.allocations.load(Relaxed),
+            self.allocated_bytes.load(Relaxed),
+            self.freed_bytes.load(Relaxed),
+        ]
+    }
 }
 
-static TABLE: [Shard; SHARDS] = [const { Shard::new() }; SHARDS];
-static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+static TABLE: [Shard; SHARDS + OVERFLOW_SHARDS] =
+    [const { Shard::new() }; SHARDS + OVERFLOW_SHARDS];
+/// Counts of shards whose threads exited, folded in by `reclaim_exited_threads`.
+static RETIRED: Shard = Shard::new();
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
@@ -59,21 +77,84 @@ thread_local! {
 }
 
 #[inline]
-fn shard() -> &'static Shard {
-    let index = SLOT
-        .try_with(|slot| {
-            let current = slot.get();
-            if current != NO_SLOT {
-                return current;
-            }
-            // Cold path, once per thread: the only shared read-modify-write.
-            let assigned = NEXT_SLOT.fetch_add(1, Relaxed) % SHARDS;
-            INSTALLED.store(true, Relaxed);
-            slot.set(assigned);
-            assigned
-        })
-        .unwrap_or(0);
-    &TABLE[index]
+fn slot() -> usize {
+    SLOT.try_with(|slot| {
+        let current = slot.get();
+        if current != NO_SLOT {
+            return current;
+        }
+        let claimed = claim();
+        slot.set(claimed);
+        claimed
+    })
+    .unwrap_or(SHARDS)
+}
+
+/// Cold path, once per thread: take a free shard, or a shared one.
+#[cold]
+fn claim() -> usize {
+    INSTALLED.store(true, Relaxed);
+    let Some(tid) = current_tid() else {
+        return SHARDS;
+    };
+    TABLE[..SHARDS]
+        .iter()
+        .position(|s| s.owner.compare_exchange(0, tid, Acquire, Relaxed).is_ok())
+        .unwrap_or(SHARDS + tid as usize % OVERFLOW_SHARDS)
+}
+
+fn current_tid() -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `gettid` has no preconditions and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        u32::try_from(tid).ok().filter(|&t| t != 0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+#[inline]
+fn add(index: usize, field: fn(&Shard) -> &AtomicU64, n: u64) {
+    let counter = field(&TABLE[index]);
+    if index >= SHARDS {
+        counter.fetch_add(n, Relaxed);
+    } else {
+        // Only the owning thread writes an owned shard: a plain load + store
+        // cannot lose an update and compiles to ordinary moves.
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+}
+
+/// Hands the shards of threads that have exited back for reuse, keeping their
+/// counts. The agent's sampler calls this once per interval; threads that come
+/// and go (a blocking pool, say) then never run out of owned shards.
+///
+/// Linux only (a thread is gone when `/proc/self/task/<tid>` is); elsewhere, and
+/// when `/proc` is not mounted, it does nothing.
+pub fn reclaim_exited_threads() {
+    let alive = |tid: u32| std::path::Path::new(&format!("/proc/self/task/{tid}")).exists();
+    match current_tid() {
+        Some(me) if alive(me) => {}
+        _ => return,
+    }
+    for shard in &TABLE[..SHARDS] {
+        let owner = shard.owner.load(Acquire);
+        if owner == 0 || alive(owner) {
+            continue;
+        }
+        // The owner has exited, so nothing writes this shard any more.
+        let [allocations, allocated, freed] = shard.totals();
+        RETIRED.allocations.fetch_add(allocations, Relaxed);
+        RETIRED.allocated_bytes.fetch_add(allocated, Relaxed);
+        RETIRED.freed_bytes.fetch_add(freed, Relaxed);
+        shard.allocations.store(0, Relaxed);
+        shard.allocated_bytes.store(0, Relaxed);
+        shard.freed_bytes.store(0, Relaxed);
+        shard.owner.store(0, Release);
+    }
 }
 
 /// A global allocator that counts allocations and live bytes, then delegates to `A`.
@@ -129,10 +210,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             // A move to a new block: the old size is freed, the new one allocated.
-            let shard = shard();
-            add(&shard.allocations, 1);
-            add(&shard.allocated_bytes, new_size as u64);
-            add(&shard.freed_bytes, layout.size() as u64);
+            let index = slot();
+            add(index, |s| &s.allocations, 1);
+            add(index, |s| &s.allocated_bytes, new_size as u64);
+            add(index, |s| &s.freed_bytes, layout.size() as u64);
         }
         new
     }
@@ -140,22 +221,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
 
 #[inline]
 fn record_alloc(size: usize) {
-    let shard = shard();
-    add(&shard.allocations, 1);
-    add(&shard.allocated_bytes, size as u64);
+    let index = slot();
+    add(index, |s| &s.allocations, 1);
+    add(index, |s| &s.allocated_bytes, size as u64);
 }
 
 #[inline]
 fn record_free(size: usize) {
-    add(&shard().freed_bytes, size as u64);
-}
-
-#[inline]
-fn add(counter: &AtomicU64, n: u64) {
-    // A relaxed fetch_add on a line this thread owns: no contention. Shards can be
-    // shared once there are more threads than shards, so a plain load + store
-    // would lose counts there.
-    counter.fetch_add(n, Relaxed);
+    add(slot(), |s| &s.freed_bytes, size as u64);
 }
 
 /// Totals of the counting allocator since the process started.
@@ -186,10 +259,11 @@ pub fn stats() -> Option<AllocStats> {
         allocated_bytes: 0,
         freed_bytes: 0,
     };
-    for shard in &TABLE {
-        total.allocations += shard.allocations.load(Relaxed);
-        total.allocated_bytes += shard.allocated_bytes.load(Relaxed);
-        total.freed_bytes += shard.freed_bytes.load(Relaxed);
+    for shard in TABLE.iter().chain(std::iter::once(&RETIRED)) {
+        let [allocations, allocated, freed] = shard.totals();
+        total.allocations += allocations;
+        total.allocated_bytes += allocated;
+        total.freed_bytes += freed;
     }
     total.live_bytes = total.allocated_bytes.saturating_sub(total.freed_bytes);
     Some(total)
@@ -259,6 +333,33 @@ mod tests {
         assert!(v.iter().all(|&x| x == 0));
         let after = stats().expect("installed");
         assert!(after.allocated_bytes - before.allocated_bytes >= 4096 * 8);
+    }
+
+    #[test]
+    fn shards_of_exited_threads_are_reused_and_their_counts_kept() {
+        let spawn_and_count = || {
+            std::thread::spawn(|| {
+                std::hint::black_box(vec![0u8; 1000]);
+                (SLOT.with(Cell::get), current_tid())
+            })
+            .join()
+            .expect("thread")
+        };
+        let (first, tid) = spawn_and_count();
+        assert!(first < SHARDS, "an owned shard, not the overflow one");
+        let before = stats().expect("installed");
+        reclaim_exited_threads();
+        let after = stats().expect("installed");
+        // Folding into RETIRED keeps the totals (other tests may allocate meanwhile).
+        assert!(after.allocated_bytes >= before.allocated_bytes);
+        let owner = TABLE[first].owner.load(Relaxed);
+        assert!(Some(owner) != tid, "freed for reuse");
+        // Thread churn far beyond the shard count never exhausts the table.
+        for _ in 0..SHARDS + 10 {
+            spawn_and_count();
+            reclaim_exited_threads();
+        }
+        assert!(spawn_and_count().0 < SHARDS);
     }
 
     #[test]

@@ -221,10 +221,7 @@ impl Builder {
         if !(MIN_SAMPLE_INTERVAL..=MAX_SAMPLE_INTERVAL).contains(&self.sample_interval) {
             return Err(Error::InvalidConfig {
                 option: "sample_interval",
-                reason: format!(
-                    "{:?} is outside 10ms..=1h",
-                    self.sample_interval
-                ),
+                reason: format!("{:?} is outside 10ms..=1h", self.sample_interval),
             });
         }
         if self.lag_probe_interval < MIN_LAG_PROBE_INTERVAL

@@ -216,7 +216,9 @@ impl State {
     /// Slots that have a thread, in allocation order.
     pub(crate) fn slots(&self) -> impl Iterator<Item = &Slot> {
         let used = self.next_slot.load(Relaxed).min(self.slots.len());
-        self.slots[..used].iter().filter(|s| s.thread.get().is_some())
+        self.slots[..used]
+            .iter()
+            .filter(|s| s.thread.get().is_some())
     }
 
     pub(crate) fn long_poll_threshold_ns(&self) -> u64 {
@@ -283,7 +285,10 @@ mod tests {
         assert!(slot.polls.load(Relaxed) >= 2);
         assert_eq!(slot.long_polls.load(Relaxed), 1);
         let max = Duration::from_nanos(slot.max_poll_ns.load(Relaxed));
-        assert!(max >= Duration::from_millis(20) && max < Duration::from_millis(200), "{max:?}");
+        assert!(
+            max >= Duration::from_millis(20) && max < Duration::from_millis(200),
+            "{max:?}"
+        );
     }
 
     #[test]

@@ -133,7 +133,10 @@ fn starts_and_stops_from_inside_the_watched_runtime() {
         assert!(stopped.elapsed() < Duration::from_secs(1));
         seen
     });
-    assert!(seq.is_some(), "a sample arrived while running inside the runtime");
+    assert!(
+        seq.is_some(),
+        "a sample arrived while running inside the runtime"
+    );
 }
 
 #[test]

@@ -65,7 +65,10 @@ impl FileSink {
             // Say it once per failure streak, not once per sample.
             Err(e) if !self.failed => {
                 self.failed = true;
-                eprintln!("lagscope: cannot write samples to {}: {e}", self.path.display());
+                eprintln!(
+                    "lagscope: cannot write samples to {}: {e}",
+                    self.path.display()
+                );
             }
             Err(_) => {}
         }

@@ -107,16 +107,15 @@ impl LagProbe {
     }
 
     fn record(&mut self, delay_us: u64) {
-        self.histogram.saturating_record(delay_us.clamp(1, HIST_MAX_US));
+        self.histogram
+            .saturating_record(delay_us.clamp(1, HIST_MAX_US));
     }
 
     /// Statistics since the last call, including the age of a probe still waiting.
     pub(crate) fn take_stats(&mut self, now: Instant) -> Option<LagStats> {
-        let pending_us = self
-            .in_flight
-            .as_ref()
-            .filter(|_| !self.gone)
-            .map(|f| u64::try_from(now.duration_since(f.spawned_at).as_micros()).unwrap_or(u64::MAX));
+        let pending_us = self.in_flight.as_ref().filter(|_| !self.gone).map(|f| {
+            u64::try_from(now.duration_since(f.spawned_at).as_micros()).unwrap_or(u64::MAX)
+        });
         let probes = self.histogram.len();
         let stats = if probes == 0 {
             let pending = pending_us?;
@@ -185,7 +184,11 @@ mod tests {
     #[test]
     fn idle_runtime_has_small_lag() {
         let rt = runtime();
-        let mut probe = LagProbe::new(rt.handle().clone(), Duration::from_millis(5), Instant::now());
+        let mut probe = LagProbe::new(
+            rt.handle().clone(),
+            Duration::from_millis(5),
+            Instant::now(),
+        );
         drive(&mut probe, Duration::from_millis(200));
         let stats = probe.take_stats(Instant::now()).expect("probes ran");
         assert!(stats.probes >= 10, "{stats:?}");
@@ -195,7 +198,11 @@ mod tests {
     #[test]
     fn blocked_runtime_shows_pending_age_before_it_recovers() {
         let rt = runtime();
-        let mut probe = LagProbe::new(rt.handle().clone(), Duration::from_millis(5), Instant::now());
+        let mut probe = LagProbe::new(
+            rt.handle().clone(),
+            Duration::from_millis(5),
+            Instant::now(),
+        );
         drive(&mut probe, Duration::from_millis(20));
         rt.spawn(async { std::thread::sleep(Duration::from_millis(600)) });
         drive(&mut probe, Duration::from_millis(350));
@@ -204,13 +211,20 @@ mod tests {
         assert!(live.max_us >= 250_000, "{live:?}");
         drive(&mut probe, Duration::from_millis(400));
         let after = probe.take_stats(Instant::now()).expect("probe completed");
-        assert!(after.max_us >= 500_000 && after.max_us < 700_000, "{after:?}");
+        assert!(
+            after.max_us >= 500_000 && after.max_us < 700_000,
+            "{after:?}"
+        );
     }
 
     #[test]
     fn shut_down_runtime_stops_reporting() {
         let rt = runtime();
-        let mut probe = LagProbe::new(rt.handle().clone(), Duration::from_millis(5), Instant::now());
+        let mut probe = LagProbe::new(
+            rt.handle().clone(),
+            Duration::from_millis(5),
+            Instant::now(),
+        );
         drop(rt);
         drive(&mut probe, Duration::from_millis(30));
         probe.take_stats(Instant::now());

@@ -23,6 +23,9 @@ impl MemorySampler {
 
     pub(crate) fn sample(&mut self, interval: Duration) -> MemorySample {
         let heap = alloc::stats();
+        if heap.is_some() {
+            alloc::reclaim_exited_threads();
+        }
         let delta = heap.map(|cur| {
             let prev = self.previous.unwrap_or(AllocStats {
                 live_bytes: 0,

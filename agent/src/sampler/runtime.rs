@@ -65,7 +65,9 @@ impl RuntimeSampler {
     /// Reads the counters and returns the deltas since the previous call.
     pub(crate) fn sample(&mut self, now: Instant) -> RuntimeSample {
         let m = &self.metrics;
-        let wall = now.duration_since(self.previous_at).max(Duration::from_nanos(1));
+        let wall = now
+            .duration_since(self.previous_at)
+            .max(Duration::from_nanos(1));
         let mut worker = Vec::with_capacity(self.previous.len());
         let mut busy_total = Duration::ZERO;
         for (w, prev) in self.previous.iter_mut().enumerate() {
