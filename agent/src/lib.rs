@@ -44,7 +44,6 @@ mod error;
 mod export;
 #[cfg(tokio_unstable)]
 mod hooks;
-mod sample;
 mod sampler;
 
 pub use agent::{Agent, AgentHandle};
@@ -55,7 +54,8 @@ pub use builder::{
 pub use error::Error;
 #[cfg(tokio_unstable)]
 pub use hooks::{PollHooks, DEFAULT_LONG_POLL_THRESHOLD};
-pub use sample::{
+pub use lagscope_wire::sample::{
     GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, RuntimeSample, Sample,
     WorkerSample,
 };
+pub(crate) use lagscope_wire::sample;

@@ -3,16 +3,16 @@
 //! Every field carries its unit in its name (`_us`, `_bytes`, `_ratio`). A field
 //! that this build or platform cannot measure is `None`, never a made-up zero:
 //! for example the blocking-pool fields need `--cfg tokio_unstable`, and the
-//! heap fields need [`crate::alloc::Counting`] installed as the global allocator.
+//! heap fields need `lagscope::alloc::Counting` installed as the global allocator.
 
 use serde::{Deserialize, Serialize};
 
 /// Everything the agent measured over one sampling interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
-    /// Service name (see [`crate::Builder::service`]).
+    /// Service name (see `lagscope::Builder::service`).
     pub service: String,
-    /// Instance id, unique per process (see [`crate::Builder::instance`]).
+    /// Instance id, unique per process (see `lagscope::Builder::instance`).
     pub instance: String,
     /// Sequence number of this sample, starting at 0 for the agent's first.
     pub seq: u64,
@@ -26,7 +26,7 @@ pub struct Sample {
     pub memory: MemorySample,
     /// CPU, threads and file descriptors of the whole process.
     pub process: ProcessSample,
-    /// User-registered gauges, in registration order (see [`crate::AgentHandle::gauge`]).
+    /// User-registered gauges, in registration order (see `lagscope::AgentHandle::gauge`).
     pub gauges: Vec<GaugeValue>,
     /// Samples dropped so far because an exporter could not keep up (cumulative).
     pub dropped_samples: u64,
@@ -35,7 +35,7 @@ pub struct Sample {
 /// Measurements of one tokio runtime over the interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeSample {
-    /// The name given in [`crate::Builder::runtime`] (`"main"` for the runtime passed to `start`).
+    /// The name given in `lagscope::Builder::runtime` (`"main"` for the runtime passed to `start`).
     pub name: String,
     /// Scheduling delay seen by the lag probe: the time from "made runnable"
     /// to "first poll". `None` if no probe completed or was pending in this interval.
@@ -58,7 +58,7 @@ pub struct RuntimeSample {
     /// Tasks queued for the blocking pool (needs `tokio_unstable`).
     pub blocking_queue_depth: Option<usize>,
     /// Task poll durations from the poll hooks (needs `tokio_unstable` and
-    /// [`crate::PollHooks`] installed on this runtime's builder).
+    /// `lagscope::PollHooks` installed on this runtime's builder).
     pub poll: Option<PollStats>,
 }
 
@@ -103,9 +103,9 @@ pub struct WorkerSample {
     pub polls: Option<u64>,
     /// Tasks stolen from other workers during the interval (needs `tokio_unstable`).
     pub steals: Option<u64>,
-    /// Polls that lasted at least the long-poll threshold (needs [`crate::PollHooks`]).
+    /// Polls that lasted at least the long-poll threshold (needs `lagscope::PollHooks`).
     pub long_polls: Option<u64>,
-    /// Longest poll during the interval, in microseconds (needs [`crate::PollHooks`]).
+    /// Longest poll during the interval, in microseconds (needs `lagscope::PollHooks`).
     pub max_poll_us: Option<u64>,
 }
 
@@ -129,13 +129,13 @@ pub struct PollStats {
 /// Memory of the process at the end of the interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemorySample {
-    /// Bytes live in the Rust heap (needs [`crate::alloc::Counting`]).
+    /// Bytes live in the Rust heap (needs `lagscope::alloc::Counting`).
     pub heap_live_bytes: Option<u64>,
     /// Highest `heap_live_bytes` the sampler has seen (sampled, not exact).
     pub heap_peak_bytes: Option<u64>,
-    /// Allocations during the interval (needs [`crate::alloc::Counting`]).
+    /// Allocations during the interval (needs `lagscope::alloc::Counting`).
     pub allocations: Option<u64>,
-    /// Bytes allocated during the interval (needs [`crate::alloc::Counting`]).
+    /// Bytes allocated during the interval (needs `lagscope::alloc::Counting`).
     pub allocated_bytes: Option<u64>,
     /// Bytes allocated per second over the interval.
     pub alloc_rate: Option<f64>,

@@ -1,0 +1,197 @@
+//! Conversion between the plain [`crate::Sample`] and its protobuf form.
+//!
+//! Every field maps one to one; `Option` fields use proto3 `optional`, so "not
+//! measured" survives the trip and is never turned into zero.
+
+use crate::pb;
+use crate::sample::*;
+
+impl Sample {
+    /// The protobuf form of this sample (service and instance travel in `Hello`).
+    pub fn to_pb(&self) -> pb::Sample {
+        pb::Sample {
+            seq: self.seq,
+            timestamp_ms: self.timestamp_ms,
+            interval_us: self.interval_us,
+            runtimes: self.runtimes.iter().map(runtime_to_pb).collect(),
+            memory: Some(memory_to_pb(&self.memory)),
+            process: Some(process_to_pb(&self.process)),
+            gauges: self
+                .gauges
+                .iter()
+                .map(|g| pb::GaugeValue {
+                    name: g.name.clone(),
+                    value: g.value,
+                })
+                .collect(),
+            dropped_samples: self.dropped_samples,
+        }
+    }
+
+    /// Rebuilds a sample from its protobuf form and the stream's identity.
+    pub fn from_pb(p: pb::Sample, service: &str, instance: &str) -> Sample {
+        Sample {
+            service: service.to_string(),
+            instance: instance.to_string(),
+            seq: p.seq,
+            timestamp_ms: p.timestamp_ms,
+            interval_us: p.interval_us,
+            runtimes: p.runtimes.into_iter().map(runtime_from_pb).collect(),
+            memory: memory_from_pb(p.memory.unwrap_or_default()),
+            process: process_from_pb(p.process.unwrap_or_default()),
+            gauges: p
+                .gauges
+                .into_iter()
+                .map(|g| GaugeValue {
+                    name: g.name,
+                    value: g.value,
+                })
+                .collect(),
+            dropped_samples: p.dropped_samples,
+        }
+    }
+}
+
+fn usize_of(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+fn runtime_to_pb(r: &RuntimeSample) -> pb::RuntimeSample {
+    pb::RuntimeSample {
+        name: r.name.clone(),
+        lag: r.lag.as_ref().map(|l| pb::LagStats {
+            probes: l.probes,
+            pending_us: l.pending_us,
+            min_us: l.min_us,
+            mean_us: l.mean_us,
+            p50_us: l.p50_us,
+            p90_us: l.p90_us,
+            p99_us: l.p99_us,
+            p999_us: l.p999_us,
+            max_us: l.max_us,
+        }),
+        workers: r.workers as u64,
+        alive_tasks: r.alive_tasks as u64,
+        global_queue_depth: r.global_queue_depth as u64,
+        busy_ratio: r.busy_ratio,
+        worker: r
+            .worker
+            .iter()
+            .map(|w| pb::WorkerSample {
+                busy_ratio: w.busy_ratio,
+                park_count: w.park_count,
+                parked: w.parked,
+                local_queue_depth: w.local_queue_depth.map(|v| v as u64),
+                polls: w.polls,
+                steals: w.steals,
+                long_polls: w.long_polls,
+                max_poll_us: w.max_poll_us,
+            })
+            .collect(),
+        blocking_threads: r.blocking_threads.map(|v| v as u64),
+        idle_blocking_threads: r.idle_blocking_threads.map(|v| v as u64),
+        blocking_queue_depth: r.blocking_queue_depth.map(|v| v as u64),
+        poll: r.poll.as_ref().map(|p| pb::PollStats {
+            polls: p.polls,
+            long_polls: p.long_polls,
+            long_poll_threshold_us: p.long_poll_threshold_us,
+            p50_us: p.p50_us,
+            p99_us: p.p99_us,
+            max_us: p.max_us,
+        }),
+    }
+}
+
+fn runtime_from_pb(r: pb::RuntimeSample) -> RuntimeSample {
+    RuntimeSample {
+        name: r.name,
+        lag: r.lag.map(|l| LagStats {
+            probes: l.probes,
+            pending_us: l.pending_us,
+            min_us: l.min_us,
+            mean_us: l.mean_us,
+            p50_us: l.p50_us,
+            p90_us: l.p90_us,
+            p99_us: l.p99_us,
+            p999_us: l.p999_us,
+            max_us: l.max_us,
+        }),
+        workers: usize_of(r.workers),
+        alive_tasks: usize_of(r.alive_tasks),
+        global_queue_depth: usize_of(r.global_queue_depth),
+        busy_ratio: r.busy_ratio,
+        worker: r
+            .worker
+            .into_iter()
+            .map(|w| WorkerSample {
+                busy_ratio: w.busy_ratio,
+                park_count: w.park_count,
+                parked: w.parked,
+                local_queue_depth: w.local_queue_depth.map(usize_of),
+                polls: w.polls,
+                steals: w.steals,
+                long_polls: w.long_polls,
+                max_poll_us: w.max_poll_us,
+            })
+            .collect(),
+        blocking_threads: r.blocking_threads.map(usize_of),
+        idle_blocking_threads: r.idle_blocking_threads.map(usize_of),
+        blocking_queue_depth: r.blocking_queue_depth.map(usize_of),
+        poll: r.poll.map(|p| PollStats {
+            polls: p.polls,
+            long_polls: p.long_polls,
+            long_poll_threshold_us: p.long_poll_threshold_us,
+            p50_us: p.p50_us,
+            p99_us: p.p99_us,
+            max_us: p.max_us,
+        }),
+    }
+}
+
+fn memory_to_pb(m: &MemorySample) -> pb::MemorySample {
+    pb::MemorySample {
+        heap_live_bytes: m.heap_live_bytes,
+        heap_peak_bytes: m.heap_peak_bytes,
+        allocations: m.allocations,
+        allocated_bytes: m.allocated_bytes,
+        alloc_rate: m.alloc_rate,
+        rss_bytes: m.rss_bytes,
+        allocator_held_bytes: m.allocator_held_bytes,
+        external_bytes: m.external_bytes,
+    }
+}
+
+fn memory_from_pb(m: pb::MemorySample) -> MemorySample {
+    MemorySample {
+        heap_live_bytes: m.heap_live_bytes,
+        heap_peak_bytes: m.heap_peak_bytes,
+        allocations: m.allocations,
+        allocated_bytes: m.allocated_bytes,
+        alloc_rate: m.alloc_rate,
+        rss_bytes: m.rss_bytes,
+        allocator_held_bytes: m.allocator_held_bytes,
+        external_bytes: m.external_bytes,
+    }
+}
+
+fn process_to_pb(p: &ProcessSample) -> pb::ProcessSample {
+    pb::ProcessSample {
+        cpu_user_us: p.cpu_user_us,
+        cpu_system_us: p.cpu_system_us,
+        cpu_ratio: p.cpu_ratio,
+        threads: p.threads,
+        open_fds: p.open_fds,
+        host_cores: p.host_cores as u64,
+    }
+}
+
+fn process_from_pb(p: pb::ProcessSample) -> ProcessSample {
+    ProcessSample {
+        cpu_user_us: p.cpu_user_us,
+        cpu_system_us: p.cpu_system_us,
+        cpu_ratio: p.cpu_ratio,
+        threads: p.threads,
+        open_fds: p.open_fds,
+        host_cores: usize_of(p.host_cores),
+    }
+}

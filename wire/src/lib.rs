@@ -1,0 +1,23 @@
+//! lagscope's data model and wire protocol.
+//!
+//! - [`sample`]: the plain per-interval [`Sample`] struct the agent produces and
+//!   the collector stores; serde-serializable (JSON lines, HTTP API).
+//! - [`pb`]: the versioned protobuf schema `lagscope.v1` and its gRPC service.
+//! - [`convert`]: lossless conversion between the two.
+
+pub mod convert;
+pub mod sample;
+
+pub use sample::*;
+
+/// Version of the protocol spoken in `Hello` and `Welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest message either side accepts, in bytes; larger frames are rejected.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Generated from `proto/lagscope/v1/lagscope.proto`.
+#[allow(missing_docs, clippy::all, clippy::unwrap_used)]
+pub mod pb {
+    tonic::include_proto!("lagscope.v1");
+}
