@@ -1,12 +1,14 @@
 //! The running agent: its threads, its latest sample, and how it stops.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::builder::Builder;
 use crate::error::Error;
+use crate::export::collector::{CollectorExporter, Identity};
 use crate::export::file::FileSink;
 use crate::export::queue::BoundedQueue;
 use crate::sample::Sample;
@@ -80,6 +82,22 @@ impl AgentHandle {
         let instance = builder.instance.clone().unwrap_or_else(default_instance);
         let now = Instant::now();
 
+        let runtime_shapes: Vec<(String, usize)> = builder
+            .runtimes
+            .iter()
+            .map(|(name, h)| (name.clone(), h.metrics().num_workers()))
+            .collect();
+        let mut capabilities = Vec::new();
+        if cfg!(tokio_unstable) {
+            capabilities.push("tokio_unstable".to_string());
+        }
+        #[cfg(tokio_unstable)]
+        if !builder.poll_hooks.is_empty() {
+            capabilities.push("poll_hooks".to_string());
+        }
+        if crate::alloc::stats().is_some() {
+            capabilities.push("heap".to_string());
+        }
         #[cfg(tokio_unstable)]
         let mut hooks = builder.poll_hooks;
         let watched = builder
@@ -99,11 +117,28 @@ impl AgentHandle {
             })
             .collect();
 
+        let sample_interval_us = Arc::new(AtomicU64::new(
+            u64::try_from(builder.sample_interval.as_micros()).unwrap_or(u64::MAX),
+        ));
         let file_sink = builder.file.as_deref().map(FileSink::open).transpose()?;
+        let file_queue = file_sink
+            .as_ref()
+            .map(|_| Arc::new(BoundedQueue::new(builder.buffer_capacity)));
+        let collector = builder.collector.clone().map(|url| CollectorExporter {
+            url,
+            token: builder.token.clone(),
+            identity: Identity {
+                service: service.clone(),
+                instance: instance.clone(),
+                runtimes: runtime_shapes,
+                capabilities,
+            },
+            queue: Arc::new(BoundedQueue::new(builder.buffer_capacity)),
+            sample_interval_us: sample_interval_us.clone(),
+        });
         let mut exports = Vec::new();
-        if file_sink.is_some() {
-            exports.push(Arc::new(BoundedQueue::new(builder.buffer_capacity)));
-        }
+        exports.extend(file_queue.clone());
+        exports.extend(collector.as_ref().map(|c| c.queue.clone()));
         let shared = Arc::new(Shared {
             stopping: Mutex::new(false),
             wake: Condvar::new(),
@@ -118,13 +153,18 @@ impl AgentHandle {
             shared: shared.clone(),
             threads: Vec::new(),
         };
-        if let (Some(sink), Some(queue)) = (file_sink, shared.exports.first().cloned()) {
-            // If this fails, dropping `handle` stops whatever was started.
+        // If a spawn fails, dropping `handle` stops whatever was started.
+        if let (Some(sink), Some(queue)) = (file_sink, file_queue) {
             handle
                 .threads
-                .push(spawn("lagscope-export", move || sink.run(queue))?);
+                .push(spawn("lagscope-file", move || sink.run(queue))?);
         }
-        let sampler = Sampler::new(service, instance, builder.sample_interval, watched, now);
+        if let Some(exporter) = collector {
+            handle
+                .threads
+                .push(spawn("lagscope-export", move || exporter.run())?);
+        }
+        let sampler = Sampler::new(service, instance, sample_interval_us, watched, now);
         handle.threads.push(spawn("lagscope-sampler", move || {
             run_sampler(sampler, shared)
         })?);

@@ -13,6 +13,8 @@
 //! | [`lag_probe_interval`](Builder::lag_probe_interval) | [`DEFAULT_LAG_PROBE_INTERVAL`] | `LAGSCOPE_LAG_PROBE_INTERVAL` |
 //! | [`buffer_capacity`](Builder::buffer_capacity) | [`DEFAULT_BUFFER_CAPACITY`] | `LAGSCOPE_BUFFER_CAPACITY` |
 //! | [`file`](Builder::file) | none | `LAGSCOPE_FILE` |
+//! | [`collector`](Builder::collector) | none | `LAGSCOPE_COLLECTOR` |
+//! | [`token`](Builder::token) | none | `LAGSCOPE_TOKEN` |
 //!
 //! Durations in the environment are written `250ms`, `1s`, `2m`, `500us`.
 
@@ -36,8 +38,8 @@ pub const DEFAULT_BUFFER_CAPACITY: usize = 300;
 /// Name of the runtime passed to [`Builder::start`].
 pub const MAIN_RUNTIME: &str = "main";
 
-const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
-const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+pub(crate) const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(3600);
 const MIN_LAG_PROBE_INTERVAL: Duration = Duration::from_micros(100);
 
 /// Configures and starts the agent. Get one from [`crate::Agent::builder`].
@@ -62,6 +64,8 @@ pub struct Builder {
     pub(crate) lag_probe_interval: Duration,
     pub(crate) buffer_capacity: usize,
     pub(crate) file: Option<PathBuf>,
+    pub(crate) collector: Option<String>,
+    pub(crate) token: Option<String>,
     pub(crate) runtimes: Vec<(String, Handle)>,
     #[cfg(tokio_unstable)]
     pub(crate) poll_hooks: Vec<(String, PollHooks)>,
@@ -77,6 +81,8 @@ impl Default for Builder {
             lag_probe_interval: DEFAULT_LAG_PROBE_INTERVAL,
             buffer_capacity: DEFAULT_BUFFER_CAPACITY,
             file: None,
+            collector: None,
+            token: None,
             runtimes: Vec::new(),
             #[cfg(tokio_unstable)]
             poll_hooks: Vec::new(),
@@ -94,6 +100,8 @@ impl std::fmt::Debug for Builder {
             .field("lag_probe_interval", &self.lag_probe_interval)
             .field("buffer_capacity", &self.buffer_capacity)
             .field("file", &self.file)
+            .field("collector", &self.collector)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field(
                 "runtimes",
                 &self.runtimes.iter().map(|(n, _)| n).collect::<Vec<_>>(),
@@ -149,6 +157,23 @@ impl Builder {
     /// export thread. Default: off. Environment: `LAGSCOPE_FILE`.
     pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
         self.file = Some(path.into());
+        self
+    }
+
+    /// Streams samples to a lagscope collector at `url` (e.g.
+    /// `http://127.0.0.1:6670`) from the agent's own export thread and runtime:
+    /// reconnects with backoff, resends what the collector did not acknowledge,
+    /// and drops the oldest samples beyond [`buffer_capacity`](Self::buffer_capacity).
+    /// Default: off. Environment: `LAGSCOPE_COLLECTOR`.
+    pub fn collector(mut self, url: impl Into<String>) -> Self {
+        self.collector = Some(url.into());
+        self
+    }
+
+    /// Token the collector requires (sent as `authorization: Bearer <token>`).
+    /// Default: none. Environment: `LAGSCOPE_TOKEN`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
         self
     }
 
@@ -214,6 +239,12 @@ impl Builder {
         if let Some(v) = get("LAGSCOPE_FILE") {
             self.file = Some(PathBuf::from(non_empty("LAGSCOPE_FILE", v)?));
         }
+        if let Some(v) = get("LAGSCOPE_COLLECTOR") {
+            self.collector = Some(non_empty("LAGSCOPE_COLLECTOR", v)?);
+        }
+        if let Some(v) = get("LAGSCOPE_TOKEN") {
+            self.token = Some(non_empty("LAGSCOPE_TOKEN", v)?);
+        }
         Ok(())
     }
 
@@ -240,6 +271,28 @@ impl Builder {
                 option: "buffer_capacity",
                 reason: "must hold at least one sample".into(),
             });
+        }
+        if let Some(url) = &self.collector {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(Error::InvalidConfig {
+                    option: "collector",
+                    reason: format!("{url:?} must be a URL such as http://127.0.0.1:6670"),
+                });
+            }
+            if url.starts_with("https://") {
+                return Err(Error::InvalidConfig {
+                    option: "collector",
+                    reason: "TLS is not supported yet: use http:// on a trusted network or a TLS-terminating proxy".into(),
+                });
+            }
+        }
+        if let Some(token) = &self.token {
+            if token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+                return Err(Error::InvalidConfig {
+                    option: "token",
+                    reason: "must be printable ASCII without spaces".into(),
+                });
+            }
         }
         for (i, (name, _)) in self.runtimes.iter().enumerate() {
             if self.runtimes[..i].iter().any(|(other, _)| other == name) {
@@ -372,6 +425,16 @@ mod tests {
             })
         ));
         let b = Builder::default().buffer_capacity(0);
+        assert!(b.validate().is_err());
+        let b = Builder::default().collector("127.0.0.1:6670");
+        assert!(matches!(
+            b.validate(),
+            Err(Error::InvalidConfig {
+                option: "collector",
+                ..
+            })
+        ));
+        let b = Builder::default().token("has space");
         assert!(b.validate().is_err());
     }
 }

@@ -2,5 +2,6 @@
 //! own thread behind a [`queue::BoundedQueue`], so a slow destination costs
 //! bounded memory and counted drops, never a blocked sampler or host.
 
+pub(crate) mod collector;
 pub(crate) mod file;
 pub(crate) mod queue;

@@ -54,8 +54,8 @@ pub use builder::{
 pub use error::Error;
 #[cfg(tokio_unstable)]
 pub use hooks::{PollHooks, DEFAULT_LONG_POLL_THRESHOLD};
+pub(crate) use lagscope_wire::sample;
 pub use lagscope_wire::sample::{
     GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, RuntimeSample, Sample,
     WorkerSample,
 };
-pub(crate) use lagscope_wire::sample;

@@ -13,6 +13,8 @@ pub(crate) mod process;
 pub(crate) mod procfs;
 pub(crate) mod runtime;
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use self::lag::LagProbe;
@@ -31,6 +33,8 @@ pub(crate) struct Sampler {
     service: String,
     instance: String,
     interval: Duration,
+    /// Requested interval in µs; the collector may change it while running.
+    requested_interval_us: Arc<AtomicU64>,
     watched: Vec<Watched>,
     memory: MemorySampler,
     process: ProcessSampler,
@@ -43,14 +47,16 @@ impl Sampler {
     pub(crate) fn new(
         service: String,
         instance: String,
-        interval: Duration,
+        requested_interval_us: Arc<AtomicU64>,
         watched: Vec<Watched>,
         now: Instant,
     ) -> Self {
+        let interval = Duration::from_micros(requested_interval_us.load(Relaxed));
         Sampler {
             service,
             instance,
             interval,
+            requested_interval_us,
             watched,
             memory: MemorySampler::new(),
             process: ProcessSampler::new(),
@@ -69,6 +75,14 @@ impl Sampler {
     ) -> Option<Sample> {
         for w in &mut self.watched {
             w.probe.tick(now);
+        }
+        let requested = Duration::from_micros(self.requested_interval_us.load(Relaxed)).clamp(
+            crate::builder::MIN_SAMPLE_INTERVAL,
+            crate::builder::MAX_SAMPLE_INTERVAL,
+        );
+        if requested != self.interval {
+            self.interval = requested;
+            self.next_sample = self.previous_at + requested;
         }
         if now < self.next_sample {
             return None;

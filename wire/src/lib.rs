@@ -4,7 +4,9 @@
 //!   the collector stores; serde-serializable (JSON lines, HTTP API).
 //! - [`pb`]: the versioned protobuf schema `lagscope.v1` and its gRPC service.
 //! - [`convert`]: lossless conversion between the two.
+//! - [`api`]: the collector's HTTP JSON API types.
 
+pub mod api;
 pub mod convert;
 pub mod sample;
 

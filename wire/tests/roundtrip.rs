@@ -7,8 +7,12 @@ use proptest::prelude::*;
 use prost::Message;
 
 fn lag() -> impl Strategy<Value = LagStats> {
-    (any::<u64>(), any::<Option<u64>>(), prop::array::uniform7(any::<u64>())).prop_map(
-        |(probes, pending_us, v)| LagStats {
+    (
+        any::<u64>(),
+        any::<Option<u64>>(),
+        prop::array::uniform7(any::<u64>()),
+    )
+        .prop_map(|(probes, pending_us, v)| LagStats {
             probes,
             pending_us,
             min_us: v[0],
@@ -18,8 +22,7 @@ fn lag() -> impl Strategy<Value = LagStats> {
             p99_us: v[4],
             p999_us: v[5],
             max_us: v[6],
-        },
-    )
+        })
 }
 
 fn worker() -> impl Strategy<Value = WorkerSample> {
@@ -52,26 +55,28 @@ fn runtime() -> impl Strategy<Value = RuntimeSample> {
         prop::array::uniform3(any::<Option<u32>>()),
         prop::option::of(prop::array::uniform6(any::<u64>())),
     )
-        .prop_map(|(name, lag, n, busy_ratio, worker, b, poll)| RuntimeSample {
-            name,
-            lag,
-            workers: n[0] as usize,
-            alive_tasks: n[1] as usize,
-            global_queue_depth: n[2] as usize,
-            busy_ratio,
-            worker,
-            blocking_threads: b[0].map(|v| v as usize),
-            idle_blocking_threads: b[1].map(|v| v as usize),
-            blocking_queue_depth: b[2].map(|v| v as usize),
-            poll: poll.map(|p| PollStats {
-                polls: p[0],
-                long_polls: p[1],
-                long_poll_threshold_us: p[2],
-                p50_us: p[3],
-                p99_us: p[4],
-                max_us: p[5],
-            }),
-        })
+        .prop_map(
+            |(name, lag, n, busy_ratio, worker, b, poll)| RuntimeSample {
+                name,
+                lag,
+                workers: n[0] as usize,
+                alive_tasks: n[1] as usize,
+                global_queue_depth: n[2] as usize,
+                busy_ratio,
+                worker,
+                blocking_threads: b[0].map(|v| v as usize),
+                idle_blocking_threads: b[1].map(|v| v as usize),
+                blocking_queue_depth: b[2].map(|v| v as usize),
+                poll: poll.map(|p| PollStats {
+                    polls: p[0],
+                    long_polls: p[1],
+                    long_poll_threshold_us: p[2],
+                    p50_us: p[3],
+                    p99_us: p[4],
+                    max_us: p[5],
+                }),
+            },
+        )
 }
 
 fn sample() -> impl Strategy<Value = Sample> {
@@ -80,41 +85,47 @@ fn sample() -> impl Strategy<Value = Sample> {
         prop::collection::vec(runtime(), 0..3),
         prop::array::uniform7(any::<Option<u64>>()),
         prop::option::of(0.0..1e12f64),
-        (prop::array::uniform4(any::<Option<u64>>()), prop::option::of(0.0..64.0f64), any::<u16>()),
+        (
+            prop::array::uniform4(any::<Option<u64>>()),
+            prop::option::of(0.0..64.0f64),
+            any::<u16>(),
+        ),
         prop::collection::vec(("[a-z.]{1,12}", prop::option::of(-1e9..1e9f64)), 0..3),
         any::<u64>(),
     )
-        .prop_map(|(ids, runtimes, m, alloc_rate, (p, cpu_ratio, cores), gauges, dropped)| Sample {
-            service: "svc".into(),
-            instance: "host:1".into(),
-            seq: ids[0],
-            timestamp_ms: ids[1],
-            interval_us: ids[2],
-            runtimes,
-            memory: MemorySample {
-                heap_live_bytes: m[0],
-                heap_peak_bytes: m[1],
-                allocations: m[2],
-                allocated_bytes: m[3],
-                alloc_rate,
-                rss_bytes: m[4],
-                allocator_held_bytes: m[5],
-                external_bytes: m[6],
+        .prop_map(
+            |(ids, runtimes, m, alloc_rate, (p, cpu_ratio, cores), gauges, dropped)| Sample {
+                service: "svc".into(),
+                instance: "host:1".into(),
+                seq: ids[0],
+                timestamp_ms: ids[1],
+                interval_us: ids[2],
+                runtimes,
+                memory: MemorySample {
+                    heap_live_bytes: m[0],
+                    heap_peak_bytes: m[1],
+                    allocations: m[2],
+                    allocated_bytes: m[3],
+                    alloc_rate,
+                    rss_bytes: m[4],
+                    allocator_held_bytes: m[5],
+                    external_bytes: m[6],
+                },
+                process: ProcessSample {
+                    cpu_user_us: p[0],
+                    cpu_system_us: p[1],
+                    cpu_ratio,
+                    threads: p[2],
+                    open_fds: p[3],
+                    host_cores: cores as usize,
+                },
+                gauges: gauges
+                    .into_iter()
+                    .map(|(name, value)| GaugeValue { name, value })
+                    .collect(),
+                dropped_samples: dropped,
             },
-            process: ProcessSample {
-                cpu_user_us: p[0],
-                cpu_system_us: p[1],
-                cpu_ratio,
-                threads: p[2],
-                open_fds: p[3],
-                host_cores: cores as usize,
-            },
-            gauges: gauges
-                .into_iter()
-                .map(|(name, value)| GaugeValue { name, value })
-                .collect(),
-            dropped_samples: dropped,
-        })
+        )
 }
 
 proptest! {

@@ -18,6 +18,8 @@ pub(crate) struct BoundedQueue<T> {
     ready: Condvar,
     capacity: usize,
     dropped: AtomicU64,
+    /// Wakes an async consumer (which cannot block on the condition variable).
+    notify: tokio::sync::Notify,
 }
 
 impl<T> BoundedQueue<T> {
@@ -30,6 +32,7 @@ impl<T> BoundedQueue<T> {
             ready: Condvar::new(),
             capacity: capacity.max(1),
             dropped: AtomicU64::new(0),
+            notify: tokio::sync::Notify::new(),
         }
     }
 
@@ -51,6 +54,20 @@ impl<T> BoundedQueue<T> {
         inner.items.push_back(item);
         drop(inner);
         self.ready.notify_one();
+        self.notify.notify_one();
+    }
+
+    /// Takes up to `max` entries without waiting.
+    pub(crate) fn drain(&self, max: usize) -> Vec<T> {
+        let mut inner = self.lock();
+        let n = inner.items.len().min(max);
+        inner.items.drain(..n).collect()
+    }
+
+    /// Resolves once an entry may be available or the queue was closed. A push
+    /// that happened before the call is not missed (`Notify` keeps a permit).
+    pub(crate) async fn ready(&self) {
+        self.notify.notified().await;
     }
 
     /// Takes the oldest entry, waiting up to `timeout`. `None` on timeout, or
@@ -66,7 +83,6 @@ impl<T> BoundedQueue<T> {
 
     /// Puts `items` back at the front, e.g. after a failed send; what does not
     /// fit is dropped from the oldest end and counted.
-    #[allow(dead_code)] // used by network exporters
     pub(crate) fn requeue_front(&self, items: impl DoubleEndedIterator<Item = T>) {
         let mut inner = self.lock();
         for item in items.rev() {
@@ -82,6 +98,7 @@ impl<T> BoundedQueue<T> {
     pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
+        self.notify.notify_one();
     }
 
     pub(crate) fn is_closed(&self) -> bool {

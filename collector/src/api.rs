@@ -1,0 +1,174 @@
+//! The HTTP side: JSON API, Prometheus `/metrics`, `/healthz`.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | `ok` (no token needed) |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /api/v1/services` | services → instances with their latest sample |
+//! | `GET /api/v1/services/{service}/instances/{instance}/series?names=a,b&from_ms=&to_ms=&max_points=` | series points |
+//! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
+//!
+//! With a token configured, everything but `/healthz` needs
+//! `Authorization: Bearer <token>`.
+
+pub mod prometheus;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::record::Recorder;
+use crate::shared::{now_ms, Shared};
+
+/// State of the HTTP handlers.
+#[derive(Clone)]
+pub struct Api {
+    shared: Arc<Shared>,
+    recorder: Option<Recorder>,
+}
+
+impl Api {
+    /// Handlers over `shared`.
+    pub fn new(shared: Arc<Shared>, recorder: Option<Recorder>) -> Self {
+        Api { shared, recorder }
+    }
+
+    /// The router with every route.
+    pub fn router(self) -> Router {
+        let protected = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/api/v1/services", get(services))
+            .route(
+                "/api/v1/services/{service}/instances/{instance}/series",
+                get(series),
+            )
+            .route(
+                "/api/v1/services/{service}/instances/{instance}/latest",
+                get(latest),
+            )
+            .route_layer(middleware::from_fn_with_state(self.clone(), authorize));
+        Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .merge(protected)
+            .fallback(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    "no such route; see /api/v1/services\n",
+                )
+            })
+            .with_state(self)
+    }
+}
+
+async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
+    if let Some(token) = &api.shared.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token: send Authorization: Bearer <token>\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let text = {
+        let store = api.shared.store();
+        let latest = store.latest_all(now_ms());
+        prometheus::render(
+            &latest,
+            &store.status(),
+            api.recorder.as_ref().map_or(0, Recorder::dropped),
+        )
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn services(State(api): State<Api>) -> Response {
+    let body = api.shared.store().services(now_ms());
+    Json(body).into_response()
+}
+
+async fn latest(
+    State(api): State<Api>,
+    Path((service, instance)): Path<(String, String)>,
+) -> Response {
+    match api.shared.store().latest(&service, &instance) {
+        Some(s) => Json(s.clone()).into_response(),
+        None => not_found(&service, &instance),
+    }
+}
+
+async fn series(
+    State(api): State<Api>,
+    Path((service, instance)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let number = |key: &str| -> Result<Option<u64>, Response> {
+        query
+            .get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("{key} must be a whole number, got {v:?}\n"),
+                    )
+                        .into_response()
+                })
+            })
+            .transpose()
+    };
+    let (from, to, max_points) = match (number("from_ms"), number("to_ms"), number("max_points")) {
+        (Ok(f), Ok(t), Ok(m)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX), m),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+    };
+    let names: Vec<String> = query
+        .get("names")
+        .map(|n| {
+            n.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let store = api.shared.store();
+    match store.series(
+        &service,
+        &instance,
+        &names,
+        from,
+        to,
+        max_points.map(|m| m as usize),
+    ) {
+        Some(r) => Json(r).into_response(),
+        None => not_found(&service, &instance),
+    }
+}
+
+fn not_found(service: &str, instance: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("no instance {instance:?} of service {service:?}; see /api/v1/services\n"),
+    )
+        .into_response()
+}

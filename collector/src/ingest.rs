@@ -1,0 +1,228 @@
+//! The gRPC side: agents' `Session` streams, authenticated and bounded, feeding
+//! the store (and the recording, if one is being made).
+//!
+//! A misbehaving stream (malformed frames, oversized messages, no hello) is
+//! closed with a status and logged; other agents are unaffected.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lagscope_wire::pb::{
+    self, agent_message, collector_message, collector_server, AgentMessage, CollectorMessage,
+};
+use lagscope_wire::{Sample, PROTOCOL_VERSION};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::record::Recorder;
+use crate::shared::Shared;
+use crate::store::AgentInfo;
+
+/// How long an agent has to say hello after opening its stream.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `lagscope.v1.Collector` service.
+pub struct Ingest {
+    shared: Arc<Shared>,
+    recorder: Option<Recorder>,
+    sessions: Arc<AtomicUsize>,
+    max_agents: usize,
+}
+
+impl Ingest {
+    /// A service writing into `shared`, accepting at most `max_agents` streams.
+    pub fn new(shared: Arc<Shared>, recorder: Option<Recorder>, max_agents: usize) -> Self {
+        Ingest {
+            shared,
+            recorder,
+            sessions: Arc::new(AtomicUsize::new(0)),
+            max_agents,
+        }
+    }
+
+    fn reject(&self, status: Status) -> Status {
+        self.shared.store().count_rejected_stream();
+        eprintln!(
+            "lagscope collector: refused an agent stream: {}",
+            status.message()
+        );
+        status
+    }
+}
+
+/// Decrements the session count when a session ends, however it ends.
+struct SessionSlot(Arc<AtomicUsize>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+#[tonic::async_trait]
+impl collector_server::Collector for Ingest {
+    type SessionStream = ReceiverStream<Result<CollectorMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        if let Some(expected) = &self.shared.token {
+            let given = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if given != Some(expected.as_str()) {
+                return Err(self.reject(Status::unauthenticated(
+                    "missing or wrong token: start the agent with LAGSCOPE_TOKEN set to the collector's --token",
+                )));
+            }
+        }
+        if self.sessions.fetch_add(1, Relaxed) >= self.max_agents {
+            self.sessions.fetch_sub(1, Relaxed);
+            return Err(self.reject(Status::resource_exhausted(format!(
+                "the collector accepts at most {} agents (--max-agents)",
+                self.max_agents
+            ))));
+        }
+        let slot = SessionSlot(self.sessions.clone());
+        let mut inbound = request.into_inner();
+
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(AgentMessage {
+                msg: Some(agent_message::Msg::Hello(h)),
+            }))) => h,
+            Ok(Ok(_)) => {
+                return Err(self.reject(Status::invalid_argument(
+                    "the first message of a session must be a Hello",
+                )))
+            }
+            Ok(Err(status)) => return Err(self.reject(status)),
+            Err(_) => return Err(self.reject(Status::deadline_exceeded("no Hello within 10 s"))),
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(self.reject(Status::failed_precondition(format!(
+                "agent speaks protocol {}, this collector speaks {PROTOCOL_VERSION}",
+                hello.protocol_version
+            ))));
+        }
+        if hello.service.is_empty() || hello.instance.is_empty() {
+            return Err(self.reject(Status::invalid_argument(
+                "Hello needs a service and an instance",
+            )));
+        }
+        let info = AgentInfo {
+            pid: hello.pid,
+            host: hello.host.clone(),
+            agent_version: hello.agent_version.clone(),
+            capabilities: hello.capabilities.clone(),
+        };
+        let (service, instance) = (hello.service, hello.instance);
+        self.shared
+            .store()
+            .connect(&service, &instance, info, crate::shared::now_ms())
+            .map_err(|e| self.reject(Status::resource_exhausted(e.to_string())))?;
+
+        let (tx, rx) = mpsc::channel(16);
+        let welcome = CollectorMessage {
+            msg: Some(collector_message::Msg::Welcome(pb::Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                collector_version: env!("CARGO_PKG_VERSION").into(),
+            })),
+        };
+        let _ = tx.send(Ok(welcome)).await;
+        let shared = self.shared.clone();
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let outcome = pump(
+                &shared,
+                recorder.as_ref(),
+                &service,
+                &instance,
+                &mut inbound,
+                &tx,
+            )
+            .await;
+            if let Err(status) = outcome {
+                if is_bad_input(&status) {
+                    eprintln!(
+                        "lagscope collector: closed the stream of {service}/{instance} for bad input: {}",
+                        status.message()
+                    );
+                    shared.store().count_rejected_stream();
+                } else {
+                    eprintln!(
+                        "lagscope collector: {service}/{instance} disconnected: {}",
+                        status.message()
+                    );
+                }
+                let _ = tx.send(Err(status)).await;
+            }
+            shared
+                .store()
+                .disconnect(&service, &instance, crate::shared::now_ms());
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Whether a stream ended because of what the agent sent (malformed or
+/// oversized messages, protocol violations) rather than a lost connection.
+fn is_bad_input(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Internal
+            | tonic::Code::InvalidArgument
+            | tonic::Code::OutOfRange
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::FailedPrecondition
+    )
+}
+
+/// Stores each batch and acknowledges it, until the agent hangs up.
+async fn pump(
+    shared: &Shared,
+    recorder: Option<&Recorder>,
+    service: &str,
+    instance: &str,
+    inbound: &mut Streaming<AgentMessage>,
+    tx: &mpsc::Sender<Result<CollectorMessage, Status>>,
+) -> Result<(), Status> {
+    while let Some(message) = inbound.message().await? {
+        let Some(agent_message::Msg::Samples(batch)) = message.msg else {
+            continue;
+        };
+        let mut acked = None;
+        {
+            let mut store = shared.store();
+            for p in batch.samples {
+                let sample = Sample::from_pb(p, service, instance);
+                let seq = sample.seq;
+                let recorded = recorder.map(|r| (r, sample.clone()));
+                match store.ingest(sample) {
+                    Ok(true) => {
+                        if let Some((r, s)) = recorded {
+                            r.append(&s);
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(Status::failed_precondition(e.to_string())),
+                }
+                acked = Some(acked.map_or(seq, |a: u64| a.max(seq)));
+            }
+        }
+        if let Some(seq) = acked {
+            let ack = CollectorMessage {
+                msg: Some(collector_message::Msg::Ack(pb::Ack { seq })),
+            };
+            if tx.send(Ok(ack)).await.is_err() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! The lagscope collector: agents stream samples to it over gRPC; it keeps a
+//! bounded history per instance and serves it over HTTP (JSON, Prometheus), and
+//! can record everything it stores to a file for later replay.
+
+pub mod api;
+pub mod ingest;
+pub mod record;
+pub mod server;
+pub mod shared;
+pub mod store;
+
+pub use server::{start, CollectorConfig, RunningCollector, StartError};

@@ -1,0 +1,202 @@
+//! Starting the collector: the gRPC ingest port and the HTTP API port, both on
+//! real sockets, in the current tokio runtime.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lagscope_wire::pb::collector_server::CollectorServer;
+use lagscope_wire::MAX_MESSAGE_BYTES;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::Api;
+use crate::ingest::Ingest;
+use crate::record::Recorder;
+use crate::shared::Shared;
+use crate::store::{Store, StoreConfig};
+
+/// Default gRPC (agent) address.
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:6670";
+/// Default HTTP (API, metrics) address.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:6671";
+/// Default cap on concurrent agent streams.
+pub const DEFAULT_MAX_AGENTS: usize = 10_000;
+
+/// How to run a collector.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Address agents stream to (port 0 picks a free one).
+    pub grpc_addr: SocketAddr,
+    /// Address of the HTTP API (port 0 picks a free one).
+    pub http_addr: SocketAddr,
+    /// Token agents and API clients must present.
+    pub token: Option<String>,
+    /// Allow binding a non-loopback address without a token.
+    pub insecure: bool,
+    /// Append every stored sample to this recording.
+    pub record: Option<PathBuf>,
+    /// History bounds.
+    pub store: StoreConfig,
+    /// Cap on concurrent agent streams.
+    pub max_agents: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 6670)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 6671)),
+            token: None,
+            insecure: false,
+            record: None,
+            store: StoreConfig::default(),
+            max_agents: DEFAULT_MAX_AGENTS,
+        }
+    }
+}
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A non-loopback address without a token.
+    #[error("refusing to listen on {0} without a token: anyone who can reach it could read and write data; set --token (or LAGSCOPE_TOKEN), or pass --insecure")]
+    InsecureBind(SocketAddr),
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The recording file could not be opened.
+    #[error("cannot record to {path}: {source}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A running collector. Dropping it stops both servers.
+pub struct RunningCollector {
+    /// Where agents connect.
+    pub grpc_addr: SocketAddr,
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// The store and token, for in-process readers.
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningCollector {
+    /// The agents' URL, e.g. `http://127.0.0.1:6670`.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// The HTTP API's URL, e.g. `http://127.0.0.1:6671`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Stops accepting, closes streams and waits for both servers to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until both servers have stopped (they run until shut down or
+    /// until a fatal error, which is printed).
+    pub async fn wait(mut self) {
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for RunningCollector {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Binds both ports and starts serving in the current runtime.
+pub async fn start(config: CollectorConfig) -> Result<RunningCollector, StartError> {
+    for addr in [config.grpc_addr, config.http_addr] {
+        if !addr.ip().is_loopback() && config.token.is_none() && !config.insecure {
+            return Err(StartError::InsecureBind(addr));
+        }
+    }
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let grpc = bind(config.grpc_addr).await?;
+    let http = bind(config.http_addr).await?;
+    let local = |l: &TcpListener, addr| {
+        l.local_addr()
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let grpc_addr = local(&grpc, config.grpc_addr)?;
+    let http_addr = local(&http, config.http_addr)?;
+    let recorder = config
+        .record
+        .as_ref()
+        .map(|path| {
+            Recorder::create(path).map_err(|source| StartError::Record {
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()?;
+
+    let shared = Arc::new(Shared::new(Store::new(config.store), config.token.clone()));
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let ingest = Ingest::new(shared.clone(), recorder.clone(), config.max_agents);
+    let service = CollectorServer::new(ingest)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let grpc_stop = until_stopped(stopped.clone());
+    let grpc_task = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stop)
+            .await;
+        if let Err(e) = result {
+            eprintln!("lagscope collector: gRPC server on {grpc_addr} stopped: {e}");
+        }
+    });
+
+    let router = Api::new(shared.clone(), recorder).router();
+    let http_stop = until_stopped(stopped);
+    let http_task = tokio::spawn(async move {
+        let result = axum::serve(http, router)
+            .with_graceful_shutdown(http_stop)
+            .await;
+        if let Err(e) = result {
+            eprintln!("lagscope collector: HTTP server on {http_addr} stopped: {e}");
+        }
+    });
+
+    Ok(RunningCollector {
+        grpc_addr,
+        http_addr,
+        shared,
+        stop,
+        tasks: vec![grpc_task, http_task],
+    })
+}

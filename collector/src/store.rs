@@ -1,0 +1,544 @@
+//! The collector's memory: services → instances → bounded series, plus each
+//! instance's latest full sample. Pure data structure: no I/O, no clocks (the
+//! caller passes `now_ms`), so it is tested and benchmarked directly.
+
+pub mod extract;
+pub mod series;
+
+use std::collections::BTreeMap;
+
+use lagscope_wire::api::{
+    CollectorStatus, Health, InstanceSummary, Point, Series as ApiSeries, SeriesResponse,
+    ServiceSummary, ServicesResponse,
+};
+use lagscope_wire::Sample;
+
+use self::series::{Series, SeriesLimits};
+
+/// Bounds of the store. Every limit has a default and a collector flag.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreConfig {
+    /// Full-resolution points kept per series (1 h at 1 Hz by default).
+    pub raw_points: usize,
+    /// Width of downsampled buckets beyond that.
+    pub bucket_ms: u64,
+    /// Downsampled buckets kept per series (24 h of 1-minute buckets by default).
+    pub buckets: usize,
+    /// Cap on estimated history bytes; new instances are refused beyond it once
+    /// no gone instance is left to evict.
+    pub max_history_bytes: u64,
+    /// Series per instance; further names are ignored (and counted).
+    pub max_series_per_instance: usize,
+    /// A disconnected instance turns from stale to gone after this long.
+    pub gone_after_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            raw_points: 3600,
+            bucket_ms: 60_000,
+            buckets: 1440,
+            max_history_bytes: 512 * 1024 * 1024,
+            max_series_per_instance: 256,
+            gone_after_ms: 60_000,
+        }
+    }
+}
+
+/// What an agent said about itself in its hello.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Host name.
+    pub host: String,
+    /// Agent version.
+    pub agent_version: String,
+    /// What the agent's build can measure.
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Instance {
+    info: AgentInfo,
+    connected: bool,
+    /// When the instance connected or disconnected last, ms since the epoch.
+    changed_ms: u64,
+    last_seq: Option<u64>,
+    latest: Option<Sample>,
+    samples: u64,
+    series: BTreeMap<String, Series>,
+    bytes: u64,
+}
+
+/// Why an agent or sample was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The history cap is reached and nothing can be evicted.
+    #[error("history is full ({used} of {limit} bytes); raise --max-history-bytes or wait for gone instances to expire")]
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// The cap.
+        limit: u64,
+    },
+    /// Samples arrived for an instance that never said hello.
+    #[error("unknown instance {service}/{instance}")]
+    UnknownInstance {
+        /// Service name.
+        service: String,
+        /// Instance id.
+        instance: String,
+    },
+}
+
+/// Services → instances → series.
+#[derive(Debug)]
+pub struct Store {
+    config: StoreConfig,
+    services: BTreeMap<String, BTreeMap<String, Instance>>,
+    bytes: u64,
+    samples_ingested: u64,
+    streams_rejected: u64,
+    series_dropped: u64,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(config: StoreConfig) -> Self {
+        Store {
+            config,
+            services: BTreeMap::new(),
+            bytes: 0,
+            samples_ingested: 0,
+            streams_rejected: 0,
+            series_dropped: 0,
+        }
+    }
+
+    /// Registers (or re-registers, after a reconnect) an instance. History of a
+    /// returning instance is kept, so a reconnect leaves no gap. Returns the
+    /// last sequence number stored for it.
+    pub fn connect(
+        &mut self,
+        service: &str,
+        instance: &str,
+        info: AgentInfo,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        if let Some(existing) = self
+            .services
+            .get_mut(service)
+            .and_then(|s| s.get_mut(instance))
+        {
+            existing.info = info;
+            existing.connected = true;
+            existing.changed_ms = now_ms;
+            return Ok(existing.last_seq);
+        }
+        self.evict_gone(now_ms);
+        if self.bytes >= self.config.max_history_bytes {
+            return Err(StoreError::Full {
+                used: self.bytes,
+                limit: self.config.max_history_bytes,
+            });
+        }
+        self.services
+            .entry(service.to_string())
+            .or_default()
+            .insert(
+                instance.to_string(),
+                Instance {
+                    info,
+                    connected: true,
+                    changed_ms: now_ms,
+                    last_seq: None,
+                    latest: None,
+                    samples: 0,
+                    series: BTreeMap::new(),
+                    bytes: 0,
+                },
+            );
+        Ok(None)
+    }
+
+    /// Marks an instance disconnected; its history stays until it is gone and
+    /// room is needed.
+    pub fn disconnect(&mut self, service: &str, instance: &str, now_ms: u64) {
+        if let Some(i) = self
+            .services
+            .get_mut(service)
+            .and_then(|s| s.get_mut(instance))
+        {
+            i.connected = false;
+            i.changed_ms = now_ms;
+        }
+    }
+
+    /// Stores a sample. Samples with a sequence number already stored (resent
+    /// after a reconnect) are skipped; returns whether it was new.
+    pub fn ingest(&mut self, sample: Sample) -> Result<bool, StoreError> {
+        let config = self.config;
+        let limits = SeriesLimits {
+            raw_points: config.raw_points,
+            bucket_ms: config.bucket_ms,
+            buckets: config.buckets,
+        };
+        let Some(inst) = self
+            .services
+            .get_mut(&sample.service)
+            .and_then(|s| s.get_mut(&sample.instance))
+        else {
+            return Err(StoreError::UnknownInstance {
+                service: sample.service.clone(),
+                instance: sample.instance.clone(),
+            });
+        };
+        if inst.last_seq.is_some_and(|last| sample.seq <= last) {
+            return Ok(false);
+        }
+        let before = inst.bytes;
+        for (name, value) in extract::series_of(&sample) {
+            let len = inst.series.len();
+            match inst.series.get_mut(&name) {
+                Some(s) => s.push(sample.timestamp_ms, value),
+                None if len < config.max_series_per_instance => {
+                    let mut s = Series::new(limits);
+                    s.push(sample.timestamp_ms, value);
+                    inst.series.insert(name, s);
+                }
+                None => self.series_dropped += 1,
+            }
+        }
+        inst.bytes = inst.series.values().map(Series::bytes).sum();
+        self.bytes = self.bytes - before + inst.bytes;
+        inst.last_seq = Some(sample.seq);
+        inst.samples += 1;
+        inst.latest = Some(sample);
+        self.samples_ingested += 1;
+        Ok(true)
+    }
+
+    /// Counts a stream the collector refused (bad token, malformed, a limit).
+    pub fn count_rejected_stream(&mut self) {
+        self.streams_rejected += 1;
+    }
+
+    fn evict_gone(&mut self, now_ms: u64) {
+        while self.bytes >= self.config.max_history_bytes {
+            let oldest = self
+                .services
+                .iter()
+                .flat_map(|(s, insts)| insts.iter().map(move |(i, inst)| (s, i, inst)))
+                .filter(|(_, _, inst)| self.health_of(inst, now_ms) == Health::Gone)
+                .min_by_key(|(_, _, inst)| inst.changed_ms)
+                .map(|(s, i, _)| (s.clone(), i.clone()));
+            let Some((service, instance)) = oldest else {
+                return;
+            };
+            if let Some(insts) = self.services.get_mut(&service) {
+                if let Some(removed) = insts.remove(&instance) {
+                    self.bytes -= removed.bytes;
+                }
+                if insts.is_empty() {
+                    self.services.remove(&service);
+                }
+            }
+        }
+    }
+
+    fn health_of(&self, inst: &Instance, now_ms: u64) -> Health {
+        if inst.connected {
+            let interval_ms = inst
+                .latest
+                .as_ref()
+                .map_or(1000, |s| (s.interval_us / 1000).max(1000));
+            let last = inst
+                .latest
+                .as_ref()
+                .map_or(inst.changed_ms, |s| s.timestamp_ms.max(inst.changed_ms));
+            if now_ms.saturating_sub(last) <= 3 * interval_ms {
+                Health::Live
+            } else {
+                Health::Stale
+            }
+        } else if now_ms.saturating_sub(inst.changed_ms) < self.config.gone_after_ms {
+            Health::Stale
+        } else {
+            Health::Gone
+        }
+    }
+
+    /// Agents connected now.
+    pub fn agents_connected(&self) -> u64 {
+        self.services
+            .values()
+            .flat_map(|s| s.values())
+            .filter(|i| i.connected)
+            .count() as u64
+    }
+
+    /// Collector-wide counters.
+    pub fn status(&self) -> CollectorStatus {
+        CollectorStatus {
+            agents_connected: self.agents_connected(),
+            samples_ingested: self.samples_ingested,
+            streams_rejected: self.streams_rejected,
+            history_bytes: self.bytes,
+            history_bytes_limit: self.config.max_history_bytes,
+        }
+    }
+
+    /// Every service with its instances' latest figures.
+    pub fn services(&self, now_ms: u64) -> ServicesResponse {
+        let services = self
+            .services
+            .iter()
+            .map(|(service, insts)| {
+                let instances: Vec<InstanceSummary> = insts
+                    .iter()
+                    .map(|(id, inst)| InstanceSummary {
+                        instance: id.clone(),
+                        health: self.health_of(inst, now_ms),
+                        pid: inst.info.pid,
+                        host: inst.info.host.clone(),
+                        agent_version: inst.info.agent_version.clone(),
+                        capabilities: inst.info.capabilities.clone(),
+                        last_sample_ms: inst.latest.as_ref().map(|s| s.timestamp_ms),
+                        samples: inst.samples,
+                        dropped_samples: inst.latest.as_ref().map_or(0, |s| s.dropped_samples),
+                        latest: inst.latest.clone(),
+                    })
+                    .collect();
+                aggregate(service, instances)
+            })
+            .collect();
+        ServicesResponse {
+            services,
+            collector: self.status(),
+        }
+    }
+
+    /// Points of the named series (all series when `names` is empty) of one
+    /// instance over `[from_ms, to_ms]`.
+    pub fn series(
+        &self,
+        service: &str,
+        instance: &str,
+        names: &[String],
+        from_ms: u64,
+        to_ms: u64,
+        max_points: Option<usize>,
+    ) -> Option<SeriesResponse> {
+        let inst = self.services.get(service)?.get(instance)?;
+        let series = inst
+            .series
+            .iter()
+            .filter(|(name, _)| names.is_empty() || names.iter().any(|n| n == *name))
+            .map(|(name, s)| ApiSeries {
+                name: name.clone(),
+                points: s.query(from_ms, to_ms, max_points),
+            })
+            .collect();
+        Some(SeriesResponse {
+            service: service.to_string(),
+            instance: instance.to_string(),
+            series,
+        })
+    }
+
+    /// The latest sample of one instance.
+    pub fn latest(&self, service: &str, instance: &str) -> Option<&Sample> {
+        self.services.get(service)?.get(instance)?.latest.as_ref()
+    }
+
+    /// Latest samples of every instance with its health (for `/metrics`).
+    pub fn latest_all(&self, now_ms: u64) -> Vec<(&Sample, Health)> {
+        self.services
+            .values()
+            .flat_map(|s| s.values())
+            .filter_map(|i| Some((i.latest.as_ref()?, self.health_of(i, now_ms))))
+            .collect()
+    }
+
+    /// Series points of one name across every instance of a service, merged
+    /// (for aggregate views).
+    pub fn last_value(&self, service: &str, instance: &str, name: &str) -> Option<Point> {
+        let (t, v) = self
+            .services
+            .get(service)?
+            .get(instance)?
+            .series
+            .get(name)?
+            .last()?;
+        Some(Point {
+            t_ms: t,
+            min: v,
+            max: v,
+            mean: v,
+        })
+    }
+}
+
+fn aggregate(service: &str, instances: Vec<InstanceSummary>) -> ServiceSummary {
+    let live: Vec<&Sample> = instances
+        .iter()
+        .filter(|i| i.health == Health::Live)
+        .filter_map(|i| i.latest.as_ref())
+        .collect();
+    let main = |s: &&Sample| {
+        s.runtimes
+            .iter()
+            .find(|r| r.name == extract::MAIN_RUNTIME)
+            .cloned()
+    };
+    let lag_p99_us_max = live
+        .iter()
+        .filter_map(|s| main(s)?.lag.map(|l| l.p99_us))
+        .max();
+    let busy: Vec<f64> = live
+        .iter()
+        .filter_map(|s| Some(main(s)?.busy_ratio))
+        .collect();
+    let busy_ratio_mean = (!busy.is_empty()).then(|| busy.iter().sum::<f64>() / busy.len() as f64);
+    let rss: Vec<u64> = live.iter().filter_map(|s| s.memory.rss_bytes).collect();
+    ServiceSummary {
+        service: service.to_string(),
+        lag_p99_us_max,
+        busy_ratio_mean,
+        rss_bytes_total: (!rss.is_empty()).then(|| rss.iter().sum()),
+        instances,
+    }
+}
+
+/// Sample builders for tests of this crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use lagscope_wire::{MemorySample, ProcessSample, RuntimeSample, Sample};
+
+    /// A plausible sample of one single-worker runtime.
+    pub(crate) fn sample(service: &str, instance: &str, seq: u64, t_ms: u64) -> Sample {
+        Sample {
+            service: service.into(),
+            instance: instance.into(),
+            seq,
+            timestamp_ms: t_ms,
+            interval_us: 1_000_000,
+            runtimes: vec![RuntimeSample {
+                name: "main".into(),
+                lag: None,
+                workers: 1,
+                alive_tasks: 3,
+                global_queue_depth: 0,
+                busy_ratio: 0.5,
+                worker: vec![],
+                blocking_threads: None,
+                idle_blocking_threads: None,
+                blocking_queue_depth: None,
+                poll: None,
+            }],
+            memory: MemorySample {
+                heap_live_bytes: None,
+                heap_peak_bytes: None,
+                allocations: None,
+                allocated_bytes: None,
+                alloc_rate: None,
+                rss_bytes: Some(1 << 20),
+                allocator_held_bytes: None,
+                external_bytes: None,
+            },
+            process: ProcessSample {
+                cpu_user_us: None,
+                cpu_system_us: None,
+                cpu_ratio: Some(0.1),
+                threads: Some(4),
+                open_fds: None,
+                host_cores: 2,
+            },
+            gauges: vec![],
+            dropped_samples: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::sample;
+    use super::*;
+
+    #[test]
+    fn resent_samples_are_stored_once() {
+        let mut store = Store::new(StoreConfig::default());
+        store
+            .connect("svc", "a", AgentInfo::default(), 0)
+            .expect("room");
+        assert_eq!(store.ingest(sample("svc", "a", 0, 1000)), Ok(true));
+        assert_eq!(store.ingest(sample("svc", "a", 1, 2000)), Ok(true));
+        assert_eq!(store.ingest(sample("svc", "a", 1, 2000)), Ok(false));
+        let last = store
+            .connect("svc", "a", AgentInfo::default(), 3000)
+            .expect("room");
+        assert_eq!(last, Some(1));
+        let r = store
+            .series("svc", "a", &["busy_ratio".into()], 0, u64::MAX, None)
+            .expect("instance");
+        assert_eq!(r.series[0].points.len(), 2);
+    }
+
+    #[test]
+    fn health_follows_reporting_and_connection() {
+        let mut store = Store::new(StoreConfig::default());
+        store
+            .connect("svc", "a", AgentInfo::default(), 0)
+            .expect("room");
+        store.ingest(sample("svc", "a", 0, 1000)).expect("known");
+        let health = |store: &Store, now| store.services(now).services[0].instances[0].health;
+        assert_eq!(health(&store, 2000), Health::Live);
+        assert_eq!(health(&store, 10_000), Health::Stale);
+        store.disconnect("svc", "a", 10_000);
+        assert_eq!(health(&store, 20_000), Health::Stale);
+        assert_eq!(health(&store, 80_000), Health::Gone);
+    }
+
+    #[test]
+    fn full_store_evicts_gone_instances_then_refuses() {
+        let config = StoreConfig {
+            max_history_bytes: 1,
+            ..StoreConfig::default()
+        };
+        let mut store = Store::new(config);
+        store
+            .connect("svc", "a", AgentInfo::default(), 0)
+            .expect("room");
+        store.ingest(sample("svc", "a", 0, 1000)).expect("known");
+        let err = store.connect("svc", "b", AgentInfo::default(), 1000);
+        assert!(matches!(err, Err(StoreError::Full { .. })));
+        store.disconnect("svc", "a", 1000);
+        store
+            .connect("svc", "b", AgentInfo::default(), 100_000)
+            .expect("a is gone and was evicted");
+        assert_eq!(store.services(100_000).services[0].instances.len(), 1);
+    }
+
+    #[test]
+    fn samples_of_unknown_instances_are_refused() {
+        let mut store = Store::new(StoreConfig::default());
+        assert!(store.ingest(sample("svc", "x", 0, 0)).is_err());
+    }
+
+    #[test]
+    fn services_aggregate_their_live_instances() {
+        let mut store = Store::new(StoreConfig::default());
+        for id in ["a", "b"] {
+            store
+                .connect("svc", id, AgentInfo::default(), 0)
+                .expect("room");
+            store.ingest(sample("svc", id, 0, 1000)).expect("known");
+        }
+        let s = &store.services(1500).services[0];
+        assert_eq!(s.instances.len(), 2);
+        assert_eq!(s.rss_bytes_total, Some(2 << 20));
+        assert_eq!(s.busy_ratio_mean, Some(0.5));
+    }
+}

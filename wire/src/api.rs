@@ -1,0 +1,115 @@
+//! Types of the collector's HTTP JSON API (`/api/v1/...`), shared by the
+//! collector that serves them and the clients (TUI, scripts) that read them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sample::Sample;
+
+/// Health of an instance, from how recently it reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Connected and reporting on schedule.
+    Live,
+    /// Connected but late, or disconnected recently.
+    Stale,
+    /// Disconnected for a while; kept for its history.
+    Gone,
+}
+
+/// `GET /api/v1/services`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServicesResponse {
+    /// Services, sorted by name.
+    pub services: Vec<ServiceSummary>,
+    /// Collector-wide counters.
+    pub collector: CollectorStatus,
+}
+
+/// One service: its instances and their aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    /// Service name.
+    pub service: String,
+    /// Instances, sorted by id.
+    pub instances: Vec<InstanceSummary>,
+    /// Worst lag p99 over live instances, in µs.
+    pub lag_p99_us_max: Option<u64>,
+    /// Mean busy ratio over live instances.
+    pub busy_ratio_mean: Option<f64>,
+    /// Summed RSS of live instances.
+    pub rss_bytes_total: Option<u64>,
+}
+
+/// One instance and its latest figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    /// Instance id.
+    pub instance: String,
+    /// Live, stale or gone.
+    pub health: Health,
+    /// Process id.
+    pub pid: u32,
+    /// Host name.
+    pub host: String,
+    /// Agent version.
+    pub agent_version: String,
+    /// What the agent's build can measure.
+    pub capabilities: Vec<String>,
+    /// Wall time of the latest sample, ms since the epoch.
+    pub last_sample_ms: Option<u64>,
+    /// Samples stored.
+    pub samples: u64,
+    /// Samples the agent dropped before sending (cumulative).
+    pub dropped_samples: u64,
+    /// The latest sample.
+    pub latest: Option<Sample>,
+}
+
+/// Collector-wide counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectorStatus {
+    /// Agents connected now.
+    pub agents_connected: u64,
+    /// Samples stored since start.
+    pub samples_ingested: u64,
+    /// Streams rejected (bad token, malformed, over a limit) since start.
+    pub streams_rejected: u64,
+    /// Estimated bytes of history held.
+    pub history_bytes: u64,
+    /// Configured cap on history bytes.
+    pub history_bytes_limit: u64,
+}
+
+/// `GET /api/v1/services/{service}/instances/{instance}/series`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesResponse {
+    /// Service name.
+    pub service: String,
+    /// Instance id.
+    pub instance: String,
+    /// One entry per requested series that exists.
+    pub series: Vec<Series>,
+}
+
+/// Points of one numeric series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Series name, e.g. `lag_p99_us`, `busy_ratio`, `busy_ratio.worker.0`.
+    pub name: String,
+    /// Points, oldest first.
+    pub points: Vec<Point>,
+}
+
+/// One point: a raw sample (min = max = mean) or a downsampled bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Bucket start (or sample time), ms since the epoch.
+    pub t_ms: u64,
+    /// Smallest value in the bucket.
+    pub min: f64,
+    /// Largest value in the bucket (spikes survive downsampling).
+    pub max: f64,
+    /// Mean value in the bucket.
+    pub mean: f64,
+}
