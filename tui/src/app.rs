@@ -1,0 +1,169 @@
+//! The event loop: one event enum, one loop. Input and collector polling run
+//! on their own threads and feed the loop through a channel, so a slow
+//! collector never freezes the keys.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lagscope_wire::api::{SeriesResponse, ServicesResponse};
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use ratatui::DefaultTerminal;
+
+use crate::client::Client;
+use crate::state::{App, Connection};
+use crate::theme::Theme;
+
+/// How often the collector is polled.
+pub const REFRESH: Duration = Duration::from_millis(500);
+
+/// Everything the loop reacts to.
+#[derive(Debug)]
+pub enum Event {
+    /// A key press.
+    Key(event::KeyEvent),
+    /// The terminal changed size.
+    Resize,
+    /// A fresh services listing, or why it failed.
+    Services(Result<ServicesResponse, String>),
+    /// Fresh series of the selected instance.
+    Series(SeriesResponse),
+}
+
+/// What the poller should fetch besides the services listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Wanted {
+    instance: Option<(String, String)>,
+    from_ms: u64,
+    to_ms: u64,
+}
+
+/// Runs the dashboard against `client` until the user quits.
+pub fn run(client: Client) -> std::io::Result<()> {
+    let mut terminal = ratatui::init();
+    let result = run_in(&mut terminal, client);
+    ratatui::restore();
+    result
+}
+
+fn run_in(terminal: &mut DefaultTerminal, client: Client) -> std::io::Result<()> {
+    let (tx, rx) = channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let wanted = Arc::new(Mutex::new(Wanted::default()));
+    let mut app = App::new(client.url().to_string(), Theme::from_env());
+
+    let input = spawn_input(tx.clone(), stop.clone())?;
+    let poller = spawn_poller(client, tx, stop.clone(), wanted.clone())?;
+    let result = event_loop(terminal, &mut app, &rx, &wanted);
+    stop.store(true, Relaxed);
+    let _ = input.join();
+    let _ = poller.join();
+    result
+}
+
+fn event_loop(
+    terminal: &mut DefaultTerminal,
+    app: &mut App,
+    rx: &Receiver<Event>,
+    wanted: &Mutex<Wanted>,
+) -> std::io::Result<()> {
+    while !app.quit {
+        let now = now_ms();
+        terminal.draw(|f| crate::view::draw(f, app, now))?;
+        match rx.recv_timeout(REFRESH) {
+            Ok(event) => apply(app, event),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        // Take whatever else arrived before redrawing once.
+        while let Ok(event) = rx.try_recv() {
+            apply(app, event);
+        }
+        let end = app.window_end_ms(now);
+        let next = Wanted {
+            instance: app.selection(),
+            from_ms: end.saturating_sub(app.window().as_millis() as u64),
+            to_ms: end,
+        };
+        *wanted.lock().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+    Ok(())
+}
+
+/// Applies one event to the state.
+pub fn apply(app: &mut App, event: Event) {
+    match event {
+        Event::Key(key) if key.kind != KeyEventKind::Release => app.on_key(key),
+        Event::Key(_) | Event::Resize => {}
+        Event::Services(Ok(s)) => app.set_services(s),
+        Event::Services(Err(e)) => app.connection = Connection::Failed(e),
+        Event::Series(s) => app.set_series(s),
+    }
+}
+
+fn spawn_input(
+    tx: Sender<Event>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tui-input".into())
+        .spawn(move || {
+            while !stop.load(Relaxed) {
+                match event::poll(Duration::from_millis(100)) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(_) => break,
+                }
+                let event = match event::read() {
+                    Ok(TermEvent::Key(k)) => Event::Key(k),
+                    Ok(TermEvent::Resize(..)) => Event::Resize,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                };
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        })
+}
+
+fn spawn_poller(
+    client: Client,
+    tx: Sender<Event>,
+    stop: Arc<AtomicBool>,
+    wanted: Arc<Mutex<Wanted>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tui-poll".into())
+        .spawn(move || {
+            while !stop.load(Relaxed) {
+                let services = client.services().map_err(|e| e.to_string());
+                let ok = services.is_ok();
+                if tx.send(Event::Services(services)).is_err() {
+                    break;
+                }
+                let w = wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let (true, Some((service, instance))) = (ok, w.instance) {
+                    if let Ok(s) = client.series(&service, &instance, w.from_ms, w.to_ms, 240) {
+                        if tx.send(Event::Series(s)).is_err() {
+                            break;
+                        }
+                    }
+                }
+                // Sleep in short steps so quitting is prompt.
+                for _ in 0..5 {
+                    if stop.load(Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(REFRESH / 5);
+                }
+            }
+        })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,220 @@
+//! A small blocking HTTP/1.1 client for the collector's JSON API (plain HTTP;
+//! the collector listens on loopback or behind a proxy).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use lagscope_wire::api::{SeriesResponse, ServicesResponse};
+use serde::de::DeserializeOwned;
+
+/// Why a request to the collector failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not `http://host:port`.
+    #[error("collector URL {0:?} must look like http://127.0.0.1:6671")]
+    BadUrl(String),
+    /// Connecting or talking to the collector failed.
+    #[error("cannot reach the collector at {url}: {source}")]
+    Io {
+        /// The collector's URL.
+        url: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The collector answered with an error status.
+    #[error("collector answered {status}: {body}")]
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// The response body.
+        body: String,
+    },
+    /// The response was not what the API promises.
+    #[error("unexpected response from the collector: {0}")]
+    Protocol(String),
+}
+
+/// Talks to one collector.
+#[derive(Debug, Clone)]
+pub struct Client {
+    url: String,
+    host_port: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for the collector's HTTP API at `url` (e.g. `http://127.0.0.1:6671`).
+    pub fn new(url: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
+        let host_port = rest.trim_end_matches('/').to_string();
+        if host_port.is_empty() || host_port.contains('/') {
+            return Err(ClientError::BadUrl(url.to_string()));
+        }
+        Ok(Client {
+            url: url.trim_end_matches('/').to_string(),
+            host_port,
+            token,
+            timeout: Duration::from_secs(2),
+        })
+    }
+
+    /// The collector's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `GET /api/v1/services`.
+    pub fn services(&self) -> Result<ServicesResponse, ClientError> {
+        self.get_json("/api/v1/services")
+    }
+
+    /// `GET .../series` of one instance over `[from_ms, to_ms]`.
+    pub fn series(
+        &self,
+        service: &str,
+        instance: &str,
+        from_ms: u64,
+        to_ms: u64,
+        max_points: usize,
+    ) -> Result<SeriesResponse, ClientError> {
+        self.get_json(&format!(
+            "/api/v1/services/{}/instances/{}/series?from_ms={from_ms}&to_ms={to_ms}&max_points={max_points}",
+            encode(service),
+            encode(instance)
+        ))
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let body = self.get(path)?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// One GET on a fresh connection, read to the end (`Connection: close`).
+    fn get(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let io = |source| ClientError::Io {
+            url: self.url.clone(),
+            source,
+        };
+        let addr = self
+            .host_port
+            .to_socket_addrs()
+            .map_err(io)?
+            .next()
+            .ok_or_else(|| ClientError::BadUrl(self.url.clone()))?;
+        let mut stream = TcpStream::connect_timeout(&addr, self.timeout).map_err(io)?;
+        stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(io)?;
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\nAccept: application/json\r\n\r\n",
+            self.host_port
+        );
+        stream.write_all(request.as_bytes()).map_err(io)?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).map_err(io)?;
+        parse_response(&response)
+    }
+}
+
+/// Splits a `Connection: close` response into status and body; handles a
+/// chunked body too.
+fn parse_response(response: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| ClientError::Protocol("no end of headers".into()))?;
+    let head = String::from_utf8_lossy(&response[..split]);
+    let body = &response[split + 4..];
+    let status: u16 = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::Protocol("bad status line".into()))?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
+    if status != 200 {
+        return Err(ClientError::Status {
+            status,
+            body: String::from_utf8_lossy(&body).trim().to_string(),
+        });
+    }
+    Ok(body)
+}
+
+fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let bad = || ClientError::Protocol("bad chunked body".into());
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
+        let size_text = String::from_utf8_lossy(&body[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| bad())?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if body.len() < size + 2 {
+            return Err(bad());
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+/// Percent-encodes a path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_bodies() {
+        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parse_response(plain).expect("ok"), b"{}");
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked).expect("ok"), b"{}");
+        let err = parse_response(b"HTTP/1.1 401 Unauthorized\r\n\r\nwrong token");
+        assert!(matches!(err, Err(ClientError::Status { status: 401, .. })));
+    }
+
+    #[test]
+    fn urls_must_be_plain_http_host_port() {
+        assert!(Client::new("http://127.0.0.1:6671", None).is_ok());
+        assert!(Client::new("http://127.0.0.1:6671/", None).is_ok());
+        assert!(Client::new("127.0.0.1:6671", None).is_err());
+        assert!(Client::new("https://x:1", None).is_err());
+    }
+
+    #[test]
+    fn instance_ids_are_encoded() {
+        assert_eq!(encode("host:123"), "host%3A123");
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+}

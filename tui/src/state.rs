@@ -1,0 +1,290 @@
+//! The dashboard's state and how keys change it. No drawing, no I/O.
+
+use std::time::Duration;
+
+use lagscope_wire::api::{Health, SeriesResponse, ServicesResponse};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::theme::Theme;
+
+/// Time windows `+`/`-` step through.
+pub const ZOOMS: [Duration; 6] = [
+    Duration::from_secs(60),
+    Duration::from_secs(300),
+    Duration::from_secs(900),
+    Duration::from_secs(3600),
+    Duration::from_secs(6 * 3600),
+    Duration::from_secs(24 * 3600),
+];
+
+/// Which pane keys go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    /// The services → instances list.
+    List,
+    /// The selected instance's charts (h/l pan in time).
+    Charts,
+}
+
+/// Whether the collector is answering.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connection {
+    /// No answer yet.
+    Connecting,
+    /// The last request succeeded.
+    Connected,
+    /// The last request failed; history shown is from before.
+    Failed(String),
+}
+
+/// One line of the list: a service header or one of its instances.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Service name.
+    pub service: String,
+    /// Instance id; `None` for the service's header row.
+    pub instance: Option<String>,
+    /// Instance health (the worst of its instances for a header).
+    pub health: Health,
+}
+
+/// Everything the views draw from.
+#[derive(Debug)]
+pub struct App {
+    /// Where data comes from, for the status bar.
+    pub source: String,
+    /// Latest services listing.
+    pub services: Option<ServicesResponse>,
+    /// Series of the selected instance.
+    pub series: Option<SeriesResponse>,
+    /// Index of the selected instance among the visible instance rows.
+    pub selected: usize,
+    /// Which pane has the keys.
+    pub focus: Focus,
+    /// Index into [`ZOOMS`].
+    pub zoom: usize,
+    /// How far back from the newest data the window ends, in ms.
+    pub pan_ms: u64,
+    /// Substring filter over service and instance names.
+    pub filter: String,
+    /// Whether keys are typing into the filter.
+    pub filtering: bool,
+    /// Whether the help overlay is shown.
+    pub help: bool,
+    /// Collector reachability.
+    pub connection: Connection,
+    /// Colours (or none, with `NO_COLOR`).
+    pub theme: Theme,
+    /// Set when the user asked to quit.
+    pub quit: bool,
+}
+
+impl App {
+    /// A fresh dashboard reading from `source`.
+    pub fn new(source: impl Into<String>, theme: Theme) -> Self {
+        App {
+            source: source.into(),
+            services: None,
+            series: None,
+            selected: 0,
+            focus: Focus::List,
+            zoom: 1,
+            pan_ms: 0,
+            filter: String::new(),
+            filtering: false,
+            help: false,
+            connection: Connection::Connecting,
+            theme,
+            quit: false,
+        }
+    }
+
+    /// The list's rows, filtered.
+    pub fn rows(&self) -> Vec<Row> {
+        let Some(services) = &self.services else {
+            return Vec::new();
+        };
+        let filter = self.filter.to_lowercase();
+        let mut rows = Vec::new();
+        for s in &services.services {
+            let service_matches = s.service.to_lowercase().contains(&filter);
+            let instances: Vec<_> = s
+                .instances
+                .iter()
+                .filter(|i| service_matches || i.instance.to_lowercase().contains(&filter))
+                .collect();
+            if instances.is_empty() {
+                continue;
+            }
+            let worst = instances
+                .iter()
+                .map(|i| i.health)
+                .min_by_key(|h| match h {
+                    Health::Gone => 2,
+                    Health::Stale => 0,
+                    Health::Live => 1,
+                })
+                .unwrap_or(Health::Live);
+            rows.push(Row {
+                service: s.service.clone(),
+                instance: None,
+                health: worst,
+            });
+            for i in instances {
+                rows.push(Row {
+                    service: s.service.clone(),
+                    instance: Some(i.instance.clone()),
+                    health: i.health,
+                });
+            }
+        }
+        rows
+    }
+
+    /// (service, instance) of the selected row.
+    pub fn selection(&self) -> Option<(String, String)> {
+        let row = self
+            .rows()
+            .into_iter()
+            .filter(|r| r.instance.is_some())
+            .nth(self.selected)?;
+        Some((row.service, row.instance?))
+    }
+
+    fn instance_count(&self) -> usize {
+        self.rows().iter().filter(|r| r.instance.is_some()).count()
+    }
+
+    /// The time window shown.
+    pub fn window(&self) -> Duration {
+        ZOOMS[self.zoom.min(ZOOMS.len() - 1)]
+    }
+
+    /// End of the window, ms since the epoch: the newest sample seen (so a
+    /// replayed recording shows its own time), moved back by the pan.
+    pub fn window_end_ms(&self, now_ms: u64) -> u64 {
+        let newest = self
+            .services
+            .iter()
+            .flat_map(|s| &s.services)
+            .flat_map(|s| &s.instances)
+            .filter_map(|i| i.last_sample_ms)
+            .max()
+            .unwrap_or(now_ms);
+        newest.saturating_sub(self.pan_ms)
+    }
+
+    /// New services listing; keeps the selection on the same instance if it is still there.
+    pub fn set_services(&mut self, services: ServicesResponse) {
+        let before = self.selection();
+        self.services = Some(services);
+        self.connection = Connection::Connected;
+        if let Some((service, instance)) = before {
+            let position = self
+                .rows()
+                .into_iter()
+                .filter(|r| r.instance.is_some())
+                .position(|r| r.service == service && r.instance.as_deref() == Some(&instance));
+            if let Some(p) = position {
+                self.selected = p;
+            }
+        }
+        self.clamp_selection();
+    }
+
+    /// New series for the selected instance (ignored if the selection moved on).
+    pub fn set_series(&mut self, series: SeriesResponse) {
+        if self
+            .selection()
+            .is_some_and(|(s, i)| s == series.service && i == series.instance)
+        {
+            self.series = Some(series);
+        }
+    }
+
+    fn clamp_selection(&mut self) {
+        let n = self.instance_count();
+        self.selected = if n == 0 { 0 } else { self.selected.min(n - 1) };
+    }
+
+    fn select(&mut self, delta: isize) {
+        let n = self.instance_count();
+        if n == 0 {
+            return;
+        }
+        let next = (self.selected as isize + delta).rem_euclid(n as isize) as usize;
+        if next != self.selected {
+            self.selected = next;
+            self.series = None;
+        }
+    }
+
+    /// Applies one key press.
+    pub fn on_key(&mut self, key: KeyEvent) {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            self.quit = true;
+            return;
+        }
+        if self.filtering {
+            match key.code {
+                KeyCode::Esc => {
+                    self.filtering = false;
+                    self.filter.clear();
+                }
+                KeyCode::Enter => self.filtering = false,
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(c) => self.filter.push(c),
+                _ => {}
+            }
+            self.clamp_selection();
+            return;
+        }
+        if self.help {
+            if matches!(
+                key.code,
+                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')
+            ) {
+                self.help = false;
+            }
+            return;
+        }
+        let pan_step = self.window().as_millis() as u64 / 4;
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('/') => {
+                self.filtering = true;
+                self.focus = Focus::List;
+            }
+            KeyCode::Tab | KeyCode::BackTab => {
+                self.focus = match self.focus {
+                    Focus::List => Focus::Charts,
+                    Focus::Charts => Focus::List,
+                }
+            }
+            KeyCode::Enter => self.focus = Focus::Charts,
+            KeyCode::Char('+') | KeyCode::Char('=') => {
+                self.zoom = self.zoom.saturating_sub(1);
+                self.series = None;
+            }
+            KeyCode::Char('-') => {
+                self.zoom = (self.zoom + 1).min(ZOOMS.len() - 1);
+                self.series = None;
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.select(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.select(1),
+            KeyCode::Left | KeyCode::Char('h') if self.focus == Focus::Charts => {
+                self.pan_ms = self.pan_ms.saturating_add(pan_step);
+            }
+            KeyCode::Right | KeyCode::Char('l') if self.focus == Focus::Charts => {
+                self.pan_ms = self.pan_ms.saturating_sub(pan_step);
+            }
+            KeyCode::Left | KeyCode::Char('h') => self.focus = Focus::List,
+            KeyCode::Right | KeyCode::Char('l') => self.focus = Focus::Charts,
+            KeyCode::Home | KeyCode::Char('0') => self.pan_ms = 0,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Human-readable numbers with units.
+
+/// Microseconds as `850µs`, `12.3ms`, `4.20s`.
+pub fn micros(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.0}µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.1}ms", us / 1000.0)
+    } else {
+        format!("{:.2}s", us / 1e6)
+    }
+}
+
+/// Bytes as `512B`, `12.0KiB`, `3.4MiB`, `1.20GiB`.
+pub fn bytes(b: f64) -> String {
+    let abs = b.abs();
+    if abs < 1024.0 {
+        format!("{b:.0}B")
+    } else if abs < 1024.0 * 1024.0 {
+        format!("{:.1}KiB", b / 1024.0)
+    } else if abs < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1}MiB", b / 1048576.0)
+    } else {
+        format!("{:.2}GiB", b / 1073741824.0)
+    }
+}
+
+/// A ratio as a percentage, `45%`.
+pub fn percent(r: f64) -> String {
+    format!("{:.0}%", r * 100.0)
+}
+
+/// A duration in seconds as `1m`, `5m`, `1h`, `90s`.
+pub fn span(secs: u64) -> String {
+    if secs >= 3600 && secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_scale() {
+        assert_eq!(micros(850.0), "850µs");
+        assert_eq!(micros(12_300.0), "12.3ms");
+        assert_eq!(micros(4_200_000.0), "4.20s");
+        assert_eq!(bytes(3.5 * 1048576.0), "3.5MiB");
+        assert_eq!(percent(0.456), "46%");
+        assert_eq!(span(300), "5m");
+        assert_eq!(span(90), "90s");
+    }
+}

@@ -1,0 +1,41 @@
+//! The `?` overlay.
+
+use ratatui::layout::{Constraint, Flex, Layout};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::Frame;
+
+use crate::state::App;
+
+const KEYS: &str = " ↑↓ / j k    select instance
+ Enter       open its charts
+ Tab         switch pane
+ ← → / h l   pan in time (charts pane)
+ 0 / Home    back to now
+ + / -       zoom window in / out
+ /           filter by name (Esc clears)
+ ?           this help
+ q / Esc     quit
+
+ Charts: lag (probe delay p50/p99/max),
+ busy ratio per worker, queue depths and
+ blocking pool, memory (heap, RSS,
+ external) with its growth trend.";
+
+pub(super) fn draw(frame: &mut Frame, app: &App) {
+    let [area] = Layout::horizontal([Constraint::Length(46)])
+        .flex(Flex::Center)
+        .areas(frame.area());
+    let [area] = Layout::vertical([Constraint::Length(17)])
+        .flex(Flex::Center)
+        .areas(area);
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(KEYS).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Keys ")
+                .border_style(app.theme.focused()),
+        ),
+        area,
+    );
+}

@@ -1,0 +1,47 @@
+//! The bottom line: connection state, counts, key hints.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::format;
+use crate::state::{App, Connection};
+
+pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    let theme = &app.theme;
+    let mut spans = match &app.connection {
+        Connection::Connecting => vec![Span::styled(
+            format!("… connecting to {}", app.source),
+            theme.dim(),
+        )],
+        Connection::Connected => vec![Span::raw(format!("● {}", app.source))],
+        Connection::Failed(e) => vec![Span::styled(
+            format!("✗ {e} (showing last data)"),
+            theme.warn(),
+        )],
+    };
+    if let Some(s) = &app.services {
+        let instances: usize = s.services.iter().map(|s| s.instances.len()).sum();
+        let dropped: u64 = s
+            .services
+            .iter()
+            .flat_map(|s| &s.instances)
+            .map(|i| i.dropped_samples)
+            .sum();
+        spans.push(Span::styled(
+            format!(
+                " │ {} svc {} inst │ hist {}",
+                s.services.len(),
+                instances,
+                format::bytes(s.collector.history_bytes as f64),
+            ),
+            theme.dim(),
+        ));
+        if dropped > 0 {
+            spans.push(Span::styled(format!(" │ {dropped} dropped"), theme.warn()));
+        }
+    }
+    spans.push(Span::styled(" │ ? help q quit", theme.dim()));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}

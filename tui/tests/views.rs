@@ -1,0 +1,278 @@
+//! Screens of the dashboard, rendered with `TestBackend` and compared with the
+//! snapshot files in `tests/snapshots/` (re-bless with `INSTA_UPDATE=always`).
+
+use lagscope_tui::app::{apply, Event};
+use lagscope_tui::state::App;
+use lagscope_tui::theme::Theme;
+use lagscope_tui::view;
+use lagscope_wire::api::*;
+use lagscope_wire::*;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Terminal;
+
+const T0: u64 = 1_800_000_000_000;
+
+fn sample(service: &str, instance: &str, lag_max_us: u64, busy: f64) -> Sample {
+    Sample {
+        service: service.into(),
+        instance: instance.into(),
+        seq: 59,
+        timestamp_ms: T0,
+        interval_us: 1_000_000,
+        runtimes: vec![RuntimeSample {
+            name: "main".into(),
+            lag: Some(LagStats {
+                probes: 100,
+                pending_us: None,
+                min_us: 40,
+                mean_us: 90,
+                p50_us: 80,
+                p90_us: 150,
+                p99_us: lag_max_us / 2,
+                p999_us: lag_max_us,
+                max_us: lag_max_us,
+            }),
+            workers: 2,
+            alive_tasks: 12,
+            global_queue_depth: 0,
+            busy_ratio: busy,
+            worker: vec![],
+            blocking_threads: Some(1),
+            idle_blocking_threads: Some(1),
+            blocking_queue_depth: Some(0),
+            poll: None,
+        }],
+        memory: MemorySample {
+            heap_live_bytes: Some(20 << 20),
+            heap_peak_bytes: Some(20 << 20),
+            allocations: Some(1000),
+            allocated_bytes: Some(1 << 20),
+            alloc_rate: Some(1048576.0),
+            rss_bytes: Some(30 << 20),
+            allocator_held_bytes: Some(24 << 20),
+            external_bytes: Some(6 << 20),
+        },
+        process: ProcessSample {
+            cpu_user_us: Some(100_000),
+            cpu_system_us: Some(10_000),
+            cpu_ratio: Some(0.11),
+            threads: Some(6),
+            open_fds: Some(12),
+            host_cores: 2,
+        },
+        gauges: vec![],
+        dropped_samples: 0,
+    }
+}
+
+fn instance(
+    service: &str,
+    id: &str,
+    health: Health,
+    lag_max_us: u64,
+    busy: f64,
+) -> InstanceSummary {
+    InstanceSummary {
+        instance: id.into(),
+        health,
+        pid: 4242,
+        host: "web-1".into(),
+        agent_version: "0.1.0".into(),
+        capabilities: vec!["tokio_unstable".into(), "heap".into()],
+        last_sample_ms: Some(T0),
+        samples: 60,
+        dropped_samples: 0,
+        latest: Some(sample(service, id, lag_max_us, busy)),
+    }
+}
+
+fn services() -> ServicesResponse {
+    ServicesResponse {
+        services: vec![
+            ServiceSummary {
+                service: "checkout".into(),
+                instances: vec![
+                    instance("checkout", "web-1:4242", Health::Live, 250_000, 0.62),
+                    instance("checkout", "web-2:4243", Health::Stale, 900, 0.05),
+                ],
+                lag_p99_us_max: Some(125_000),
+                busy_ratio_mean: Some(0.62),
+                rss_bytes_total: Some(30 << 20),
+            },
+            ServiceSummary {
+                service: "search".into(),
+                instances: vec![instance("search", "web-3:77", Health::Gone, 500, 0.01)],
+                lag_p99_us_max: None,
+                busy_ratio_mean: None,
+                rss_bytes_total: None,
+            },
+        ],
+        collector: CollectorStatus {
+            agents_connected: 2,
+            samples_ingested: 180,
+            streams_rejected: 0,
+            history_bytes: 3 << 20,
+            history_bytes_limit: 512 << 20,
+        },
+    }
+}
+
+/// One minute of series for checkout/web-1: a lag spike, a growing heap.
+fn series() -> SeriesResponse {
+    let ramp = |name: &str, f: &dyn Fn(u64) -> f64| Series {
+        name: name.into(),
+        points: (0..60u64)
+            .map(|i| {
+                let v = f(i);
+                Point {
+                    t_ms: T0 - (59 - i) * 1000,
+                    min: v,
+                    max: v,
+                    mean: v,
+                }
+            })
+            .collect(),
+    };
+    SeriesResponse {
+        service: "checkout".into(),
+        instance: "web-1:4242".into(),
+        series: vec![
+            ramp("lag_p50_us", &|_| 80.0),
+            ramp("lag_p99_us", &|i| {
+                if i % 20 == 10 {
+                    125_000.0
+                } else {
+                    300.0
+                }
+            }),
+            ramp("lag_max_us", &|i| {
+                if i % 20 == 10 {
+                    250_000.0
+                } else {
+                    900.0
+                }
+            }),
+            ramp("busy_ratio.worker.0", &|i| {
+                if i % 20 == 10 {
+                    0.95
+                } else {
+                    0.3
+                }
+            }),
+            ramp("busy_ratio.worker.1", &|_| 0.2),
+            ramp("global_queue_depth", &|i| (i % 7) as f64),
+            ramp("blocking_threads", &|_| 1.0),
+            ramp("heap_live_bytes", &|i| (10 + i / 6) as f64 * 1048576.0),
+            ramp("rss_bytes", &|i| (20 + i / 6) as f64 * 1048576.0),
+            ramp("external_bytes", &|_| 6.0 * 1048576.0),
+        ],
+    }
+}
+
+fn app() -> App {
+    let mut app = App::new("http://127.0.0.1:6671", Theme::new(false));
+    apply(&mut app, Event::Services(Ok(services())));
+    apply(&mut app, Event::Series(series()));
+    app.zoom = 0; // 1 minute
+    app
+}
+
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal.draw(|f| view::draw(f, app, T0)).expect("draw");
+    terminal.backend().to_string()
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    apply(app, Event::Key(KeyEvent::from(code)));
+}
+
+#[test]
+fn instance_view_at_80x24() {
+    insta::assert_snapshot!(render(&app(), 80, 24));
+}
+
+#[test]
+fn instance_view_at_120x40() {
+    insta::assert_snapshot!(render(&app(), 120, 40));
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn filter_narrows_the_list() {
+    let mut app = app();
+    for c in "/sea".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.selection(), Some(("search".into(), "web-3:77".into())));
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn collector_down_keeps_last_data_and_says_so() {
+    let mut app = app();
+    apply(
+        &mut app,
+        Event::Services(Err(
+            "cannot reach the collector at http://127.0.0.1:6671: connection refused".into(),
+        )),
+    );
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("checkout"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn no_agents_yet() {
+    let mut app = App::new("http://127.0.0.1:6671", Theme::new(false));
+    let mut empty = services();
+    empty.services.clear();
+    apply(&mut app, Event::Services(Ok(empty)));
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn keys_move_zoom_pan_and_quit() {
+    let mut app = app();
+    key(&mut app, KeyCode::Down);
+    assert_eq!(
+        app.selection(),
+        Some(("checkout".into(), "web-2:4243".into()))
+    );
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Char('j'));
+    assert_eq!(
+        app.selection(),
+        Some(("checkout".into(), "web-1:4242".into())),
+        "wraps around"
+    );
+    key(&mut app, KeyCode::Char('-'));
+    assert_eq!(app.window().as_secs(), 300);
+    key(&mut app, KeyCode::Char('+'));
+    key(&mut app, KeyCode::Char('+'));
+    assert_eq!(app.window().as_secs(), 60, "stops at the narrowest window");
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Char('h'));
+    assert_eq!(app.pan_ms, 15_000);
+    key(&mut app, KeyCode::Char('0'));
+    assert_eq!(app.pan_ms, 0);
+    assert!(!app.quit);
+    key(&mut app, KeyCode::Char('q'));
+    assert!(app.quit);
+}
+
+#[test]
+fn tiny_terminal_does_not_panic() {
+    let app = app();
+    for (w, h) in [(10, 3), (20, 5), (40, 10), (1, 1)] {
+        render(&app, w, h);
+    }
+}
