@@ -321,27 +321,11 @@ fn non_empty(var: &'static str, value: String) -> Result<String, Error> {
 }
 
 fn env_duration(var: &'static str, value: String) -> Result<Duration, Error> {
-    parse_duration(&value).ok_or_else(|| Error::InvalidEnv {
+    lagscope_wire::duration::parse(&value).ok_or_else(|| Error::InvalidEnv {
         var,
         value,
         reason: "expected a duration such as 500us, 10ms, 1s or 2m".into(),
     })
-}
-
-/// Parses `<number><unit>` with unit `us`, `ms`, `s` or `m`; the number may be fractional.
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "us" | "µs" => number / 1e6,
-        "ms" => number / 1e3,
-        "s" => number,
-        "m" => number * 60.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(seconds).ok()
 }
 
 #[cfg(test)]
@@ -354,18 +338,6 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |var| pairs.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("500us"), Some(Duration::from_micros(500)));
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("ms"), None);
-        assert_eq!(parse_duration("10h"), None);
     }
 
     #[test]

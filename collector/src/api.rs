@@ -24,7 +24,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::record::Recorder;
-use crate::shared::{now_ms, Shared};
+use crate::shared::Shared;
 
 /// State of the HTTP handlers.
 #[derive(Clone)]
@@ -87,7 +87,7 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
 async fn metrics(State(api): State<Api>) -> Response {
     let text = {
         let store = api.shared.store();
-        let latest = store.latest_all(now_ms());
+        let latest = store.latest_all(api.shared.now_ms());
         prometheus::render(
             &latest,
             &store.status(),
@@ -105,7 +105,7 @@ async fn metrics(State(api): State<Api>) -> Response {
 }
 
 async fn services(State(api): State<Api>) -> Response {
-    let body = api.shared.store().services(now_ms());
+    let body = api.shared.store().services(api.shared.now_ms());
     Json(body).into_response()
 }
 
@@ -124,23 +124,20 @@ async fn series(
     Path((service, instance)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let number = |key: &str| -> Result<Option<u64>, Response> {
+    let number = |key: &str| -> Result<Option<u64>, String> {
         query
             .get(key)
             .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!("{key} must be a whole number, got {v:?}\n"),
-                    )
-                        .into_response()
-                })
+                v.parse::<u64>()
+                    .map_err(|_| format!("{key} must be a whole number, got {v:?}\n"))
             })
             .transpose()
     };
     let (from, to, max_points) = match (number("from_ms"), number("to_ms"), number("max_points")) {
         (Ok(f), Ok(t), Ok(m)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX), m),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return (StatusCode::BAD_REQUEST, e).into_response()
+        }
     };
     let names: Vec<String> = query
         .get("names")

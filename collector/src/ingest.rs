@@ -29,25 +29,35 @@ pub struct Ingest {
     recorder: Option<Recorder>,
     sessions: Arc<AtomicUsize>,
     max_agents: usize,
+    quiet: bool,
 }
 
 impl Ingest {
-    /// A service writing into `shared`, accepting at most `max_agents` streams.
-    pub fn new(shared: Arc<Shared>, recorder: Option<Recorder>, max_agents: usize) -> Self {
+    /// A service writing into `shared`, accepting at most `max_agents` streams;
+    /// `quiet` keeps it from logging agents coming and going on stderr.
+    pub fn new(
+        shared: Arc<Shared>,
+        recorder: Option<Recorder>,
+        max_agents: usize,
+        quiet: bool,
+    ) -> Self {
         Ingest {
             shared,
             recorder,
             sessions: Arc::new(AtomicUsize::new(0)),
             max_agents,
+            quiet,
         }
     }
 
     fn reject(&self, status: Status) -> Status {
         self.shared.store().count_rejected_stream();
-        eprintln!(
-            "lagscope collector: refused an agent stream: {}",
-            status.message()
-        );
+        if !self.quiet {
+            eprintln!(
+                "lagscope collector: refused an agent stream: {}",
+                status.message()
+            );
+        }
         status
     }
 }
@@ -136,6 +146,7 @@ impl collector_server::Collector for Ingest {
         let _ = tx.send(Ok(welcome)).await;
         let shared = self.shared.clone();
         let recorder = self.recorder.clone();
+        let quiet = self.quiet;
         tokio::spawn(async move {
             let _slot = slot;
             let outcome = pump(
@@ -148,12 +159,17 @@ impl collector_server::Collector for Ingest {
             )
             .await;
             if let Err(status) = outcome {
-                if is_bad_input(&status) {
+                let bad_input = is_bad_input(&status);
+                if bad_input {
+                    shared.store().count_rejected_stream();
+                }
+                if quiet {
+                    // The demo's dashboard owns the terminal.
+                } else if bad_input {
                     eprintln!(
                         "lagscope collector: closed the stream of {service}/{instance} for bad input: {}",
                         status.message()
                     );
-                    shared.store().count_rejected_stream();
                 } else {
                     eprintln!(
                         "lagscope collector: {service}/{instance} disconnected: {}",

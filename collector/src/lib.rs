@@ -8,5 +8,6 @@ pub mod record;
 pub mod server;
 pub mod shared;
 pub mod store;
+pub mod summary;
 
-pub use server::{start, CollectorConfig, RunningCollector, StartError};
+pub use server::{start, start_with, CollectorConfig, RunningCollector, StartError};

@@ -1,11 +1,22 @@
 //! `lagscope`: the collector, the dashboard, the demo and replay in one binary.
 
+use std::alloc::System;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use lagscope_collector::{server, store::StoreConfig, CollectorConfig};
+use lagscope::alloc::Counting;
+use lagscope_collector::shared::{now_ms, Shared};
+use lagscope_collector::{record, server, store::StoreConfig, summary, CollectorConfig};
+use lagscope_fixtures::scenario::{self, Scenario};
+
+// Heap figures for the fixture processes this binary also runs (`demo`).
+#[global_allocator]
+static GLOBAL: Counting<System> = Counting::new(System);
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +33,50 @@ struct Cli {
 enum Command {
     /// Run the collector: agents stream to --grpc, the API and /metrics are on --http.
     Collector(CollectorArgs),
+    /// Live dashboard of a running collector.
+    Tui {
+        /// The collector's HTTP address.
+        #[arg(long, env = "LAGSCOPE_API", default_value = "http://127.0.0.1:6671")]
+        collector: String,
+        /// Token, if the collector requires one.
+        #[arg(long, env = "LAGSCOPE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Misbehaving services, an in-process collector and the dashboard, in one command.
+    Demo {
+        /// Print a summary instead of opening the dashboard.
+        #[arg(long)]
+        headless: bool,
+        /// How long the headless demo runs.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+    },
+    /// Open a recording made with `lagscope collector --record FILE`.
+    Replay {
+        /// The recording.
+        file: PathBuf,
+        /// Print a summary instead of opening the dashboard.
+        #[arg(long)]
+        headless: bool,
+    },
+    /// Run one fixture service (used by `demo` and the tests).
+    #[command(hide = true)]
+    Fixture {
+        /// Which scenario: healthy, sleep-in-async, heap-leak.
+        name: String,
+        /// Service name to report.
+        #[arg(long)]
+        service: Option<String>,
+        /// HTTP port on 127.0.0.1.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Stop after this long.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Exit when standard input closes.
+        #[arg(long)]
+        exit_on_stdin_close: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -38,7 +93,7 @@ struct CollectorArgs {
     /// Allow a non-loopback address without a token.
     #[arg(long)]
     insecure: bool,
-    /// Append every stored sample to FILE (replay it with `lagscope replay FILE`).
+    /// Append every stored sample to FILE (open it with `lagscope replay FILE`).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
     /// Most agents streaming at once.
@@ -52,11 +107,45 @@ struct CollectorArgs {
     raw_points: usize,
 }
 
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    lagscope_wire::duration::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Collector(args) => run_collector(args),
+        Command::Tui { collector, token } => {
+            let client = lagscope_tui::Client::new(&collector, token)?;
+            lagscope_tui::run(client).context("running the dashboard")
+        }
+        Command::Demo { headless, duration } => demo(headless, duration),
+        Command::Replay { file, headless } => replay(&file, headless),
+        Command::Fixture {
+            name,
+            service,
+            port,
+            duration,
+            exit_on_stdin_close,
+        } => scenario::run(
+            Scenario::from_name(&name)?,
+            scenario::Options {
+                service,
+                port,
+                duration,
+                exit_on_stdin_close,
+            },
+        ),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the collector runtime")
 }
 
 fn run_collector(args: CollectorArgs) -> Result<()> {
@@ -72,9 +161,9 @@ fn run_collector(args: CollectorArgs) -> Result<()> {
             ..StoreConfig::default()
         },
         max_agents: args.max_agents,
+        quiet: false,
     };
-    let rt = tokio::runtime::Runtime::new().context("starting the collector runtime")?;
-    rt.block_on(async {
+    runtime()?.block_on(async {
         let collector = lagscope_collector::start(config).await?;
         println!(
             "lagscope collector: agents -> {} (LAGSCOPE_COLLECTOR={}), API -> {}",
@@ -83,11 +172,132 @@ fn run_collector(args: CollectorArgs) -> Result<()> {
             collector.http_url()
         );
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("lagscope collector: shutting down");
-                collector.shutdown().await;
-            }
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate() => {}
         }
+        eprintln!("lagscope collector: shutting down");
+        collector.shutdown().await;
         Ok(())
     })
+}
+
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// The demo's services: (fixture, service name).
+const DEMO: [(Scenario, &str); 4] = [
+    (Scenario::Healthy, "demo-api"),
+    (Scenario::Healthy, "demo-api"),
+    (Scenario::SleepInAsync, "demo-blocking"),
+    (Scenario::HeapLeak, "demo-leaky"),
+];
+
+/// Fixture processes, killed when dropped.
+struct Fixtures(Vec<Child>);
+
+impl Drop for Fixtures {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn demo(headless: bool, duration: Duration) -> Result<()> {
+    let rt = runtime()?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let collector = rt.block_on(lagscope_collector::start(CollectorConfig {
+        grpc_addr: loopback,
+        http_addr: loopback,
+        quiet: true,
+        ..CollectorConfig::default()
+    }))?;
+    let exe = std::env::current_exe().context("locating the lagscope binary")?;
+    let mut fixtures = Fixtures(Vec::new());
+    for (scenario, service) in DEMO {
+        let child = Process::new(&exe)
+            .args([
+                "fixture",
+                scenario.name(),
+                "--service",
+                service,
+                "--exit-on-stdin-close",
+            ])
+            .env("LAGSCOPE_COLLECTOR", collector.grpc_url())
+            .env_remove("LAGSCOPE_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            // The dashboard owns the terminal; a headless run shows fixture errors.
+            .stderr(if headless {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .with_context(|| format!("starting fixture {}", scenario.name()))?;
+        fixtures.0.push(child);
+    }
+    if !headless {
+        let client = lagscope_tui::Client::new(&collector.http_url(), None)?;
+        return lagscope_tui::run(client).context("running the dashboard");
+    }
+    println!(
+        "lagscope demo: collector on {} (API {}), {} fixture processes, running {:?}",
+        collector.grpc_addr,
+        collector.http_url(),
+        fixtures.0.len(),
+        duration
+    );
+    let started = now_ms();
+    std::thread::sleep(duration);
+    let reports = summary::report(&collector.shared.store(), started, now_ms());
+    drop(fixtures);
+    print!("{}", summary::render(&reports));
+    for (_, service) in DEMO {
+        if !reports.iter().any(|r| r.service == service) {
+            bail!("no samples arrived from {service}; is something blocking loopback connections?");
+        }
+    }
+    Ok(())
+}
+
+fn replay(file: &std::path::Path, headless: bool) -> Result<()> {
+    let recording = record::read(file)?;
+    if let Some((offset, problem)) = &recording.damaged_tail {
+        eprintln!(
+            "lagscope replay: warning: {} is damaged at byte {offset} ({problem}); showing the {} samples before it",
+            file.display(),
+            recording.samples.len()
+        );
+    }
+    if recording.samples.is_empty() {
+        bail!("{} holds no samples", file.display());
+    }
+    let (store, end_ms) = record::into_store(&recording, StoreConfig::default());
+    if headless {
+        let reports = summary::report(&store, 0, end_ms);
+        print!("{}", summary::render(&reports));
+        return Ok(());
+    }
+    let rt = runtime()?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let shared = Arc::new(Shared::frozen(store, end_ms));
+    let collector = rt.block_on(server::start_with(
+        CollectorConfig {
+            grpc_addr: loopback,
+            http_addr: loopback,
+            quiet: true,
+            ..CollectorConfig::default()
+        },
+        shared,
+    ))?;
+    let client = lagscope_tui::Client::new(&collector.http_url(), None)?;
+    lagscope_tui::run(client).context("running the dashboard")
 }

@@ -222,6 +222,31 @@ pub fn read(path: &Path) -> Result<Recording, RecordError> {
     Ok(recording)
 }
 
+/// Loads a recording into a fresh store, as if its agents had just sent it.
+/// Returns the store and the time of the newest sample.
+pub fn into_store(
+    recording: &Recording,
+    config: crate::store::StoreConfig,
+) -> (crate::store::Store, u64) {
+    let mut store = crate::store::Store::new(config);
+    let mut end_ms = 0;
+    for sample in &recording.samples {
+        // Each instance appears at its first sample; a full store skips the rest.
+        if store.latest(&sample.service, &sample.instance).is_none() {
+            let info = crate::store::AgentInfo::default();
+            if store
+                .connect(&sample.service, &sample.instance, info, sample.timestamp_ms)
+                .is_err()
+            {
+                continue;
+            }
+        }
+        end_ms = end_ms.max(sample.timestamp_ms);
+        let _ = store.ingest(sample.clone());
+    }
+    (store, end_ms)
+}
+
 /// Reads until `buf` is full or the input ends; returns the bytes read.
 fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;

@@ -42,6 +42,9 @@ pub struct CollectorConfig {
     pub store: StoreConfig,
     /// Cap on concurrent agent streams.
     pub max_agents: usize,
+    /// Say nothing on stderr about agents coming and going (the demo's
+    /// dashboard owns the terminal).
+    pub quiet: bool,
 }
 
 impl Default for CollectorConfig {
@@ -54,6 +57,7 @@ impl Default for CollectorConfig {
             record: None,
             store: StoreConfig::default(),
             max_agents: DEFAULT_MAX_AGENTS,
+            quiet: false,
         }
     }
 }
@@ -130,6 +134,15 @@ impl Drop for RunningCollector {
 
 /// Binds both ports and starts serving in the current runtime.
 pub async fn start(config: CollectorConfig) -> Result<RunningCollector, StartError> {
+    let shared = Arc::new(Shared::new(Store::new(config.store), config.token.clone()));
+    start_with(config, shared).await
+}
+
+/// Like [`start`], serving an existing store (e.g. one replayed from a recording).
+pub async fn start_with(
+    config: CollectorConfig,
+    shared: Arc<Shared>,
+) -> Result<RunningCollector, StartError> {
     for addr in [config.grpc_addr, config.http_addr] {
         if !addr.ip().is_loopback() && config.token.is_none() && !config.insecure {
             return Err(StartError::InsecureBind(addr));
@@ -159,13 +172,17 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, StartErr
         })
         .transpose()?;
 
-    let shared = Arc::new(Shared::new(Store::new(config.store), config.token.clone()));
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let ingest = Ingest::new(shared.clone(), recorder.clone(), config.max_agents);
+    let ingest = Ingest::new(
+        shared.clone(),
+        recorder.clone(),
+        config.max_agents,
+        config.quiet,
+    );
     let service = CollectorServer::new(ingest)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -11,6 +11,9 @@ pub struct Shared {
     store: Mutex<Store>,
     /// Token agents and API clients must present, if any.
     pub token: Option<String>,
+    /// Fixed "now" for a replayed recording (health and windows are judged at
+    /// its end, not at wall-clock time).
+    pub frozen_now_ms: Option<u64>,
 }
 
 impl Shared {
@@ -19,7 +22,22 @@ impl Shared {
         Shared {
             store: Mutex::new(store),
             token,
+            frozen_now_ms: None,
         }
+    }
+
+    /// Wraps a store replayed from a recording that ended at `end_ms`.
+    pub fn frozen(store: Store, end_ms: u64) -> Self {
+        Shared {
+            store: Mutex::new(store),
+            token: None,
+            frozen_now_ms: Some(end_ms),
+        }
+    }
+
+    /// "Now" for health and windows: wall-clock time, or the end of a replay.
+    pub fn now_ms(&self) -> u64 {
+        self.frozen_now_ms.unwrap_or_else(now_ms)
     }
 
     /// Locks the store. Holders do only in-memory work, never I/O or awaits.

@@ -8,8 +8,8 @@ pub mod series;
 use std::collections::BTreeMap;
 
 use lagscope_wire::api::{
-    CollectorStatus, Health, InstanceSummary, Point, Series as ApiSeries, SeriesResponse,
-    ServiceSummary, ServicesResponse,
+    CollectorStatus, Health, InstanceSummary, Series as ApiSeries, SeriesResponse, ServiceSummary,
+    ServicesResponse,
 };
 use lagscope_wire::Sample;
 
@@ -270,6 +270,14 @@ impl Store {
         }
     }
 
+    /// (service, instance) of every instance, sorted.
+    pub fn instance_ids(&self) -> Vec<(String, String)> {
+        self.services
+            .iter()
+            .flat_map(|(s, insts)| insts.keys().map(move |i| (s.clone(), i.clone())))
+            .collect()
+    }
+
     /// Agents connected now.
     pub fn agents_connected(&self) -> u64 {
         self.services
@@ -360,24 +368,6 @@ impl Store {
             .flat_map(|s| s.values())
             .filter_map(|i| Some((i.latest.as_ref()?, self.health_of(i, now_ms))))
             .collect()
-    }
-
-    /// Series points of one name across every instance of a service, merged
-    /// (for aggregate views).
-    pub fn last_value(&self, service: &str, instance: &str, name: &str) -> Option<Point> {
-        let (t, v) = self
-            .services
-            .get(service)?
-            .get(instance)?
-            .series
-            .get(name)?
-            .last()?;
-        Some(Point {
-            t_ms: t,
-            min: v,
-            max: v,
-            mean: v,
-        })
     }
 }
 

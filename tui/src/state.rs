@@ -88,7 +88,7 @@ impl App {
             series: None,
             selected: 0,
             focus: Focus::List,
-            zoom: 1,
+            zoom: 0,
             pan_ms: 0,
             filter: String::new(),
             filtering: false,

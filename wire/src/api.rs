@@ -113,3 +113,42 @@ pub struct Point {
     /// Mean value in the bucket.
     pub mean: f64,
 }
+
+impl Series {
+    /// Points with `from_ms <= t_ms <= to_ms`.
+    pub fn within(&self, from_ms: u64, to_ms: u64) -> impl Iterator<Item = &Point> {
+        self.points
+            .iter()
+            .filter(move |p| p.t_ms >= from_ms && p.t_ms <= to_ms)
+    }
+
+    /// Least-squares slope of the means over `[from_ms, to_ms]`, in units per
+    /// minute: the growth trend of a memory series. `None` with fewer than three
+    /// points.
+    ///
+    /// ```
+    /// use lagscope_wire::api::{Point, Series};
+    /// let points = (0..10u64)
+    ///     .map(|i| Point { t_ms: i * 60_000, min: 0.0, max: 0.0, mean: 5.0 * i as f64 })
+    ///     .collect();
+    /// let s = Series { name: "heap_live_bytes".into(), points };
+    /// assert!((s.slope_per_min(0, u64::MAX).unwrap() - 5.0).abs() < 1e-9);
+    /// ```
+    pub fn slope_per_min(&self, from_ms: u64, to_ms: u64) -> Option<f64> {
+        let pts: Vec<(f64, f64)> = self
+            .within(from_ms, to_ms)
+            .map(|p| (p.t_ms as f64 / 60_000.0, p.mean))
+            .collect();
+        if pts.len() < 3 {
+            return None;
+        }
+        let n = pts.len() as f64;
+        let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+        let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+        let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        if var == 0.0 {
+            return None;
+        }
+        Some(pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var)
+    }
+}

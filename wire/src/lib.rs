@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod convert;
+pub mod duration;
 pub mod sample;
 
 pub use sample::*;

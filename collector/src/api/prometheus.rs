@@ -53,6 +53,7 @@ fn number(v: f64) -> String {
 }
 
 type Getter = fn(&Sample, usize) -> Option<f64>;
+type ProcessGetter = fn(&Sample) -> Option<f64>;
 
 /// Per-runtime gauges: (name, help, getter(sample, runtime index)).
 const RUNTIME_GAUGES: &[(&str, &str, Getter)] = &[
@@ -112,7 +113,7 @@ const RUNTIME_GAUGES: &[(&str, &str, Getter)] = &[
 ];
 
 /// Per-process gauges.
-const PROCESS_GAUGES: &[(&str, &str, fn(&Sample) -> Option<f64>)] = &[
+const PROCESS_GAUGES: &[(&str, &str, ProcessGetter)] = &[
     (
         "process_memory_heap_live_bytes",
         "Bytes live in the Rust heap (counting allocator).",

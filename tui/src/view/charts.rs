@@ -172,9 +172,7 @@ impl Ctx<'_> {
         let Some(s) = self.series.iter().find(|s| s.name == l.series) else {
             return Vec::new();
         };
-        s.points
-            .iter()
-            .filter(|p| p.t_ms >= self.start_ms && p.t_ms <= self.end_ms)
+        s.within(self.start_ms, self.end_ms)
             .map(|p: &Point| {
                 let x = (p.t_ms as f64 - self.end_ms as f64) / 1000.0;
                 (x, if l.use_max { p.max } else { p.mean })
@@ -251,26 +249,11 @@ impl Ctx<'_> {
     }
 }
 
-/// Least-squares slope of `name` over the window, in units per minute.
 fn growth_per_min(series: &[Series], name: &str, start_ms: u64, end_ms: u64) -> Option<f64> {
-    let s = series.iter().find(|s| s.name == name)?;
-    let pts: Vec<(f64, f64)> = s
-        .points
+    series
         .iter()
-        .filter(|p| p.t_ms >= start_ms && p.t_ms <= end_ms)
-        .map(|p| (p.t_ms as f64 / 60_000.0, p.mean))
-        .collect();
-    if pts.len() < 3 {
-        return None;
-    }
-    let n = pts.len() as f64;
-    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if var == 0.0 {
-        return None;
-    }
-    Some(pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var)
+        .find(|s| s.name == name)?
+        .slope_per_min(start_ms, end_ms)
 }
 
 fn headline(app: &App, summary: Option<&InstanceSummary>) -> Vec<Line<'static>> {

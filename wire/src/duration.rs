@@ -1,0 +1,43 @@
+//! How lagscope writes durations in flags and environment variables:
+//! `<number><unit>` with unit `us`, `ms`, `s`, `m` or `h`, e.g. `250ms`, `1.5s`, `2m`.
+
+use std::time::Duration;
+
+/// Parses a duration such as `250ms`, `1s`, `1.5s`, `2m`, `500us`, `1h`.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(lagscope_wire::duration::parse("250ms"), Some(Duration::from_millis(250)));
+/// assert_eq!(lagscope_wire::duration::parse("10"), None);
+/// ```
+pub fn parse(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "us" | "µs" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_fractions() {
+        assert_eq!(parse("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse("500us"), Some(Duration::from_micros(500)));
+        assert_eq!(parse("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("ms"), None);
+        assert_eq!(parse("10d"), None);
+    }
+}
