@@ -135,6 +135,7 @@ impl AgentHandle {
             },
             queue: Arc::new(BoundedQueue::new(builder.buffer_capacity)),
             sample_interval_us: sample_interval_us.clone(),
+            max_unacked: builder.buffer_capacity,
         });
         let mut exports = Vec::new();
         exports.extend(file_queue.clone());

@@ -88,6 +88,12 @@ impl Client {
         ))
     }
 
+    /// `GET path` as text, e.g. `/metrics`.
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let body = self.get(path)?;
+        String::from_utf8(body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let body = self.get(path)?;
         serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))

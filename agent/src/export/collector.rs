@@ -43,6 +43,10 @@ pub(crate) struct CollectorExporter {
     pub(crate) queue: Arc<BoundedQueue<Arc<Sample>>>,
     /// The sampler's interval, which the collector may change.
     pub(crate) sample_interval_us: Arc<AtomicU64>,
+    /// Most samples sent but not yet acknowledged. Past it, sending pauses and
+    /// the queue (bounded, drop-oldest) absorbs the rest, so a collector that
+    /// stops reading costs at most twice the buffer.
+    pub(crate) max_unacked: usize,
 }
 
 /// How a session ended.
@@ -141,7 +145,8 @@ impl CollectorExporter {
             if self.queue.is_closed() && closing_since.is_none() {
                 closing_since = Some(tokio::time::Instant::now());
             }
-            let batch = self.queue.drain(BATCH);
+            let room = self.max_unacked.saturating_sub(unacked.len());
+            let batch = self.queue.drain(BATCH.min(room));
             if !batch.is_empty() {
                 let message = AgentMessage {
                     msg: Some(agent_message::Msg::Samples(pb::SampleBatch {
@@ -165,7 +170,7 @@ impl CollectorExporter {
                 }
             }
             tokio::select! {
-                _ = self.queue.ready(), if closing_since.is_none() => {}
+                _ = self.queue.ready(), if closing_since.is_none() && room > 0 => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)), if closing_since.is_some() => {}
                 response = responses.message() => match response {
                     Ok(Some(message)) => self.handle(message, unacked),

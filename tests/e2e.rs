@@ -1,0 +1,457 @@
+//! End-to-end: the real `lagscope` binary as collector, fixture services with
+//! the agent as real processes, everything on loopback and bounded in time.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lagscope_wire::pb::{self, agent_message, collector_client::CollectorClient, AgentMessage};
+use lagscope_wire::{Sample, PROTOCOL_VERSION};
+use support::*;
+
+#[test]
+fn samples_from_a_real_agent_reach_the_api_and_metrics() {
+    let collector = Collector::start(&[]);
+    let _svc = fixture("healthy", "e2e-data", &collector.grpc_url(), &[]);
+    let inst = collector.wait_for("e2e-data", 3, Duration::from_secs(20));
+    let latest = inst.latest.expect("latest sample");
+    let main = latest.runtime("main").expect("main runtime");
+    assert_eq!(main.workers, 2);
+    assert!(main.lag.is_some());
+    assert!(
+        latest.memory.heap_live_bytes.is_some(),
+        "the lagscope binary counts its heap"
+    );
+    assert!(inst.capabilities.contains(&"heap".to_string()));
+
+    let client = collector.client(None);
+    let metrics = client.get_text("/metrics").expect("metrics");
+    assert!(
+        metrics.contains("tokio_eventloop_delay_seconds{service=\"e2e-data\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("process_memory_rss_bytes{service=\"e2e-data\""));
+    let series = client
+        .series("e2e-data", &inst.instance, 0, u64::MAX, 100)
+        .expect("series");
+    let busy = series
+        .series
+        .iter()
+        .find(|s| s.name == "busy_ratio")
+        .expect("busy_ratio series");
+    assert!(busy.points.len() >= 3);
+}
+
+#[test]
+fn agents_reconnect_after_a_collector_restart_and_resend_the_gap() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let collector = Collector::start_on(&addr, &[]);
+    let url = collector.grpc_url();
+    let _svc = fixture("healthy", "e2e-restart", &url, &[]);
+    collector.wait_for("e2e-restart", 3, Duration::from_secs(20));
+
+    drop(collector); // SIGKILL
+    let down_at = now_ms();
+    std::thread::sleep(Duration::from_secs(2));
+    let restarted_at = Instant::now();
+    let collector = Collector::start_on(&addr, &[]);
+    let inst = collector.wait_for("e2e-restart", 1, Duration::from_secs(10));
+    assert!(
+        restarted_at.elapsed() < Duration::from_secs(5),
+        "reconnected after {:?}",
+        restarted_at.elapsed()
+    );
+    // Wait until samples from after the restart are in too.
+    std::thread::sleep(Duration::from_secs(1));
+    let series = collector
+        .client(None)
+        .series("e2e-restart", &inst.instance, 0, u64::MAX, 0)
+        .expect("series");
+    let times: Vec<u64> = series
+        .series
+        .iter()
+        .find(|s| s.name == "busy_ratio")
+        .expect("busy_ratio")
+        .points
+        .iter()
+        .map(|p| p.t_ms)
+        .collect();
+    assert!(
+        times.first().is_some_and(|&t| t <= down_at + 400),
+        "samples from the downtime were resent: first {:?}, down at {down_at}",
+        times.first()
+    );
+    let widest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    assert!(widest <= 500, "a gap of {widest} ms in 200 ms samples");
+}
+
+#[test]
+fn a_stopped_collector_costs_the_host_no_lag_and_bounded_memory() {
+    let collector = Collector::start(&[]);
+    let file = temp_path("stopped.jsonl");
+    let svc = fixture(
+        "healthy",
+        "e2e-stopped",
+        &collector.grpc_url(),
+        &[
+            ("LAGSCOPE_SAMPLE_INTERVAL", "100ms"),
+            ("LAGSCOPE_BUFFER_CAPACITY", "20"),
+            ("LAGSCOPE_FILE", file.to_str().expect("utf-8 path")),
+        ],
+    );
+    collector.wait_for("e2e-stopped", 5, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_before = rss_bytes(svc.pid());
+    let stopped_at = now_ms();
+    collector.proc.signal("STOP");
+    std::thread::sleep(Duration::from_secs(10));
+    let rss_after = rss_bytes(svc.pid());
+    collector.proc.signal("CONT");
+
+    let samples: Vec<Sample> = std::fs::read_to_string(&file)
+        .expect("the fixture's own sample file")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let p99 = |s: &Sample| {
+        s.runtime("main")
+            .and_then(|r| r.lag.as_ref())
+            .map_or(0, |l| l.p99_us)
+    };
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let before: Vec<u64> = samples
+        .iter()
+        .filter(|s| s.timestamp_ms < stopped_at)
+        .map(p99)
+        .collect();
+    let during: Vec<u64> = samples
+        .iter()
+        .filter(|s| s.timestamp_ms > stopped_at + 500 && s.timestamp_ms < stopped_at + 9_500)
+        .map(p99)
+        .collect();
+    assert!(
+        before.len() >= 10 && during.len() >= 50,
+        "{} / {}",
+        before.len(),
+        during.len()
+    );
+    // Unchanged within noise: the exporter's trouble never reaches the runtime.
+    assert!(
+        median(during.clone()) <= median(before.clone()) * 3 + 1_000,
+        "lag p99 before {} µs, during {} µs",
+        median(before),
+        median(during)
+    );
+    let dropped = samples.last().map_or(0, |s| s.dropped_samples);
+    assert!(
+        dropped > 0,
+        "drops are counted while the collector is stopped"
+    );
+    assert!(
+        rss_after < rss_before + 8 * 1024 * 1024,
+        "agent memory grew from {rss_before} to {rss_after}"
+    );
+}
+
+#[test]
+fn five_hundred_agents_connect_at_once() {
+    let collector = Collector::start(&[]);
+    let url = collector.grpc_url();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let accepted = rt.block_on(async {
+        let tasks: Vec<_> = (0..500)
+            .map(|i| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let mut client = CollectorClient::connect(url).await.ok()?;
+                    let (tx, rx) = tokio::sync::mpsc::channel(4);
+                    tx.send(hello("e2e-many", &format!("sim-{i}"))).await.ok()?;
+                    tx.send(batch(0)).await.ok()?;
+                    let mut responses = client
+                        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+                        .await
+                        .ok()?
+                        .into_inner();
+                    // Welcome, then the ack of the batch.
+                    responses.message().await.ok()??;
+                    responses.message().await.ok()??;
+                    // Keep the stream open until every agent is in.
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    drop(tx);
+                    Some(())
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            if let Ok(Some(())) = t.await {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    assert_eq!(accepted, 500);
+    let services = collector.services().expect("services");
+    let many = services
+        .services
+        .iter()
+        .find(|s| s.service == "e2e-many")
+        .expect("service");
+    assert_eq!(many.instances.len(), 500);
+}
+
+#[test]
+fn garbage_and_oversized_frames_are_refused_without_hurting_other_agents() {
+    let collector = Collector::start(&[]);
+    let _svc = fixture("healthy", "e2e-garbage", &collector.grpc_url(), &[]);
+    let before = collector
+        .wait_for("e2e-garbage", 2, Duration::from_secs(20))
+        .samples;
+
+    // Random bytes on the gRPC port.
+    for seed in 0..20u64 {
+        if let Ok(mut s) = TcpStream::connect(collector.grpc) {
+            let junk: Vec<u8> = (0..4096u64)
+                .map(|i| (i.wrapping_mul(6364136223846793005).wrapping_add(seed) >> 33) as u8)
+                .collect();
+            let _ = s.write_all(&junk);
+            let mut sink = [0u8; 256];
+            s.set_read_timeout(Some(Duration::from_millis(200))).ok();
+            let _ = s.read(&mut sink);
+        }
+    }
+    // An oversized message on a real gRPC stream.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let status = rt.block_on(async {
+        let mut client = CollectorClient::connect(collector.grpc_url())
+            .await
+            .expect("connect")
+            .max_encoding_message_size(64 * 1024 * 1024);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(hello("e2e-huge", "huge-1")).await.expect("send");
+        let mut huge = batch(0);
+        if let Some(agent_message::Msg::Samples(b)) = &mut huge.msg {
+            b.samples[0].gauges = (0..200_000)
+                .map(|i| pb::GaugeValue {
+                    name: format!("gauge-{i:032}"),
+                    value: Some(1.0),
+                })
+                .collect();
+        }
+        tx.send(huge).await.expect("send");
+        let mut responses = client
+            .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("session opens")
+            .into_inner();
+        loop {
+            match responses.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            }
+        }
+    });
+    let status = status.expect("the oversized stream is closed with an error");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal
+        ),
+        "{status:?}"
+    );
+    // The well-behaved agent keeps streaming; the collector counted the refusals.
+    let later = collector.wait_for("e2e-garbage", before + 5, Duration::from_secs(10));
+    assert!(later.samples >= before + 5);
+    let services = collector.services().expect("services");
+    assert!(services.collector.streams_rejected >= 1);
+}
+
+#[test]
+fn a_wrong_token_is_refused_clearly_on_both_sides() {
+    let collector = Collector::start(&["--token", "s3cret"]);
+    let mut wrong = fixture(
+        "healthy",
+        "e2e-token",
+        &collector.grpc_url(),
+        &[("LAGSCOPE_TOKEN", "wrong")],
+    );
+    let _right = fixture(
+        "healthy",
+        "e2e-token-ok",
+        &collector.grpc_url(),
+        &[("LAGSCOPE_TOKEN", "s3cret")],
+    );
+    // The API needs the token too.
+    let err = collector.client(None).services().expect_err("no token");
+    assert!(err.to_string().contains("401"), "{err}");
+    let authed = collector.client(Some("s3cret"));
+    let seen = wait_until(Duration::from_secs(20), || {
+        let s = authed.services().ok()?;
+        s.services
+            .iter()
+            .any(|s| s.service == "e2e-token-ok")
+            .then_some(s)
+    })
+    .expect("the agent with the right token streams");
+    assert!(!seen.services.iter().any(|s| s.service == "e2e-token"));
+    assert!(seen.collector.streams_rejected >= 1);
+
+    // The agent with the wrong token says why on its stderr.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = wrong.child.kill();
+    let mut stderr = String::new();
+    if let Some(mut e) = wrong.child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("LAGSCOPE_TOKEN"), "agent said: {stderr}");
+}
+
+#[test]
+fn a_recording_survives_kill_9_and_replays_with_its_torn_tail_skipped() {
+    let file = temp_path("rec.lsr");
+    let collector = Collector::start(&["--record", file.to_str().expect("utf-8 path")]);
+    let _svc = fixture("heap-leak", "e2e-rec", &collector.grpc_url(), &[]);
+    collector.wait_for("e2e-rec", 6, Duration::from_secs(20));
+    drop(collector); // SIGKILL
+                     // Tear the last record as a crash mid-write would.
+    let len = std::fs::metadata(&file).expect("recording exists").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_len(len - 5))
+        .expect("truncate");
+    let out = Command::new(LAGSCOPE)
+        .args(["replay", "--headless"])
+        .arg(&file)
+        .output()
+        .expect("replay runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("damaged"), "{stderr}");
+    assert!(stdout.contains("e2e-rec"), "{stdout}");
+}
+
+#[test]
+fn headless_demo_summarises_every_service() {
+    let out = Command::new(LAGSCOPE)
+        .args(["demo", "--headless", "--duration", "4s"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for service in ["demo-api", "demo-blocking", "demo-leaky"] {
+        assert!(stdout.contains(service), "{stdout}");
+    }
+}
+
+#[test]
+fn bad_input_on_the_command_line_gets_a_clear_error() {
+    let run = |args: &[&str]| {
+        let out = Command::new(LAGSCOPE).args(args).output().expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(&["collector", "--grpc", "0.0.0.0:0", "--http", "127.0.0.1:0"]);
+    assert!(!ok && err.contains("without a token"), "{err}");
+    let (ok, err) = run(&["collector", "--bogus"]);
+    assert!(!ok && err.contains("--bogus"), "{err}");
+    let (ok, err) = run(&["demo", "--headless", "--duration", "soon"]);
+    assert!(!ok && err.contains("not a duration"), "{err}");
+    let missing = temp_path("missing.lsr");
+    let (ok, err) = run(&["replay", "--headless", missing.to_str().expect("utf-8")]);
+    assert!(!ok && err.contains("cannot read recording"), "{err}");
+    let (ok, err) = run(&["fixture", "no-such-thing"]);
+    assert!(!ok && err.contains("unknown fixture"), "{err}");
+}
+
+#[test]
+fn an_unreachable_collector_never_stops_the_service() {
+    // Nothing listens on this port; the fixture still serves and samples.
+    let port = free_port();
+    let file = temp_path("unreachable.jsonl");
+    let svc = fixture(
+        "healthy",
+        "e2e-unreachable",
+        &format!("http://127.0.0.1:{port}"),
+        &[("LAGSCOPE_FILE", file.to_str().expect("utf-8"))],
+    );
+    let lines = wait_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&file).ok()?;
+        (text.lines().count() >= 5).then_some(text)
+    })
+    .expect("the agent keeps sampling");
+    assert!(lines
+        .lines()
+        .all(|l| serde_json::from_str::<Sample>(l).is_ok()));
+    drop(svc);
+}
+
+fn hello(service: &str, instance: &str) -> AgentMessage {
+    AgentMessage {
+        msg: Some(agent_message::Msg::Hello(pb::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            service: service.into(),
+            instance: instance.into(),
+            pid: 1,
+            host: "sim".into(),
+            agent_version: "test".into(),
+            runtimes: vec![],
+            capabilities: vec![],
+            sample_interval_us: 1_000_000,
+        })),
+    }
+}
+
+fn batch(seq: u64) -> AgentMessage {
+    AgentMessage {
+        msg: Some(agent_message::Msg::Samples(pb::SampleBatch {
+            samples: vec![pb::Sample {
+                seq,
+                timestamp_ms: now_ms(),
+                interval_us: 1_000_000,
+                runtimes: vec![pb::RuntimeSample {
+                    name: "main".into(),
+                    workers: 1,
+                    busy_ratio: 0.1,
+                    ..Default::default()
+                }],
+                memory: Some(pb::MemorySample::default()),
+                process: Some(pb::ProcessSample::default()),
+                gauges: vec![],
+                dropped_samples: 0,
+            }],
+        })),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process alive");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}

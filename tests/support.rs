@@ -1,0 +1,168 @@
+//! Starting the real `lagscope` binary (collector, fixtures) for end-to-end
+//! tests, on loopback, and cleaning up after them.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lagscope_tui::Client;
+use lagscope_wire::api::{InstanceSummary, ServicesResponse};
+
+/// The binary under test.
+pub const LAGSCOPE: &str = env!("CARGO_BIN_EXE_lagscope");
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
+/// A running `lagscope collector`.
+pub struct Collector {
+    pub proc: Proc,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Collector {
+    /// Starts a collector on ephemeral loopback ports with extra `args`.
+    pub fn start(args: &[&str]) -> Collector {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts a collector with its gRPC port at `grpc`.
+    pub fn start_on(grpc: &str, args: &[&str]) -> Collector {
+        let mut child = Command::new(LAGSCOPE)
+            .args(["collector", "--grpc", grpc, "--http", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("LAGSCOPE_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("collector starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("collector prints its addresses");
+        // "lagscope collector: agents -> A (LAGSCOPE_COLLECTOR=...), API -> http://B"
+        let grpc = line
+            .split("agents -> ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no gRPC address in {line:?}"));
+        let http = line
+            .split("API -> http://")
+            .nth(1)
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP address in {line:?}"));
+        Collector {
+            proc: Proc { child },
+            grpc,
+            http,
+        }
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub fn client(&self, token: Option<&str>) -> Client {
+        Client::new(&format!("http://{}", self.http), token.map(String::from)).expect("valid URL")
+    }
+
+    pub fn services(&self) -> Option<ServicesResponse> {
+        self.client(None).services().ok()
+    }
+
+    /// The instance of `service`, once it has at least `samples` samples.
+    pub fn wait_for(&self, service: &str, samples: u64, timeout: Duration) -> InstanceSummary {
+        wait_until(timeout, || {
+            self.services()?
+                .services
+                .into_iter()
+                .find(|s| s.service == service)?
+                .instances
+                .into_iter()
+                .find(|i| i.samples >= samples)
+        })
+        .unwrap_or_else(|| panic!("{service} did not reach {samples} samples within {timeout:?}"))
+    }
+}
+
+/// Starts `lagscope fixture NAME` reporting as `service` to `collector_url`,
+/// with extra environment. It exits when the test drops it (or dies).
+pub fn fixture(name: &str, service: &str, collector_url: &str, env: &[(&str, &str)]) -> Proc {
+    let child = Command::new(LAGSCOPE)
+        .args([
+            "fixture",
+            name,
+            "--service",
+            service,
+            "--exit-on-stdin-close",
+        ])
+        .env("LAGSCOPE_COLLECTOR", collector_url)
+        .env("LAGSCOPE_SAMPLE_INTERVAL", "200ms")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fixture starts");
+    Proc { child }
+}
+
+/// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("ephemeral port")
+        .port()
+}
+
+/// A fresh temporary path for this test.
+pub fn temp_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lagscope-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
