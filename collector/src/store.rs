@@ -405,50 +405,11 @@ fn aggregate(service: &str, instances: Vec<InstanceSummary>) -> ServiceSummary {
 /// Sample builders for tests of this crate.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use lagscope_wire::{MemorySample, ProcessSample, RuntimeSample, Sample};
+    use lagscope_wire::Sample;
 
-    /// A plausible sample of one single-worker runtime.
+    /// A plausible sample (see [`Sample::synthetic`]).
     pub(crate) fn sample(service: &str, instance: &str, seq: u64, t_ms: u64) -> Sample {
-        Sample {
-            service: service.into(),
-            instance: instance.into(),
-            seq,
-            timestamp_ms: t_ms,
-            interval_us: 1_000_000,
-            runtimes: vec![RuntimeSample {
-                name: "main".into(),
-                lag: None,
-                workers: 1,
-                alive_tasks: 3,
-                global_queue_depth: 0,
-                busy_ratio: 0.5,
-                worker: vec![],
-                blocking_threads: None,
-                idle_blocking_threads: None,
-                blocking_queue_depth: None,
-                poll: None,
-            }],
-            memory: MemorySample {
-                heap_live_bytes: None,
-                heap_peak_bytes: None,
-                allocations: None,
-                allocated_bytes: None,
-                alloc_rate: None,
-                rss_bytes: Some(1 << 20),
-                allocator_held_bytes: None,
-                external_bytes: None,
-            },
-            process: ProcessSample {
-                cpu_user_us: None,
-                cpu_system_us: None,
-                cpu_ratio: Some(0.1),
-                threads: Some(4),
-                open_fds: None,
-                host_cores: 2,
-            },
-            gauges: vec![],
-            dropped_samples: 0,
-        }
+        Sample::synthetic(service, instance, seq, t_ms)
     }
 }
 
@@ -528,7 +489,8 @@ mod tests {
         }
         let s = &store.services(1500).services[0];
         assert_eq!(s.instances.len(), 2);
-        assert_eq!(s.rss_bytes_total, Some(2 << 20));
-        assert_eq!(s.busy_ratio_mean, Some(0.5));
+        let one = sample("svc", "a", 0, 1000);
+        assert_eq!(s.rss_bytes_total, one.memory.rss_bytes.map(|b| 2 * b));
+        assert_eq!(s.busy_ratio_mean, Some(one.runtimes[0].busy_ratio));
     }
 }

@@ -14,56 +14,14 @@ use ratatui::Terminal;
 const T0: u64 = 1_800_000_000_000;
 
 fn sample(service: &str, instance: &str, lag_max_us: u64, busy: f64) -> Sample {
-    Sample {
-        service: service.into(),
-        instance: instance.into(),
-        seq: 59,
-        timestamp_ms: T0,
-        interval_us: 1_000_000,
-        runtimes: vec![RuntimeSample {
-            name: "main".into(),
-            lag: Some(LagStats {
-                probes: 100,
-                pending_us: None,
-                min_us: 40,
-                mean_us: 90,
-                p50_us: 80,
-                p90_us: 150,
-                p99_us: lag_max_us / 2,
-                p999_us: lag_max_us,
-                max_us: lag_max_us,
-            }),
-            workers: 2,
-            alive_tasks: 12,
-            global_queue_depth: 0,
-            busy_ratio: busy,
-            worker: vec![],
-            blocking_threads: Some(1),
-            idle_blocking_threads: Some(1),
-            blocking_queue_depth: Some(0),
-            poll: None,
-        }],
-        memory: MemorySample {
-            heap_live_bytes: Some(20 << 20),
-            heap_peak_bytes: Some(20 << 20),
-            allocations: Some(1000),
-            allocated_bytes: Some(1 << 20),
-            alloc_rate: Some(1048576.0),
-            rss_bytes: Some(30 << 20),
-            allocator_held_bytes: Some(24 << 20),
-            external_bytes: Some(6 << 20),
-        },
-        process: ProcessSample {
-            cpu_user_us: Some(100_000),
-            cpu_system_us: Some(10_000),
-            cpu_ratio: Some(0.11),
-            threads: Some(6),
-            open_fds: Some(12),
-            host_cores: 2,
-        },
-        gauges: vec![],
-        dropped_samples: 0,
+    let mut s = Sample::synthetic(service, instance, 59, T0);
+    let main = &mut s.runtimes[0];
+    main.busy_ratio = busy;
+    if let Some(lag) = &mut main.lag {
+        lag.p99_us = lag_max_us / 2;
+        lag.max_us = lag_max_us;
     }
+    s
 }
 
 fn instance(

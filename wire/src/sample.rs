@@ -186,3 +186,79 @@ impl Sample {
         self.gauges.iter().find(|g| g.name == name)?.value
     }
 }
+
+impl Sample {
+    /// A plausible sample of a 2-worker runtime under light load, for tests,
+    /// benchmarks and examples: every field measured, values varying a little
+    /// with `seq`.
+    ///
+    /// ```
+    /// let s = lagscope_wire::Sample::synthetic("checkout", "web-1:42", 7, 1_000);
+    /// assert_eq!(s.runtime("main").unwrap().workers, 2);
+    /// assert!(s.memory.heap_live_bytes.is_some());
+    /// ```
+    pub fn synthetic(service: &str, instance: &str, seq: u64, timestamp_ms: u64) -> Sample {
+        const WORKERS: usize = 2;
+        Sample {
+            service: service.into(),
+            instance: instance.into(),
+            seq,
+            timestamp_ms,
+            interval_us: 1_000_000,
+            runtimes: vec![RuntimeSample {
+                name: "main".into(),
+                lag: Some(LagStats {
+                    probes: 100,
+                    pending_us: None,
+                    min_us: 40,
+                    mean_us: 90,
+                    p50_us: 80 + seq % 7,
+                    p90_us: 150,
+                    p99_us: 300 + seq % 11,
+                    p999_us: 900,
+                    max_us: 1000 + seq % 13,
+                }),
+                workers: WORKERS,
+                alive_tasks: 12,
+                global_queue_depth: (seq % 3) as usize,
+                busy_ratio: 0.3,
+                worker: (0..WORKERS)
+                    .map(|_| WorkerSample {
+                        busy_ratio: 0.3,
+                        park_count: 10,
+                        parked: false,
+                        local_queue_depth: Some(1),
+                        polls: Some(100),
+                        steals: Some(1),
+                        long_polls: None,
+                        max_poll_us: None,
+                    })
+                    .collect(),
+                blocking_threads: Some(2),
+                idle_blocking_threads: Some(1),
+                blocking_queue_depth: Some(0),
+                poll: None,
+            }],
+            memory: MemorySample {
+                heap_live_bytes: Some(20 << 20),
+                heap_peak_bytes: Some(20 << 20),
+                allocations: Some(1000),
+                allocated_bytes: Some(1 << 20),
+                alloc_rate: Some(1048576.0),
+                rss_bytes: Some(30 << 20),
+                allocator_held_bytes: Some(24 << 20),
+                external_bytes: Some(6 << 20),
+            },
+            process: ProcessSample {
+                cpu_user_us: Some(100_000),
+                cpu_system_us: Some(10_000),
+                cpu_ratio: Some(0.11),
+                threads: Some(6),
+                open_fds: Some(12),
+                host_cores: 2,
+            },
+            gauges: vec![],
+            dropped_samples: 0,
+        }
+    }
+}

@@ -342,6 +342,7 @@ mod tests {
     #[test]
     fn exposition_has_labelled_families_and_escapes_values() {
         let mut s = sample("svc", "host:\"1\"", 0, 0);
+        s.runtimes[0].blocking_threads = None;
         s.runtimes[0].lag = Some(lagscope_wire::LagStats {
             probes: 1,
             pending_us: None,
