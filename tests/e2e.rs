@@ -455,3 +455,97 @@ fn rss_bytes(pid: u32) -> u64 {
         .expect("VmRSS")
         * 1024
 }
+
+#[test]
+fn the_collector_can_change_an_agents_sample_interval() {
+    let collector = Collector::start(&[]);
+    let _svc = fixture(
+        "healthy",
+        "e2e-interval",
+        &collector.grpc_url(),
+        &[("LAGSCOPE_SAMPLE_INTERVAL", "1s")],
+    );
+    let inst = collector.wait_for("e2e-interval", 1, Duration::from_secs(20));
+    let client = collector.client(None);
+    client
+        .set_sample_interval("e2e-interval", &inst.instance, 100)
+        .expect("command accepted");
+    let fast = wait_until(Duration::from_secs(10), || {
+        let s = collector.services()?;
+        let latest = s
+            .services
+            .iter()
+            .flat_map(|s| &s.instances)
+            .find(|i| i.instance == inst.instance)?
+            .latest
+            .clone()?;
+        (latest.interval_us < 200_000).then_some(latest.interval_us)
+    });
+    assert!(fast.is_some(), "the agent now samples every ~100 ms");
+    let err = client
+        .set_sample_interval("e2e-interval", "no-such-instance", 100)
+        .expect_err("not connected");
+    assert!(err.to_string().contains("404"), "{err}");
+    let err = client
+        .set_sample_interval("e2e-interval", &inst.instance, 1)
+        .expect_err("out of range");
+    assert!(err.to_string().contains("400"), "{err}");
+}
+
+/// The dashboard as a person meets it: `lagscope demo` in a real terminal
+/// (tmux), read back with capture-pane, driven with send-keys.
+#[test]
+fn the_demo_dashboard_runs_in_a_terminal_and_quits_cleanly() {
+    let session = format!("lagscope-e2e-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux is installed (.ci/run installs it)")
+    };
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        LAGSCOPE,
+        "demo",
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let capture = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let screen = wait_until(Duration::from_secs(30), || {
+        let s = capture();
+        (s.contains("demo-blocking") && s.contains("demo-leaky") && s.contains("lag p99"))
+            .then_some(s)
+    });
+    let Some(screen) = screen else {
+        let last = capture();
+        tmux(&["kill-session", "-t", &session]);
+        panic!("the dashboard never showed the demo services:\n{last}");
+    };
+    assert!(screen.contains("? help"), "{screen}");
+    tmux(&["send-keys", "-t", &session, "?"]);
+    let help = wait_until(Duration::from_secs(5), || {
+        capture().contains("select instance").then_some(())
+    });
+    tmux(&["send-keys", "-t", &session, "Escape"]);
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let ended = wait_until(Duration::from_secs(10), || {
+        (!tmux(&["has-session", "-t", &session]).status.success()).then_some(())
+    });
+    if ended.is_none() {
+        tmux(&["kill-session", "-t", &session]);
+    }
+    assert!(help.is_some(), "the help overlay opened");
+    assert!(ended.is_some(), "q quit the dashboard");
+}

@@ -7,6 +7,7 @@
 //! | `GET /api/v1/services` | services → instances with their latest sample |
 //! | `GET /api/v1/services/{service}/instances/{instance}/series?names=a,b&from_ms=&to_ms=&max_points=` | series points |
 //! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
+//! | `POST /api/v1/services/{service}/instances/{instance}/sample-interval?ms=N` | tell a connected agent to sample every N ms |
 //!
 //! With a token configured, everything but `/healthz` needs
 //! `Authorization: Bearer <token>`.
@@ -20,8 +21,10 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+
+use lagscope_wire::pb::{self, collector_message, CollectorMessage};
 
 use crate::record::Recorder;
 use crate::shared::Shared;
@@ -51,6 +54,10 @@ impl Api {
             .route(
                 "/api/v1/services/{service}/instances/{instance}/latest",
                 get(latest),
+            )
+            .route(
+                "/api/v1/services/{service}/instances/{instance}/sample-interval",
+                post(set_sample_interval),
             )
             .route_layer(middleware::from_fn_with_state(self.clone(), authorize));
         Router::new()
@@ -159,6 +166,44 @@ async fn series(
     ) {
         Some(r) => Json(r).into_response(),
         None => not_found(&service, &instance),
+    }
+}
+
+async fn set_sample_interval(
+    State(api): State<Api>,
+    Path((service, instance)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(ms) = query
+        .get("ms")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| (10..=3_600_000).contains(ms))
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "give the interval as ?ms=N, between 10 and 3600000\n",
+        )
+            .into_response();
+    };
+    let command = CollectorMessage {
+        msg: Some(collector_message::Msg::SetSampleInterval(
+            pb::SetSampleInterval {
+                interval_us: ms * 1000,
+            },
+        )),
+    };
+    if api.shared.send_command(&service, &instance, command) {
+        (
+            StatusCode::ACCEPTED,
+            format!("sent: sample every {ms} ms\n"),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            format!("{service}/{instance} is not connected\n"),
+        )
+            .into_response()
     }
 }
 

@@ -144,6 +144,7 @@ impl collector_server::Collector for Ingest {
             })),
         };
         let _ = tx.send(Ok(welcome)).await;
+        let session = self.shared.open_session(&service, &instance, tx.clone());
         let shared = self.shared.clone();
         let recorder = self.recorder.clone();
         let quiet = self.quiet;
@@ -178,6 +179,7 @@ impl collector_server::Collector for Ingest {
                 }
                 let _ = tx.send(Err(status)).await;
             }
+            shared.close_session(&service, &instance, session);
             shared
                 .store()
                 .disconnect(&service, &instance, crate::shared::now_ms());

@@ -1,9 +1,18 @@
 //! State shared by the collector's gRPC and HTTP sides.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use lagscope_wire::pb::CollectorMessage;
+use tokio::sync::mpsc;
+use tonic::Status;
+
 use crate::store::Store;
+
+/// The sending half of one agent's response stream.
+pub type SessionSender = mpsc::Sender<Result<CollectorMessage, Status>>;
 
 /// The store behind a short lock, and the collector's token.
 #[derive(Debug)]
@@ -14,6 +23,9 @@ pub struct Shared {
     /// Fixed "now" for a replayed recording (health and windows are judged at
     /// its end, not at wall-clock time).
     pub frozen_now_ms: Option<u64>,
+    /// Open sessions by (service, instance), for sending commands to agents.
+    sessions: Mutex<HashMap<(String, String), (u64, SessionSender)>>,
+    next_session: AtomicU64,
 }
 
 impl Shared {
@@ -23,6 +35,8 @@ impl Shared {
             store: Mutex::new(store),
             token,
             frozen_now_ms: None,
+            sessions: Mutex::default(),
+            next_session: AtomicU64::new(0),
         }
     }
 
@@ -32,7 +46,44 @@ impl Shared {
             store: Mutex::new(store),
             token: None,
             frozen_now_ms: Some(end_ms),
+            sessions: Mutex::default(),
+            next_session: AtomicU64::new(0),
         }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<(String, String), (u64, SessionSender)>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers an agent's open session; a reconnect replaces the old one.
+    /// Returns an id for [`close_session`](Self::close_session).
+    pub fn open_session(&self, service: &str, instance: &str, tx: SessionSender) -> u64 {
+        let id = self.next_session.fetch_add(1, Relaxed);
+        self.sessions()
+            .insert((service.to_string(), instance.to_string()), (id, tx));
+        id
+    }
+
+    /// Forgets a session, unless a newer one of the same instance replaced it.
+    pub fn close_session(&self, service: &str, instance: &str, id: u64) {
+        let mut sessions = self.sessions();
+        let key = (service.to_string(), instance.to_string());
+        if sessions
+            .get(&key)
+            .is_some_and(|(current, _)| *current == id)
+        {
+            sessions.remove(&key);
+        }
+    }
+
+    /// Queues a command for a connected agent; `false` if it is not connected
+    /// or its stream is backed up.
+    pub fn send_command(&self, service: &str, instance: &str, message: CollectorMessage) -> bool {
+        let sessions = self.sessions();
+        let Some((_, tx)) = sessions.get(&(service.to_string(), instance.to_string())) else {
+            return false;
+        };
+        tx.try_send(Ok(message)).is_ok()
     }
 
     /// "Now" for health and windows: wall-clock time, or the end of a replay.

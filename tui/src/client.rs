@@ -94,13 +94,32 @@ impl Client {
         String::from_utf8(body).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// Tells a connected agent to sample every `ms` milliseconds.
+    pub fn set_sample_interval(
+        &self,
+        service: &str,
+        instance: &str,
+        ms: u64,
+    ) -> Result<(), ClientError> {
+        let path = format!(
+            "/api/v1/services/{}/instances/{}/sample-interval?ms={ms}",
+            encode(service),
+            encode(instance)
+        );
+        self.request("POST", &path).map(|_| ())
+    }
+
     fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let body = self.get(path)?;
         serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    /// One GET on a fresh connection, read to the end (`Connection: close`).
     fn get(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        self.request("GET", path)
+    }
+
+    /// One request on a fresh connection, read to the end (`Connection: close`).
+    fn request(&self, method: &str, path: &str) -> Result<Vec<u8>, ClientError> {
         let io = |source| ClientError::Io {
             url: self.url.clone(),
             source,
@@ -120,7 +139,7 @@ impl Client {
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\nAccept: application/json\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\nContent-Length: 0\r\nAccept: application/json\r\n\r\n",
             self.host_port
         );
         stream.write_all(request.as_bytes()).map_err(io)?;
@@ -154,7 +173,7 @@ fn parse_response(response: &[u8]) -> Result<Vec<u8>, ClientError> {
     } else {
         body.to_vec()
     };
-    if status != 200 {
+    if !(200..300).contains(&status) {
         return Err(ClientError::Status {
             status,
             body: String::from_utf8_lossy(&body).trim().to_string(),
