@@ -549,3 +549,31 @@ fn the_demo_dashboard_runs_in_a_terminal_and_quits_cleanly() {
     assert!(help.is_some(), "the help overlay opened");
     assert!(ended.is_some(), "q quit the dashboard");
 }
+
+#[test]
+fn agents_stream_over_tls_to_a_collector_with_a_certificate() {
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tls");
+    let (cert, key) = (format!("{tls}/cert.pem"), format!("{tls}/key.pem"));
+    let collector = Collector::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let url = format!("https://localhost:{}", collector.grpc.port());
+    let _svc = fixture("healthy", "e2e-tls", &url, &[("LAGSCOPE_CA_FILE", &cert)]);
+    collector.wait_for("e2e-tls", 2, Duration::from_secs(20));
+
+    // Without the CA the agent refuses the self-signed certificate and says so.
+    let mut untrusting = fixture("healthy", "e2e-tls-untrusted", &url, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let services = collector.services().expect("services");
+    assert!(!services
+        .services
+        .iter()
+        .any(|s| s.service == "e2e-tls-untrusted"));
+    let _ = untrusting.child.kill();
+    let mut stderr = String::new();
+    if let Some(mut e) = untrusting.child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(
+        stderr.contains("certificate") || stderr.contains("cannot connect"),
+        "agent said: {stderr}"
+    );
+}

@@ -124,9 +124,20 @@ impl AgentHandle {
         let file_queue = file_sink
             .as_ref()
             .map(|_| Arc::new(BoundedQueue::new(builder.buffer_capacity)));
+        let ca_pem = builder
+            .ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|source| Error::File {
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .transpose()?;
         let collector = builder.collector.clone().map(|url| CollectorExporter {
             url,
             token: builder.token.clone(),
+            ca_pem,
             identity: Identity {
                 service: service.clone(),
                 instance: instance.clone(),

@@ -15,6 +15,7 @@
 //! | [`file`](Builder::file) | none | `LAGSCOPE_FILE` |
 //! | [`collector`](Builder::collector) | none | `LAGSCOPE_COLLECTOR` |
 //! | [`token`](Builder::token) | none | `LAGSCOPE_TOKEN` |
+//! | [`ca_file`](Builder::ca_file) | Mozilla's root certificates | `LAGSCOPE_CA_FILE` |
 //!
 //! Durations in the environment are written `250ms`, `1s`, `2m`, `500us`.
 
@@ -66,6 +67,7 @@ pub struct Builder {
     pub(crate) file: Option<PathBuf>,
     pub(crate) collector: Option<String>,
     pub(crate) token: Option<String>,
+    pub(crate) ca_file: Option<PathBuf>,
     pub(crate) runtimes: Vec<(String, Handle)>,
     #[cfg(tokio_unstable)]
     pub(crate) poll_hooks: Vec<(String, PollHooks)>,
@@ -83,6 +85,7 @@ impl Default for Builder {
             file: None,
             collector: None,
             token: None,
+            ca_file: None,
             runtimes: Vec::new(),
             #[cfg(tokio_unstable)]
             poll_hooks: Vec::new(),
@@ -102,6 +105,7 @@ impl std::fmt::Debug for Builder {
             .field("file", &self.file)
             .field("collector", &self.collector)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
             .field(
                 "runtimes",
                 &self.runtimes.iter().map(|(n, _)| n).collect::<Vec<_>>(),
@@ -161,7 +165,8 @@ impl Builder {
     }
 
     /// Streams samples to a lagscope collector at `url` (e.g.
-    /// `http://127.0.0.1:6670`) from the agent's own export thread and runtime:
+    /// `http://127.0.0.1:6670`, or `https://…` for TLS) from the agent's own
+    /// export thread and runtime:
     /// reconnects with backoff, resends what the collector did not acknowledge,
     /// and drops the oldest samples beyond [`buffer_capacity`](Self::buffer_capacity).
     /// Default: off. Environment: `LAGSCOPE_COLLECTOR`.
@@ -174,6 +179,14 @@ impl Builder {
     /// Default: none. Environment: `LAGSCOPE_TOKEN`.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// PEM file of the certificate authority to trust for an `https://`
+    /// collector, e.g. a self-signed collector certificate. Default: Mozilla's
+    /// root certificates (built in). Environment: `LAGSCOPE_CA_FILE`.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 
@@ -245,6 +258,9 @@ impl Builder {
         if let Some(v) = get("LAGSCOPE_TOKEN") {
             self.token = Some(non_empty("LAGSCOPE_TOKEN", v)?);
         }
+        if let Some(v) = get("LAGSCOPE_CA_FILE") {
+            self.ca_file = Some(PathBuf::from(non_empty("LAGSCOPE_CA_FILE", v)?));
+        }
         Ok(())
     }
 
@@ -277,12 +293,6 @@ impl Builder {
                 return Err(Error::InvalidConfig {
                     option: "collector",
                     reason: format!("{url:?} must be a URL such as http://127.0.0.1:6670"),
-                });
-            }
-            if url.starts_with("https://") {
-                return Err(Error::InvalidConfig {
-                    option: "collector",
-                    reason: "TLS is not supported yet: use http:// on a trusted network or a TLS-terminating proxy".into(),
                 });
             }
         }

@@ -30,8 +30,9 @@ pub enum Error {
     /// Poll hooks were attached to a runtime name that was never registered.
     #[error("poll hooks were attached to runtime {0:?}, which is not registered")]
     UnknownRuntime(String),
-    /// The JSON-lines output file could not be opened.
-    #[error("cannot open sample file {path}: {source}")]
+    /// A file the agent was configured with (JSON-lines output, CA certificate)
+    /// could not be opened.
+    #[error("cannot open {path}: {source}")]
     File {
         /// The file's path.
         path: PathBuf,

@@ -10,4 +10,4 @@ pub mod shared;
 pub mod store;
 pub mod summary;
 
-pub use server::{start, start_with, CollectorConfig, RunningCollector, StartError};
+pub use server::{start, start_with, CollectorConfig, RunningCollector, StartError, TlsFiles};

@@ -105,6 +105,12 @@ struct CollectorArgs {
     /// Full-resolution points kept per series (older ones are downsampled to 1-minute buckets).
     #[arg(long, default_value_t = 3600)]
     raw_points: usize,
+    /// PEM certificate chain for serving the agents' port over TLS (with --tls-key).
+    #[arg(long, env = "LAGSCOPE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "LAGSCOPE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Worker threads of the collector's runtime.
     #[arg(long, env = "LAGSCOPE_COLLECTOR_THREADS", default_value_t = 1)]
     threads: usize,
@@ -155,6 +161,14 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 fn run_collector(args: CollectorArgs) -> Result<()> {
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(lagscope_collector::TlsFiles {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        }),
+        _ => None,
+    };
     let config = CollectorConfig {
         grpc_addr: args.grpc,
         http_addr: args.http,
@@ -168,6 +182,7 @@ fn run_collector(args: CollectorArgs) -> Result<()> {
         },
         max_agents: args.max_agents,
         quiet: false,
+        tls,
     };
     runtime(args.threads)?.block_on(async {
         let collector = lagscope_collector::start(config).await?;

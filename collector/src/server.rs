@@ -45,6 +45,17 @@ pub struct CollectorConfig {
     /// Say nothing on stderr about agents coming and going (the demo's
     /// dashboard owns the terminal).
     pub quiet: bool,
+    /// PEM certificate chain and private key: serve the gRPC port over TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM contents of the collector's TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, PEM.
+    pub cert_pem: Vec<u8>,
+    /// Private key, PEM.
+    pub key_pem: Vec<u8>,
 }
 
 impl Default for CollectorConfig {
@@ -58,6 +69,7 @@ impl Default for CollectorConfig {
             store: StoreConfig::default(),
             max_agents: DEFAULT_MAX_AGENTS,
             quiet: false,
+            tls: None,
         }
     }
 }
@@ -76,6 +88,9 @@ pub enum StartError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The TLS certificate or key was not usable.
+    #[error("cannot use the TLS certificate and key: {0}")]
+    Tls(String),
     /// The recording file could not be opened.
     #[error("cannot record to {path}: {source}")]
     Record {
@@ -94,14 +109,16 @@ pub struct RunningCollector {
     pub http_addr: SocketAddr,
     /// The store and token, for in-process readers.
     pub shared: Arc<Shared>,
+    tls: bool,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningCollector {
-    /// The agents' URL, e.g. `http://127.0.0.1:6670`.
+    /// The agents' URL, e.g. `http://127.0.0.1:6670` (`https://` with TLS).
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.grpc_addr)
     }
 
     /// The HTTP API's URL, e.g. `http://127.0.0.1:6671`.
@@ -187,8 +204,15 @@ pub async fn start_with(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let grpc_stop = until_stopped(stopped.clone());
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+    }
     let grpc_task = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
+        let result = builder
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(service)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stop)
@@ -213,6 +237,7 @@ pub async fn start_with(
         grpc_addr,
         http_addr,
         shared,
+        tls: config.tls.is_some(),
         stop,
         tasks: vec![grpc_task, http_task],
     })

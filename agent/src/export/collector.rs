@@ -17,7 +17,7 @@ use lagscope_wire::pb::{
 use lagscope_wire::{Sample, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 use crate::export::queue::BoundedQueue;
 
@@ -39,6 +39,8 @@ pub(crate) struct Identity {
 pub(crate) struct CollectorExporter {
     pub(crate) url: String,
     pub(crate) token: Option<String>,
+    /// PEM of an extra certificate authority to trust for `https://`.
+    pub(crate) ca_pem: Option<Vec<u8>>,
     pub(crate) identity: Identity,
     pub(crate) queue: Arc<BoundedQueue<Arc<Sample>>>,
     /// The sampler's interval, which the collector may change.
@@ -112,6 +114,18 @@ impl CollectorExporter {
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(5)),
             Err(e) => return End::Refused(format!("invalid URL: {e}")),
+        };
+        let endpoint = if self.url.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new().with_webpki_roots();
+            if let Some(pem) = &self.ca_pem {
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            match endpoint.tls_config(tls) {
+                Ok(e) => e,
+                Err(e) => return End::Refused(format!("TLS setup failed: {}", error_chain(&e))),
+            }
+        } else {
+            endpoint
         };
         let channel = match endpoint.connect().await {
             Ok(c) => c,
