@@ -572,8 +572,5 @@ fn agents_stream_over_tls_to_a_collector_with_a_certificate() {
     if let Some(mut e) = untrusting.child.stderr.take() {
         let _ = e.read_to_string(&mut stderr);
     }
-    assert!(
-        stderr.contains("certificate") || stderr.contains("cannot connect"),
-        "agent said: {stderr}"
-    );
+    assert!(stderr.contains("certificate"), "agent said: {stderr}");
 }
