@@ -224,17 +224,6 @@ impl State {
     pub(crate) fn long_poll_threshold_ns(&self) -> u64 {
         self.long_poll_threshold_ns
     }
-
-    /// How long the poll running on `slot` has been going, if one is.
-    #[allow(dead_code)] // read by the stall watchdog
-    pub(crate) fn current_poll(&self, slot: &Slot) -> Option<Duration> {
-        let started = slot.poll_started_ns.load(Relaxed);
-        if started == 0 {
-            return None;
-        }
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        Some(Duration::from_nanos(now.saturating_sub(started)))
-    }
 }
 
 #[inline]
