@@ -25,7 +25,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 /// Shards owned by one thread each.
@@ -68,6 +68,11 @@ static TABLE: [Shard; SHARDS + OVERFLOW_SHARDS] =
     [const { Shard::new() }; SHARDS + OVERFLOW_SHARDS];
 /// Counts of shards whose threads exited, folded in by `reclaim_exited_threads`.
 static RETIRED: Shard = Shard::new();
+/// Odd while a reclaim moves counts from a shard to `RETIRED`, so `stats`
+/// (a seqlock reader) never sums a half-moved shard.
+static MOVE_EPOCH: AtomicU64 = AtomicU64::new(0);
+/// Held by the one reclaim allowed at a time (two would move a shard twice).
+static RECLAIMING: AtomicBool = AtomicBool::new(false);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
@@ -140,12 +145,16 @@ pub fn reclaim_exited_threads() {
         Some(me) if alive(me) => {}
         _ => return,
     }
+    if RECLAIMING.swap(true, Acquire) {
+        return;
+    }
     for shard in &TABLE[..SHARDS] {
         let owner = shard.owner.load(Acquire);
         if owner == 0 || alive(owner) {
             continue;
         }
         // The owner has exited, so nothing writes this shard any more.
+        MOVE_EPOCH.fetch_add(1, AcqRel);
         let [allocations, allocated, freed] = shard.totals();
         RETIRED.allocations.fetch_add(allocations, Relaxed);
         RETIRED.allocated_bytes.fetch_add(allocated, Relaxed);
@@ -153,8 +162,10 @@ pub fn reclaim_exited_threads() {
         shard.allocations.store(0, Relaxed);
         shard.allocated_bytes.store(0, Relaxed);
         shard.freed_bytes.store(0, Relaxed);
+        MOVE_EPOCH.fetch_add(1, Release);
         shard.owner.store(0, Release);
     }
+    RECLAIMING.store(false, Release);
 }
 
 /// A global allocator that counts allocations and live bytes, then delegates to `A`.
@@ -248,7 +259,8 @@ pub struct AllocStats {
 /// never counted an allocation).
 ///
 /// The sum is not an atomic snapshot: under concurrent allocation it can be off
-/// by the allocations in flight while it is read.
+/// by the allocations in flight while it is read. Counts being moved by
+/// [`reclaim_exited_threads`] are never missed or counted twice.
 pub fn stats() -> Option<AllocStats> {
     if !INSTALLED.load(Relaxed) {
         return None;
@@ -259,11 +271,26 @@ pub fn stats() -> Option<AllocStats> {
         allocated_bytes: 0,
         freed_bytes: 0,
     };
-    for shard in TABLE.iter().chain(std::iter::once(&RETIRED)) {
-        let [allocations, allocated, freed] = shard.totals();
-        total.allocations += allocations;
-        total.allocated_bytes += allocated;
-        total.freed_bytes += freed;
+    // Seqlock read: retry if a reclaim moved counts while we were summing.
+    loop {
+        let epoch = MOVE_EPOCH.load(Acquire);
+        if epoch % 2 == 1 {
+            std::hint::spin_loop();
+            continue;
+        }
+        total.allocations = 0;
+        total.allocated_bytes = 0;
+        total.freed_bytes = 0;
+        for shard in TABLE.iter().chain(std::iter::once(&RETIRED)) {
+            let [allocations, allocated, freed] = shard.totals();
+            total.allocations += allocations;
+            total.allocated_bytes += allocated;
+            total.freed_bytes += freed;
+        }
+        std::sync::atomic::fence(Acquire);
+        if MOVE_EPOCH.load(Relaxed) == epoch {
+            break;
+        }
     }
     total.live_bytes = total.allocated_bytes.saturating_sub(total.freed_bytes);
     Some(total)
@@ -348,12 +375,23 @@ mod tests {
         let (first, tid) = spawn_and_count();
         assert!(first < SHARDS, "an owned shard, not the overflow one");
         let before = stats().expect("installed");
-        reclaim_exited_threads();
+        // A joined thread can linger in /proc/self/task for a moment after
+        // `join` returns; the sampler simply reclaims it on a later interval.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            reclaim_exited_threads();
+            if Some(TABLE[first].owner.load(Relaxed)) != tid {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "shard never freed for reuse"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let after = stats().expect("installed");
         // Folding into RETIRED keeps the totals (other tests may allocate meanwhile).
         assert!(after.allocated_bytes >= before.allocated_bytes);
-        let owner = TABLE[first].owner.load(Relaxed);
-        assert!(Some(owner) != tid, "freed for reuse");
         // Thread churn far beyond the shard count never exhausts the table.
         for _ in 0..SHARDS + 10 {
             spawn_and_count();
