@@ -121,15 +121,25 @@ fn current_tid() -> Option<u32> {
     }
 }
 
+/// The calling thread's shard, and whether it owns it (or shares an overflow one).
 #[inline]
-fn add(index: usize, field: fn(&Shard) -> &AtomicU64, n: u64) {
-    let counter = field(&TABLE[index]);
-    if index >= SHARDS {
-        counter.fetch_add(n, Relaxed);
-    } else {
+fn my_shard() -> (&'static Shard, bool) {
+    let index = slot();
+    // `slot()` only returns indices into TABLE; `get` keeps this panic-free.
+    match TABLE.get(index) {
+        Some(shard) => (shard, index < SHARDS),
+        None => (&TABLE[SHARDS], false),
+    }
+}
+
+#[inline]
+fn add(counter: &AtomicU64, owned: bool, n: u64) {
+    if owned {
         // Only the owning thread writes an owned shard: a plain load + store
         // cannot lose an update and compiles to ordinary moves.
         counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+    } else {
+        counter.fetch_add(n, Relaxed);
     }
 }
 
@@ -221,10 +231,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             // A move to a new block: the old size is freed, the new one allocated.
-            let index = slot();
-            add(index, |s| &s.allocations, 1);
-            add(index, |s| &s.allocated_bytes, new_size as u64);
-            add(index, |s| &s.freed_bytes, layout.size() as u64);
+            let (shard, owned) = my_shard();
+            add(&shard.allocations, owned, 1);
+            add(&shard.allocated_bytes, owned, new_size as u64);
+            add(&shard.freed_bytes, owned, layout.size() as u64);
         }
         new
     }
@@ -232,14 +242,15 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
 
 #[inline]
 fn record_alloc(size: usize) {
-    let index = slot();
-    add(index, |s| &s.allocations, 1);
-    add(index, |s| &s.allocated_bytes, size as u64);
+    let (shard, owned) = my_shard();
+    add(&shard.allocations, owned, 1);
+    add(&shard.allocated_bytes, owned, size as u64);
 }
 
 #[inline]
 fn record_free(size: usize) {
-    add(slot(), |s| &s.freed_bytes, size as u64);
+    let (shard, owned) = my_shard();
+    add(&shard.freed_bytes, owned, size as u64);
 }
 
 /// Totals of the counting allocator since the process started.
