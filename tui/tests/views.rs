@@ -119,6 +119,7 @@ fn series() -> SeriesResponse {
                 }
             }),
             ramp("busy_ratio.worker.1", &|_| 0.2),
+            ramp("cpu_ratio", &|i| if i % 20 == 10 { 0.05 } else { 0.45 }),
             ramp("global_queue_depth", &|i| (i % 7) as f64),
             ramp("blocking_threads", &|_| 1.0),
             ramp("heap_live_bytes", &|i| (10 + i / 6) as f64 * 1048576.0),

@@ -103,17 +103,20 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
         .count()
         .min(6);
     const WORKER_LABELS: [&str; 6] = ["w0", "w1", "w2", "w3", "w4", "w5"];
-    let busy_lines: Vec<Plot> = if workers == 0 {
+    let mut busy_lines: Vec<Plot> = if workers == 0 {
         vec![line("all", "busy_ratio", false)]
     } else {
         (0..workers)
             .map(|w| line(WORKER_LABELS[w], format!("busy_ratio.worker.{w}"), false))
             .collect()
     };
+    // Process CPU in the same units (fraction of one core): busy workers with
+    // low CPU point at blocking syscalls rather than computation.
+    busy_lines.push(line("cpu", "cpu_ratio", false));
     ctx.chart(
         frame,
         busy_area,
-        "Busy".to_string(),
+        "Busy/CPU".to_string(),
         &busy_lines,
         format::percent,
         Some(1.0),

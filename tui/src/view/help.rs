@@ -17,7 +17,7 @@ const KEYS: &str = " ↑↓ / j k    select instance
  q / Esc     quit
 
  Charts: lag (probe delay p50/p99/max),
- busy ratio per worker, queue depths and
+ busy ratio per worker and CPU, queues,
  blocking pool, memory (heap, RSS,
  external) with its growth trend.";
 
