@@ -5,6 +5,19 @@
 //! Criterion measures each allocator; a final interleaved pass (rounds
 //! alternate the two allocators, so machine noise hits both alike) prints the
 //! slowdown as a ratio with its spread.
+//!
+//! Instruction counts, which unlike time are repeatable on a noisy machine:
+//!
+//! ```sh
+//! cargo bench -p lagscope --bench alloc --no-run
+//! for a in none system counting; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/deps/alloc-* --instructions $a 2>&1 | grep refs
+//! done
+//! ```
+//!
+//! (system − none) against (counting − none) is the counting allocator's cost
+//! in instructions over 1 M allocations and frees on one thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -106,6 +119,16 @@ fn interleaved_ratio() {
 criterion_group!(benches, criterion_benches);
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--instructions") {
+        // One fixed single-threaded workload, nothing else, for callgrind.
+        match args.get(i + 1).map(String::as_str) {
+            Some("system") => churn(&System, 1_000_000),
+            Some("counting") => churn(&COUNTING, 1_000_000),
+            _ => {}
+        }
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     interleaved_ratio();
