@@ -74,7 +74,7 @@ impl Sampler {
         dropped: u64,
     ) -> Option<Sample> {
         for w in &mut self.watched {
-            w.probe.tick(now);
+            w.probe.collect();
         }
         let requested = Duration::from_micros(self.requested_interval_us.load(Relaxed)).clamp(
             crate::builder::MIN_SAMPLE_INTERVAL,
@@ -84,12 +84,17 @@ impl Sampler {
             self.interval = requested;
             self.next_sample = self.previous_at + requested;
         }
-        if now < self.next_sample {
-            return None;
+        let sample = (now >= self.next_sample).then(|| {
+            // Keep the cadence; after a long pause start afresh rather than catch up.
+            self.next_sample = (self.next_sample + self.interval).max(now);
+            self.sample(now, gauges, dropped)
+        });
+        // Spawn the next probe only after sampling, so the runtime counters never
+        // count the agent's own probe sitting in the global queue.
+        for w in &mut self.watched {
+            w.probe.spawn_if_due(now);
         }
-        // Keep the cadence; after a long pause start afresh rather than catch up.
-        self.next_sample = (self.next_sample + self.interval).max(now);
-        Some(self.sample(now, gauges, dropped))
+        sample
     }
 
     /// When the sampler thread must wake next.

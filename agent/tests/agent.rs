@@ -83,6 +83,26 @@ fn a_long_block_shows_as_growing_lag_while_it_lasts() {
 }
 
 #[test]
+fn the_agents_own_probe_never_shows_in_the_queue_depths() {
+    let rt = runtime(1);
+    let agent = Agent::builder()
+        .sample_interval(Duration::from_millis(20))
+        .lag_probe_interval(Duration::from_millis(20))
+        .start(rt.handle().clone())
+        .expect("start");
+    let mut seq = None;
+    for _ in 0..20 {
+        let s = next_sample(&agent, seq, Duration::from_secs(5));
+        seq = Some(s.seq);
+        let main = s.runtime(MAIN_RUNTIME).expect("main");
+        assert_eq!(
+            main.global_queue_depth, 0,
+            "an idle runtime has nothing queued"
+        );
+    }
+}
+
+#[test]
 fn several_runtimes_are_sampled_by_name() {
     let main = runtime(2);
     let io = tokio::runtime::Builder::new_current_thread()

@@ -59,23 +59,34 @@ impl LagProbe {
     }
 
     /// Collects a finished probe and spawns the next one when due.
+    #[cfg(test)]
     pub(crate) fn tick(&mut self, now: Instant) {
+        self.collect();
+        self.spawn_if_due(now);
+    }
+
+    /// Records the probe in flight if it has run.
+    pub(crate) fn collect(&mut self) {
+        let Some(flight) = &self.in_flight else {
+            return;
+        };
+        let finished = flight.task.is_finished();
+        let delay = flight.delay_us.load(Ordering::Acquire);
+        if delay != NOT_POLLED {
+            self.record(delay);
+            self.in_flight = None;
+        } else if finished {
+            // Finished without ever being polled: the runtime was shut down.
+            self.gone = true;
+            self.in_flight = None;
+        }
+    }
+
+    /// Spawns the next probe if none is in flight and one is due.
+    pub(crate) fn spawn_if_due(&mut self, now: Instant) {
         if self.gone {
             self.next_check = now + Duration::from_secs(3600);
             return;
-        }
-        if let Some(flight) = &self.in_flight {
-            let finished = flight.task.is_finished();
-            let delay = flight.delay_us.load(Ordering::Acquire);
-            if delay != NOT_POLLED {
-                self.record(delay);
-                self.in_flight = None;
-            } else if finished {
-                // Finished without ever being polled: the runtime was shut down.
-                self.gone = true;
-                self.in_flight = None;
-                return;
-            }
         }
         if self.in_flight.is_none() && now >= self.next_spawn {
             self.spawn(now);
