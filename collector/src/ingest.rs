@@ -179,10 +179,12 @@ impl collector_server::Collector for Ingest {
                 }
                 let _ = tx.send(Err(status)).await;
             }
-            shared.close_session(&service, &instance, session);
-            shared
-                .store()
-                .disconnect(&service, &instance, crate::shared::now_ms());
+            // A newer session of the same instance keeps it connected.
+            if shared.close_session(&service, &instance, session) {
+                shared
+                    .store()
+                    .disconnect(&service, &instance, crate::shared::now_ms());
+            }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

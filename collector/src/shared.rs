@@ -64,16 +64,17 @@ impl Shared {
         id
     }
 
-    /// Forgets a session, unless a newer one of the same instance replaced it.
-    pub fn close_session(&self, service: &str, instance: &str, id: u64) {
+    /// Forgets a session, unless a newer one of the same instance replaced it
+    /// (an agent can reconnect before the collector notices its old stream
+    /// died). Returns whether `id` was the instance's current session.
+    pub fn close_session(&self, service: &str, instance: &str, id: u64) -> bool {
         let mut sessions = self.sessions();
         let key = (service.to_string(), instance.to_string());
-        if sessions
-            .get(&key)
-            .is_some_and(|(current, _)| *current == id)
-        {
+        let current = sessions.get(&key).is_some_and(|(c, _)| *c == id);
+        if current {
             sessions.remove(&key);
         }
+        current
     }
 
     /// Queues a command for a connected agent; `false` if it is not connected
@@ -103,4 +104,24 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+
+    #[test]
+    fn an_old_session_ending_after_a_reconnect_leaves_the_new_one_open() {
+        let shared = Shared::new(Store::new(StoreConfig::default()), None);
+        let (tx, _rx) = mpsc::channel(1);
+        let old = shared.open_session("svc", "a", tx.clone());
+        let new = shared.open_session("svc", "a", tx);
+        assert!(
+            !shared.close_session("svc", "a", old),
+            "old stream noticed late"
+        );
+        assert!(shared.close_session("svc", "a", new));
+        assert!(!shared.close_session("svc", "a", new), "already closed");
+    }
 }
