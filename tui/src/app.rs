@@ -39,9 +39,15 @@ struct Wanted {
     to_ms: u64,
 }
 
-/// Runs the dashboard against `client` until the user quits.
+/// Runs the dashboard against `client` until the user quits. Fails with a
+/// clear error, rather than panicking, when there is no terminal to draw on.
 pub fn run(client: Client) -> std::io::Result<()> {
-    let mut terminal = ratatui::init();
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(std::io::Error::other(
+            "the dashboard needs a terminal on standard output (demo and replay also have --headless)",
+        ));
+    }
+    let mut terminal = ratatui::try_init()?;
     let result = run_in(&mut terminal, client);
     ratatui::restore();
     result
