@@ -45,6 +45,8 @@ mod export;
 #[cfg(tokio_unstable)]
 mod hooks;
 mod sampler;
+#[cfg(target_os = "linux")]
+pub mod stack;
 
 pub use agent::{Agent, AgentHandle};
 pub use builder::{

@@ -246,3 +246,38 @@ fn poll_hooks_measure_the_exact_block_per_worker() {
     let long_on_workers: u64 = main.worker.iter().filter_map(|w| w.long_polls).sum();
     assert_eq!(long_on_workers, 1, "attributed to the worker that ran it");
 }
+
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[test]
+fn the_stack_of_a_blocked_worker_names_the_blocking_function() {
+    #[inline(never)]
+    fn handler_that_blocks() {
+        std::thread::sleep(Duration::from_millis(300));
+        std::hint::black_box(());
+    }
+    let rt = runtime(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let _ = tx.send(lagscope::stack::current_tid());
+        handler_that_blocks();
+    });
+    let tid = rx.recv().expect("worker tid");
+    std::thread::sleep(Duration::from_millis(50));
+    let frames = lagscope::stack::capture(tid, Duration::from_secs(2)).expect("captured");
+    let names: Vec<String> = lagscope::stack::symbolize(&frames)
+        .into_iter()
+        .filter_map(|f| f.function)
+        .collect();
+    let blocking = names
+        .iter()
+        .position(|n| n.contains("handler_that_blocks"))
+        .unwrap_or_else(|| panic!("{names:#?}"));
+    // Below it: the tokio worker that polled the task.
+    assert!(
+        names[blocking..].iter().any(|n| n.contains("tokio")),
+        "{names:#?}"
+    );
+}

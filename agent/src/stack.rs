@@ -1,0 +1,436 @@
+//! The stack of another thread, taken while it runs: the building block for
+//! naming the function that blocks a runtime worker.
+//!
+//! [`capture`] sends the thread a real-time signal (`SIGRTMIN + 3` by default;
+//! never `SIGPROF`, which profilers own). Its handler walks the frame-pointer
+//! chain from the interrupted registers into preallocated static memory —
+//! no allocation, no locks, every memory read checked by the kernel
+//! (`process_vm_readv`) so a broken chain ends the walk instead of crashing —
+//! and sets a flag. The caller then copies the return addresses out and can
+//! [`symbolize`] them off the signal path. Frame pointers come from
+//! `-C force-frame-pointers=yes`; a leaf without one loses at most a frame.
+//!
+//! Linux on x86_64 or aarch64 only; elsewhere [`capture`] returns
+//! [`StackError::Unsupported`].
+//!
+//! ```
+//! # #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+//! # {
+//! use std::sync::mpsc;
+//! use std::time::Duration;
+//!
+//! #[inline(never)]
+//! fn waits_for_a_while() {
+//!     std::thread::sleep(Duration::from_millis(300));
+//! }
+//!
+//! let (tx, rx) = mpsc::channel();
+//! let t = std::thread::spawn(move || {
+//!     tx.send(lagscope::stack::current_tid()).unwrap();
+//!     waits_for_a_while();
+//! });
+//! let tid = rx.recv().unwrap();
+//! std::thread::sleep(Duration::from_millis(50));
+//! let frames = lagscope::stack::capture(tid, Duration::from_secs(1)).unwrap();
+//! let names: Vec<String> = lagscope::stack::symbolize(&frames)
+//!     .into_iter()
+//!     .filter_map(|f| f.function)
+//!     .collect();
+//! assert!(names.iter().any(|n| n.contains("waits_for_a_while")), "{names:?}");
+//! t.join().unwrap();
+//! # }
+//! ```
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Most frames taken from one stack.
+pub const MAX_FRAMES: usize = 128;
+/// Offset from `SIGRTMIN` of the signal used by default.
+pub const DEFAULT_SIGNAL_OFFSET: i32 = 3;
+/// Largest plausible distance between the interrupted stack pointer and a
+/// frame pointer: beyond it the chain is treated as broken.
+const MAX_STACK_SPAN: usize = 64 * 1024 * 1024;
+
+const IDLE: u8 = 0;
+const REQUESTED: u8 = 1;
+const DONE: u8 = 2;
+
+/// The one capture in flight. Static, so the handler touches no allocation.
+struct Slot {
+    state: AtomicU8,
+    target: AtomicI32,
+    len: AtomicUsize,
+    frames: [AtomicUsize; MAX_FRAMES],
+}
+
+static SLOT: Slot = Slot {
+    state: AtomicU8::new(IDLE),
+    target: AtomicI32::new(0),
+    len: AtomicUsize::new(0),
+    frames: [const { AtomicUsize::new(0) }; MAX_FRAMES],
+};
+
+/// Serialises captures: the slot holds one at a time.
+static CAPTURING: Mutex<()> = Mutex::new(());
+/// The signal our handler is installed on, or why it could not be.
+static INSTALLED: OnceLock<Result<i32, String>> = OnceLock::new();
+
+/// Why a stack could not be captured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StackError {
+    /// Not Linux on x86_64 or aarch64.
+    #[error("stack capture needs Linux on x86_64 or aarch64")]
+    Unsupported,
+    /// The signal already has a handler that is not lagscope's.
+    #[error("cannot install the stack-capture handler: {0}")]
+    Signal(String),
+    /// The thread does not exist (any more).
+    #[error("no thread {0} in this process")]
+    NoSuchThread(i32),
+    /// The thread did not run the handler in time (signals blocked?).
+    #[error("thread {0} did not answer the capture signal within {1:?}")]
+    Timeout(i32, Duration),
+}
+
+/// The calling thread's OS thread id (what [`capture`] takes).
+pub fn current_tid() -> i32 {
+    // SAFETY: `gettid` has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Return addresses on thread `tid`'s stack, innermost first (the first is the
+/// interrupted instruction itself). Waits at most `timeout` for the thread to
+/// run the handler.
+pub fn capture(tid: i32, timeout: Duration) -> Result<Vec<usize>, StackError> {
+    if !cfg!(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )) {
+        return Err(StackError::Unsupported);
+    }
+    let signal = INSTALLED
+        .get_or_init(|| install(libc::SIGRTMIN() + DEFAULT_SIGNAL_OFFSET))
+        .clone()
+        .map_err(StackError::Signal)?;
+    let _one_at_a_time = CAPTURING.lock().unwrap_or_else(|p| p.into_inner());
+
+    SLOT.len.store(0, Ordering::Relaxed);
+    SLOT.target.store(tid, Ordering::Relaxed);
+    SLOT.state.store(REQUESTED, Ordering::Release);
+    // SAFETY: tgkill only sends a signal; our handler for it is installed.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid(),
+            libc::c_long::from(tid),
+            libc::c_long::from(signal),
+        )
+    };
+    if sent != 0 {
+        SLOT.state.store(IDLE, Ordering::Release);
+        return Err(StackError::NoSuchThread(tid));
+    }
+    let deadline = Instant::now() + timeout;
+    while SLOT.state.load(Ordering::Acquire) != DONE {
+        if Instant::now() >= deadline {
+            // A late handler finds the state IDLE and does nothing.
+            SLOT.state.store(IDLE, Ordering::Release);
+            return Err(StackError::Timeout(tid, timeout));
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    let len = SLOT.len.load(Ordering::Relaxed).min(MAX_FRAMES);
+    let frames = SLOT.frames[..len]
+        .iter()
+        .map(|f| f.load(Ordering::Relaxed))
+        .collect();
+    SLOT.state.store(IDLE, Ordering::Release);
+    Ok(frames)
+}
+
+/// The handler's signature, as `sigaction` stores it.
+type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// Installs the handler on `signal`, refusing to replace someone else's.
+fn install(signal: i32) -> Result<i32, String> {
+    // SAFETY: a zeroed sigaction is a valid "query" argument; sigaction only
+    // writes the current disposition into `old`.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: querying with a null new action changes nothing.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        return Err(format!("cannot query signal {signal}"));
+    }
+    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != handler as Handler as usize {
+        return Err(format!(
+            "signal {signal} (SIGRTMIN+{DEFAULT_SIGNAL_OFFSET}) already has a handler; lagscope will not replace it"
+        ));
+    }
+    // SAFETY: as above, zeroed is a valid starting point; every field we rely
+    // on is set below.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler as Handler as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+    // SAFETY: `sa_mask` is a valid sigset_t to empty.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: `handler` is async-signal-safe (see its comment) and lives forever.
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+        return Err(format!("cannot install a handler for signal {signal}"));
+    }
+    Ok(signal)
+}
+
+/// The signal handler. Async-signal-safe: it reads registers from the
+/// context, makes `gettid`/`getpid`/`process_vm_readv` system calls, and
+/// writes only static atomics.
+extern "C" fn handler(
+    _signal: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    // SAFETY: `gettid` is a plain system call.
+    if unsafe { libc::gettid() } != SLOT.target.load(Ordering::Relaxed)
+        || SLOT.state.load(Ordering::Acquire) != REQUESTED
+    {
+        return;
+    }
+    let Some((pc, fp, sp)) = registers(context) else {
+        SLOT.state.store(DONE, Ordering::Release);
+        return;
+    };
+    let mut n = 0;
+    SLOT.frames[n].store(pc, Ordering::Relaxed);
+    n += 1;
+    let mut fp = fp;
+    while n < MAX_FRAMES {
+        // A frame pointer must be aligned, above the interrupted stack pointer,
+        // within a plausible stack span, and each caller's above its callee's.
+        if fp == 0 || fp % std::mem::size_of::<usize>() != 0 || fp < sp || fp - sp > MAX_STACK_SPAN
+        {
+            break;
+        }
+        let mut record = [0usize; 2]; // [caller's frame pointer, return address]
+        if !read_own_memory(fp, &mut record) {
+            break;
+        }
+        let [next_fp, return_address] = record;
+        if return_address == 0 {
+            break;
+        }
+        SLOT.frames[n].store(return_address, Ordering::Relaxed);
+        n += 1;
+        if next_fp <= fp {
+            break;
+        }
+        fp = next_fp;
+    }
+    SLOT.len.store(n, Ordering::Relaxed);
+    SLOT.state.store(DONE, Ordering::Release);
+}
+
+/// (program counter, frame pointer, stack pointer) of the interrupted code.
+#[allow(unused_variables)]
+fn registers(context: *mut libc::c_void) -> Option<(usize, usize, usize)> {
+    if context.is_null() {
+        return None;
+    }
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        // SAFETY: with SA_SIGINFO the kernel passes a valid ucontext_t.
+        let uc = unsafe { &*(context as *const libc::ucontext_t) };
+        let g = &uc.uc_mcontext.gregs;
+        Some((
+            g[libc::REG_RIP as usize] as usize,
+            g[libc::REG_RBP as usize] as usize,
+            g[libc::REG_RSP as usize] as usize,
+        ))
+    }
+    #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+    {
+        // SAFETY: with SA_SIGINFO the kernel passes a valid ucontext_t.
+        let uc = unsafe { &*(context as *const libc::ucontext_t) };
+        let m = &uc.uc_mcontext;
+        Some((m.pc as usize, m.regs[29] as usize, m.sp as usize))
+    }
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    {
+        None
+    }
+}
+
+/// Copies `out.len()` words from `address` in this process, or returns false
+/// if any of it is unmapped (the kernel checks; nothing faults).
+fn read_own_memory(address: usize, out: &mut [usize; 2]) -> bool {
+    let bytes = std::mem::size_of_val(out);
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: bytes,
+    };
+    let remote = libc::iovec {
+        iov_base: address as *mut libc::c_void,
+        iov_len: bytes,
+    };
+    // SAFETY: `local` points at `out`, which is writable for `bytes`; the
+    // kernel validates `remote` and fails with EFAULT instead of faulting.
+    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    read == bytes as isize
+}
+
+/// One symbolized frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The address.
+    pub address: usize,
+    /// Demangled function name, if known.
+    pub function: Option<String>,
+    /// Source file, if debug info has it.
+    pub file: Option<String>,
+    /// Source line, if debug info has it.
+    pub line: Option<u32>,
+}
+
+/// Names for captured addresses (inlined functions expand to several frames).
+/// Slow — it reads debug info — so never call it on a host thread's hot path.
+pub fn symbolize(addresses: &[usize]) -> Vec<Frame> {
+    let mut frames = Vec::with_capacity(addresses.len());
+    for (i, &address) in addresses.iter().enumerate() {
+        // Return addresses point after the call; look up the call itself.
+        let lookup = if i == 0 {
+            address
+        } else {
+            address.saturating_sub(1)
+        };
+        let before = frames.len();
+        backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
+            frames.push(Frame {
+                address,
+                function: symbol.name().map(|n| format!("{n:#}")),
+                file: symbol.filename().map(|f| f.display().to_string()),
+                line: symbol.lineno(),
+            });
+        });
+        if frames.len() == before {
+            frames.push(Frame {
+                address,
+                function: None,
+                file: None,
+                line: None,
+            });
+        }
+    }
+    frames
+}
+
+#[cfg(all(
+    test,
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{mpsc, Arc};
+
+    #[inline(never)]
+    fn sleeping_marker(d: Duration) {
+        std::thread::sleep(d);
+        std::hint::black_box(());
+    }
+
+    #[inline(never)]
+    fn spinning_marker(stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
+    }
+
+    fn names(frames: &[usize]) -> Vec<String> {
+        symbolize(frames)
+            .into_iter()
+            .filter_map(|f| f.function)
+            .collect()
+    }
+
+    #[test]
+    fn names_the_function_a_sleeping_thread_is_in() {
+        let (tx, rx) = mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let _ = tx.send(current_tid());
+            sleeping_marker(Duration::from_millis(400));
+        });
+        let tid = rx.recv().expect("tid");
+        std::thread::sleep(Duration::from_millis(50));
+        let frames = capture(tid, Duration::from_secs(2)).expect("captured");
+        let names = names(&frames);
+        assert!(
+            names.iter().any(|n| n.contains("sleeping_marker")),
+            "{names:#?}"
+        );
+        t.join().expect("thread");
+    }
+
+    #[test]
+    fn names_the_function_a_spinning_thread_is_in() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let flag = stop.clone();
+        let t = std::thread::spawn(move || {
+            let _ = tx.send(current_tid());
+            spinning_marker(&flag);
+        });
+        let tid = rx.recv().expect("tid");
+        std::thread::sleep(Duration::from_millis(20));
+        let frames = capture(tid, Duration::from_secs(2)).expect("captured");
+        stop.store(true, Ordering::Relaxed);
+        t.join().expect("thread");
+        let names = names(&frames);
+        assert!(
+            names.iter().any(|n| n.contains("spinning_marker")),
+            "{names:#?}"
+        );
+    }
+
+    #[test]
+    fn many_captures_from_many_threads_neither_crash_nor_mix_up() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let flag = stop.clone();
+        let target = std::thread::spawn(move || {
+            let _ = tx.send(current_tid());
+            spinning_marker(&flag);
+        });
+        let tid = rx.recv().expect("tid");
+        let requesters: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    (0..50)
+                        .filter(|_| {
+                            capture(tid, Duration::from_secs(2)).is_ok_and(|f| !f.is_empty())
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let ok: usize = requesters
+            .into_iter()
+            .map(|r| r.join().expect("requester"))
+            .sum();
+        stop.store(true, Ordering::Relaxed);
+        target.join().expect("target");
+        assert_eq!(ok, 200);
+    }
+
+    #[test]
+    fn a_thread_that_does_not_exist_is_an_error() {
+        assert_eq!(
+            capture(i32::MAX - 7, Duration::from_millis(100)),
+            Err(StackError::NoSuchThread(i32::MAX - 7))
+        );
+    }
+}
