@@ -8,6 +8,8 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lagscope_collector::shared::now_ms;
+use lagscope_fixtures::proc_usage::rss_bytes;
 use lagscope_wire::pb::{self, agent_message, collector_client::CollectorClient, AgentMessage};
 use lagscope_wire::{Sample, PROTOCOL_VERSION};
 use support::*;
@@ -105,11 +107,11 @@ fn a_stopped_collector_costs_the_host_no_lag_and_bounded_memory() {
     );
     collector.wait_for("e2e-stopped", 5, Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(2));
-    let rss_before = rss_bytes(svc.pid());
+    let rss_before = rss_bytes(svc.pid()).expect("fixture alive");
     let stopped_at = now_ms();
     collector.proc.signal("STOP");
     std::thread::sleep(Duration::from_secs(10));
-    let rss_after = rss_bytes(svc.pid());
+    let rss_after = rss_bytes(svc.pid()).expect("fixture alive");
     collector.proc.signal("CONT");
 
     let samples: Vec<Sample> = std::fs::read_to_string(&file)
@@ -437,22 +439,6 @@ fn batch(seq: u64) -> AgentMessage {
             }],
         })),
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process alive");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
 }
 
 #[test]
