@@ -436,6 +436,7 @@ fn batch(seq: u64) -> AgentMessage {
                 process: Some(pb::ProcessSample::default()),
                 gauges: vec![],
                 dropped_samples: 0,
+                stalls: vec![],
             }],
         })),
     }
@@ -558,4 +559,57 @@ fn agents_stream_over_tls_to_a_collector_with_a_certificate() {
         let _ = e.read_to_string(&mut stderr);
     }
     assert!(stderr.contains("certificate"), "agent said: {stderr}");
+}
+
+#[test]
+fn a_stall_in_a_real_service_is_named_in_the_api_and_counted_in_metrics() {
+    let collector = Collector::start(&[]);
+    let _svc = fixture("cpu-in-async", "e2e-stall", &collector.grpc_url(), &[]);
+    let client = collector.client(None);
+    // The fixture hashes for 200 ms every 2 s inside `hash_in_handler`.
+    let stall = wait_until(Duration::from_secs(20), || {
+        client
+            .stalls(
+                "e2e-stall",
+                &collector
+                    .wait_for("e2e-stall", 1, Duration::from_secs(20))
+                    .instance,
+                10,
+            )
+            .ok()?
+            .stalls
+            .into_iter()
+            .map(|r| r.stall)
+            .find(|s| !s.ongoing)
+    })
+    .expect("a finished stall reached /api/v1/stalls");
+    assert!(
+        stall
+            .blocking_function
+            .as_deref()
+            .is_some_and(|f| f.contains("hash_in_handler")),
+        "{stall:#?}"
+    );
+    assert!(
+        (150_000..400_000).contains(&stall.duration_us),
+        "a 200 ms block reported as {} µs",
+        stall.duration_us
+    );
+    let expected = if cfg!(tokio_unstable) {
+        "poll-hooks"
+    } else {
+        "worker-metrics"
+    };
+    assert_eq!(stall.detection, expected);
+    let metrics = client.get_text("/metrics").expect("metrics");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("tokio_stalls_total{service=\"e2e-stall\""))
+        .unwrap_or_else(|| panic!("no stall counter in {metrics}"));
+    let count: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
+    assert!(count >= 1.0, "{line}");
 }

@@ -6,6 +6,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use tokio::runtime::Handle;
+
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::export::collector::{CollectorExporter, Identity};
@@ -98,6 +100,32 @@ impl AgentHandle {
         if crate::alloc::stats().is_some() {
             capabilities.push("heap".to_string());
         }
+        #[cfg(target_os = "linux")]
+        let watches: Vec<crate::watchdog::Watch> = builder
+            .runtimes
+            .iter()
+            .map(|(name, handle)| {
+                // A current-thread runtime runs on the thread that drives it;
+                // if the agent starts inside it, that is this thread.
+                let inside = handle.runtime_flavor()
+                    == tokio::runtime::RuntimeFlavor::CurrentThread
+                    && Handle::try_current().is_ok_and(|h| {
+                        h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+                    })
+                    && name == crate::builder::MAIN_RUNTIME;
+                crate::watchdog::Watch {
+                    runtime: name.clone(),
+                    handle: handle.clone(),
+                    driver_tid: inside.then(crate::stack::current_tid),
+                    #[cfg(tokio_unstable)]
+                    hooks: builder
+                        .poll_hooks
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, h)| h.clone()),
+                }
+            })
+            .collect();
         #[cfg(tokio_unstable)]
         let mut hooks = builder.poll_hooks;
         let watched = builder
@@ -176,7 +204,33 @@ impl AgentHandle {
                 .threads
                 .push(spawn("lagscope-export", move || exporter.run())?);
         }
-        let sampler = Sampler::new(service, instance, sample_interval_us, watched, now);
+        #[allow(unused_mut)]
+        let mut sampler = Sampler::new(service, instance, sample_interval_us, watched, now);
+        #[cfg(target_os = "linux")]
+        if !builder.stall_threshold.is_zero() && !watches.is_empty() {
+            let book = crate::watchdog::Book::default();
+            sampler.set_stall_book(book.clone());
+            let stop_shared = shared.clone();
+            let threshold = builder.stall_threshold;
+            handle.threads.push(spawn("lagscope-watchdog", move || {
+                let stop = |period| {
+                    let stopping = stop_shared
+                        .stopping
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let (stopping, _) = stop_shared
+                        .wake
+                        .wait_timeout_while(stopping, period, |s| !*s)
+                        .unwrap_or_else(|p| p.into_inner());
+                    *stopping
+                };
+                // An agent bug must not take the host down: contain it here.
+                let run = AssertUnwindSafe(|| crate::watchdog::run(watches, threshold, book, stop));
+                if catch_unwind(run).is_err() {
+                    eprintln!("lagscope: the stall watchdog stopped after an internal error");
+                }
+            })?);
+        }
         handle.threads.push(spawn("lagscope-sampler", move || {
             run_sampler(sampler, shared)
         })?);

@@ -16,6 +16,7 @@
 //! | [`collector`](Builder::collector) | none | `LAGSCOPE_COLLECTOR` |
 //! | [`token`](Builder::token) | none | `LAGSCOPE_TOKEN` |
 //! | [`ca_file`](Builder::ca_file) | Mozilla's root certificates | `LAGSCOPE_CA_FILE` |
+//! | [`stall_threshold`](Builder::stall_threshold) (Linux) | 20 ms | `LAGSCOPE_STALL_THRESHOLD` |
 //!
 //! Durations in the environment are written `250ms`, `1s`, `2m`, `500us`.
 
@@ -71,6 +72,8 @@ pub struct Builder {
     pub(crate) runtimes: Vec<(String, Handle)>,
     #[cfg(tokio_unstable)]
     pub(crate) poll_hooks: Vec<(String, PollHooks)>,
+    #[cfg(target_os = "linux")]
+    pub(crate) stall_threshold: Duration,
     pub(crate) gauges: Vec<(String, GaugeFn)>,
 }
 
@@ -89,6 +92,8 @@ impl Default for Builder {
             runtimes: Vec::new(),
             #[cfg(tokio_unstable)]
             poll_hooks: Vec::new(),
+            #[cfg(target_os = "linux")]
+            stall_threshold: crate::watchdog::DEFAULT_STALL_THRESHOLD,
             gauges: Vec::new(),
         }
     }
@@ -206,6 +211,18 @@ impl Builder {
         self
     }
 
+    /// A worker stuck in one poll this long counts as stalled: the stall
+    /// watchdog takes its stack and reports it in [`crate::Sample::stalls`]
+    /// (exactly with [`poll_hooks`](Self::poll_hooks) under tokio_unstable,
+    /// from the workers' counters otherwise). `Duration::ZERO` turns the
+    /// watchdog off. Default: [`crate::DEFAULT_STALL_THRESHOLD`].
+    /// Environment: `LAGSCOPE_STALL_THRESHOLD` (`0` for off). Linux only.
+    #[cfg(target_os = "linux")]
+    pub fn stall_threshold(mut self, threshold: Duration) -> Self {
+        self.stall_threshold = threshold;
+        self
+    }
+
     /// Reports a user gauge, read on the agent's thread once per sample (keep it
     /// cheap and non-blocking). See [`AgentHandle::gauge`] to add one later.
     pub fn gauge(
@@ -258,6 +275,22 @@ impl Builder {
         if let Some(v) = get("LAGSCOPE_TOKEN") {
             self.token = Some(non_empty("LAGSCOPE_TOKEN", v)?);
         }
+        if let Some(v) = get("LAGSCOPE_STALL_THRESHOLD") {
+            #[cfg(target_os = "linux")]
+            {
+                self.stall_threshold = if v.trim() == "0" {
+                    Duration::ZERO
+                } else {
+                    env_duration("LAGSCOPE_STALL_THRESHOLD", v)?
+                };
+            }
+            #[cfg(not(target_os = "linux"))]
+            return Err(Error::InvalidEnv {
+                var: "LAGSCOPE_STALL_THRESHOLD",
+                value: v,
+                reason: "the stall watchdog needs Linux; unset it".into(),
+            });
+        }
         if let Some(v) = get("LAGSCOPE_CA_FILE") {
             self.ca_file = Some(PathBuf::from(non_empty("LAGSCOPE_CA_FILE", v)?));
         }
@@ -280,6 +313,13 @@ impl Builder {
                     "{:?} must be between 100us and the sample interval ({:?})",
                     self.lag_probe_interval, self.sample_interval
                 ),
+            });
+        }
+        #[cfg(target_os = "linux")]
+        if !self.stall_threshold.is_zero() && self.stall_threshold < Duration::from_millis(1) {
+            return Err(Error::InvalidConfig {
+                option: "stall_threshold",
+                reason: format!("{:?} is below 1ms", self.stall_threshold),
             });
         }
         if self.buffer_capacity == 0 {

@@ -27,7 +27,8 @@
 //! ```
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::panic::Location;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -77,8 +78,17 @@ pub(crate) struct State {
 #[repr(align(128))]
 pub(crate) struct Slot {
     pub(crate) thread: OnceLock<ThreadId>,
+    /// OS thread id of the polling thread (for signalling it), 0 until known.
+    pub(crate) os_tid: AtomicI32,
+    /// Start and duration of the last long poll (≥ the long-poll threshold),
+    /// so a stall's duration is exact even after shorter polls followed it.
+    pub(crate) last_long_started_ns: AtomicU64,
+    pub(crate) last_long_took_ns: AtomicU64,
     /// Nanoseconds since `epoch` when the current poll started, 0 when not polling.
     pub(crate) poll_started_ns: AtomicU64,
+    /// The task being polled (0 before the first poll) and where it was spawned.
+    pub(crate) task_id: AtomicU64,
+    pub(crate) spawned_at: AtomicPtr<Location<'static>>,
     pub(crate) polls: AtomicU64,
     pub(crate) long_polls: AtomicU64,
     /// Longest poll since the sampler last took it (the sampler swaps in 0).
@@ -103,7 +113,12 @@ impl PollHooks {
         let slots = (0..SLOTS)
             .map(|_| Slot {
                 thread: OnceLock::new(),
+                os_tid: AtomicI32::new(0),
+                last_long_started_ns: AtomicU64::new(0),
+                last_long_took_ns: AtomicU64::new(0),
                 poll_started_ns: AtomicU64::new(0),
+                task_id: AtomicU64::new(0),
+                spawned_at: AtomicPtr::new(std::ptr::null_mut()),
                 polls: AtomicU64::new(0),
                 long_polls: AtomicU64::new(0),
                 max_poll_ns: AtomicU64::new(0),
@@ -148,7 +163,7 @@ impl PollHooks {
         let on_after = self.clone();
         builder
             .on_before_task_poll(move |meta| {
-                on_before.before_poll();
+                on_before.before_poll(meta);
                 before(meta);
             })
             .on_after_task_poll(move |meta| {
@@ -160,8 +175,11 @@ impl PollHooks {
     /// Marks the start of a poll on the current thread. Call it first thing in
     /// your own `on_before_task_poll` hook if you compose hooks by hand.
     #[inline]
-    pub fn before_poll(&self) {
+    pub fn before_poll(&self, meta: &TaskMeta<'_>) {
         if let Some(slot) = self.slot() {
+            slot.task_id.store(task_id(meta), Relaxed);
+            slot.spawned_at
+                .store(std::ptr::from_ref(meta.spawned_at()).cast_mut(), Relaxed);
             slot.poll_started_ns.store(self.now_ns(), Relaxed);
         }
     }
@@ -180,6 +198,8 @@ impl PollHooks {
         bump(&slot.polls);
         if took >= self.state.long_poll_threshold_ns {
             bump(&slot.long_polls);
+            slot.last_long_took_ns.store(took, Relaxed);
+            slot.last_long_started_ns.store(started, Relaxed);
         }
         if took > slot.max_poll_ns.load(Relaxed) {
             slot.max_poll_ns.store(took, Relaxed);
@@ -203,6 +223,8 @@ impl PollHooks {
         let index = self.state.next_slot.fetch_add(1, Relaxed);
         let slot = self.state.slots.get(index)?;
         let _ = slot.thread.set(std::thread::current().id());
+        #[cfg(target_os = "linux")]
+        slot.os_tid.store(crate::stack::current_tid(), Relaxed);
         let _ = THREAD_SLOT.try_with(|s| s.set((self.state.id, index)));
         Some(slot)
     }
@@ -223,6 +245,49 @@ impl State {
 
     pub(crate) fn long_poll_threshold_ns(&self) -> u64 {
         self.long_poll_threshold_ns
+    }
+
+    /// Now on the clock `poll_started_ns` uses.
+    pub(crate) fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The task id's number. `tokio::task::Id` shows it only through `Display`
+/// and `Hash`; hashing it into a hasher that keeps the last word written
+/// reads it without formatting or allocating.
+#[inline]
+fn task_id(meta: &TaskMeta<'_>) -> u64 {
+    #[derive(Default)]
+    struct LastWord(u64);
+    impl std::hash::Hasher for LastWord {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            let mut word = [0u8; 8];
+            let n = bytes.len().min(8);
+            word[..n].copy_from_slice(&bytes[..n]);
+            self.0 = u64::from_ne_bytes(word);
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut h = LastWord::default();
+    std::hash::Hash::hash(&meta.id(), &mut h);
+    h.0
+}
+
+impl Slot {
+    /// Where the task being polled was spawned, if a poll has started.
+    pub(crate) fn spawned_at(&self) -> Option<&'static Location<'static>> {
+        let p = self.spawned_at.load(Relaxed);
+        // SAFETY: the pointer is null or was made from a `&'static Location`.
+        #[allow(unsafe_code)]
+        unsafe {
+            p.as_ref()
+        }
     }
 }
 

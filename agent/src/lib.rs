@@ -45,8 +45,11 @@ mod export;
 #[cfg(tokio_unstable)]
 mod hooks;
 mod sampler;
+mod span;
 #[cfg(target_os = "linux")]
 pub mod stack;
+#[cfg(target_os = "linux")]
+mod watchdog;
 
 pub use agent::{Agent, AgentHandle};
 pub use builder::{
@@ -59,5 +62,8 @@ pub use hooks::{PollHooks, DEFAULT_LONG_POLL_THRESHOLD};
 pub(crate) use lagscope_wire::sample;
 pub use lagscope_wire::sample::{
     GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, RuntimeSample, Sample,
-    WorkerSample,
+    StallEvent, StallStack, WorkerSample,
 };
+pub use span::{current_span, tracing_layer, SpanLayer};
+#[cfg(target_os = "linux")]
+pub use watchdog::DEFAULT_STALL_THRESHOLD;

@@ -41,6 +41,8 @@ pub(crate) struct Sampler {
     seq: u64,
     previous_at: Instant,
     next_sample: Instant,
+    #[cfg(target_os = "linux")]
+    stalls: Option<crate::watchdog::Book>,
 }
 
 impl Sampler {
@@ -63,7 +65,15 @@ impl Sampler {
             seq: 0,
             previous_at: now,
             next_sample: now + interval,
+            #[cfg(target_os = "linux")]
+            stalls: None,
         }
+    }
+
+    /// Reports the stalls the watchdog records in `book`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn set_stall_book(&mut self, book: crate::watchdog::Book) {
+        self.stalls = Some(book);
     }
 
     /// Runs the probes; returns a sample if one is due.
@@ -130,6 +140,14 @@ impl Sampler {
             process: self.process.sample(interval),
             gauges: gauges.read(),
             dropped_samples: dropped,
+            #[cfg(target_os = "linux")]
+            stalls: self
+                .stalls
+                .as_ref()
+                .map(crate::watchdog::take)
+                .unwrap_or_default(),
+            #[cfg(not(target_os = "linux"))]
+            stalls: Vec::new(),
         };
         self.seq += 1;
         sample

@@ -281,3 +281,138 @@ fn the_stack_of_a_blocked_worker_names_the_blocking_function() {
         "{names:#?}"
     );
 }
+
+/// A two-worker runtime, with poll hooks if asked (tokio_unstable only).
+#[cfg(target_os = "linux")]
+fn stall_runtime(with_hooks: bool) -> (tokio::runtime::Runtime, lagscope::Builder) {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    let agent = Agent::builder().sample_interval(Duration::from_millis(50));
+    #[cfg(tokio_unstable)]
+    if with_hooks {
+        let hooks = lagscope::PollHooks::new();
+        hooks.install(&mut builder);
+        let rt = builder.build().expect("runtime");
+        return (rt, agent.poll_hooks(MAIN_RUNTIME, &hooks));
+    }
+    assert!(!with_hooks, "poll hooks need tokio_unstable");
+    (builder.build().expect("runtime"), agent)
+}
+
+#[cfg(target_os = "linux")]
+fn watchdog_names_the_function_that_stalls_a_worker(with_hooks: bool) {
+    #[inline(never)]
+    fn stalls_the_worker(d: Duration) {
+        std::thread::sleep(d);
+        std::hint::black_box(());
+    }
+    let (rt, agent) = stall_runtime(with_hooks);
+    let agent = agent
+        .stall_threshold(Duration::from_millis(20))
+        .start(rt.handle().clone())
+        .expect("start");
+    next_sample(&agent, None, Duration::from_secs(5));
+    rt.spawn(async { stalls_the_worker(Duration::from_millis(600)) });
+
+    let (mut live, mut finished) = (None, None);
+    let mut seq = None;
+    let end = Instant::now() + Duration::from_secs(10);
+    while finished.is_none() && Instant::now() < end {
+        let s = next_sample(&agent, seq, Duration::from_secs(5));
+        seq = Some(s.seq);
+        for e in s.stalls {
+            if e.ongoing {
+                live = Some(e);
+            } else {
+                finished = Some(e);
+            }
+        }
+    }
+    let live = live.expect("the stall was reported while it lasted");
+    assert!(
+        live.blocking_function
+            .as_deref()
+            .is_some_and(|f| f.contains("stalls_the_worker")),
+        "{live:#?}"
+    );
+    let finished = finished.expect("the stall was reported when it ended");
+    assert_eq!(finished.id, live.id);
+    let expected = if with_hooks {
+        "poll-hooks"
+    } else {
+        "worker-metrics"
+    };
+    assert_eq!(finished.detection, expected);
+    // Exact with the hooks; from published busy time without them.
+    let slack = if with_hooks { 30_000 } else { 60_000 };
+    assert!(
+        finished.duration_us >= 600_000 - slack / 2 && finished.duration_us < 600_000 + slack,
+        "duration {} µs for a 600 ms block",
+        finished.duration_us
+    );
+    assert!(
+        finished.captures() >= 2,
+        "a long stall is captured repeatedly"
+    );
+    assert!(finished
+        .blocking_function
+        .as_deref()
+        .is_some_and(|f| f.contains("stalls_the_worker")));
+    if with_hooks {
+        let spawned = finished.spawned_at.as_deref().unwrap_or_default();
+        assert!(spawned.contains("agent.rs"), "spawned at {spawned:?}");
+        assert!(finished.task_id.is_some());
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_watchdog_names_the_blocking_function_from_worker_metrics() {
+    watchdog_names_the_function_that_stalls_a_worker(false);
+}
+
+#[cfg(all(tokio_unstable, target_os = "linux"))]
+#[test]
+fn the_watchdog_names_the_blocking_function_from_poll_hooks() {
+    watchdog_names_the_function_that_stalls_a_worker(true);
+}
+
+#[cfg(target_os = "linux")]
+fn healthy_work_reports_no_stalls(with_hooks: bool) {
+    let (rt, agent) = stall_runtime(with_hooks);
+    let agent = agent.start(rt.handle().clone()).expect("start");
+    // Many short polls, some yielding, none long.
+    rt.spawn(async {
+        let end = Instant::now() + Duration::from_millis(800);
+        while Instant::now() < end {
+            for _ in 0..50 {
+                tokio::spawn(async {
+                    let mut h = 0u64;
+                    for i in 0..10_000u64 {
+                        h = h.wrapping_mul(31).wrapping_add(i);
+                    }
+                    std::hint::black_box(h);
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let mut seq = None;
+    for _ in 0..15 {
+        let s = next_sample(&agent, seq, Duration::from_secs(5));
+        seq = Some(s.seq);
+        assert!(s.stalls.is_empty(), "false alarm: {:#?}", s.stalls);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn healthy_work_reports_no_stalls_from_worker_metrics() {
+    healthy_work_reports_no_stalls(false);
+}
+
+#[cfg(all(tokio_unstable, target_os = "linux"))]
+#[test]
+fn healthy_work_reports_no_stalls_from_poll_hooks() {
+    healthy_work_reports_no_stalls(true);
+}

@@ -8,6 +8,7 @@
 //! | `GET /api/v1/services/{service}/instances/{instance}/series?names=a,b&from_ms=&to_ms=&max_points=` | series points |
 //! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
 //! | `POST /api/v1/services/{service}/instances/{instance}/sample-interval?ms=N` | tell a connected agent to sample every N ms |
+//! | `GET /api/v1/stalls?service=&instance=&limit=` | recent stalls with their stacks, newest first |
 //!
 //! With a token configured, everything but `/healthz` needs
 //! `Authorization: Bearer <token>`.
@@ -47,6 +48,7 @@ impl Api {
         let protected = Router::new()
             .route("/metrics", get(metrics))
             .route("/api/v1/services", get(services))
+            .route("/api/v1/stalls", get(stalls))
             .route(
                 "/api/v1/services/{service}/instances/{instance}/series",
                 get(series),
@@ -97,6 +99,7 @@ async fn metrics(State(api): State<Api>) -> Response {
         let latest = store.latest_all(api.shared.now_ms());
         prometheus::render(
             &latest,
+            &store.stall_totals(),
             &store.status(),
             api.recorder.as_ref().map_or(0, Recorder::dropped),
         )
@@ -114,6 +117,22 @@ async fn metrics(State(api): State<Api>) -> Response {
 async fn services(State(api): State<Api>) -> Response {
     let body = api.shared.store().services(api.shared.now_ms());
     Json(body).into_response()
+}
+
+async fn stalls(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let limit = match query.get("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return (StatusCode::BAD_REQUEST, "limit must be a whole number\n").into_response()
+        }
+    };
+    let stalls = api.shared.store().stalls(
+        query.get("service").map(String::as_str),
+        query.get("instance").map(String::as_str),
+        limit,
+    );
+    Json(lagscope_wire::api::StallsResponse { stalls }).into_response()
 }
 
 async fn latest(

@@ -5,13 +5,13 @@
 pub mod extract;
 pub mod series;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use lagscope_wire::api::{
     CollectorStatus, Health, InstanceSummary, Series as ApiSeries, SeriesResponse, ServiceSummary,
-    ServicesResponse,
+    ServicesResponse, StallRecord,
 };
-use lagscope_wire::Sample;
+use lagscope_wire::{Sample, StallEvent};
 
 use self::series::{Series, SeriesLimits};
 
@@ -70,6 +70,78 @@ struct Instance {
     samples: u64,
     series: BTreeMap<String, Series>,
     bytes: u64,
+    stalls: Stalls,
+}
+
+/// Stalls kept per instance; the oldest go first.
+pub const STALLS_PER_INSTANCE: usize = 128;
+
+/// An instance's recent stalls and its running totals.
+#[derive(Debug, Default)]
+struct Stalls {
+    recent: VecDeque<StallEvent>,
+    /// Stalls seen (each counted once, when first reported).
+    total: u64,
+    /// Time in finished stalls, µs.
+    finished_us: u64,
+    bytes: u64,
+}
+
+impl Stalls {
+    /// Adds a new stall or updates a known one (same id).
+    fn record(&mut self, event: &StallEvent) {
+        match self.recent.iter_mut().find(|e| e.id == event.id) {
+            Some(known) => {
+                if known.ongoing && !event.ongoing {
+                    self.finished_us += event.duration_us;
+                }
+                self.bytes = self.bytes - stall_bytes(known) + stall_bytes(event);
+                *known = event.clone();
+            }
+            None => {
+                self.total += 1;
+                if !event.ongoing {
+                    self.finished_us += event.duration_us;
+                }
+                if self.recent.len() >= STALLS_PER_INSTANCE {
+                    if let Some(old) = self.recent.pop_front() {
+                        self.bytes -= stall_bytes(&old);
+                    }
+                }
+                self.bytes += stall_bytes(event);
+                self.recent.push_back(event.clone());
+            }
+        }
+    }
+}
+
+/// Estimated heap bytes of a stall event.
+fn stall_bytes(e: &StallEvent) -> u64 {
+    let frames: usize = e
+        .stacks
+        .iter()
+        .flat_map(|s| &s.frames)
+        .map(|f| f.len() + 24)
+        .sum();
+    (std::mem::size_of::<StallEvent>()
+        + frames
+        + e.blocking_function.as_ref().map_or(0, String::len)
+        + e.span.as_ref().map_or(0, String::len)) as u64
+}
+
+/// An instance's stall counters (for `/metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StallTotals<'a> {
+    /// Service name.
+    pub service: &'a str,
+    /// Instance id.
+    pub instance: &'a str,
+    /// Stalls seen since the instance connected first.
+    pub total: u64,
+    /// Seconds spent in finished stalls.
+    pub finished_seconds: f64,
+    /// Stalls going on now.
+    pub ongoing: u64,
 }
 
 /// Why an agent or sample was not accepted.
@@ -158,6 +230,7 @@ impl Store {
                     samples: 0,
                     series: BTreeMap::new(),
                     bytes: 0,
+                    stalls: Stalls::default(),
                 },
             );
         Ok(None)
@@ -211,7 +284,10 @@ impl Store {
                 None => self.series_dropped += 1,
             }
         }
-        inst.bytes = inst.series.values().map(Series::bytes).sum();
+        for event in &sample.stalls {
+            inst.stalls.record(event);
+        }
+        inst.bytes = inst.series.values().map(Series::bytes).sum::<u64>() + inst.stalls.bytes;
         self.bytes = self.bytes - before + inst.bytes;
         inst.last_seq = Some(sample.seq);
         inst.samples += 1;
@@ -361,6 +437,47 @@ impl Store {
         self.services.get(service)?.get(instance)?.latest.as_ref()
     }
 
+    /// Stalls, newest first, optionally of one service or instance, at most `limit`.
+    pub fn stalls(
+        &self,
+        service: Option<&str>,
+        instance: Option<&str>,
+        limit: usize,
+    ) -> Vec<StallRecord> {
+        let mut out: Vec<StallRecord> = self
+            .services
+            .iter()
+            .filter(|(s, _)| service.is_none_or(|want| want == *s))
+            .flat_map(|(s, insts)| insts.iter().map(move |(i, inst)| (s, i, inst)))
+            .filter(|(_, i, _)| instance.is_none_or(|want| want == *i))
+            .flat_map(|(s, i, inst)| {
+                inst.stalls.recent.iter().map(move |e| StallRecord {
+                    service: s.clone(),
+                    instance: i.clone(),
+                    stall: e.clone(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| std::cmp::Reverse((r.stall.started_ms, r.stall.id)));
+        out.truncate(limit);
+        out
+    }
+
+    /// Stall counters of every instance.
+    pub fn stall_totals(&self) -> Vec<StallTotals<'_>> {
+        self.services
+            .iter()
+            .flat_map(|(s, insts)| insts.iter().map(move |(i, inst)| (s, i, inst)))
+            .map(|(s, i, inst)| StallTotals {
+                service: s,
+                instance: i,
+                total: inst.stalls.total,
+                finished_seconds: inst.stalls.finished_us as f64 / 1e6,
+                ongoing: inst.stalls.recent.iter().filter(|e| e.ongoing).count() as u64,
+            })
+            .collect()
+    }
+
     /// Latest samples of every instance with its health (for `/metrics`).
     pub fn latest_all(&self, now_ms: u64) -> Vec<(&Sample, Health)> {
         self.services
@@ -417,6 +534,71 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::sample;
     use super::*;
+
+    fn stall(id: u64, ongoing: bool, duration_us: u64) -> StallEvent {
+        StallEvent {
+            id,
+            runtime: "main".into(),
+            detection: "poll-hooks".into(),
+            tid: 7,
+            started_ms: 1000 + id,
+            duration_us,
+            ongoing,
+            blocking_function: Some("svc::handler".into()),
+            stacks: vec![lagscope_wire::StallStack {
+                frames: vec!["std::thread::sleep".into(), "svc::handler".into()],
+                count: 1,
+            }],
+            task_id: None,
+            spawned_at: None,
+            span: None,
+        }
+    }
+
+    #[test]
+    fn a_stall_is_counted_once_and_updated_until_it_ends() {
+        let mut store = Store::new(StoreConfig::default());
+        store
+            .connect("svc", "a", AgentInfo::default(), 0)
+            .expect("room");
+        let mut s0 = sample("svc", "a", 0, 1000);
+        s0.stalls = vec![stall(1, true, 30_000)];
+        let mut s1 = sample("svc", "a", 1, 2000);
+        s1.stalls = vec![stall(1, false, 250_000), stall(2, true, 20_000)];
+        store.ingest(s0).expect("known");
+        store.ingest(s1).expect("known");
+        let all = store.stalls(None, None, 10);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].stall.id, 2, "newest first");
+        assert!(!all[1].stall.ongoing);
+        assert_eq!(all[1].stall.duration_us, 250_000);
+        let totals = &store.stall_totals()[0];
+        assert_eq!((totals.total, totals.ongoing), (2, 1));
+        assert!((totals.finished_seconds - 0.25).abs() < 1e-9);
+        assert!(store.stalls(Some("other"), None, 10).is_empty());
+        assert_eq!(store.stalls(Some("svc"), Some("a"), 1).len(), 1);
+    }
+
+    #[test]
+    fn the_stall_log_is_bounded() {
+        let mut store = Store::new(StoreConfig::default());
+        store
+            .connect("svc", "a", AgentInfo::default(), 0)
+            .expect("room");
+        for seq in 0..(STALLS_PER_INSTANCE as u64 * 2) {
+            let mut s = sample("svc", "a", seq, 1000 + seq);
+            s.stalls = vec![stall(seq + 1, false, 25_000)];
+            store.ingest(s).expect("known");
+        }
+        assert_eq!(
+            store.stalls(None, None, usize::MAX).len(),
+            STALLS_PER_INSTANCE
+        );
+        assert_eq!(
+            store.stall_totals()[0].total,
+            STALLS_PER_INSTANCE as u64 * 2
+        );
+    }
 
     #[test]
     fn resent_samples_are_stored_once() {

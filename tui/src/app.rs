@@ -7,7 +7,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lagscope_wire::api::{SeriesResponse, ServicesResponse};
+use lagscope_wire::api::{SeriesResponse, ServicesResponse, StallRecord};
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::DefaultTerminal;
 
@@ -17,6 +17,9 @@ use crate::theme::Theme;
 
 /// How often the collector is polled.
 pub const REFRESH: Duration = Duration::from_millis(500);
+
+/// Stalls fetched for the incidents pane.
+const STALLS_SHOWN: usize = 20;
 
 /// Everything the loop reacts to.
 #[derive(Debug)]
@@ -29,6 +32,8 @@ pub enum Event {
     Services(Result<ServicesResponse, String>),
     /// Fresh series of the selected instance.
     Series(SeriesResponse),
+    /// Recent stalls of (service, instance).
+    Stalls(String, String, Vec<StallRecord>),
 }
 
 /// What the poller should fetch besides the services listing.
@@ -105,6 +110,7 @@ pub fn apply(app: &mut App, event: Event) {
         Event::Services(Ok(s)) => app.set_services(s),
         Event::Services(Err(e)) => app.connection = Connection::Failed(e),
         Event::Series(s) => app.set_series(s),
+        Event::Stalls(service, instance, stalls) => app.set_stalls(&service, &instance, stalls),
     }
 }
 
@@ -153,6 +159,11 @@ fn spawn_poller(
                 if let (true, Some((service, instance))) = (ok, w.instance) {
                     if let Ok(s) = client.series(&service, &instance, w.from_ms, w.to_ms, 240) {
                         if tx.send(Event::Series(s)).is_err() {
+                            break;
+                        }
+                    }
+                    if let Ok(s) = client.stalls(&service, &instance, STALLS_SHOWN) {
+                        if tx.send(Event::Stalls(service, instance, s.stalls)).is_err() {
                             break;
                         }
                     }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use lagscope_wire::api::{SeriesResponse, ServicesResponse};
+use lagscope_wire::api::{SeriesResponse, ServicesResponse, StallsResponse};
 use serde::de::DeserializeOwned;
 
 /// Why a request to the collector failed.
@@ -83,6 +83,20 @@ impl Client {
     ) -> Result<SeriesResponse, ClientError> {
         self.get_json(&format!(
             "/api/v1/services/{}/instances/{}/series?from_ms={from_ms}&to_ms={to_ms}&max_points={max_points}",
+            encode(service),
+            encode(instance)
+        ))
+    }
+
+    /// `GET /api/v1/stalls` of one instance, newest first.
+    pub fn stalls(
+        &self,
+        service: &str,
+        instance: &str,
+        limit: usize,
+    ) -> Result<StallsResponse, ClientError> {
+        self.get_json(&format!(
+            "/api/v1/stalls?service={}&instance={}&limit={limit}",
             encode(service),
             encode(instance)
         ))

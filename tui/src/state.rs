@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lagscope_wire::api::{Health, SeriesResponse, ServicesResponse};
+use lagscope_wire::api::{Health, SeriesResponse, ServicesResponse, StallRecord};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::theme::Theme;
@@ -57,6 +57,8 @@ pub struct App {
     pub services: Option<ServicesResponse>,
     /// Series of the selected instance.
     pub series: Option<SeriesResponse>,
+    /// Recent stalls of the selected instance, newest first.
+    pub stalls: Vec<StallRecord>,
     /// Index of the selected instance among the visible instance rows.
     pub selected: usize,
     /// Which pane has the keys.
@@ -86,6 +88,7 @@ impl App {
             source: source.into(),
             services: None,
             series: None,
+            stalls: Vec::new(),
             selected: 0,
             focus: Focus::List,
             zoom: 0,
@@ -202,6 +205,16 @@ impl App {
         }
     }
 
+    /// New stalls for the selected instance (ignored if the selection moved on).
+    pub fn set_stalls(&mut self, service: &str, instance: &str, stalls: Vec<StallRecord>) {
+        if self
+            .selection()
+            .is_some_and(|(s, i)| s == service && i == instance)
+        {
+            self.stalls = stalls;
+        }
+    }
+
     fn clamp_selection(&mut self) {
         let n = self.instance_count();
         self.selected = if n == 0 { 0 } else { self.selected.min(n - 1) };
@@ -216,6 +229,7 @@ impl App {
         if next != self.selected {
             self.selected = next;
             self.series = None;
+            self.stalls.clear();
         }
     }
 

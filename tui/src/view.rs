@@ -3,6 +3,7 @@
 mod charts;
 mod format;
 mod help;
+mod incidents;
 mod list;
 mod status;
 

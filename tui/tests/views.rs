@@ -157,6 +157,57 @@ fn instance_view_at_120x40() {
     insta::assert_snapshot!(render(&app(), 120, 40));
 }
 
+fn stall(id: u64, ongoing: bool, started_ms: u64, duration_us: u64) -> StallRecord {
+    let (service, instance) = app().selection().expect("an instance is selected");
+    StallRecord {
+        service,
+        instance,
+        stall: StallEvent {
+            id,
+            runtime: "main".into(),
+            detection: "poll-hooks".into(),
+            tid: 4242,
+            started_ms,
+            duration_us,
+            ongoing,
+            blocking_function: Some("checkout::handlers::price_cart".into()),
+            stacks: vec![StallStack {
+                frames: [
+                    "clock_nanosleep",
+                    "std::thread::sleep",
+                    "checkout::handlers::price_cart",
+                    "checkout::handlers::serve::{{closure}}",
+                    "tokio::runtime::task::harness::poll_future",
+                ]
+                .map(String::from)
+                .into(),
+                count: 7,
+            }],
+            task_id: Some(17),
+            spawned_at: Some("src/main.rs:40:9".into()),
+            span: Some("request{path=/cart}".into()),
+        },
+    }
+}
+
+#[test]
+fn a_stall_in_progress_shows_its_stack_with_the_culprit_marked() {
+    let mut app = app();
+    let (service, instance) = app.selection().expect("selected");
+    let stalls = vec![
+        stall(3, true, T0 - 700, 700_000),
+        stall(2, false, T0 - 20_000, 250_000),
+    ];
+    apply(&mut app, Event::Stalls(service, instance, stalls));
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("▶ checkout::handlers::price_cart"),
+        "{screen}"
+    );
+    assert!(screen.contains("STALLED 700.0ms"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
 #[test]
 fn help_overlay() {
     let mut app = app();

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sample::Sample;
+use crate::sample::{Sample, StallEvent};
 
 /// Health of an instance, from how recently it reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,4 +151,22 @@ impl Series {
         }
         Some(pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var)
     }
+}
+
+/// `GET /api/v1/stalls`: stalls, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StallsResponse {
+    /// Stalls with the instance that reported them.
+    pub stalls: Vec<StallRecord>,
+}
+
+/// One stall and where it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StallRecord {
+    /// Service name.
+    pub service: String,
+    /// Instance id.
+    pub instance: String,
+    /// The stall as the agent reported it last (final once `ongoing` is false).
+    pub stall: StallEvent,
 }

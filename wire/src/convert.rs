@@ -25,6 +25,31 @@ impl Sample {
                 })
                 .collect(),
             dropped_samples: self.dropped_samples,
+            stalls: self
+                .stalls
+                .iter()
+                .map(|e| pb::StallEvent {
+                    id: e.id,
+                    runtime: e.runtime.clone(),
+                    detection: e.detection.clone(),
+                    tid: e.tid,
+                    started_ms: e.started_ms,
+                    duration_us: e.duration_us,
+                    ongoing: e.ongoing,
+                    blocking_function: e.blocking_function.clone(),
+                    stacks: e
+                        .stacks
+                        .iter()
+                        .map(|s| pb::StallStack {
+                            frames: s.frames.clone(),
+                            count: s.count,
+                        })
+                        .collect(),
+                    task_id: e.task_id,
+                    spawned_at: e.spawned_at.clone(),
+                    span: e.span.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -48,6 +73,31 @@ impl Sample {
                 })
                 .collect(),
             dropped_samples: p.dropped_samples,
+            stalls: p
+                .stalls
+                .into_iter()
+                .map(|e| StallEvent {
+                    id: e.id,
+                    runtime: e.runtime,
+                    detection: e.detection,
+                    tid: e.tid,
+                    started_ms: e.started_ms,
+                    duration_us: e.duration_us,
+                    ongoing: e.ongoing,
+                    blocking_function: e.blocking_function,
+                    stacks: e
+                        .stacks
+                        .into_iter()
+                        .map(|s| StallStack {
+                            frames: s.frames,
+                            count: s.count,
+                        })
+                        .collect(),
+                    task_id: e.task_id,
+                    spawned_at: e.spawned_at,
+                    span: e.span,
+                })
+                .collect(),
         }
     }
 }

@@ -30,6 +30,63 @@ pub struct Sample {
     pub gauges: Vec<GaugeValue>,
     /// Samples dropped so far because an exporter could not keep up (cumulative).
     pub dropped_samples: u64,
+    /// Stalls that ended during the interval, and those still going on at its
+    /// end (`ongoing`), from the stall watchdog (needs `tokio_unstable` and
+    /// `lagscope::PollHooks`).
+    #[serde(default)]
+    pub stalls: Vec<StallEvent>,
+}
+
+/// A worker stuck in one poll for at least the stall threshold, with the
+/// stacks of its thread taken while it was stuck.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StallEvent {
+    /// Identifies the stall across samples: the same id while it goes on and
+    /// in its final report.
+    pub id: u64,
+    /// Runtime name.
+    pub runtime: String,
+    /// How it was seen: `poll-hooks` (exact, needs tokio_unstable) or
+    /// `worker-metrics` (stable tokio: a worker's counters froze while it was
+    /// not parked).
+    pub detection: String,
+    /// OS thread id of the stuck worker, 0 if it could not be told.
+    pub tid: i32,
+    /// When the poll started, ms since the Unix epoch.
+    pub started_ms: u64,
+    /// How long the poll lasted (or has lasted so far, if `ongoing`), µs.
+    pub duration_us: u64,
+    /// Whether the poll was still running at the end of the interval.
+    pub ongoing: bool,
+    /// The innermost frame in user code (not std, core, alloc, tokio, libc
+    /// or lagscope) of the most frequent stack: the function that blocked.
+    pub blocking_function: Option<String>,
+    /// Distinct stacks taken during the stall, most frequent first (long
+    /// stalls are captured repeatedly, so the counts show where time went).
+    pub stacks: Vec<StallStack>,
+    /// The stalled task's id, when the poll hooks saw it.
+    pub task_id: Option<u64>,
+    /// Where the stalled task was spawned (`file:line:column`), when known.
+    pub spawned_at: Option<String>,
+    /// The `tracing` span the thread was in (name and fields), with
+    /// `lagscope::tracing_layer()` installed.
+    pub span: Option<String>,
+}
+
+/// One distinct stack of a stall and how many captures found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StallStack {
+    /// Function names, innermost first.
+    pub frames: Vec<String>,
+    /// Captures that found this stack.
+    pub count: u32,
+}
+
+impl StallEvent {
+    /// Captures taken in all.
+    pub fn captures(&self) -> u32 {
+        self.stacks.iter().map(|s| s.count).sum()
+    }
 }
 
 /// Measurements of one tokio runtime over the interval.
@@ -259,6 +316,7 @@ impl Sample {
             },
             gauges: vec![],
             dropped_samples: 0,
+            stalls: vec![],
         }
     }
 }

@@ -79,6 +79,45 @@ fn runtime() -> impl Strategy<Value = RuntimeSample> {
         )
 }
 
+fn stall() -> impl Strategy<Value = StallEvent> {
+    (
+        ("[a-z]{1,6}", "[a-z-]{0,14}", any::<i32>()),
+        prop::array::uniform3(any::<u64>()),
+        any::<bool>(),
+        prop::option::of("[a-z_:]{1,20}"),
+        prop::collection::vec(
+            (prop::collection::vec("[a-z_:<>]{1,20}", 0..5), any::<u32>()),
+            0..3,
+        ),
+        (
+            prop::option::of(any::<u64>()),
+            prop::option::of("[a-z/.:0-9]{1,20}"),
+            prop::option::of("[a-z{}= ]{1,20}"),
+        ),
+    )
+        .prop_map(
+            |((runtime, detection, tid), t, ongoing, blocking_function, stacks, extra)| {
+                StallEvent {
+                    id: t[2],
+                    runtime,
+                    detection,
+                    tid,
+                    started_ms: t[0],
+                    duration_us: t[1],
+                    ongoing,
+                    blocking_function,
+                    stacks: stacks
+                        .into_iter()
+                        .map(|(frames, count)| StallStack { frames, count })
+                        .collect(),
+                    task_id: extra.0,
+                    spawned_at: extra.1,
+                    span: extra.2,
+                }
+            },
+        )
+}
+
 fn sample() -> impl Strategy<Value = Sample> {
     (
         prop::array::uniform3(any::<u64>()),
@@ -91,39 +130,42 @@ fn sample() -> impl Strategy<Value = Sample> {
             any::<u16>(),
         ),
         prop::collection::vec(("[a-z.]{1,12}", prop::option::of(-1e9..1e9f64)), 0..3),
-        any::<u64>(),
+        (any::<u64>(), prop::collection::vec(stall(), 0..3)),
     )
         .prop_map(
-            |(ids, runtimes, m, alloc_rate, (p, cpu_ratio, cores), gauges, dropped)| Sample {
-                service: "svc".into(),
-                instance: "host:1".into(),
-                seq: ids[0],
-                timestamp_ms: ids[1],
-                interval_us: ids[2],
-                runtimes,
-                memory: MemorySample {
-                    heap_live_bytes: m[0],
-                    heap_peak_bytes: m[1],
-                    allocations: m[2],
-                    allocated_bytes: m[3],
-                    alloc_rate,
-                    rss_bytes: m[4],
-                    allocator_held_bytes: m[5],
-                    external_bytes: m[6],
-                },
-                process: ProcessSample {
-                    cpu_user_us: p[0],
-                    cpu_system_us: p[1],
-                    cpu_ratio,
-                    threads: p[2],
-                    open_fds: p[3],
-                    host_cores: cores as usize,
-                },
-                gauges: gauges
-                    .into_iter()
-                    .map(|(name, value)| GaugeValue { name, value })
-                    .collect(),
-                dropped_samples: dropped,
+            |(ids, runtimes, m, alloc_rate, (p, cpu_ratio, cores), gauges, (dropped, stalls))| {
+                Sample {
+                    service: "svc".into(),
+                    instance: "host:1".into(),
+                    seq: ids[0],
+                    timestamp_ms: ids[1],
+                    interval_us: ids[2],
+                    runtimes,
+                    memory: MemorySample {
+                        heap_live_bytes: m[0],
+                        heap_peak_bytes: m[1],
+                        allocations: m[2],
+                        allocated_bytes: m[3],
+                        alloc_rate,
+                        rss_bytes: m[4],
+                        allocator_held_bytes: m[5],
+                        external_bytes: m[6],
+                    },
+                    process: ProcessSample {
+                        cpu_user_us: p[0],
+                        cpu_system_us: p[1],
+                        cpu_ratio,
+                        threads: p[2],
+                        open_fds: p[3],
+                        host_cores: cores as usize,
+                    },
+                    gauges: gauges
+                        .into_iter()
+                        .map(|(name, value)| GaugeValue { name, value })
+                        .collect(),
+                    dropped_samples: dropped,
+                    stalls,
+                }
             },
         )
 }

@@ -8,6 +8,8 @@ use std::fmt::Write;
 use lagscope_wire::api::{CollectorStatus, Health};
 use lagscope_wire::Sample;
 
+use crate::store::StallTotals;
+
 /// One metric family being written.
 struct Family<'a> {
     out: &'a mut String,
@@ -158,6 +160,7 @@ const PROCESS_GAUGES: &[(&str, &str, ProcessGetter)] = &[
 /// Renders the exposition text.
 pub fn render(
     latest: &[(&Sample, Health)],
+    stalls: &[StallTotals<'_>],
     status: &CollectorStatus,
     record_dropped: u64,
 ) -> String {
@@ -290,6 +293,35 @@ pub fn render(
             }
         }
     }
+    for (name, kind, help, get) in [
+        (
+            "tokio_stalls_total",
+            "counter",
+            "Worker stalls (one poll longer than the stall threshold) seen.",
+            (|t: &StallTotals<'_>| t.total as f64) as fn(&StallTotals<'_>) -> f64,
+        ),
+        (
+            "tokio_stall_seconds_total",
+            "counter",
+            "Time workers spent in finished stalls.",
+            |t| t.finished_seconds,
+        ),
+        (
+            "tokio_stalls_ongoing",
+            "gauge",
+            "Workers stalled now.",
+            |t| t.ongoing as f64,
+        ),
+    ] {
+        let mut f = Family::start(&mut out, name, kind, help);
+        for t in stalls {
+            f.point(
+                name,
+                &[("service", t.service), ("instance", t.instance)],
+                get(t),
+            );
+        }
+    }
     for (name, kind, help, v) in [
         (
             "lagscope_collector_agents_connected",
@@ -361,7 +393,20 @@ mod tests {
             history_bytes: 10,
             history_bytes_limit: 100,
         };
-        let text = render(&[(&s, Health::Live)], &status, 0);
+        let stalls = [StallTotals {
+            service: "svc",
+            instance: "a",
+            total: 3,
+            finished_seconds: 0.5,
+            ongoing: 1,
+        }];
+        let text = render(&[(&s, Health::Live)], &stalls, &status, 0);
+        assert!(text.contains("# TYPE tokio_stalls_total counter"));
+        assert!(
+            text.contains(r#"tokio_stalls_total{service="svc",instance="a"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"tokio_stall_seconds_total{service="svc",instance="a"} 0.5"#));
         assert!(text.contains(r#"tokio_eventloop_delay_seconds{service="svc",instance="host:\"1\"",runtime="main",quantile="0.99"} 0.25"#), "{text}");
         assert!(text.contains(r#"tokio_eventloop_delay_max_seconds{service="svc",instance="host:\"1\"",runtime="main"} 0.3"#));
         assert!(text.contains("# TYPE lagscope_collector_samples_ingested_total counter"));

@@ -65,8 +65,17 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
 
-    let [header, grid] = Layout::vertical([Constraint::Length(2), Constraint::Min(4)]).areas(inner);
+    let incidents_height = super::incidents::height(app, inner.height.saturating_sub(2));
+    let [header, grid, incidents] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(4),
+        Constraint::Length(incidents_height),
+    ])
+    .areas(inner);
     frame.render_widget(Paragraph::new(headline(app, summary)), header);
+    if incidents_height > 0 {
+        super::incidents::draw(frame, app, incidents, now_ms);
+    }
 
     let [top, bottom] =
         Layout::vertical([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(grid);
@@ -316,6 +325,16 @@ fn headline(app: &App, summary: Option<&InstanceSummary>) -> Vec<Line<'static>> 
     if s.dropped_samples > 0 {
         second.push(Span::styled(
             format!("dropped {}", s.dropped_samples),
+            theme.warn(),
+        ));
+    }
+    if let Some(stall) = app.stalls.first().map(|r| &r.stall).filter(|e| e.ongoing) {
+        let place = stall.blocking_function.as_deref().unwrap_or("?");
+        second.push(Span::styled(
+            format!(
+                " STALLED {} in {place}",
+                format::micros(stall.duration_us as f64)
+            ),
             theme.warn(),
         ));
     }

@@ -1,0 +1,578 @@
+//! The stall watchdog: notices a worker stuck in one poll while it is stuck,
+//! and takes that thread's stack to name the function that blocks.
+//!
+//! Runs on its own thread (`lagscope-watchdog`) and checks every runtime each
+//! half threshold. Two ways to see a stall:
+//!
+//! - **poll hooks** (`--cfg tokio_unstable` with [`crate::PollHooks`]): each
+//!   worker's poll-start timestamp, so detection is exact and the thread,
+//!   task id and spawn location are known. The final duration is exact too
+//!   (the hooks keep the last long poll's start and length), provided the
+//!   stall threshold is at least the hooks' long-poll threshold (the defaults,
+//!   20 ms and 10 ms, are).
+//! - **worker metrics** (stable tokio): tokio publishes a worker's busy time
+//!   and park count when it parks or every ~61 scheduler ticks, so a worker
+//!   that is not parked and whose counters have not moved for the threshold is
+//!   in one long poll (or in a run of polls without a maintenance tick — with
+//!   polls that each take ≥ threshold/61, that can be a false alarm; the
+//!   stack shows which). The stuck thread is found among the runtime's
+//!   threads (`tokio-rt-worker`, or the thread that started the agent for a
+//!   current-thread runtime) as the one whose stack is in user code rather
+//!   than parked. The final duration is the busy time the worker published
+//!   when it came back, which covers the stall plus the few polls around it.
+//!
+//! A stall's stack is taken when it is first seen and again every
+//! [`RECAPTURE`] while it lasts (at most [`MAX_CAPTURES`] times); distinct
+//! stacks are counted so a long stall shows where its time went.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lagscope_wire::{StallEvent, StallStack};
+use tokio::runtime::Handle;
+
+#[cfg(tokio_unstable)]
+use crate::hooks::PollHooks;
+use crate::stack;
+
+/// Default time in one poll from which a worker counts as stalled.
+pub const DEFAULT_STALL_THRESHOLD: Duration = Duration::from_millis(20);
+/// A long stall's stack is taken again this often.
+pub const RECAPTURE: Duration = Duration::from_millis(50);
+/// Most stacks taken for one stall.
+pub const MAX_CAPTURES: u32 = 20;
+/// Finished stalls kept for the next sample; beyond it the oldest are dropped.
+const FINISHED_CAPACITY: usize = 64;
+/// Frames kept per stack.
+const STACK_DEPTH: usize = 48;
+/// Distinct stacks kept per stall.
+const DISTINCT_STACKS: usize = 8;
+/// How long a capture may wait for the thread to answer.
+const CAPTURE_TIMEOUT: Duration = Duration::from_millis(100);
+/// Captures tried for one stack when the chain breaks early.
+const CAPTURE_ATTEMPTS: usize = 4;
+/// Thread name tokio gives its workers (`/proc/<pid>/task/<tid>/comm`).
+const WORKER_THREAD_NAME: &str = "tokio-rt-worker";
+
+/// Stalls between the watchdog and the sampler.
+#[derive(Default)]
+pub(crate) struct StallBook {
+    ongoing: HashMap<u64, StallEvent>,
+    finished: VecDeque<StallEvent>,
+    /// Stalls seen since start (for tests and the sample's counters).
+    total: u64,
+}
+
+/// Shared handle to the book.
+pub(crate) type Book = Arc<Mutex<StallBook>>;
+
+fn lock(book: &Book) -> MutexGuard<'_, StallBook> {
+    book.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Finished stalls since the last call, then the ongoing ones.
+pub(crate) fn take(book: &Book) -> Vec<StallEvent> {
+    let mut b = lock(book);
+    let mut out: Vec<StallEvent> = b.finished.drain(..).collect();
+    let mut ongoing: Vec<StallEvent> = b.ongoing.values().cloned().collect();
+    ongoing.sort_by_key(|e| e.id);
+    out.extend(ongoing);
+    out
+}
+
+/// A runtime the watchdog looks at.
+pub(crate) struct Watch {
+    pub(crate) runtime: String,
+    pub(crate) handle: Handle,
+    /// The thread that started the agent, if it runs this (current-thread)
+    /// runtime: on stable tokio the only way to know that runtime's thread.
+    pub(crate) driver_tid: Option<i32>,
+    #[cfg(tokio_unstable)]
+    pub(crate) hooks: Option<PollHooks>,
+}
+
+/// One stall in progress, as the watchdog tracks it.
+struct Active {
+    id: u64,
+    /// Poll start (hooks) or the instant the counters froze (metrics).
+    marker: u64,
+    last_capture: Instant,
+    tid: i32,
+}
+
+/// What the stable detector remembers of each worker.
+#[derive(Clone, Copy)]
+struct WorkerSeen {
+    park_unpark: u64,
+    busy: Duration,
+    changed_at: Instant,
+}
+
+struct Watchdog {
+    threshold: Duration,
+    book: Book,
+    next_id: u64,
+    /// Keyed by (runtime index, slot or worker index).
+    active: HashMap<(usize, usize), Active>,
+    workers: HashMap<(usize, usize), WorkerSeen>,
+    epoch_instant: Instant,
+    epoch_system: SystemTime,
+}
+
+/// Watches `watches` until `stop` returns true.
+pub(crate) fn run(
+    watches: Vec<Watch>,
+    threshold: Duration,
+    book: Book,
+    stop: impl Fn(Duration) -> bool,
+) {
+    let period = (threshold / 2).max(Duration::from_millis(1));
+    let mut w = Watchdog {
+        threshold,
+        book,
+        next_id: 1,
+        active: HashMap::new(),
+        workers: HashMap::new(),
+        epoch_instant: Instant::now(),
+        epoch_system: SystemTime::now(),
+    };
+    // Read the symbol tables now rather than during the first stall.
+    stack::warm_up();
+    while !stop(period) {
+        for (ri, watch) in watches.iter().enumerate() {
+            #[cfg(tokio_unstable)]
+            if let Some(hooks) = &watch.hooks {
+                w.check_hooks(ri, watch, hooks);
+                continue;
+            }
+            w.check_metrics(ri, watch);
+        }
+    }
+}
+
+impl Watchdog {
+    fn unix_ms(&self, at: Instant) -> u64 {
+        let t = if at >= self.epoch_instant {
+            self.epoch_system.checked_add(at - self.epoch_instant)
+        } else {
+            self.epoch_system.checked_sub(self.epoch_instant - at)
+        };
+        t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Opens a stall: reports it at once, then takes its first stack.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        key: (usize, usize),
+        runtime: &str,
+        detection: &str,
+        marker: u64,
+        started: Instant,
+        tid: i32,
+        stack: Option<Vec<String>>,
+        task: (Option<u64>, Option<String>),
+    ) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut event = StallEvent {
+            id,
+            runtime: runtime.to_string(),
+            detection: detection.to_string(),
+            tid,
+            started_ms: self.unix_ms(started),
+            duration_us: micros(started.elapsed()),
+            ongoing: true,
+            blocking_function: None,
+            stacks: Vec::new(),
+            task_id: task.0,
+            spawned_at: task.1,
+            span: crate::span::current(tid),
+        };
+        let frames = stack.or_else(|| take_stack(tid));
+        if let Some(frames) = frames {
+            add_stack(&mut event, frames);
+        }
+        let mut b = lock(&self.book);
+        b.total += 1;
+        b.ongoing.insert(id, event);
+        drop(b);
+        self.active.insert(
+            key,
+            Active {
+                id,
+                marker,
+                last_capture: Instant::now(),
+                tid,
+            },
+        );
+    }
+
+    /// Updates a stall that goes on: its duration so far, another stack if due.
+    fn update(&mut self, key: (usize, usize), so_far: Duration) {
+        let Some(a) = self.active.get_mut(&key) else {
+            return;
+        };
+        let due = a.last_capture.elapsed() >= RECAPTURE;
+        let (id, tid) = (a.id, a.tid);
+        let captures = lock(&self.book)
+            .ongoing
+            .get(&id)
+            .map_or(0, |e| e.captures());
+        let frames = if due && captures < MAX_CAPTURES {
+            a.last_capture = Instant::now();
+            take_stack(tid)
+        } else {
+            None
+        };
+        let mut b = lock(&self.book);
+        if let Some(e) = b.ongoing.get_mut(&id) {
+            e.duration_us = micros(so_far);
+            if let Some(frames) = frames {
+                add_stack(e, frames);
+            }
+            if e.span.is_none() {
+                e.span = crate::span::current(tid);
+            }
+        }
+    }
+
+    /// Closes a stall with its final duration.
+    fn close(&mut self, key: (usize, usize), duration: Option<Duration>) {
+        let Some(a) = self.active.remove(&key) else {
+            return;
+        };
+        let mut b = lock(&self.book);
+        if let Some(mut e) = b.ongoing.remove(&a.id) {
+            e.ongoing = false;
+            if let Some(d) = duration {
+                e.duration_us = micros(d);
+            }
+            if b.finished.len() >= FINISHED_CAPACITY {
+                b.finished.pop_front();
+            }
+            b.finished.push_back(e);
+        }
+    }
+
+    #[cfg(tokio_unstable)]
+    fn check_hooks(&mut self, ri: usize, watch: &Watch, hooks: &PollHooks) {
+        let state = hooks.state();
+        let threshold_ns = u64::try_from(self.threshold.as_nanos()).unwrap_or(u64::MAX);
+        for (si, slot) in state.slots().enumerate() {
+            let key = (ri, si);
+            let started = slot.poll_started_ns.load(Relaxed);
+            let now_ns = state.now_ns();
+            if let Some(a) = self.active.get(&key) {
+                if a.marker == started {
+                    self.update(key, Duration::from_nanos(now_ns.saturating_sub(started)));
+                    continue;
+                }
+                // The stalled poll ended: its exact length is in the hooks.
+                let exact = (slot.last_long_started_ns.load(Relaxed) == a.marker)
+                    .then(|| Duration::from_nanos(slot.last_long_took_ns.load(Relaxed)));
+                self.close(key, exact);
+            }
+            if started != 0 && now_ns.saturating_sub(started) >= threshold_ns {
+                let elapsed = Duration::from_nanos(now_ns.saturating_sub(started));
+                let began = Instant::now()
+                    .checked_sub(elapsed)
+                    .unwrap_or_else(Instant::now);
+                let task = (
+                    Some(slot.task_id.load(Relaxed)).filter(|&t| t != 0),
+                    slot.spawned_at().map(|l| l.to_string()),
+                );
+                let tid = slot.os_tid.load(Relaxed);
+                self.open(
+                    key,
+                    &watch.runtime,
+                    "poll-hooks",
+                    started,
+                    began,
+                    tid,
+                    None,
+                    task,
+                );
+            }
+        }
+    }
+
+    fn check_metrics(&mut self, ri: usize, watch: &Watch) {
+        let metrics = watch.handle.metrics();
+        let now = Instant::now();
+        let mut suspects = Vec::new();
+        for wi in 0..metrics.num_workers() {
+            let key = (ri, wi);
+            let park_unpark = metrics.worker_park_unpark_count(wi);
+            let busy = metrics.worker_total_busy_duration(wi);
+            let seen = self.workers.entry(key).or_insert(WorkerSeen {
+                park_unpark,
+                busy,
+                changed_at: now,
+            });
+            if seen.park_unpark != park_unpark || seen.busy != busy {
+                let frozen_for = now - seen.changed_at;
+                let busy_delta = busy.saturating_sub(seen.busy);
+                *seen = WorkerSeen {
+                    park_unpark,
+                    busy,
+                    changed_at: now,
+                };
+                if self.active.contains_key(&key) {
+                    // Busy time covers the stall and the polls around it; the
+                    // frozen span (± one check) bounds it from above.
+                    let d = if busy_delta.is_zero() {
+                        frozen_for
+                    } else {
+                        busy_delta.min(frozen_for + self.threshold / 2)
+                    };
+                    self.close(key, Some(d));
+                }
+                continue;
+            }
+            let frozen_for = now - seen.changed_at;
+            if self.active.contains_key(&key) {
+                self.update(key, frozen_for);
+                continue;
+            }
+            // Odd = parked: an idle worker's counters freeze too.
+            if park_unpark.is_multiple_of(2) && frozen_for >= self.threshold {
+                suspects.push((key, seen.changed_at));
+            }
+        }
+        if suspects.is_empty() {
+            return;
+        }
+        // Find the stuck threads: the runtime's threads whose stack is in
+        // user code rather than parked, and not already blamed for a stall.
+        let mut stuck: Vec<(i32, Vec<String>)> = runtime_threads(watch)
+            .into_iter()
+            .filter(|tid| !self.active.values().any(|a| a.tid == *tid))
+            .filter_map(|tid| {
+                let frames = take_stack(tid)?;
+                (!is_parked(&frames) && blocking_function(&frames).is_some())
+                    .then_some((tid, frames))
+            })
+            .collect();
+        for (key, since) in suspects {
+            // With more stuck threads than suspects the pairing is a guess;
+            // the stacks still say what each thread was doing.
+            let (tid, frames) = if stuck.is_empty() {
+                (0, None)
+            } else {
+                let (tid, frames) = stuck.remove(0);
+                (tid, Some(frames))
+            };
+            let marker = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.open(
+                key,
+                &watch.runtime,
+                "worker-metrics",
+                marker,
+                since,
+                tid,
+                frames.or(Some(Vec::new())),
+                (None, None),
+            );
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Adds one capture to a stall, keeping distinct stacks most frequent first.
+fn add_stack(event: &mut StallEvent, frames: Vec<String>) {
+    if frames.is_empty() {
+        return;
+    }
+    let full = event.stacks.len() >= DISTINCT_STACKS;
+    match event.stacks.iter_mut().find(|s| s.frames == frames) {
+        Some(s) => s.count += 1,
+        // Too many distinct stacks: count the capture on the rarest one.
+        None if full => {
+            if let Some(last) = event.stacks.last_mut() {
+                last.count += 1;
+            }
+        }
+        None => event.stacks.push(StallStack { frames, count: 1 }),
+    }
+    event.stacks.sort_by_key(|s| std::cmp::Reverse(s.count));
+    event.blocking_function = event
+        .stacks
+        .iter()
+        .find_map(|s| blocking_function(&s.frames));
+}
+
+/// Threads that may run `watch`'s tasks.
+fn runtime_threads(watch: &Watch) -> Vec<i32> {
+    let mut tids: Vec<i32> = watch.driver_tid.into_iter().collect();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for entry in dir.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == WORKER_THREAD_NAME && !tids.contains(&tid) {
+                tids.push(tid);
+            }
+        }
+    }
+    tids
+}
+
+/// The symbolized stack of thread `tid`, innermost first.
+///
+/// A thread interrupted inside a library built without frame pointers (glibc's
+/// `malloc`, say) can leave a chain that ends at once; such a capture has no
+/// user frame, so it is retried a few times before being kept as it is.
+fn take_stack(tid: i32) -> Option<Vec<String>> {
+    if tid == 0 {
+        return None;
+    }
+    let mut last = None;
+    for attempt in 0..CAPTURE_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let Ok(addresses) = stack::capture(tid, CAPTURE_TIMEOUT) else {
+            break;
+        };
+        let frames: Vec<String> = stack::symbolize(&addresses)
+            .into_iter()
+            .take(STACK_DEPTH)
+            .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
+            .collect();
+        let useful = blocking_function(&frames).is_some() || is_parked(&frames);
+        last = Some(frames);
+        if useful {
+            break;
+        }
+    }
+    last
+}
+
+/// Crates whose frames are never "the function that blocked".
+const RUNTIME_CRATES: [&str; 7] = ["std", "core", "alloc", "tokio", "mio", "lagscope", "libc"];
+
+/// The innermost frame that belongs to user code: a Rust path whose crate is
+/// not the standard library, tokio or lagscope itself.
+pub(crate) fn blocking_function(stack: &[String]) -> Option<String> {
+    stack.iter().find(|name| is_user_frame(name)).cloned()
+}
+
+/// Whether a stack is a worker waiting for work (in tokio's park).
+fn is_parked(stack: &[String]) -> bool {
+    stack
+        .iter()
+        .any(|f| f.starts_with("tokio::runtime::") && f.contains("::park"))
+}
+
+/// Whether a frame name is user code (see [`blocking_function`]).
+pub(crate) fn is_user_frame(name: &str) -> bool {
+    frame_crate(name).is_some_and(|krate| !RUNTIME_CRATES.contains(&krate))
+}
+
+/// The crate a demangled Rust function belongs to: the first path segment,
+/// or for `<Type as Trait>::f` the type's crate — or the trait's when the
+/// type is a generic parameter or a primitive (`<T as alloc::…>`). `None`
+/// for C functions and raw addresses.
+fn frame_crate(name: &str) -> Option<&str> {
+    let Some(inner) = name.strip_prefix('<') else {
+        return name.split_once("::").map(|(krate, _)| krate);
+    };
+    let inner = inner.trim_start_matches(['&', '*', '[', '(']);
+    let inner = inner
+        .strip_prefix("mut ")
+        .or_else(|| inner.strip_prefix("const "))
+        .unwrap_or(inner);
+    let (ty, rest) = match inner.split_once(" as ") {
+        Some((ty, rest)) => (ty, Some(rest)),
+        None => (inner, None),
+    };
+    match ty.split_once("::") {
+        // A path type, unless " as " came before its first "::".
+        Some((krate, _)) if !krate.contains(['<', '>', ' ']) => Some(krate),
+        _ => rest.and_then(frame_crate),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_blocking_function_is_the_innermost_user_frame() {
+        let stack = strings(&[
+            "clock_nanosleep",
+            "std::thread::sleep",
+            "my_service::handlers::checkout",
+            "<core::pin::Pin<P> as core::future::Future>::poll",
+            "tokio::runtime::task::harness::poll_future",
+        ]);
+        assert_eq!(
+            blocking_function(&stack).as_deref(),
+            Some("my_service::handlers::checkout")
+        );
+        let idle = strings(&[
+            "epoll_wait",
+            "mio::poll::Poll::poll",
+            "tokio::runtime::io::driver::Driver::turn",
+            "tokio::runtime::scheduler::multi_thread::park::Parker::park",
+        ]);
+        assert_eq!(blocking_function(&idle), None);
+        assert!(is_parked(&idle));
+        assert!(!is_parked(&stack));
+        assert!(is_user_frame("<my_service::Db as my_service::Store>::get"));
+        assert!(is_user_frame("<my_service::Db as core::fmt::Debug>::fmt"));
+        assert!(!is_user_frame(
+            "<T as alloc::slice::<impl [T]>::to_vec_in::ConvertVec>::to_vec"
+        ));
+        assert!(!is_user_frame("<&T as core::fmt::Display>::fmt"));
+        assert!(!is_user_frame("<std::fs::File as std::io::Read>::read"));
+        assert!(is_user_frame(
+            "<serde_json::value::ser::Serializer as serde_core::ser::Serializer>::serialize_str"
+        ));
+        assert!(!is_user_frame("0x55d0c0a01234"));
+    }
+
+    #[test]
+    fn repeated_captures_are_counted_most_frequent_first() {
+        let mut e = StallEvent {
+            id: 1,
+            runtime: "main".into(),
+            detection: "poll-hooks".into(),
+            tid: 1,
+            started_ms: 0,
+            duration_us: 0,
+            ongoing: true,
+            blocking_function: None,
+            stacks: vec![],
+            task_id: None,
+            spawned_at: None,
+            span: None,
+        };
+        let a = strings(&["std::thread::sleep", "svc::a"]);
+        let b = strings(&["svc::hash", "svc::b"]);
+        add_stack(&mut e, a.clone());
+        add_stack(&mut e, b.clone());
+        add_stack(&mut e, b.clone());
+        add_stack(&mut e, vec![]);
+        assert_eq!(e.captures(), 3);
+        assert_eq!(e.stacks[0].frames, b);
+        assert_eq!(e.blocking_function.as_deref(), Some("svc::hash"));
+        for i in 0..20 {
+            add_stack(&mut e, strings(&[&format!("svc::f{i}")]));
+        }
+        assert_eq!(e.stacks.len(), DISTINCT_STACKS);
+        assert_eq!(e.captures(), 23);
+    }
+}
