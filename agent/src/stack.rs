@@ -197,21 +197,55 @@ extern "C" fn handler(
     {
         return;
     }
+    let n = walk(context, &SLOT.frames);
+    SLOT.len.store(n, Ordering::Relaxed);
+    SLOT.state.store(DONE, Ordering::Release);
+}
+
+/// Words above the stack pointer searched for a saved frame pointer when the
+/// chain breaks at the first step.
+const SCAN_WORDS: usize = 512;
+
+/// Walks the interrupted thread's frame-pointer chain into `out`: the
+/// interrupted instruction, then return addresses, innermost first. Returns
+/// how many were written. Async-signal-safe: reads go through
+/// `process_vm_readv`, writes only to `out`.
+///
+/// Code without frame pointers (glibc's `malloc`, say) may use the frame
+/// pointer register for data, which breaks the chain at once; then the
+/// words just above the stack pointer are searched for the frame pointer the
+/// function saved, and the walk resumes from there (losing the one frame
+/// that called it).
+pub(crate) fn walk(context: *mut libc::c_void, out: &[AtomicUsize]) -> usize {
     let Some((pc, fp, sp)) = registers(context) else {
-        SLOT.state.store(DONE, Ordering::Release);
-        return;
+        return 0;
     };
-    let mut n = 0;
-    SLOT.frames[n].store(pc, Ordering::Relaxed);
-    n += 1;
-    let mut fp = fp;
-    while n < MAX_FRAMES {
-        // A frame pointer must be aligned, above the interrupted stack pointer,
-        // within a plausible stack span, and each caller's above its callee's.
-        if fp == 0 || fp % std::mem::size_of::<usize>() != 0 || fp < sp || fp - sp > MAX_STACK_SPAN
-        {
-            break;
+    if out.is_empty() {
+        return 0;
+    }
+    out[0].store(pc, Ordering::Relaxed);
+    let mut n = 1 + follow(fp, sp, &out[1..]);
+    if n == 1 {
+        if let Some(saved) = scan_for_frame(sp) {
+            n += follow(saved, sp, &out[1..]);
         }
+    }
+    n
+}
+
+/// Whether `fp` can be a frame pointer of a stack whose pointer is `sp`:
+/// aligned, above it and within a plausible span.
+fn plausible_frame(fp: usize, sp: usize) -> bool {
+    fp != 0
+        && fp.is_multiple_of(std::mem::size_of::<usize>())
+        && fp >= sp
+        && fp - sp <= MAX_STACK_SPAN
+}
+
+/// Follows the chain from `fp`, writing return addresses to `out`.
+fn follow(mut fp: usize, sp: usize, out: &[AtomicUsize]) -> usize {
+    let mut n = 0;
+    while n < out.len() && plausible_frame(fp, sp) {
         let mut record = [0usize; 2]; // [caller's frame pointer, return address]
         if !read_own_memory(fp, &mut record) {
             break;
@@ -220,15 +254,45 @@ extern "C" fn handler(
         if return_address == 0 {
             break;
         }
-        SLOT.frames[n].store(return_address, Ordering::Relaxed);
+        out[n].store(return_address, Ordering::Relaxed);
         n += 1;
         if next_fp <= fp {
             break;
         }
         fp = next_fp;
     }
-    SLOT.len.store(n, Ordering::Relaxed);
-    SLOT.state.store(DONE, Ordering::Release);
+    n
+}
+
+/// The first word above `sp` that points at a frame record which itself
+/// chains to another plausible record: most likely a saved frame pointer.
+fn scan_for_frame(sp: usize) -> Option<usize> {
+    let mut chunk = [0usize; 32];
+    for base in (0..SCAN_WORDS).step_by(chunk.len()) {
+        let at = sp + base * std::mem::size_of::<usize>();
+        if !read_words(at, &mut chunk) {
+            return None;
+        }
+        for (i, &word) in chunk.iter().enumerate() {
+            let word_at = at + i * std::mem::size_of::<usize>();
+            if word <= word_at || !plausible_frame(word, sp) {
+                continue;
+            }
+            let mut first = [0usize; 2];
+            let mut second = [0usize; 2];
+            if read_own_memory(word, &mut first)
+                && first[1] != 0
+                && first[0] > word
+                && plausible_frame(first[0], sp)
+                && read_own_memory(first[0], &mut second)
+                && second[1] != 0
+                && (second[0] == 0 || second[0] > first[0])
+            {
+                return Some(word);
+            }
+        }
+    }
+    None
 }
 
 /// (program counter, frame pointer, stack pointer) of the interrupted code.
@@ -264,9 +328,15 @@ fn registers(context: *mut libc::c_void) -> Option<(usize, usize, usize)> {
     }
 }
 
-/// Copies `out.len()` words from `address` in this process, or returns false
-/// if any of it is unmapped (the kernel checks; nothing faults).
+/// Copies two words from `address` in this process, or returns false if any
+/// of it is unmapped (the kernel checks; nothing faults).
 fn read_own_memory(address: usize, out: &mut [usize; 2]) -> bool {
+    read_words(address, out)
+}
+
+/// Copies `out.len()` words from `address` in this process, or returns false
+/// if any of it is unmapped.
+fn read_words(address: usize, out: &mut [usize]) -> bool {
     let bytes = std::mem::size_of_val(out);
     let local = libc::iovec {
         iov_base: out.as_mut_ptr().cast(),
