@@ -437,6 +437,7 @@ fn batch(seq: u64) -> AgentMessage {
                 gauges: vec![],
                 dropped_samples: 0,
                 stalls: vec![],
+                profiles: vec![],
             }],
         })),
     }
@@ -612,4 +613,101 @@ fn a_stall_in_a_real_service_is_named_in_the_api_and_counted_in_metrics() {
         .and_then(|v| v.parse().ok())
         .expect("a number");
     assert!(count >= 1.0, "{line}");
+}
+
+#[test]
+fn profile_and_flamegraph_commands_write_svg_folded_and_pprof() {
+    let collector = Collector::start(&[]);
+    let _svc = fixture(
+        "cpu-in-async",
+        "e2e-profile",
+        &collector.grpc_url(),
+        &[("LAGSCOPE_PROFILE_HZ", "99")],
+    );
+    let inst = collector.wait_for("e2e-profile", 1, Duration::from_secs(20));
+    assert!(inst.capabilities.contains(&"profiler".to_string()));
+    let api = collector.client(None).url().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(LAGSCOPE)
+            .args(args)
+            .args(["--collector", &api, "--service", "e2e-profile"])
+            .output()
+            .expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // On demand: 3 s at 199 Hz covers at least one 200 ms hashing block.
+    let svg = temp_path("profile.svg");
+    let (ok, err) = run(&[
+        "profile",
+        "--duration",
+        "3s",
+        "--hz",
+        "199",
+        "-o",
+        svg.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(
+        text.starts_with("<?xml") && text.contains("e2e-profile / "),
+        "title"
+    );
+    assert!(
+        text.contains("hash_in_handler"),
+        "the hot function is drawn"
+    );
+    assert!(text.contains("199 Hz"));
+
+    let pprof = temp_path("profile.pb.gz");
+    let (ok, err) = run(&[
+        "profile",
+        "--duration",
+        "1s",
+        "-o",
+        pprof.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{err}");
+    let gz = std::fs::read(&pprof).expect("pprof written");
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip");
+
+    // Continuous windows arrive every 10 s; wait for one.
+    let folded = temp_path("cpu.folded");
+    let written = wait_until(Duration::from_secs(30), || {
+        let (ok, _) = run(&["flamegraph", "--window", "5m", "-o", folded.to_str()?]);
+        ok.then_some(())
+    });
+    assert!(
+        written.is_some(),
+        "a continuous window reached the collector"
+    );
+    let text = std::fs::read_to_string(&folded).expect("folded written");
+    let line = text.lines().next().expect("a stack");
+    let (stack, count) = line.rsplit_once(' ').expect("stack count");
+    assert!(
+        stack.contains(';') && count.parse::<u64>().is_ok(),
+        "{line}"
+    );
+
+    let blocking = temp_path("blocking.svg");
+    let (ok, err) = run(&[
+        "flamegraph",
+        "--blocking",
+        "-o",
+        blocking.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&blocking).expect("svg written");
+    assert!(text.contains("hash_in_handler") && text.contains("blocking"));
+
+    let (ok, err) = run(&["flamegraph", "-o", "out.png"]);
+    assert!(!ok && err.contains("cannot tell the format"), "{err}");
+    let (ok, err) = run(&["profile", "--hz", "5000", "-o", "x.svg"]);
+    assert!(!ok && err.contains("5000"), "{err}");
+    for f in [svg, pprof, folded, blocking] {
+        let _ = std::fs::remove_file(f);
+    }
 }

@@ -47,6 +47,16 @@ impl Shared {
         *self.stopping.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Waits up to `period` for a stop; returns whether the agent is stopping.
+    fn wait_stopping(&self, period: std::time::Duration) -> bool {
+        let stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
+        let (stopping, _) = self
+            .wake
+            .wait_timeout_while(stopping, period, |s| !*s)
+            .unwrap_or_else(|p| p.into_inner());
+        *stopping
+    }
+
     fn dropped(&self) -> u64 {
         self.exports.iter().map(|q| q.dropped()).sum()
     }
@@ -162,6 +172,20 @@ impl AgentHandle {
                 })
             })
             .transpose()?;
+        // The profiler, unless this process cannot have one (a foreign handler
+        // on its signal, or another agent already profiling): then the agent
+        // runs without it and says why once.
+        #[cfg(target_os = "linux")]
+        let profiler = match crate::profiler::install() {
+            Ok(signal) => {
+                capabilities.push("profiler".to_string());
+                Some((signal, Arc::new(crate::profiler::Exchange::default())))
+            }
+            Err(why) => {
+                eprintln!("lagscope: CPU profiling is off: {why}");
+                None
+            }
+        };
         let collector = builder.collector.clone().map(|url| CollectorExporter {
             url,
             token: builder.token.clone(),
@@ -175,6 +199,8 @@ impl AgentHandle {
             queue: Arc::new(BoundedQueue::new(builder.buffer_capacity)),
             sample_interval_us: sample_interval_us.clone(),
             max_unacked: builder.buffer_capacity,
+            #[cfg(target_os = "linux")]
+            profiles: profiler.as_ref().map(|(_, e)| e.clone()),
         });
         let mut exports = Vec::new();
         exports.extend(file_queue.clone());
@@ -213,21 +239,24 @@ impl AgentHandle {
             let stop_shared = shared.clone();
             let threshold = builder.stall_threshold;
             handle.threads.push(spawn("lagscope-watchdog", move || {
-                let stop = |period| {
-                    let stopping = stop_shared
-                        .stopping
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    let (stopping, _) = stop_shared
-                        .wake
-                        .wait_timeout_while(stopping, period, |s| !*s)
-                        .unwrap_or_else(|p| p.into_inner());
-                    *stopping
-                };
+                let stop = |period| stop_shared.wait_stopping(period);
                 // An agent bug must not take the host down: contain it here.
                 let run = AssertUnwindSafe(|| crate::watchdog::run(watches, threshold, book, stop));
                 if catch_unwind(run).is_err() {
                     eprintln!("lagscope: the stall watchdog stopped after an internal error");
+                }
+            })?);
+        }
+        #[cfg(target_os = "linux")]
+        if let Some((signal, exchange)) = profiler {
+            sampler.set_profiles(exchange.clone());
+            let stop_shared = shared.clone();
+            let hz = builder.profile_hz;
+            handle.threads.push(spawn("lagscope-profiler", move || {
+                let stop = |period| stop_shared.wait_stopping(period);
+                let run = AssertUnwindSafe(|| crate::profiler::run(signal, hz, exchange, stop));
+                if catch_unwind(run).is_err() {
+                    eprintln!("lagscope: the CPU profiler stopped after an internal error");
                 }
             })?);
         }

@@ -17,6 +17,7 @@
 //! | [`token`](Builder::token) | none | `LAGSCOPE_TOKEN` |
 //! | [`ca_file`](Builder::ca_file) | Mozilla's root certificates | `LAGSCOPE_CA_FILE` |
 //! | [`stall_threshold`](Builder::stall_threshold) (Linux) | 20 ms | `LAGSCOPE_STALL_THRESHOLD` |
+//! | [`profile_hz`](Builder::profile_hz) (Linux) | 19 | `LAGSCOPE_PROFILE_HZ` |
 //!
 //! Durations in the environment are written `250ms`, `1s`, `2m`, `500us`.
 
@@ -74,6 +75,8 @@ pub struct Builder {
     pub(crate) poll_hooks: Vec<(String, PollHooks)>,
     #[cfg(target_os = "linux")]
     pub(crate) stall_threshold: Duration,
+    #[cfg(target_os = "linux")]
+    pub(crate) profile_hz: u32,
     pub(crate) gauges: Vec<(String, GaugeFn)>,
 }
 
@@ -94,6 +97,8 @@ impl Default for Builder {
             poll_hooks: Vec::new(),
             #[cfg(target_os = "linux")]
             stall_threshold: crate::watchdog::DEFAULT_STALL_THRESHOLD,
+            #[cfg(target_os = "linux")]
+            profile_hz: crate::profiler::DEFAULT_PROFILE_HZ,
             gauges: Vec::new(),
         }
     }
@@ -223,6 +228,18 @@ impl Builder {
         self
     }
 
+    /// Rate of the continuous CPU profile, in samples per CPU-second of each
+    /// thread (sent as 10 s windows with the samples); `0` turns continuous
+    /// profiling off, while profiles requested through the collector
+    /// (`lagscope profile`) still work. Default:
+    /// [`crate::DEFAULT_PROFILE_HZ`]. Environment: `LAGSCOPE_PROFILE_HZ`.
+    /// Linux only.
+    #[cfg(target_os = "linux")]
+    pub fn profile_hz(mut self, hz: u32) -> Self {
+        self.profile_hz = hz;
+        self
+    }
+
     /// Reports a user gauge, read on the agent's thread once per sample (keep it
     /// cheap and non-blocking). See [`AgentHandle::gauge`] to add one later.
     pub fn gauge(
@@ -291,6 +308,25 @@ impl Builder {
                 reason: "the stall watchdog needs Linux; unset it".into(),
             });
         }
+        if let Some(v) = get("LAGSCOPE_PROFILE_HZ") {
+            let hz = v.trim().parse::<u32>().map_err(|_| Error::InvalidEnv {
+                var: "LAGSCOPE_PROFILE_HZ",
+                value: v.clone(),
+                reason: "expected a whole number of samples per second (0 for off)".into(),
+            })?;
+            #[cfg(target_os = "linux")]
+            {
+                self.profile_hz = hz;
+            }
+            #[cfg(not(target_os = "linux"))]
+            if hz != 0 {
+                return Err(Error::InvalidEnv {
+                    var: "LAGSCOPE_PROFILE_HZ",
+                    value: v,
+                    reason: "the profiler needs Linux; set 0 or unset it".into(),
+                });
+            }
+        }
         if let Some(v) = get("LAGSCOPE_CA_FILE") {
             self.ca_file = Some(PathBuf::from(non_empty("LAGSCOPE_CA_FILE", v)?));
         }
@@ -320,6 +356,17 @@ impl Builder {
             return Err(Error::InvalidConfig {
                 option: "stall_threshold",
                 reason: format!("{:?} is below 1ms", self.stall_threshold),
+            });
+        }
+        #[cfg(target_os = "linux")]
+        if self.profile_hz > crate::profiler::MAX_PROFILE_HZ {
+            return Err(Error::InvalidConfig {
+                option: "profile_hz",
+                reason: format!(
+                    "{} is above {}",
+                    self.profile_hz,
+                    crate::profiler::MAX_PROFILE_HZ
+                ),
             });
         }
         if self.buffer_capacity == 0 {

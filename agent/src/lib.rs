@@ -44,6 +44,8 @@ mod error;
 mod export;
 #[cfg(tokio_unstable)]
 mod hooks;
+#[cfg(target_os = "linux")]
+mod profiler;
 mod sampler;
 mod span;
 #[cfg(target_os = "linux")]
@@ -61,9 +63,11 @@ pub use error::Error;
 pub use hooks::{PollHooks, DEFAULT_LONG_POLL_THRESHOLD};
 pub(crate) use lagscope_wire::sample;
 pub use lagscope_wire::sample::{
-    GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, RuntimeSample, Sample,
-    StallEvent, StallStack, WorkerSample,
+    GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, Profile, ProfileStack,
+    RuntimeSample, Sample, StallEvent, StallStack, WorkerSample,
 };
+#[cfg(target_os = "linux")]
+pub use profiler::DEFAULT_PROFILE_HZ;
 pub use span::{current_span, tracing_layer, SpanLayer};
 #[cfg(target_os = "linux")]
 pub use watchdog::DEFAULT_STALL_THRESHOLD;

@@ -43,6 +43,8 @@ pub(crate) struct Sampler {
     next_sample: Instant,
     #[cfg(target_os = "linux")]
     stalls: Option<crate::watchdog::Book>,
+    #[cfg(target_os = "linux")]
+    profiles: Option<std::sync::Arc<crate::profiler::Exchange>>,
 }
 
 impl Sampler {
@@ -67,6 +69,8 @@ impl Sampler {
             next_sample: now + interval,
             #[cfg(target_os = "linux")]
             stalls: None,
+            #[cfg(target_os = "linux")]
+            profiles: None,
         }
     }
 
@@ -74,6 +78,12 @@ impl Sampler {
     #[cfg(target_os = "linux")]
     pub(crate) fn set_stall_book(&mut self, book: crate::watchdog::Book) {
         self.stalls = Some(book);
+    }
+
+    /// Reports the profiles the profiler finishes.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn set_profiles(&mut self, exchange: std::sync::Arc<crate::profiler::Exchange>) {
+        self.profiles = Some(exchange);
     }
 
     /// Runs the probes; returns a sample if one is due.
@@ -148,6 +158,10 @@ impl Sampler {
                 .unwrap_or_default(),
             #[cfg(not(target_os = "linux"))]
             stalls: Vec::new(),
+            #[cfg(target_os = "linux")]
+            profiles: self.profiles.as_ref().map(|e| e.take()).unwrap_or_default(),
+            #[cfg(not(target_os = "linux"))]
+            profiles: Vec::new(),
         };
         self.seq += 1;
         sample

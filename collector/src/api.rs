@@ -9,6 +9,8 @@
 //! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
 //! | `POST /api/v1/services/{service}/instances/{instance}/sample-interval?ms=N` | tell a connected agent to sample every N ms |
 //! | `GET /api/v1/stalls?service=&instance=&limit=` | recent stalls with their stacks, newest first |
+//! | `GET /api/v1/profile?service=S&instance=&from_ms=&to_ms=` | continuous CPU profile windows merged (folded stacks and top functions) |
+//! | `POST /api/v1/services/{service}/instances/{instance}/profile?seconds=10&hz=199` | profile a connected agent now; answers when the profile arrives |
 //!
 //! With a token configured, everything but `/healthz` needs
 //! `Authorization: Bearer <token>`.
@@ -49,6 +51,11 @@ impl Api {
             .route("/metrics", get(metrics))
             .route("/api/v1/services", get(services))
             .route("/api/v1/stalls", get(stalls))
+            .route("/api/v1/profile", get(profile))
+            .route(
+                "/api/v1/services/{service}/instances/{instance}/profile",
+                post(request_profile),
+            )
             .route(
                 "/api/v1/services/{service}/instances/{instance}/series",
                 get(series),
@@ -135,6 +142,120 @@ async fn stalls(State(api): State<Api>, Query(query): Query<HashMap<String, Stri
     Json(lagscope_wire::api::StallsResponse { stalls }).into_response()
 }
 
+/// Top functions returned with a profile.
+const TOP_FUNCTIONS: usize = 20;
+
+fn profile_response(
+    service: String,
+    instances: Vec<String>,
+    merged: crate::store::profiles::Merged,
+) -> lagscope_wire::api::ProfileResponse {
+    lagscope_wire::api::ProfileResponse {
+        service,
+        instances,
+        start_ms: merged.start_ms,
+        end_ms: merged.end_ms,
+        hz: merged.hz,
+        samples: merged.samples,
+        dropped: merged.dropped,
+        top: merged.folded.top_functions(TOP_FUNCTIONS),
+        folded: merged.folded.to_text(),
+    }
+}
+
+async fn profile(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some(service) = query.get("service") else {
+        return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
+    };
+    let (from, to) = match (
+        query_number(&query, "from_ms"),
+        query_number(&query, "to_ms"),
+    ) {
+        (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX)),
+        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let instance = query.get("instance").map(String::as_str);
+    let found = api.shared.store().profile(service, instance, from, to);
+    match found {
+        Some((instances, merged)) => {
+            Json(profile_response(service.clone(), instances, merged)).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no service {service:?} (or instance {instance:?}); see /api/v1/services\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn request_profile(
+    State(api): State<Api>,
+    Path((service, instance)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let seconds = query
+        .get("seconds")
+        .map_or(Some(10), |v| v.parse::<u64>().ok())
+        .filter(|s| (1..=600).contains(s));
+    let hz = query
+        .get("hz")
+        .map_or(Some(199), |v| v.parse::<u32>().ok())
+        .filter(|h| (1..=1000).contains(h));
+    let (Some(seconds), Some(hz)) = (seconds, hz) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "give ?seconds=N (1..600) and ?hz=N (1..1000)\n",
+        )
+            .into_response();
+    };
+    let id = api.shared.next_request_id();
+    let command = CollectorMessage {
+        msg: Some(collector_message::Msg::StartProfile(pb::StartProfile {
+            request_id: id,
+            hz,
+            duration_ms: seconds * 1000,
+        })),
+    };
+    if !api.shared.send_command(&service, &instance, command) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("{service}/{instance} is not connected\n"),
+        )
+            .into_response();
+    }
+    // The agent answers with its next sample after the profile ends.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds + 15);
+    loop {
+        let answer = api
+            .shared
+            .store()
+            .requested_profile(&service, &instance, id)
+            .cloned();
+        if let Some(p) = answer {
+            let stacks = p.stacks.iter().map(|s| (&s.frames[..], u64::from(s.count)));
+            let merged = crate::store::profiles::Merged {
+                start_ms: p.start_ms,
+                end_ms: p.end_ms,
+                hz: p.hz,
+                samples: p.samples,
+                dropped: p.dropped,
+                folded: crate::flame::Folded::from_stacks(stacks),
+            };
+            return Json(profile_response(service, vec![instance], merged)).into_response();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "{service}/{instance} did not send the profile in time (is its profiler on? see its stderr)\n"
+                ),
+            )
+                .into_response();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn latest(
     State(api): State<Api>,
     Path((service, instance)): Path<(String, String)>,
@@ -150,15 +271,7 @@ async fn series(
     Path((service, instance)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let number = |key: &str| -> Result<Option<u64>, String> {
-        query
-            .get(key)
-            .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{key} must be a whole number, got {v:?}\n"))
-            })
-            .transpose()
-    };
+    let number = |key: &str| query_number(&query, key);
     let (from, to, max_points) = match (number("from_ms"), number("to_ms"), number("max_points")) {
         (Ok(f), Ok(t), Ok(m)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX), m),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
@@ -224,6 +337,17 @@ async fn set_sample_interval(
         )
             .into_response()
     }
+}
+
+/// A whole-number query parameter, if given.
+fn query_number(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, String> {
+    query
+        .get(key)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{key} must be a whole number, got {v:?}\n"))
+        })
+        .transpose()
 }
 
 fn not_found(service: &str, instance: &str) -> Response {

@@ -14,6 +14,8 @@ use lagscope_collector::shared::{now_ms, Shared};
 use lagscope_collector::{record, server, store::StoreConfig, summary, CollectorConfig};
 use lagscope_fixtures::scenario::{self, Scenario};
 
+mod profile_cmd;
+
 // Heap figures for the fixture processes this binary also runs (`demo`).
 #[global_allocator]
 static GLOBAL: Counting<System> = Counting::new(System);
@@ -59,6 +61,11 @@ enum Command {
         #[arg(long)]
         headless: bool,
     },
+    /// Profile one instance now, at a high rate, and write a flamegraph.
+    Profile(profile_cmd::ProfileArgs),
+    /// Flamegraph of the continuous CPU profile (or, with --blocking, of the
+    /// stalls) over a recent window; differential with --compare-previous/--base.
+    Flamegraph(profile_cmd::FlamegraphArgs),
     /// Run one fixture service (used by `demo` and the tests).
     #[command(hide = true)]
     Fixture {
@@ -121,6 +128,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))
 }
 
+/// `10s`, `5m`, `250ms`: the inverse of [`parse_duration`] for messages.
+fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -130,6 +149,8 @@ fn main() -> Result<()> {
             lagscope_tui::run(client).context("running the dashboard")
         }
         Command::Demo { headless, duration } => demo(headless, duration),
+        Command::Profile(args) => profile_cmd::profile(args),
+        Command::Flamegraph(args) => profile_cmd::flamegraph(args),
         Command::Replay { file, headless } => replay(&file, headless),
         Command::Fixture {
             name,

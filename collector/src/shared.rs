@@ -26,6 +26,7 @@ pub struct Shared {
     /// Open sessions by (service, instance), for sending commands to agents.
     sessions: Mutex<HashMap<(String, String), (u64, SessionSender)>>,
     next_session: AtomicU64,
+    next_request: AtomicU64,
 }
 
 impl Shared {
@@ -37,6 +38,7 @@ impl Shared {
             frozen_now_ms: None,
             sessions: Mutex::default(),
             next_session: AtomicU64::new(0),
+            next_request: AtomicU64::new(1),
         }
     }
 
@@ -48,7 +50,13 @@ impl Shared {
             frozen_now_ms: Some(end_ms),
             sessions: Mutex::default(),
             next_session: AtomicU64::new(0),
+            next_request: AtomicU64::new(1),
         }
+    }
+
+    /// A fresh id for a command that expects an answer (a profile request).
+    pub fn next_request_id(&self) -> u64 {
+        self.next_request.fetch_add(1, Relaxed)
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<(String, String), (u64, SessionSender)>> {

@@ -3,6 +3,7 @@
 //! caller passes `now_ms`), so it is tested and benchmarked directly.
 
 pub mod extract;
+pub mod profiles;
 pub mod series;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -13,6 +14,7 @@ use lagscope_wire::api::{
 };
 use lagscope_wire::{Sample, StallEvent};
 
+use self::profiles::{Merged, Profiles};
 use self::series::{Series, SeriesLimits};
 
 /// Bounds of the store. Every limit has a default and a collector flag.
@@ -71,6 +73,7 @@ struct Instance {
     series: BTreeMap<String, Series>,
     bytes: u64,
     stalls: Stalls,
+    profiles: Profiles,
 }
 
 /// Stalls kept per instance; the oldest go first.
@@ -231,6 +234,7 @@ impl Store {
                     series: BTreeMap::new(),
                     bytes: 0,
                     stalls: Stalls::default(),
+                    profiles: Profiles::default(),
                 },
             );
         Ok(None)
@@ -287,7 +291,12 @@ impl Store {
         for event in &sample.stalls {
             inst.stalls.record(event);
         }
-        inst.bytes = inst.series.values().map(Series::bytes).sum::<u64>() + inst.stalls.bytes;
+        for profile in &sample.profiles {
+            inst.profiles.record(profile);
+        }
+        inst.bytes = inst.series.values().map(Series::bytes).sum::<u64>()
+            + inst.stalls.bytes
+            + inst.profiles.bytes();
         self.bytes = self.bytes - before + inst.bytes;
         inst.last_seq = Some(sample.seq);
         inst.samples += 1;
@@ -461,6 +470,42 @@ impl Store {
         out.sort_by_key(|r| std::cmp::Reverse((r.stall.started_ms, r.stall.id)));
         out.truncate(limit);
         out
+    }
+
+    /// CPU samples of `service` (one instance, or all) over `[from_ms, to_ms]`,
+    /// merged; `None` if the service (or instance) is unknown.
+    pub fn profile(
+        &self,
+        service: &str,
+        instance: Option<&str>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(Vec<String>, Merged)> {
+        let insts = self.services.get(service)?;
+        let mut names = Vec::new();
+        let mut merged = Merged::default();
+        for (id, inst) in insts {
+            if instance.is_some_and(|want| want != id) {
+                continue;
+            }
+            names.push(id.clone());
+            merged.absorb(inst.profiles.merged(from_ms, to_ms));
+        }
+        (!names.is_empty()).then_some((names, merged))
+    }
+
+    /// The answer to profile request `id` from one instance, once it arrived.
+    pub fn requested_profile(
+        &self,
+        service: &str,
+        instance: &str,
+        id: u64,
+    ) -> Option<&lagscope_wire::Profile> {
+        self.services
+            .get(service)?
+            .get(instance)?
+            .profiles
+            .requested(id)
     }
 
     /// Stall counters of every instance.

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use lagscope_wire::api::{SeriesResponse, ServicesResponse, StallsResponse};
+use lagscope_wire::api::{ProfileResponse, SeriesResponse, ServicesResponse, StallsResponse};
 use serde::de::DeserializeOwned;
 
 /// Why a request to the collector failed.
@@ -100,6 +100,62 @@ impl Client {
             encode(service),
             encode(instance)
         ))
+    }
+
+    /// `GET /api/v1/stalls` of a service (one instance or all), newest first.
+    pub fn stalls_of(
+        &self,
+        service: &str,
+        instance: Option<&str>,
+        limit: usize,
+    ) -> Result<StallsResponse, ClientError> {
+        let instance = instance
+            .map(|i| format!("&instance={}", encode(i)))
+            .unwrap_or_default();
+        self.get_json(&format!(
+            "/api/v1/stalls?service={}{instance}&limit={limit}",
+            encode(service)
+        ))
+    }
+
+    /// `GET /api/v1/profile`: continuous CPU samples of `service` (one
+    /// instance, or all merged) over `[from_ms, to_ms]`.
+    pub fn profile(
+        &self,
+        service: &str,
+        instance: Option<&str>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<ProfileResponse, ClientError> {
+        let instance = instance
+            .map(|i| format!("&instance={}", encode(i)))
+            .unwrap_or_default();
+        self.get_json(&format!(
+            "/api/v1/profile?service={}{instance}&from_ms={from_ms}&to_ms={to_ms}",
+            encode(service)
+        ))
+    }
+
+    /// Asks one connected agent for a `seconds`-long profile at `hz` and
+    /// waits for it (the wait is `seconds` plus a margin).
+    pub fn request_profile(
+        &self,
+        service: &str,
+        instance: &str,
+        seconds: u64,
+        hz: u32,
+    ) -> Result<ProfileResponse, ClientError> {
+        let path = format!(
+            "/api/v1/services/{}/instances/{}/profile?seconds={seconds}&hz={hz}",
+            encode(service),
+            encode(instance)
+        );
+        let patient = Client {
+            timeout: Duration::from_secs(seconds + 20),
+            ..self.clone()
+        };
+        let body = patient.request("POST", &path)?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// `GET path` as text, e.g. `/metrics`.

@@ -170,3 +170,38 @@ pub struct StallRecord {
     /// The stall as the agent reported it last (final once `ongoing` is false).
     pub stall: StallEvent,
 }
+
+/// `GET /api/v1/profile` and `POST …/profile`: CPU samples merged over a
+/// window (or one requested profile), as folded stacks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileResponse {
+    /// Service name.
+    pub service: String,
+    /// Instances whose samples are merged.
+    pub instances: Vec<String>,
+    /// Window start, ms since the epoch.
+    pub start_ms: u64,
+    /// Window end, ms since the epoch.
+    pub end_ms: u64,
+    /// Sampling rate (the highest, if windows differ).
+    pub hz: u32,
+    /// Samples merged.
+    pub samples: u64,
+    /// Samples the agents could not keep.
+    pub dropped: u64,
+    /// `root;…;leaf count` lines.
+    pub folded: String,
+    /// Functions with the most samples on top of the stack.
+    pub top: Vec<TopFunction>,
+}
+
+/// One line of a top-functions table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopFunction {
+    /// Function name.
+    pub name: String,
+    /// Samples with it on top of the stack.
+    pub self_samples: u64,
+    /// Samples with it anywhere on the stack.
+    pub total_samples: u64,
+}

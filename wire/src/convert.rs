@@ -50,6 +50,26 @@ impl Sample {
                     span: e.span.clone(),
                 })
                 .collect(),
+            profiles: self
+                .profiles
+                .iter()
+                .map(|p| pb::Profile {
+                    request_id: p.request_id,
+                    start_ms: p.start_ms,
+                    end_ms: p.end_ms,
+                    hz: p.hz,
+                    samples: p.samples,
+                    dropped: p.dropped,
+                    stacks: p
+                        .stacks
+                        .iter()
+                        .map(|s| pb::ProfileStack {
+                            frames: s.frames.clone(),
+                            count: s.count,
+                        })
+                        .collect(),
+                })
+                .collect(),
         }
     }
 
@@ -96,6 +116,26 @@ impl Sample {
                     task_id: e.task_id,
                     spawned_at: e.spawned_at,
                     span: e.span,
+                })
+                .collect(),
+            profiles: p
+                .profiles
+                .into_iter()
+                .map(|p| Profile {
+                    request_id: p.request_id,
+                    start_ms: p.start_ms,
+                    end_ms: p.end_ms,
+                    hz: p.hz,
+                    samples: p.samples,
+                    dropped: p.dropped,
+                    stacks: p
+                        .stacks
+                        .into_iter()
+                        .map(|s| ProfileStack {
+                            frames: s.frames,
+                            count: s.count,
+                        })
+                        .collect(),
                 })
                 .collect(),
         }

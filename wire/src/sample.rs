@@ -35,6 +35,39 @@ pub struct Sample {
     /// `lagscope::PollHooks`).
     #[serde(default)]
     pub stalls: Vec<StallEvent>,
+    /// CPU profiles finished since the last sample: the continuous low-rate
+    /// windows and answers to profile requests.
+    #[serde(default)]
+    pub profiles: Vec<Profile>,
+}
+
+/// Stacks sampled on CPU time over a window: each thread is sampled every
+/// `1/hz` seconds of the CPU time it uses, so counts are proportional to CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The profile request this answers; `None` for continuous windows.
+    pub request_id: Option<u64>,
+    /// Window start, ms since the Unix epoch.
+    pub start_ms: u64,
+    /// Window end, ms since the Unix epoch.
+    pub end_ms: u64,
+    /// Sampling rate, per CPU-second of each thread.
+    pub hz: u32,
+    /// Stacks taken (the sum of the counts).
+    pub samples: u64,
+    /// Stacks lost: the handler's buffer was full, or the window's table was.
+    pub dropped: u64,
+    /// Distinct stacks with their counts.
+    pub stacks: Vec<ProfileStack>,
+}
+
+/// One distinct stack of a profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileStack {
+    /// Function names, innermost first (the thread's name last, as the root).
+    pub frames: Vec<String>,
+    /// Samples that found this stack.
+    pub count: u32,
 }
 
 /// A worker stuck in one poll for at least the stall threshold, with the
@@ -317,6 +350,7 @@ impl Sample {
             gauges: vec![],
             dropped_samples: 0,
             stalls: vec![],
+            profiles: vec![],
         }
     }
 }

@@ -118,6 +118,30 @@ fn stall() -> impl Strategy<Value = StallEvent> {
         )
 }
 
+fn profile() -> impl Strategy<Value = Profile> {
+    (
+        prop::option::of(any::<u64>()),
+        prop::array::uniform4(any::<u64>()),
+        any::<u32>(),
+        prop::collection::vec(
+            (prop::collection::vec("[a-z_:<>]{1,20}", 0..5), any::<u32>()),
+            0..4,
+        ),
+    )
+        .prop_map(|(request_id, t, hz, stacks)| Profile {
+            request_id,
+            start_ms: t[0],
+            end_ms: t[1],
+            hz,
+            samples: t[2],
+            dropped: t[3],
+            stacks: stacks
+                .into_iter()
+                .map(|(frames, count)| ProfileStack { frames, count })
+                .collect(),
+        })
+}
+
 fn sample() -> impl Strategy<Value = Sample> {
     (
         prop::array::uniform3(any::<u64>()),
@@ -130,10 +154,22 @@ fn sample() -> impl Strategy<Value = Sample> {
             any::<u16>(),
         ),
         prop::collection::vec(("[a-z.]{1,12}", prop::option::of(-1e9..1e9f64)), 0..3),
-        (any::<u64>(), prop::collection::vec(stall(), 0..3)),
+        (
+            any::<u64>(),
+            prop::collection::vec(stall(), 0..3),
+            prop::collection::vec(profile(), 0..2),
+        ),
     )
         .prop_map(
-            |(ids, runtimes, m, alloc_rate, (p, cpu_ratio, cores), gauges, (dropped, stalls))| {
+            |(
+                ids,
+                runtimes,
+                m,
+                alloc_rate,
+                (p, cpu_ratio, cores),
+                gauges,
+                (dropped, stalls, profiles),
+            )| {
                 Sample {
                     service: "svc".into(),
                     instance: "host:1".into(),
@@ -165,6 +201,7 @@ fn sample() -> impl Strategy<Value = Sample> {
                         .collect(),
                     dropped_samples: dropped,
                     stalls,
+                    profiles,
                 }
             },
         )

@@ -49,6 +49,9 @@ pub(crate) struct CollectorExporter {
     /// the queue (bounded, drop-oldest) absorbs the rest, so a collector that
     /// stops reading costs at most twice the buffer.
     pub(crate) max_unacked: usize,
+    /// Where profile requests go (`None`: this agent does not profile).
+    #[cfg(target_os = "linux")]
+    pub(crate) profiles: Option<Arc<crate::profiler::Exchange>>,
 }
 
 /// How a session ended.
@@ -205,6 +208,18 @@ impl CollectorExporter {
             Some(collector_message::Msg::SetSampleInterval(set)) => {
                 // The sampler validates and clamps on its next tick.
                 self.sample_interval_us.store(set.interval_us, Relaxed);
+            }
+            Some(collector_message::Msg::StartProfile(start)) => {
+                #[cfg(target_os = "linux")]
+                if let Some(exchange) = &self.profiles {
+                    exchange.request(crate::profiler::Request {
+                        id: start.request_id,
+                        hz: start.hz.clamp(1, crate::profiler::MAX_PROFILE_HZ),
+                        duration: Duration::from_millis(start.duration_ms.clamp(100, 600_000)),
+                    });
+                }
+                #[cfg(not(target_os = "linux"))]
+                let _ = start;
             }
             Some(collector_message::Msg::Welcome(_)) | None => {}
         }

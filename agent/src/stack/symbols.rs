@@ -91,6 +91,17 @@ impl Symbolizer {
                 self.find(address)?
             }
         };
+        self.symbol_name(address, &mapping)
+            .or_else(|| self.file_name(mapping.file))
+    }
+
+    /// `[libc.so.6]`: where an address without a symbol lies.
+    fn file_name(&self, file: usize) -> Option<Arc<str>> {
+        let name = self.paths.get(file)?.file_name()?.to_string_lossy();
+        Some(format!("[{name}]").into())
+    }
+
+    fn symbol_name(&mut self, address: usize, mapping: &Mapping) -> Option<Arc<str>> {
         let file_offset = (address - mapping.start) as u64 + mapping.offset;
         let table = self.tables.get(mapping.file)?.as_ref()?;
         let vaddr = table

@@ -1,0 +1,541 @@
+//! The CPU profiler: every thread of the process is sampled on its own CPU
+//! time, so counts are proportional to CPU used, and a thread that sleeps
+//! costs nothing.
+//!
+//! Each thread gets a POSIX timer on its CPU-time clock
+//! (`timer_create` with the thread's clock and `SIGEV_THREAD_ID`, as Go's
+//! runtime does on Linux) delivering a real-time signal (`SIGRTMIN + 4`;
+//! never `SIGPROF`, which belongs to whatever profiler the host may run).
+//! The handler walks the frame-pointer chain ([`crate::stack`]) into a
+//! preallocated static ring of records — no allocation, no locks — and the
+//! `lagscope-profiler` thread drains the ring every [`DRAIN`] into a bounded
+//! table of distinct stacks, names them once per window and hands the
+//! window to the sampler, which sends it with the next sample.
+//!
+//! Continuous windows run at a low rate (19 Hz by default, [`WINDOW`] long);
+//! a profile request from the collector switches every thread to its rate
+//! for its duration and answers with a profile carrying the request's id.
+//!
+//! The handler stays installed (inert) after the agent stops, so a timer
+//! signal still in flight can never reach the default action, which for a
+//! real-time signal is to kill the process.
+#![allow(unsafe_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lagscope_wire::{Profile, ProfileStack};
+
+use crate::stack;
+
+/// Default continuous sampling rate (per CPU-second of each thread).
+pub const DEFAULT_PROFILE_HZ: u32 = 19;
+/// Highest rate a request may ask for.
+pub const MAX_PROFILE_HZ: u32 = 1000;
+/// Length of a continuous profile window.
+pub const WINDOW: Duration = Duration::from_secs(10);
+/// How often the ring is drained.
+const DRAIN: Duration = Duration::from_millis(100);
+/// How often the thread list is read for new and gone threads.
+const RESCAN: Duration = Duration::from_secs(1);
+/// Offset from `SIGRTMIN` of the profiler's signal.
+pub const PROFILE_SIGNAL_OFFSET: i32 = 4;
+/// Frames kept per sample.
+const DEPTH: usize = 64;
+/// Records in the ring between the handlers and the profiler thread.
+const RING: usize = 1024;
+/// Distinct stacks kept per window; further new stacks count as dropped.
+const MAX_STACKS: usize = 4096;
+
+const FREE: u8 = 0;
+const WRITING: u8 = 1;
+const READY: u8 = 2;
+
+struct Record {
+    state: AtomicU8,
+    tid: AtomicUsize,
+    len: AtomicUsize,
+    frames: [AtomicUsize; DEPTH],
+}
+
+static RECORDS: [Record; RING] = [const {
+    Record {
+        state: AtomicU8::new(FREE),
+        tid: AtomicUsize::new(0),
+        len: AtomicUsize::new(0),
+        frames: [const { AtomicUsize::new(0) }; DEPTH],
+    }
+}; RING];
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+static RING_DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Whether the handler records anything.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// The signal the handler is installed on, or why it could not be.
+static INSTALLED: OnceLock<Result<i32, String>> = OnceLock::new();
+
+/// A profile the collector asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub(crate) id: u64,
+    pub(crate) hz: u32,
+    pub(crate) duration: Duration,
+}
+
+/// Between the exporter (requests in), the profiler thread and the sampler
+/// (profiles out).
+#[derive(Default)]
+pub(crate) struct Exchange {
+    requests: Mutex<Vec<Request>>,
+    finished: Mutex<Vec<Profile>>,
+}
+
+impl Exchange {
+    /// Queues a request (a new one replaces any not yet started).
+    pub(crate) fn request(&self, r: Request) {
+        let mut q = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        q.clear();
+        q.push(r);
+    }
+
+    /// Profiles finished since the last call.
+    pub(crate) fn take(&self) -> Vec<Profile> {
+        std::mem::take(&mut *self.finished.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn next_request(&self) -> Option<Request> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+    }
+
+    fn finish(&self, p: Profile) {
+        let mut f = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: if nobody takes them (no sampler), keep only the newest.
+        if f.len() >= 8 {
+            f.remove(0);
+        }
+        f.push(p);
+    }
+}
+
+/// Set while a profiler runs: the ring is per process, so one at a time.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Installs the signal handler (once per process) and claims the profiler;
+/// the error says why it cannot run.
+pub(crate) fn install() -> Result<i32, String> {
+    let signal = INSTALLED
+        .get_or_init(|| install_on(libc::SIGRTMIN() + PROFILE_SIGNAL_OFFSET))
+        .clone()?;
+    if RUNNING.swap(true, Ordering::AcqRel) {
+        return Err("another lagscope agent in this process already profiles it".into());
+    }
+    Ok(signal)
+}
+
+type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+fn install_on(signal: i32) -> Result<i32, String> {
+    // SAFETY: a zeroed sigaction is a valid argument for querying.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: querying with a null new action changes nothing.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        return Err(format!("cannot query signal {signal}"));
+    }
+    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != handler as Handler as usize {
+        return Err(format!(
+            "signal {signal} (SIGRTMIN+{PROFILE_SIGNAL_OFFSET}) already has a handler; \
+             lagscope's profiler will not replace it (turn it off with LAGSCOPE_PROFILE_HZ=0)"
+        ));
+    }
+    // SAFETY: zeroed is a valid starting point; the fields used are set below.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler as Handler as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+    // SAFETY: `sa_mask` is a valid sigset_t to empty.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: `handler` is async-signal-safe and lives forever.
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+        return Err(format!("cannot install a handler for signal {signal}"));
+    }
+    Ok(signal)
+}
+
+/// The timer signal's handler. Async-signal-safe: atomics on static memory,
+/// `gettid`, and the frame walk (which reads through `process_vm_readv`).
+extern "C" fn handler(
+    _signal: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    let i = NEXT.fetch_add(1, Ordering::Relaxed) % RING;
+    let r = &RECORDS[i];
+    if r.state
+        .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        RING_DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let n = stack::walk(context, &r.frames);
+    // SAFETY: `gettid` is a plain system call.
+    let tid = unsafe { libc::gettid() };
+    r.tid.store(tid as usize, Ordering::Relaxed);
+    r.len.store(n, Ordering::Relaxed);
+    r.state.store(READY, Ordering::Release);
+}
+
+/// The per-thread timers.
+struct Timers {
+    signal: i32,
+    hz: u32,
+    by_tid: HashMap<i32, libc::timer_t>,
+}
+
+impl Timers {
+    fn set_rate(&mut self, hz: u32) {
+        self.hz = hz;
+        let timers: Vec<libc::timer_t> = self.by_tid.values().copied().collect();
+        for t in timers {
+            arm(t, hz);
+        }
+    }
+
+    /// Creates timers for new threads and deletes those of gone ones.
+    fn rescan(&mut self) {
+        let mut alive = HashSet::new();
+        if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+            for entry in dir.flatten() {
+                if let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
+                    alive.insert(tid);
+                }
+            }
+        }
+        self.by_tid.retain(|tid, t| {
+            if alive.contains(tid) {
+                return true;
+            }
+            // SAFETY: `t` came from timer_create and is deleted once.
+            unsafe { libc::timer_delete(*t) };
+            false
+        });
+        for tid in alive {
+            if self.by_tid.contains_key(&tid) {
+                continue;
+            }
+            if let Some(t) = create_timer(tid, self.signal) {
+                arm(t, self.hz);
+                self.by_tid.insert(tid, t);
+            }
+        }
+    }
+}
+
+impl Drop for Timers {
+    fn drop(&mut self) {
+        for (_, t) in self.by_tid.drain() {
+            // SAFETY: each timer came from timer_create and is deleted once.
+            unsafe { libc::timer_delete(t) };
+        }
+    }
+}
+
+/// A timer on thread `tid`'s CPU-time clock that signals that thread.
+fn create_timer(tid: i32, signal: i32) -> Option<libc::timer_t> {
+    // The kernel's encoding of a thread's CPU clock (glibc's
+    // MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)).
+    let clock: libc::clockid_t = (!tid << 3) | 6;
+    // SAFETY: a zeroed sigevent is valid; the fields used are set below.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_THREAD_ID;
+    event.sigev_signo = signal;
+    event.sigev_notify_thread_id = tid;
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: `event` and `timer` are valid for the call; a thread that is
+    // gone makes it fail, which is handled.
+    let ok = unsafe { libc::timer_create(clock, &mut event, &mut timer) } == 0;
+    ok.then_some(timer)
+}
+
+/// Fires every `1/hz` seconds of the thread's CPU time; `hz == 0` disarms.
+fn arm(timer: libc::timer_t, hz: u32) {
+    let period = if hz == 0 {
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        }
+    } else {
+        let ns = 1_000_000_000 / i64::from(hz);
+        libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+        }
+    };
+    let spec = libc::itimerspec {
+        it_interval: period,
+        it_value: period,
+    };
+    // SAFETY: `timer` is a live timer id and `spec` is valid.
+    unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
+}
+
+/// Stacks of one window, by address, before naming.
+struct Window {
+    request_id: Option<u64>,
+    hz: u32,
+    start: SystemTime,
+    ends: Instant,
+    stacks: HashMap<Vec<usize>, u32>,
+    samples: u64,
+    dropped: u64,
+}
+
+impl Window {
+    fn new(request_id: Option<u64>, hz: u32, length: Duration) -> Self {
+        Window {
+            request_id,
+            hz,
+            start: SystemTime::now(),
+            ends: Instant::now() + length,
+            stacks: HashMap::new(),
+            samples: 0,
+            dropped: 0,
+        }
+    }
+
+    fn add(&mut self, frames: Vec<usize>) {
+        let full = self.stacks.len() >= MAX_STACKS;
+        match self.stacks.get_mut(&frames) {
+            Some(c) => *c += 1,
+            None if full => {
+                self.dropped += 1;
+                return;
+            }
+            None => {
+                self.stacks.insert(frames, 1);
+            }
+        }
+        self.samples += 1;
+    }
+
+    /// Names the stacks and ends the window.
+    fn finish(self, names: &HashMap<usize, String>) -> Profile {
+        let ms = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        let mut merged: HashMap<Vec<String>, u32> = HashMap::new();
+        for (addresses, count) in self.stacks {
+            // The last address is the thread id, pushed by `drain`.
+            let (tid, addresses) = match addresses.split_last() {
+                Some((tid, rest)) => (*tid, rest),
+                None => continue,
+            };
+            let mut frames: Vec<String> = stack::symbolize(addresses)
+                .into_iter()
+                .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
+                .collect();
+            frames.push(names.get(&tid).cloned().unwrap_or_else(|| "thread".into()));
+            *merged.entry(frames).or_default() += count;
+        }
+        let mut stacks: Vec<ProfileStack> = merged
+            .into_iter()
+            .map(|(frames, count)| ProfileStack { frames, count })
+            .collect();
+        stacks.sort_by_key(|s| std::cmp::Reverse(s.count));
+        Profile {
+            request_id: self.request_id,
+            start_ms: ms(self.start),
+            end_ms: ms(SystemTime::now()),
+            hz: self.hz,
+            samples: self.samples,
+            dropped: self.dropped,
+            stacks,
+        }
+    }
+}
+
+/// Moves every finished record from the ring into `window`. The thread id is
+/// kept as the stack's last element so threads stay apart.
+fn drain(window: &mut Window) {
+    for r in &RECORDS {
+        if r.state.load(Ordering::Acquire) != READY {
+            continue;
+        }
+        let len = r.len.load(Ordering::Relaxed).min(DEPTH);
+        let mut frames: Vec<usize> = r.frames[..len]
+            .iter()
+            .map(|f| f.load(Ordering::Relaxed))
+            .collect();
+        frames.push(r.tid.load(Ordering::Relaxed));
+        r.state.store(FREE, Ordering::Release);
+        if len > 0 {
+            window.add(frames);
+        }
+    }
+    window.dropped += RING_DROPPED.swap(0, Ordering::Relaxed);
+}
+
+/// Thread names by tid (`/proc/self/task/<tid>/comm`), for the profile roots.
+fn thread_names() -> HashMap<usize, String> {
+    let mut names = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for entry in dir.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
+                names.insert(tid, comm.trim_end().to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Runs the profiler until `stop` returns true. `continuous_hz == 0` samples
+/// only when a request comes.
+pub(crate) fn run(
+    signal: i32,
+    continuous_hz: u32,
+    exchange: Arc<Exchange>,
+    stop: impl Fn(Duration) -> bool,
+) {
+    stack::warm_up();
+    let mut timers = Timers {
+        signal,
+        hz: continuous_hz,
+        by_tid: HashMap::new(),
+    };
+    ENABLED.store(true, Ordering::Relaxed);
+    timers.rescan();
+    let mut window = Window::new(None, continuous_hz, WINDOW);
+    let mut names = thread_names();
+    let mut last_scan = Instant::now();
+    while !stop(DRAIN) {
+        drain(&mut window);
+        let now = Instant::now();
+        if now.duration_since(last_scan) >= RESCAN {
+            timers.rescan();
+            // Names of threads seen so far, kept for threads that exit mid-window.
+            names.extend(thread_names());
+            last_scan = now;
+        }
+        if window.request_id.is_none() {
+            if let Some(r) = exchange.next_request() {
+                // Close the continuous window early and serve the request.
+                let done =
+                    std::mem::replace(&mut window, Window::new(Some(r.id), r.hz, r.duration));
+                if continuous_hz > 0 && done.samples > 0 {
+                    exchange.finish(done.finish(&names));
+                }
+                timers.set_rate(r.hz.clamp(1, MAX_PROFILE_HZ));
+                continue;
+            }
+        }
+        if now >= window.ends {
+            let was_request = window.request_id.is_some();
+            let done = std::mem::replace(&mut window, Window::new(None, continuous_hz, WINDOW));
+            if done.request_id.is_some() || done.samples > 0 {
+                exchange.finish(done.finish(&names));
+            }
+            names = thread_names();
+            if was_request {
+                timers.set_rate(continuous_hz);
+            }
+        }
+    }
+    drop(timers);
+    ENABLED.store(false, Ordering::Relaxed);
+    RUNNING.store(false, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn burns_cpu(until: Instant) -> u64 {
+        let mut h = 1u64;
+        while Instant::now() < until {
+            for i in 0..10_000u64 {
+                h = h.wrapping_mul(31).wrapping_add(i);
+            }
+            h = std::hint::black_box(h);
+        }
+        h
+    }
+
+    #[test]
+    fn a_requested_profile_finds_the_function_that_burns_cpu() {
+        let signal = install().expect("installed");
+        let exchange = Arc::new(Exchange::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let profiler = {
+            let (exchange, stop) = (exchange.clone(), stop.clone());
+            std::thread::spawn(move || {
+                run(signal, 0, exchange, |d| {
+                    std::thread::sleep(d);
+                    stop.load(Ordering::Relaxed)
+                })
+            })
+        };
+        exchange.request(Request {
+            id: 7,
+            hz: 199,
+            duration: Duration::from_millis(800),
+        });
+        let burner = std::thread::Builder::new()
+            .name("burner".into())
+            .spawn(|| burns_cpu(Instant::now() + Duration::from_millis(1200)))
+            .expect("thread");
+        let _ = burner.join();
+        let profile = (0..50)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(100));
+                exchange
+                    .take()
+                    .into_iter()
+                    .find(|p| p.request_id == Some(7))
+            })
+            .expect("the requested profile");
+        stop.store(true, Ordering::Relaxed);
+        let _ = profiler.join();
+        assert_eq!(profile.hz, 199);
+        // Other tests run in this process too: look at the burner's samples.
+        let burner: Vec<&ProfileStack> = profile
+            .stacks
+            .iter()
+            .filter(|s| s.frames.last().is_some_and(|root| root == "burner"))
+            .collect();
+        let total: u32 = burner.iter().map(|s| s.count).sum();
+        let burning: u32 = burner
+            .iter()
+            .filter(|s| s.frames.iter().any(|f| f.contains("burns_cpu")))
+            .map(|s| s.count)
+            .sum();
+        assert!(total >= 60, "{total} samples of the burner");
+        assert!(
+            f64::from(burning) >= 0.9 * f64::from(total),
+            "{burning} of {total} samples in burns_cpu: {:#?}",
+            &burner[..burner.len().min(3)]
+        );
+    }
+
+    #[test]
+    fn a_full_window_counts_what_it_cannot_keep() {
+        let mut w = Window::new(None, 19, WINDOW);
+        for i in 0..(MAX_STACKS + 10) {
+            w.add(vec![i, 1]);
+        }
+        w.add(vec![0, 1]);
+        assert_eq!(w.stacks.len(), MAX_STACKS);
+        assert_eq!(w.dropped, 10);
+        assert_eq!(w.samples, MAX_STACKS as u64 + 1);
+    }
+}

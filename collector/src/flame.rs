@@ -1,0 +1,491 @@
+//! Renderings of CPU profiles and stall stacks. Folded stacks
+//! (`root;…;leaf count`) are the exchange format; the interactive SVG and
+//! the differential flamegraph come from inferno, and the pprof protobuf
+//! (`.pb.gz`, for `go tool pprof`, speedscope and Pyroscope) is written here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use flate2::write::GzEncoder;
+pub use lagscope_wire::api::TopFunction;
+use prost::Message;
+
+/// Why a rendering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FlameError {
+    /// A folded-stack line without a count.
+    #[error("line {line} is not `frame;frame;… count`: {text:?}")]
+    BadLine {
+        /// 1-based line number.
+        line: usize,
+        /// The line.
+        text: String,
+    },
+    /// Nothing to draw.
+    #[error("the profile has no samples{0}")]
+    Empty(String),
+    /// inferno or the encoder failed.
+    #[error("rendering failed: {0}")]
+    Render(#[from] std::io::Error),
+}
+
+/// Folded stacks: `root;…;leaf` → samples.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Folded {
+    stacks: BTreeMap<String, u64>,
+}
+
+impl Folded {
+    /// Folds stacks given innermost frame first, as agents send them.
+    pub fn from_stacks<'a>(stacks: impl IntoIterator<Item = (&'a [String], u64)>) -> Folded {
+        let mut folded = Folded::default();
+        for (frames, count) in stacks {
+            folded.add(frames.iter().rev().map(String::as_str), count);
+        }
+        folded
+    }
+
+    /// Adds one stack, root first.
+    pub fn add<'a>(&mut self, root_first: impl Iterator<Item = &'a str>, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let mut line = String::new();
+        for (i, frame) in root_first.enumerate() {
+            if i > 0 {
+                line.push(';');
+            }
+            // `;` separates frames (it appears in array types like `[u8; 4]`).
+            line.extend(frame.chars().map(|c| if c == ';' { ',' } else { c }));
+        }
+        if !line.is_empty() {
+            *self.stacks.entry(line).or_default() += count;
+        }
+    }
+
+    /// Merges another profile into this one.
+    pub fn merge(&mut self, other: &Folded) {
+        for (stack, count) in &other.stacks {
+            *self.stacks.entry(stack.clone()).or_default() += count;
+        }
+    }
+
+    /// Reads folded text (blank lines are skipped).
+    pub fn parse(text: &str) -> Result<Folded, FlameError> {
+        let mut folded = Folded::default();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = || FlameError::BadLine {
+                line: i + 1,
+                text: line.chars().take(200).collect(),
+            };
+            let (stack, count) = line.rsplit_once(' ').ok_or_else(bad)?;
+            let count: u64 = count.parse().map_err(|_| bad())?;
+            *folded.stacks.entry(stack.to_string()).or_default() += count;
+        }
+        Ok(folded)
+    }
+
+    /// The folded text, one stack per line.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (stack, count) in &self.stacks {
+            out.push_str(stack);
+            out.push(' ');
+            out.push_str(&count.to_string());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Samples in all.
+    pub fn total(&self) -> u64 {
+        self.stacks.values().sum()
+    }
+
+    /// Distinct stacks.
+    pub fn len(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// Whether there are no stacks.
+    pub fn is_empty(&self) -> bool {
+        self.stacks.is_empty()
+    }
+
+    /// The `n` functions with the most samples on top of the stack (self),
+    /// with their self and total (anywhere on the stack) counts.
+    pub fn top_functions(&self, n: usize) -> Vec<TopFunction> {
+        let mut by_name: HashMap<&str, (u64, u64)> = HashMap::new();
+        for (stack, &count) in &self.stacks {
+            let frames: Vec<&str> = stack.split(';').collect();
+            if let Some(leaf) = frames.last() {
+                by_name.entry(leaf).or_default().0 += count;
+            }
+            let mut seen: Vec<&str> = Vec::new();
+            for f in frames {
+                if !seen.contains(&f) {
+                    seen.push(f);
+                    by_name.entry(f).or_default().1 += count;
+                }
+            }
+        }
+        let mut top: Vec<TopFunction> = by_name
+            .into_iter()
+            .filter(|(_, (own, _))| *own > 0)
+            .map(|(name, (own, total))| TopFunction {
+                name: name.to_string(),
+                self_samples: own,
+                total_samples: total,
+            })
+            .collect();
+        top.sort_by(|a, b| {
+            b.self_samples
+                .cmp(&a.self_samples)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        top.truncate(n);
+        top
+    }
+}
+
+/// An interactive SVG flamegraph of `folded` titled `title`.
+pub fn svg(folded: &Folded, title: &str, subtitle: &str) -> Result<Vec<u8>, FlameError> {
+    if folded.is_empty() {
+        return Err(FlameError::Empty(String::new()));
+    }
+    let text = folded.to_text();
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = title.to_string();
+    options.subtitle = Some(subtitle.to_string());
+    options.count_name = "samples".to_string();
+    options.deterministic = true;
+    let mut out = Vec::new();
+    inferno::flamegraph::from_lines(&mut options, text.lines(), &mut out)?;
+    Ok(out)
+}
+
+/// A differential flamegraph: `new`'s shape, coloured by the change from
+/// `base` (red grew, blue shrank), with counts normalised to equal totals.
+pub fn diff_svg(
+    base: &Folded,
+    new: &Folded,
+    title: &str,
+    subtitle: &str,
+) -> Result<Vec<u8>, FlameError> {
+    if new.is_empty() {
+        return Err(FlameError::Empty(" in the newer window".into()));
+    }
+    let diff_options = inferno::differential::Options {
+        normalize: true,
+        ..Default::default()
+    };
+    let mut folded_diff = Vec::new();
+    inferno::differential::from_readers(
+        diff_options,
+        base.to_text().as_bytes(),
+        new.to_text().as_bytes(),
+        &mut folded_diff,
+    )?;
+    let text = String::from_utf8_lossy(&folded_diff).into_owned();
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = title.to_string();
+    options.subtitle = Some(subtitle.to_string());
+    options.count_name = "samples".to_string();
+    options.deterministic = true;
+    let mut out = Vec::new();
+    inferno::flamegraph::from_lines(&mut options, text.lines(), &mut out)?;
+    Ok(out)
+}
+
+/// A gzipped pprof protobuf of `folded`, each sample worth `1/hz` s of CPU.
+pub fn pprof_gz(
+    folded: &Folded,
+    hz: u32,
+    start_ms: u64,
+    end_ms: u64,
+) -> Result<Vec<u8>, FlameError> {
+    let period_ns = 1_000_000_000 / i64::from(hz.max(1));
+    let mut strings = Strings::default();
+    let samples_id = strings.id("samples");
+    let count_id = strings.id("count");
+    let cpu_id = strings.id("cpu");
+    let ns_id = strings.id("nanoseconds");
+    let mut functions: Vec<pprof::Function> = Vec::new();
+    let mut function_ids: HashMap<String, u64> = HashMap::new();
+    let mut samples = Vec::new();
+    for (stack, &count) in &folded.stacks {
+        // pprof lists locations leaf first; one location per function name.
+        let location_id = stack
+            .split(';')
+            .rev()
+            .map(|name| {
+                *function_ids.entry(name.to_string()).or_insert_with(|| {
+                    let id = functions.len() as u64 + 1;
+                    let n = strings.id(name);
+                    functions.push(pprof::Function {
+                        id,
+                        name: n,
+                        system_name: n,
+                        filename: 0,
+                    });
+                    id
+                })
+            })
+            .collect();
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        samples.push(pprof::Sample {
+            location_id,
+            value: vec![count, count.saturating_mul(period_ns)],
+        });
+    }
+    let locations = functions
+        .iter()
+        .map(|f| pprof::Location {
+            id: f.id,
+            line: vec![pprof::Line {
+                function_id: f.id,
+                line: 0,
+            }],
+        })
+        .collect();
+    let profile = pprof::Profile {
+        sample_type: vec![
+            pprof::ValueType {
+                r#type: samples_id,
+                unit: count_id,
+            },
+            pprof::ValueType {
+                r#type: cpu_id,
+                unit: ns_id,
+            },
+        ],
+        sample: samples,
+        location: locations,
+        function: functions,
+        string_table: strings.table,
+        time_nanos: i64::try_from(start_ms)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000),
+        duration_nanos: i64::try_from(end_ms.saturating_sub(start_ms))
+            .unwrap_or(0)
+            .saturating_mul(1_000_000),
+        period_type: Some(pprof::ValueType {
+            r#type: cpu_id,
+            unit: ns_id,
+        }),
+        period: period_ns,
+    };
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&profile.encode_to_vec())?;
+    Ok(gz.finish()?)
+}
+
+/// pprof's string table: index 0 is the empty string.
+struct Strings {
+    table: Vec<String>,
+    ids: HashMap<String, i64>,
+}
+
+impl Default for Strings {
+    fn default() -> Self {
+        Strings {
+            table: vec![String::new()],
+            ids: HashMap::new(),
+        }
+    }
+}
+
+impl Strings {
+    fn id(&mut self, s: &str) -> i64 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.table.len() as i64;
+        self.table.push(s.to_string());
+        self.ids.insert(s.to_string(), id);
+        id
+    }
+}
+
+/// The subset of pprof's `profile.proto` lagscope writes.
+pub mod pprof {
+    /// `perftools.profiles.Profile`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Profile {
+        /// What each sample value is.
+        #[prost(message, repeated, tag = "1")]
+        pub sample_type: Vec<ValueType>,
+        /// The samples.
+        #[prost(message, repeated, tag = "2")]
+        pub sample: Vec<Sample>,
+        /// Code locations.
+        #[prost(message, repeated, tag = "4")]
+        pub location: Vec<Location>,
+        /// Functions.
+        #[prost(message, repeated, tag = "5")]
+        pub function: Vec<Function>,
+        /// Strings, referenced by index.
+        #[prost(string, repeated, tag = "6")]
+        pub string_table: Vec<String>,
+        /// Start, ns since the epoch.
+        #[prost(int64, tag = "9")]
+        pub time_nanos: i64,
+        /// Length, ns.
+        #[prost(int64, tag = "10")]
+        pub duration_nanos: i64,
+        /// What the period is in.
+        #[prost(message, optional, tag = "11")]
+        pub period_type: Option<ValueType>,
+        /// Time between samples.
+        #[prost(int64, tag = "12")]
+        pub period: i64,
+    }
+
+    /// A value's type and unit (string table indexes).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueType {
+        /// Type.
+        #[prost(int64, tag = "1")]
+        pub r#type: i64,
+        /// Unit.
+        #[prost(int64, tag = "2")]
+        pub unit: i64,
+    }
+
+    /// One stack with its values.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        /// Locations, leaf first.
+        #[prost(uint64, repeated, tag = "1")]
+        pub location_id: Vec<u64>,
+        /// One value per sample type.
+        #[prost(int64, repeated, tag = "2")]
+        pub value: Vec<i64>,
+    }
+
+    /// A code location.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Location {
+        /// Id (non-zero).
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        /// The functions at it (several when inlined).
+        #[prost(message, repeated, tag = "4")]
+        pub line: Vec<Line>,
+    }
+
+    /// A function at a location.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Line {
+        /// The function.
+        #[prost(uint64, tag = "1")]
+        pub function_id: u64,
+        /// Source line, 0 when unknown.
+        #[prost(int64, tag = "2")]
+        pub line: i64,
+    }
+
+    /// A function.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Function {
+        /// Id (non-zero).
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        /// Name (string table index).
+        #[prost(int64, tag = "2")]
+        pub name: i64,
+        /// Mangled or system name.
+        #[prost(int64, tag = "3")]
+        pub system_name: i64,
+        /// Source file.
+        #[prost(int64, tag = "4")]
+        pub filename: i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn sample() -> Folded {
+        let a: Vec<String> = ["hash", "handler", "main"].map(String::from).into();
+        let b: Vec<String> = ["read", "handler", "main"].map(String::from).into();
+        let c: Vec<String> = ["<[u8; 4] as Foo>::bar", "main"].map(String::from).into();
+        Folded::from_stacks([(&a[..], 30), (&b[..], 10), (&c[..], 1)])
+    }
+
+    #[test]
+    fn folds_root_first_and_round_trips_through_text() {
+        let f = sample();
+        let text = f.to_text();
+        assert!(text.contains("main;handler;hash 30\n"), "{text}");
+        assert!(text.contains("main;<[u8, 4] as Foo>::bar 1\n"), "{text}");
+        assert_eq!(Folded::parse(&text).expect("parses"), f);
+        assert_eq!(f.total(), 41);
+        assert!(matches!(
+            Folded::parse("main;x\n"),
+            Err(FlameError::BadLine { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn top_functions_count_self_and_total() {
+        let top = sample().top_functions(2);
+        assert_eq!(top[0].name, "hash");
+        assert_eq!((top[0].self_samples, top[0].total_samples), (30, 30));
+        assert_eq!(top[1].name, "read");
+        let all = sample().top_functions(10);
+        assert!(all.iter().all(|t| t.name != "main"), "main never on top");
+    }
+
+    #[test]
+    fn svg_has_the_title_and_the_frames() {
+        let svg = String::from_utf8(svg(&sample(), "svc / web-1", "41 samples").expect("svg"))
+            .expect("utf-8");
+        assert!(svg.starts_with("<?xml"));
+        assert!(svg.contains("svc / web-1"));
+        assert!(svg.contains("handler"));
+        assert!(matches!(
+            super::svg(&Folded::default(), "t", ""),
+            Err(FlameError::Empty(_))
+        ));
+    }
+
+    #[test]
+    fn diff_svg_renders() {
+        let mut before = Folded::default();
+        before.add(["main", "handler", "read"].into_iter(), 30);
+        let svg = diff_svg(&before, &sample(), "diff", "").expect("svg");
+        assert!(String::from_utf8_lossy(&svg).contains("hash"));
+    }
+
+    #[test]
+    fn pprof_decodes_back_with_leaf_first_locations() {
+        let gz = pprof_gz(&sample(), 19, 1_000, 11_000).expect("encoded");
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut raw)
+            .expect("gunzip");
+        let p = pprof::Profile::decode(&raw[..]).expect("decodes");
+        assert_eq!(p.string_table[0], "");
+        assert_eq!(p.sample.len(), 3);
+        let name = |loc: u64| {
+            let f = &p.function[(loc - 1) as usize];
+            p.string_table[f.name as usize].clone()
+        };
+        let hot = p
+            .sample
+            .iter()
+            .find(|s| s.value[0] == 30)
+            .expect("the hot stack");
+        assert_eq!(name(hot.location_id[0]), "hash");
+        assert_eq!(name(*hot.location_id.last().expect("root")), "main");
+        assert_eq!(hot.value[1], 30 * (1_000_000_000 / 19));
+        assert_eq!(p.duration_nanos, 10_000_000_000);
+    }
+}

@@ -1,0 +1,334 @@
+//! `lagscope profile` and `lagscope flamegraph`: fetch CPU samples or stall
+//! stacks from a collector and write them as SVG, folded stacks or pprof.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use lagscope_collector::flame::{self, Folded};
+use lagscope_collector::shared::now_ms;
+use lagscope_tui::Client;
+use lagscope_wire::api::{Health, ProfileResponse};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Interactive SVG flamegraph.
+    Svg,
+    /// Folded stacks (`root;…;leaf count`).
+    Folded,
+    /// gzipped pprof protobuf (`go tool pprof`, speedscope, Pyroscope).
+    Pprof,
+}
+
+/// Where to connect and what to write.
+#[derive(clap::Args)]
+pub struct Target {
+    /// The collector's HTTP address.
+    #[arg(long, env = "LAGSCOPE_API", default_value = "http://127.0.0.1:6671")]
+    collector: String,
+    /// Token, if the collector requires one.
+    #[arg(long, env = "LAGSCOPE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Service to profile.
+    #[arg(long)]
+    service: String,
+    /// Instance (default: `profile` picks the service's first live instance,
+    /// `flamegraph` merges all).
+    #[arg(long)]
+    instance: Option<String>,
+    /// Output file.
+    #[arg(short, long, default_value = "flamegraph.svg")]
+    output: PathBuf,
+    /// Output format (default: from the file's extension: .svg, .folded/.txt,
+    /// .pb.gz/.pprof).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+}
+
+/// `lagscope profile`.
+#[derive(clap::Args)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    target: Target,
+    /// How long to profile.
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    duration: Duration,
+    /// Samples per CPU-second of each thread.
+    #[arg(long, default_value_t = 199, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    hz: u32,
+}
+
+/// `lagscope flamegraph`.
+#[derive(clap::Args)]
+pub struct FlamegraphArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The window: the last this long.
+    #[arg(long, default_value = "5m", value_parser = crate::parse_duration)]
+    window: Duration,
+    /// Draw where workers were stalled (from stall stacks, weighted by
+    /// stalled time) instead of CPU samples.
+    #[arg(long)]
+    blocking: bool,
+    /// Differential: compare with the window just before this one.
+    #[arg(long, conflicts_with = "base")]
+    compare_previous: bool,
+    /// Differential: compare with a folded-stacks file written earlier.
+    #[arg(long, value_name = "FILE")]
+    base: Option<PathBuf>,
+}
+
+impl Target {
+    fn client(&self) -> Result<Client> {
+        Ok(Client::new(&self.collector, self.token.clone())?)
+    }
+
+    fn format(&self) -> Result<Format> {
+        if let Some(f) = self.format {
+            return Ok(f);
+        }
+        let name = self.output.to_string_lossy().to_lowercase();
+        Ok(if name.ends_with(".svg") {
+            Format::Svg
+        } else if name.ends_with(".folded") || name.ends_with(".txt") {
+            Format::Folded
+        } else if name.ends_with(".pb.gz") || name.ends_with(".pprof") || name.ends_with(".pb") {
+            Format::Pprof
+        } else {
+            bail!(
+                "cannot tell the format of {:?} from its extension; use .svg, .folded or .pb.gz, or --format",
+                self.output
+            )
+        })
+    }
+}
+
+/// Runs `lagscope profile`.
+pub fn profile(args: ProfileArgs) -> Result<()> {
+    let t = &args.target;
+    let format = t.format()?;
+    let client = t.client()?;
+    let instance = match &t.instance {
+        Some(i) => i.clone(),
+        None => first_live_instance(&client, &t.service)?,
+    };
+    let seconds = args.duration.as_secs().max(1);
+    eprintln!(
+        "profiling {}/{instance} for {seconds} s at {} Hz…",
+        t.service, args.hz
+    );
+    let p = client
+        .request_profile(&t.service, &instance, seconds, args.hz)
+        .context("requesting the profile")?;
+    let folded = Folded::parse(&p.folded).context("the collector's folded stacks")?;
+    let title = format!("{} / {instance} — CPU", t.service);
+    write(
+        &t.output,
+        format,
+        &folded,
+        &title,
+        &subtitle(&p, "samples"),
+        &p,
+    )
+}
+
+/// Runs `lagscope flamegraph`.
+pub fn flamegraph(args: FlamegraphArgs) -> Result<()> {
+    let t = &args.target;
+    let format = t.format()?;
+    let client = t.client()?;
+    let window_ms = u64::try_from(args.window.as_millis()).unwrap_or(u64::MAX);
+    let to = now_ms();
+    let from = to.saturating_sub(window_ms);
+    let (p, unit) = if args.blocking {
+        (blocking(&client, t, from, to)?, "ms stalled")
+    } else {
+        let p = client
+            .profile(&t.service, t.instance.as_deref(), from, to)
+            .context("fetching the profile")?;
+        (p, "samples")
+    };
+    let folded = Folded::parse(&p.folded).context("the collector's folded stacks")?;
+    if folded.is_empty() {
+        bail!(
+            "no {} for {} in the last {}; is the agent's profiler on (LAGSCOPE_PROFILE_HZ)?",
+            if args.blocking {
+                "stalls"
+            } else {
+                "CPU samples"
+            },
+            t.service,
+            crate::format_duration(args.window)
+        );
+    }
+    let who = t.instance.clone().unwrap_or_else(|| p.instances.join(", "));
+    let kind = if args.blocking { "blocking" } else { "CPU" };
+    let title = format!("{} / {who} — {kind}", t.service);
+    let base = if args.compare_previous {
+        let before = if args.blocking {
+            blocking(&client, t, from.saturating_sub(window_ms), from)?
+        } else {
+            client.profile(
+                &t.service,
+                t.instance.as_deref(),
+                from.saturating_sub(window_ms),
+                from,
+            )?
+        };
+        Some(Folded::parse(&before.folded)?)
+    } else if let Some(path) = &args.base {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the base profile {path:?}"))?;
+        Some(Folded::parse(&text).with_context(|| format!("{path:?} is not folded stacks"))?)
+    } else {
+        None
+    };
+    match base {
+        Some(base) => {
+            if format != Format::Svg {
+                bail!("a differential flamegraph is written as SVG; use an .svg output");
+            }
+            let svg = flame::diff_svg(
+                &base,
+                &folded,
+                &format!("{title} (diff: red grew, blue shrank)"),
+                &subtitle(&p, unit),
+            )?;
+            save(&t.output, &svg)
+        }
+        None => write(&t.output, format, &folded, &title, &subtitle(&p, unit), &p),
+    }
+}
+
+/// Stall stacks of the window as a profile, each stack weighted by the
+/// milliseconds of stall its captures stand for.
+fn blocking(client: &Client, t: &Target, from: u64, to: u64) -> Result<ProfileResponse> {
+    let stalls = client
+        .stalls_of(&t.service, t.instance.as_deref(), 10_000)
+        .context("fetching stalls")?;
+    let mut folded = Folded::default();
+    let mut instances = Vec::new();
+    let (mut start, mut end) = (u64::MAX, 0);
+    for r in stalls.stalls.iter().filter(|r| {
+        let s = &r.stall;
+        s.started_ms < to && s.started_ms + s.duration_us / 1000 >= from
+    }) {
+        let s = &r.stall;
+        start = start.min(s.started_ms);
+        end = end.max(s.started_ms + s.duration_us / 1000);
+        if !instances.contains(&r.instance) {
+            instances.push(r.instance.clone());
+        }
+        let captures = u64::from(s.captures().max(1));
+        for stack in &s.stacks {
+            let ms = (s.duration_us / 1000 * u64::from(stack.count) / captures).max(1);
+            folded.add(stack.frames.iter().rev().map(String::as_str), ms);
+        }
+    }
+    Ok(ProfileResponse {
+        service: t.service.clone(),
+        instances,
+        start_ms: if end == 0 { from } else { start },
+        end_ms: if end == 0 { to } else { end },
+        hz: 1000,
+        samples: folded.total(),
+        dropped: 0,
+        top: folded.top_functions(20),
+        folded: folded.to_text(),
+    })
+}
+
+fn write(
+    path: &Path,
+    format: Format,
+    folded: &Folded,
+    title: &str,
+    subtitle: &str,
+    p: &ProfileResponse,
+) -> Result<()> {
+    let bytes = match format {
+        Format::Svg => flame::svg(folded, title, subtitle)?,
+        Format::Folded => folded.to_text().into_bytes(),
+        Format::Pprof => flame::pprof_gz(folded, p.hz, p.start_ms, p.end_ms)?,
+    };
+    save(path, &bytes)?;
+    eprintln!(
+        "wrote {} ({} stacks, {} {})",
+        path.display(),
+        folded.len(),
+        folded.total(),
+        if p.hz == 1000 && title.ends_with("blocking") {
+            "ms"
+        } else {
+            "samples"
+        }
+    );
+    Ok(())
+}
+
+fn save(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {path:?}"))
+}
+
+fn subtitle(p: &ProfileResponse, unit: &str) -> String {
+    let mut s = format!(
+        "{} {unit}, {}–{} UTC",
+        p.samples,
+        utc_hms(p.start_ms),
+        utc_hms(p.end_ms)
+    );
+    if unit == "samples" {
+        s.push_str(&format!(", {} Hz per thread CPU-second", p.hz));
+    }
+    if p.dropped > 0 {
+        s.push_str(&format!(", {} dropped", p.dropped));
+    }
+    s
+}
+
+/// `HH:MM:SS` of a Unix time in ms.
+fn utc_hms(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+fn first_live_instance(client: &Client, service: &str) -> Result<String> {
+    let services = client.services()?;
+    let s = services
+        .services
+        .iter()
+        .find(|s| s.service == service)
+        .with_context(|| {
+            let known: Vec<&str> = services
+                .services
+                .iter()
+                .map(|s| s.service.as_str())
+                .collect();
+            format!(
+                "no service {service:?} at the collector; known: {}",
+                known.join(", ")
+            )
+        })?;
+    s.instances
+        .iter()
+        .find(|i| i.health == Health::Live)
+        .map(|i| i.instance.clone())
+        .with_context(|| format!("{service} has no live instance to profile"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_hms;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_hms(0), "00:00:00");
+        assert_eq!(utc_hms(1_800_000_000_000), "08:00:00");
+    }
+}
