@@ -9,7 +9,7 @@
 //! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
 //! | `POST /api/v1/services/{service}/instances/{instance}/sample-interval?ms=N` | tell a connected agent to sample every N ms |
 //! | `GET /api/v1/stalls?service=&instance=&limit=` | recent stalls with their stacks, newest first |
-//! | `GET /api/v1/profile?service=S&instance=&from_ms=&to_ms=` | continuous CPU profile windows merged (folded stacks and top functions) |
+//! | `GET /api/v1/profile?service=S&instance=&from_ms=&to_ms=&folded=false` | continuous CPU profile windows merged (folded stacks unless `folded=false`, and top functions) |
 //! | `POST /api/v1/services/{service}/instances/{instance}/profile?seconds=10&hz=199` | profile a connected agent now; answers when the profile arrives |
 //!
 //! With a token configured, everything but `/healthz` needs
@@ -178,7 +178,11 @@ async fn profile(State(api): State<Api>, Query(query): Query<HashMap<String, Str
     let found = api.shared.store().profile(service, instance, from, to);
     match found {
         Some((instances, merged)) => {
-            Json(profile_response(service.clone(), instances, merged)).into_response()
+            let mut response = profile_response(service.clone(), instances, merged);
+            if query.get("folded").is_some_and(|v| v == "false") {
+                response.folded.clear();
+            }
+            Json(response).into_response()
         }
         None => (
             StatusCode::NOT_FOUND,

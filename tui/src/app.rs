@@ -7,7 +7,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lagscope_wire::api::{SeriesResponse, ServicesResponse, StallRecord};
+use lagscope_wire::api::{ProfileResponse, SeriesResponse, ServicesResponse, StallRecord};
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::DefaultTerminal;
 
@@ -34,6 +34,8 @@ pub enum Event {
     Series(SeriesResponse),
     /// Recent stalls of (service, instance).
     Stalls(String, String, Vec<StallRecord>),
+    /// CPU profile (top functions) of an instance over the window.
+    Profile(String, ProfileResponse),
 }
 
 /// What the poller should fetch besides the services listing.
@@ -111,6 +113,7 @@ pub fn apply(app: &mut App, event: Event) {
         Event::Services(Err(e)) => app.connection = Connection::Failed(e),
         Event::Series(s) => app.set_series(s),
         Event::Stalls(service, instance, stalls) => app.set_stalls(&service, &instance, stalls),
+        Event::Profile(instance, profile) => app.set_profile(&instance, profile),
     }
 }
 
@@ -159,6 +162,11 @@ fn spawn_poller(
                 if let (true, Some((service, instance))) = (ok, w.instance) {
                     if let Ok(s) = client.series(&service, &instance, w.from_ms, w.to_ms, 240) {
                         if tx.send(Event::Series(s)).is_err() {
+                            break;
+                        }
+                    }
+                    if let Ok(p) = client.profile_top(&service, &instance, w.from_ms, w.to_ms) {
+                        if tx.send(Event::Profile(instance.clone(), p)).is_err() {
                             break;
                         }
                     }

@@ -136,6 +136,22 @@ impl Client {
         ))
     }
 
+    /// Like [`profile`](Self::profile) but without the folded stacks: just
+    /// the totals and the top functions.
+    pub fn profile_top(
+        &self,
+        service: &str,
+        instance: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<ProfileResponse, ClientError> {
+        self.get_json(&format!(
+            "/api/v1/profile?service={}&instance={}&from_ms={from_ms}&to_ms={to_ms}&folded=false",
+            encode(service),
+            encode(instance)
+        ))
+    }
+
     /// Asks one connected agent for a `seconds`-long profile at `hz` and
     /// waits for it (the wait is `seconds` plus a margin).
     pub fn request_profile(

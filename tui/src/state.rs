@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lagscope_wire::api::{Health, SeriesResponse, ServicesResponse, StallRecord};
+use lagscope_wire::api::{Health, ProfileResponse, SeriesResponse, ServicesResponse, StallRecord};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::theme::Theme;
@@ -59,6 +59,10 @@ pub struct App {
     pub series: Option<SeriesResponse>,
     /// Recent stalls of the selected instance, newest first.
     pub stalls: Vec<StallRecord>,
+    /// CPU profile of the selected instance over the window (top functions).
+    pub profile: Option<ProfileResponse>,
+    /// Whether the top-functions table replaces the queue and memory charts.
+    pub show_top: bool,
     /// Index of the selected instance among the visible instance rows.
     pub selected: usize,
     /// Which pane has the keys.
@@ -89,6 +93,8 @@ impl App {
             services: None,
             series: None,
             stalls: Vec::new(),
+            profile: None,
+            show_top: false,
             selected: 0,
             focus: Focus::List,
             zoom: 0,
@@ -215,6 +221,16 @@ impl App {
         }
     }
 
+    /// A new profile for the selected instance (ignored if the selection moved on).
+    pub fn set_profile(&mut self, instance: &str, profile: ProfileResponse) {
+        if self
+            .selection()
+            .is_some_and(|(s, i)| s == profile.service && i == instance)
+        {
+            self.profile = Some(profile);
+        }
+    }
+
     fn clamp_selection(&mut self) {
         let n = self.instance_count();
         self.selected = if n == 0 { 0 } else { self.selected.min(n - 1) };
@@ -230,6 +246,7 @@ impl App {
             self.selected = next;
             self.series = None;
             self.stalls.clear();
+            self.profile = None;
         }
     }
 
@@ -298,6 +315,7 @@ impl App {
             KeyCode::Left | KeyCode::Char('h') => self.focus = Focus::List,
             KeyCode::Right | KeyCode::Char('l') => self.focus = Focus::Charts,
             KeyCode::Home | KeyCode::Char('0') => self.pan_ms = 0,
+            KeyCode::Char('f') => self.show_top = !self.show_top,
             _ => {}
         }
     }

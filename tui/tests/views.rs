@@ -209,6 +209,41 @@ fn a_stall_in_progress_shows_its_stack_with_the_culprit_marked() {
 }
 
 #[test]
+fn f_shows_where_the_cpu_went() {
+    let mut app = app();
+    let (service, instance) = app.selection().expect("selected");
+    let profile = ProfileResponse {
+        service,
+        instances: vec![instance.clone()],
+        start_ms: T0 - 60_000,
+        end_ms: T0,
+        hz: 19,
+        samples: 400,
+        dropped: 0,
+        folded: String::new(),
+        top: vec![
+            TopFunction {
+                name: "checkout::pricing::hash_cart".into(),
+                self_samples: 220,
+                total_samples: 260,
+            },
+            TopFunction {
+                name: "serde_json::de::from_slice".into(),
+                self_samples: 60,
+                total_samples: 90,
+            },
+        ],
+    };
+    apply(&mut app, Event::Profile(instance, profile));
+    key(&mut app, KeyCode::Char('f'));
+    let screen = render(&app, 100, 30);
+    assert!(screen.contains("55%"), "self share of hash_cart: {screen}");
+    insta::assert_snapshot!(screen);
+    key(&mut app, KeyCode::Char('f'));
+    assert!(render(&app, 100, 30).contains("Queues"));
+}
+
+#[test]
 fn help_overlay() {
     let mut app = app();
     key(&mut app, KeyCode::Char('?'));

@@ -130,6 +130,12 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
         format::percent,
         Some(1.0),
     );
+    if app.show_top {
+        let [_, bottom_row] =
+            Layout::vertical([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(grid);
+        super::top::draw(frame, app, bottom_row);
+        return;
+    }
     ctx.chart(
         frame,
         queue_area,

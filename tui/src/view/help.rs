@@ -12,6 +12,7 @@ const KEYS: &str = " ↑↓ / j k    select instance
  ← → / h l   pan in time (charts pane)
  0 / Home    back to now
  + / -       zoom window in / out
+ f           top CPU functions / charts
  /           filter by name (Esc clears)
  ?           this help
  q / Esc     quit
@@ -19,13 +20,14 @@ const KEYS: &str = " ↑↓ / j k    select instance
  Charts: lag (probe delay p50/p99/max),
  busy ratio per worker and CPU, queues,
  blocking pool, memory (heap, RSS,
- external) with its growth trend.";
+ external) with its growth trend; stalls
+ with the blocking function's stack.";
 
 pub(super) fn draw(frame: &mut Frame, app: &App) {
     let [area] = Layout::horizontal([Constraint::Length(46)])
         .flex(Flex::Center)
         .areas(frame.area());
-    let [area] = Layout::vertical([Constraint::Length(17)])
+    let [area] = Layout::vertical([Constraint::Length(19)])
         .flex(Flex::Center)
         .areas(area);
     frame.render_widget(Clear, area);
