@@ -195,7 +195,14 @@ pub fn flamegraph(args: FlamegraphArgs) -> Result<()> {
                 &format!("{title} (diff: red grew, blue shrank)"),
                 &subtitle(&p, unit),
             )?;
-            save(&t.output, &svg)
+            save(&t.output, &svg)?;
+            eprintln!(
+                "wrote {} ({} stacks now, {} in the base)",
+                t.output.display(),
+                folded.len(),
+                base.len()
+            );
+            Ok(())
         }
         None => write(&t.output, format, &folded, &title, &subtitle(&p, unit), &p),
     }
