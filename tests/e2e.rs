@@ -711,3 +711,74 @@ fn profile_and_flamegraph_commands_write_svg_folded_and_pprof() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+#[test]
+fn doctor_diagnoses_every_fixture_under_load() {
+    use lagscope_fixtures::scenario::Scenario;
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for scenario in Scenario::ALL {
+        let (name, expected) = (scenario.name(), scenario.expected_diagnosis());
+        // The blocking pool's queue is a tokio_unstable metric.
+        if scenario == Scenario::BlockingPoolSaturation && !cfg!(tokio_unstable) {
+            continue;
+        }
+        let port = free_port().to_string();
+        let url = format!("http://127.0.0.1:{port}/");
+        let report = temp_path(&format!("doctor-{name}.html"));
+        let out = Command::new(LAGSCOPE)
+            .args(["doctor", "--duration", "10s", "--format", "json"])
+            .args(["--load", &url, "--connections", "4", "--rate", "100"])
+            .args(["--report", report.to_str().expect("utf-8"), "--", LAGSCOPE])
+            .args(["fixture", name, "--port", &port])
+            .output()
+            .expect("doctor runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        let response: lagscope_wire::doctor::DoctorResponse =
+            serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+        let got = response.diagnoses[0].top_category().to_string();
+        if got != expected {
+            wrong.push(format!(
+                "{name}: expected {expected}, got {:?}",
+                response.diagnoses[0]
+                    .findings
+                    .iter()
+                    .map(|f| (&f.category, f.score, &f.summary))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        let html = std::fs::read_to_string(&report).expect("report written");
+        assert!(html.contains(&got) && html.contains("<polyline"), "{name}");
+        assert!(
+            !html.contains("<script src") && !html.contains("<link"),
+            "offline"
+        );
+        let _ = std::fs::remove_file(report);
+        checked += 1;
+    }
+    assert!(checked >= 11, "{checked} fixtures checked");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn doctor_explains_bad_invocations() {
+    let run = |args: &[&str]| {
+        let out = Command::new(LAGSCOPE).args(args).output().expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(&["doctor"]);
+    assert!(!ok && err.contains("give a command"), "{err}");
+    let (ok, err) = run(&["doctor", "--load", "http://10.0.0.1:80/", "--", "true"]);
+    assert!(!ok && err.contains("loopback"), "{err}");
+    let (ok, err) = run(&["doctor", "--duration", "2s", "--", "true"]);
+    assert!(
+        !ok && (err.contains("exited") || err.contains("no lagscope agent")),
+        "{err}"
+    );
+    let (ok, err) = run(&["doctor", "--", "/no/such/program"]);
+    assert!(!ok && err.contains("starting"), "{err}");
+}

@@ -30,6 +30,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lagscope_wire::frames::is_user_frame;
 use lagscope_wire::{StallEvent, StallStack};
 use tokio::runtime::Handle;
 
@@ -456,11 +457,8 @@ fn take_stack(tid: i32) -> Option<Vec<String>> {
     last
 }
 
-/// Crates whose frames are never "the function that blocked".
-const RUNTIME_CRATES: [&str; 7] = ["std", "core", "alloc", "tokio", "mio", "lagscope", "libc"];
-
-/// The innermost frame that belongs to user code: a Rust path whose crate is
-/// not the standard library, tokio or lagscope itself.
+/// The innermost frame that belongs to user code (see
+/// [`lagscope_wire::frames::is_user_frame`]).
 pub(crate) fn blocking_function(stack: &[String]) -> Option<String> {
     stack.iter().find(|name| is_user_frame(name)).cloned()
 }
@@ -470,35 +468,6 @@ fn is_parked(stack: &[String]) -> bool {
     stack
         .iter()
         .any(|f| f.starts_with("tokio::runtime::") && f.contains("::park"))
-}
-
-/// Whether a frame name is user code (see [`blocking_function`]).
-pub(crate) fn is_user_frame(name: &str) -> bool {
-    frame_crate(name).is_some_and(|krate| !RUNTIME_CRATES.contains(&krate))
-}
-
-/// The crate a demangled Rust function belongs to: the first path segment,
-/// or for `<Type as Trait>::f` the type's crate — or the trait's when the
-/// type is a generic parameter or a primitive (`<T as alloc::…>`). `None`
-/// for C functions and raw addresses.
-fn frame_crate(name: &str) -> Option<&str> {
-    let Some(inner) = name.strip_prefix('<') else {
-        return name.split_once("::").map(|(krate, _)| krate);
-    };
-    let inner = inner.trim_start_matches(['&', '*', '[', '(']);
-    let inner = inner
-        .strip_prefix("mut ")
-        .or_else(|| inner.strip_prefix("const "))
-        .unwrap_or(inner);
-    let (ty, rest) = match inner.split_once(" as ") {
-        Some((ty, rest)) => (ty, Some(rest)),
-        None => (inner, None),
-    };
-    match ty.split_once("::") {
-        // A path type, unless " as " came before its first "::".
-        Some((krate, _)) if !krate.contains(['<', '>', ' ']) => Some(krate),
-        _ => rest.and_then(frame_crate),
-    }
 }
 
 #[cfg(test)]
@@ -531,17 +500,6 @@ mod tests {
         assert_eq!(blocking_function(&idle), None);
         assert!(is_parked(&idle));
         assert!(!is_parked(&stack));
-        assert!(is_user_frame("<my_service::Db as my_service::Store>::get"));
-        assert!(is_user_frame("<my_service::Db as core::fmt::Debug>::fmt"));
-        assert!(!is_user_frame(
-            "<T as alloc::slice::<impl [T]>::to_vec_in::ConvertVec>::to_vec"
-        ));
-        assert!(!is_user_frame("<&T as core::fmt::Display>::fmt"));
-        assert!(!is_user_frame("<std::fs::File as std::io::Read>::read"));
-        assert!(is_user_frame(
-            "<serde_json::value::ser::Serializer as serde_core::ser::Serializer>::serialize_str"
-        ));
-        assert!(!is_user_frame("0x55d0c0a01234"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
 //! | `POST /api/v1/services/{service}/instances/{instance}/sample-interval?ms=N` | tell a connected agent to sample every N ms |
 //! | `GET /api/v1/stalls?service=&instance=&limit=` | recent stalls with their stacks, newest first |
+//! | `GET /api/v1/doctor?service=S&instance=&window_ms=60000&windows=true` | diagnosis per instance over the last window (and the data it used) |
 //! | `GET /api/v1/profile?service=S&instance=&from_ms=&to_ms=&folded=false` | continuous CPU profile windows merged (folded stacks unless `folded=false`, and top functions) |
 //! | `POST /api/v1/services/{service}/instances/{instance}/profile?seconds=10&hz=199` | profile a connected agent now; answers when the profile arrives |
 //!
@@ -52,6 +53,7 @@ impl Api {
             .route("/api/v1/services", get(services))
             .route("/api/v1/stalls", get(stalls))
             .route("/api/v1/profile", get(profile))
+            .route("/api/v1/doctor", get(doctor))
             .route(
                 "/api/v1/services/{service}/instances/{instance}/profile",
                 post(request_profile),
@@ -190,6 +192,44 @@ async fn profile(State(api): State<Api>, Query(query): Query<HashMap<String, Str
         )
             .into_response(),
     }
+}
+
+async fn doctor(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some(service) = query.get("service") else {
+        return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
+    };
+    let window_ms = match query_number(&query, "window_ms") {
+        Ok(w) => w.unwrap_or(60_000).max(1000),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let with_windows = query.get("windows").is_some_and(|v| v == "true");
+    let to = api.shared.now_ms();
+    let from = to.saturating_sub(window_ms);
+    let store = api.shared.store();
+    let instances: Vec<String> = store
+        .instance_ids()
+        .into_iter()
+        .filter(|(s, i)| s == service && query.get("instance").is_none_or(|want| want == i))
+        .map(|(_, i)| i)
+        .collect();
+    if instances.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no service {service:?} (or no such instance); see /api/v1/services\n"),
+        )
+            .into_response();
+    }
+    let windows: Vec<_> = instances
+        .iter()
+        .filter_map(|i| store.doctor_window(service, i, from, to))
+        .collect();
+    drop(store);
+    let diagnoses = windows.iter().map(crate::doctor::diagnose).collect();
+    Json(lagscope_wire::doctor::DoctorResponse {
+        diagnoses,
+        windows: if with_windows { windows } else { Vec::new() },
+    })
+    .into_response()
 }
 
 async fn request_profile(

@@ -3,9 +3,11 @@
 //! can record everything it stores to a file for later replay.
 
 pub mod api;
+pub mod doctor;
 pub mod flame;
 pub mod ingest;
 pub mod record;
+pub mod report;
 pub mod server;
 pub mod shared;
 pub mod store;

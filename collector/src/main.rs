@@ -14,6 +14,7 @@ use lagscope_collector::shared::{now_ms, Shared};
 use lagscope_collector::{record, server, store::StoreConfig, summary, CollectorConfig};
 use lagscope_fixtures::scenario::{self, Scenario};
 
+mod doctor_cmd;
 mod profile_cmd;
 
 // Heap figures for the fixture processes this binary also runs (`demo`).
@@ -61,6 +62,10 @@ enum Command {
         #[arg(long)]
         headless: bool,
     },
+    /// Diagnose a service: `lagscope doctor -- ./my-service` runs it under an
+    /// embedded collector (with --load, under HTTP load); with --collector,
+    /// look at one already reporting. Prints findings and writes an HTML report.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Profile one instance now, at a high rate, and write a flamegraph.
     Profile(profile_cmd::ProfileArgs),
     /// Flamegraph of the continuous CPU profile (or, with --blocking, of the
@@ -150,6 +155,7 @@ fn main() -> Result<()> {
         }
         Command::Demo { headless, duration } => demo(headless, duration),
         Command::Profile(args) => profile_cmd::profile(args),
+        Command::Doctor(args) => doctor_cmd::run(args),
         Command::Flamegraph(args) => profile_cmd::flamegraph(args),
         Command::Replay { file, headless } => replay(&file, headless),
         Command::Fixture {

@@ -494,6 +494,55 @@ impl Store {
         (!names.is_empty()).then_some((names, merged))
     }
 
+    /// What the doctor looks at for one instance over `[from_ms, to_ms]`:
+    /// its main-runtime series, stalls and CPU profile.
+    pub fn doctor_window(
+        &self,
+        service: &str,
+        instance: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<lagscope_wire::doctor::Window> {
+        let inst = self.services.get(service)?.get(instance)?;
+        let series = inst
+            .series
+            .iter()
+            .filter(|(name, _)| !name.starts_with("rt."))
+            .map(|(name, s)| {
+                let points = s
+                    .query(from_ms, to_ms, None)
+                    .into_iter()
+                    .map(|p| (p.t_ms, p.mean, p.max))
+                    .collect();
+                (name.clone(), points)
+            })
+            .collect();
+        let latest = inst.latest.as_ref();
+        let workers = latest
+            .and_then(|s| s.runtime(extract::MAIN_RUNTIME))
+            .map_or(0, |r| r.workers);
+        let stalls = inst
+            .stalls
+            .recent
+            .iter()
+            .filter(|e| e.started_ms <= to_ms && e.started_ms + e.duration_us / 1000 >= from_ms)
+            .cloned()
+            .collect();
+        let merged = inst.profiles.merged(from_ms, to_ms);
+        Some(lagscope_wire::doctor::Window {
+            service: service.to_string(),
+            instance: instance.to_string(),
+            from_ms,
+            to_ms,
+            series,
+            workers,
+            host_cores: latest.map_or(0, |s| s.process.host_cores),
+            stalls,
+            profile_samples: merged.samples,
+            top: merged.folded.top_functions(10),
+        })
+    }
+
     /// The answer to profile request `id` from one instance, once it arrived.
     pub fn requested_profile(
         &self,

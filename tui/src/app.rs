@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lagscope_wire::api::{ProfileResponse, SeriesResponse, ServicesResponse, StallRecord};
+use lagscope_wire::doctor::Diagnosis;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::DefaultTerminal;
 
@@ -36,6 +37,8 @@ pub enum Event {
     Stalls(String, String, Vec<StallRecord>),
     /// CPU profile (top functions) of an instance over the window.
     Profile(String, ProfileResponse),
+    /// The doctor's diagnosis of an instance over the last minute.
+    Diagnosis(Diagnosis),
 }
 
 /// What the poller should fetch besides the services listing.
@@ -114,6 +117,7 @@ pub fn apply(app: &mut App, event: Event) {
         Event::Series(s) => app.set_series(s),
         Event::Stalls(service, instance, stalls) => app.set_stalls(&service, &instance, stalls),
         Event::Profile(instance, profile) => app.set_profile(&instance, profile),
+        Event::Diagnosis(d) => app.set_diagnosis(d),
     }
 }
 
@@ -168,6 +172,13 @@ fn spawn_poller(
                     if let Ok(p) = client.profile_top(&service, &instance, w.from_ms, w.to_ms) {
                         if tx.send(Event::Profile(instance.clone(), p)).is_err() {
                             break;
+                        }
+                    }
+                    if let Ok(d) = client.doctor(&service, Some(&instance), 60_000, false) {
+                        if let Some(d) = d.diagnoses.into_iter().next() {
+                            if tx.send(Event::Diagnosis(d)).is_err() {
+                                break;
+                            }
                         }
                     }
                     if let Ok(s) = client.stalls(&service, &instance, STALLS_SHOWN) {

@@ -6,6 +6,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use lagscope_wire::api::{ProfileResponse, SeriesResponse, ServicesResponse, StallsResponse};
+use lagscope_wire::doctor::DoctorResponse;
 use serde::de::DeserializeOwned;
 
 /// Why a request to the collector failed.
@@ -99,6 +100,24 @@ impl Client {
             "/api/v1/stalls?service={}&instance={}&limit={limit}",
             encode(service),
             encode(instance)
+        ))
+    }
+
+    /// `GET /api/v1/doctor`: a diagnosis per instance of `service` (or just
+    /// `instance`) over the last `window_ms`, with the data it used if asked.
+    pub fn doctor(
+        &self,
+        service: &str,
+        instance: Option<&str>,
+        window_ms: u64,
+        with_windows: bool,
+    ) -> Result<DoctorResponse, ClientError> {
+        let instance = instance
+            .map(|i| format!("&instance={}", encode(i)))
+            .unwrap_or_default();
+        self.get_json(&format!(
+            "/api/v1/doctor?service={}{instance}&window_ms={window_ms}&windows={with_windows}",
+            encode(service)
         ))
     }
 

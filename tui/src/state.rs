@@ -5,6 +5,8 @@ use std::time::Duration;
 use lagscope_wire::api::{Health, ProfileResponse, SeriesResponse, ServicesResponse, StallRecord};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use lagscope_wire::doctor::Diagnosis;
+
 use crate::theme::Theme;
 
 /// Time windows `+`/`-` step through.
@@ -63,6 +65,8 @@ pub struct App {
     pub profile: Option<ProfileResponse>,
     /// Whether the top-functions table replaces the queue and memory charts.
     pub show_top: bool,
+    /// The doctor's live diagnosis of the selected instance (last minute).
+    pub diagnosis: Option<Diagnosis>,
     /// Index of the selected instance among the visible instance rows.
     pub selected: usize,
     /// Which pane has the keys.
@@ -95,6 +99,7 @@ impl App {
             stalls: Vec::new(),
             profile: None,
             show_top: false,
+            diagnosis: None,
             selected: 0,
             focus: Focus::List,
             zoom: 0,
@@ -231,6 +236,16 @@ impl App {
         }
     }
 
+    /// A new diagnosis for the selected instance (ignored if the selection moved on).
+    pub fn set_diagnosis(&mut self, diagnosis: Diagnosis) {
+        if self
+            .selection()
+            .is_some_and(|(s, i)| s == diagnosis.service && i == diagnosis.instance)
+        {
+            self.diagnosis = Some(diagnosis);
+        }
+    }
+
     fn clamp_selection(&mut self) {
         let n = self.instance_count();
         self.selected = if n == 0 { 0 } else { self.selected.min(n - 1) };
@@ -247,6 +262,7 @@ impl App {
             self.series = None;
             self.stalls.clear();
             self.profile = None;
+            self.diagnosis = None;
         }
     }
 

@@ -198,8 +198,33 @@ fn a_stall_in_progress_shows_its_stack_with_the_culprit_marked() {
         stall(3, true, T0 - 700, 700_000),
         stall(2, false, T0 - 20_000, 250_000),
     ];
-    apply(&mut app, Event::Stalls(service, instance, stalls));
+    apply(
+        &mut app,
+        Event::Stalls(service.clone(), instance.clone(), stalls),
+    );
+    apply(
+        &mut app,
+        Event::Diagnosis(lagscope_wire::doctor::Diagnosis {
+            service,
+            instance,
+            from_ms: T0 - 60_000,
+            to_ms: T0,
+            findings: vec![lagscope_wire::doctor::Finding {
+                category: "event-loop-blocking".into(),
+                severity: lagscope_wire::doctor::Severity::Critical,
+                score: 80.0,
+                summary: "Blocking code in async tasks stalls the runtime".into(),
+                evidence: vec![],
+                recommendation: "use tokio::time::sleep".into(),
+                culprit: Some("checkout::handlers::price_cart".into()),
+            }],
+        }),
+    );
     let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("doctor: event-loop-blocking in handlers::price_cart"),
+        "{screen}"
+    );
     assert!(
         screen.contains("▶ checkout::handlers::price_cart"),
         "{screen}"

@@ -8,7 +8,9 @@
 
 pub mod api;
 pub mod convert;
+pub mod doctor;
 pub mod duration;
+pub mod frames;
 pub mod sample;
 
 pub use sample::*;

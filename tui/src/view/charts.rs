@@ -65,14 +65,16 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
 
-    let incidents_height = super::incidents::height(app, inner.height.saturating_sub(2));
+    let head = headline(app, summary);
+    let head_height = head.len() as u16;
+    let incidents_height = super::incidents::height(app, inner.height.saturating_sub(head_height));
     let [header, grid, incidents] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(head_height),
         Constraint::Min(4),
         Constraint::Length(incidents_height),
     ])
     .areas(inner);
-    frame.render_widget(Paragraph::new(headline(app, summary)), header);
+    frame.render_widget(Paragraph::new(head), header);
     if incidents_height > 0 {
         super::incidents::draw(frame, app, incidents, now_ms);
     }
@@ -344,5 +346,20 @@ fn headline(app: &App, summary: Option<&InstanceSummary>) -> Vec<Line<'static>> 
             theme.warn(),
         ));
     }
-    vec![Line::from(first), Line::from(second)]
+    let mut lines = vec![Line::from(first), Line::from(second)];
+    // The doctor's live verdict, when it has something to say.
+    if let Some(d) = app.diagnosis.as_ref().and_then(|d| d.findings.first()) {
+        if d.category != "none" {
+            let culprit = d
+                .culprit
+                .as_deref()
+                .map(|c| format!(" in {}", format::short_name(c)))
+                .unwrap_or_default();
+            lines.push(Line::from(Span::styled(
+                format!("doctor: {}{culprit} — {}", d.category, d.summary),
+                theme.warn(),
+            )));
+        }
+    }
+    lines
 }

@@ -41,6 +41,19 @@ pub fn span(secs: u64) -> String {
     }
 }
 
+/// The last two path segments, so `a::b::c::handler` reads `c::handler`.
+pub fn short_name(path: &str) -> &str {
+    let trimmed = path.trim_end_matches("::{{closure}}");
+    let mut cut = trimmed.len();
+    for _ in 0..2 {
+        match trimmed[..cut].rfind("::") {
+            Some(i) => cut = i,
+            None => return trimmed,
+        }
+    }
+    &trimmed[cut + 2..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,10 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
             } else {
                 format::span(now_ms.saturating_sub(s.started_ms) / 1000)
             };
-            let place = s.blocking_function.as_deref().map_or("?", short_name);
+            let place = s
+                .blocking_function
+                .as_deref()
+                .map_or("?", format::short_name);
             let style = if s.ongoing { theme.warn() } else { theme.dim() };
             Line::from(vec![
                 Span::styled(format!("{when:>4} "), style),
@@ -106,22 +109,9 @@ fn stack_lines(app: &App, r: &StallRecord) -> Vec<Line<'static>> {
     lines
 }
 
-/// The last two path segments, so `a::b::c::handler` reads `c::handler`.
-fn short_name(path: &str) -> &str {
-    let trimmed = path.trim_end_matches("::{{closure}}");
-    let mut cut = trimmed.len();
-    for _ in 0..2 {
-        match trimmed[..cut].rfind("::") {
-            Some(i) => cut = i,
-            None => return trimmed,
-        }
-    }
-    &trimmed[cut + 2..]
-}
-
 #[cfg(test)]
 mod tests {
-    use super::short_name;
+    use super::format::short_name;
 
     #[test]
     fn names_are_shortened_to_their_last_two_segments() {

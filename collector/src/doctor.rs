@@ -1,0 +1,785 @@
+//! `lagscope doctor`: what is wrong with a service, in words. Pure rules over
+//! a window of one instance's series, stalls and CPU profile; no I/O, so
+//! they are unit-tested on recorded windows (`collector/tests/windows/`).
+//!
+//! Thresholds start from clinic.js Doctor's (event-loop delay median ≥ 10 ms
+//! or max ≥ 100 ms; CPU ≥ 95 %) and are adapted where lagscope sees more:
+//!
+//! | category | fires when | why this threshold |
+//! |---|---|---|
+//! | `event-loop-blocking` | stalls add up to ≥ 1 % of the window, or one lasts ≥ 100 ms; without stall data, lag p99 median ≥ 10 ms or max ≥ 100 ms with workers not saturated | a stall is already ≥ 20 ms in one poll; 1 % is ~10 ms per second, clinic's lag median; 100 ms is clinic's max |
+//! | `lock-contention` | as above, and ≥ 30 % of the stalled time is threads waiting in a mutex | waiting on a lock needs a different fix than slow code |
+//! | `cpu-saturation` | busy ratio median ≥ 0.9 on every core the host has | tokio's busy ratio includes polling overhead clinic's CPU figure lacks; 0.9 warns, 0.95 (clinic) is critical |
+//! | `underused-cores` | busy ratio median ≥ 0.9 with fewer workers than host cores | the cluster/worker-threads lesson: the fix is more workers, not less code |
+//! | `blocking-pool-saturation` | blocking queue median ≥ 1 and max ≥ 10 (tokio_unstable) | any sustained queue means jobs wait for a thread |
+//! | `heap-leak` | Rust heap grows ≥ 5 MiB/min, ≥ 20 % over the window, rising in ≥ 70 % of steps | steady growth, not a burst |
+//! | `external-memory` | RSS − Rust heap grows ≥ 5 MiB/min while the heap grows < 1 MiB/min | Node's "external" memory: C libraries, mmap |
+//! | `unbounded-concurrency` | alive tasks grow ≥ 1000/min to ≥ 1000 and at least double | a task per request with no limit |
+
+use std::collections::BTreeMap;
+
+pub use lagscope_wire::doctor::{Diagnosis, Finding, Severity, Window};
+#[cfg(test)]
+use lagscope_wire::StallEvent;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Runs every rule over `w`.
+pub fn diagnose(w: &Window) -> Diagnosis {
+    let mut findings: Vec<Finding> = Vec::new();
+    let stalled = stall_findings(w);
+    let blocked = !stalled.is_empty();
+    findings.extend(stalled);
+    if !blocked {
+        findings.extend(lag_without_stalls(w));
+        findings.extend(cpu(w));
+    }
+    findings.extend(blocking_pool(w));
+    findings.extend(heap_leak(w));
+    findings.extend(external_memory(w));
+    findings.extend(unbounded_concurrency(w));
+    findings.sort_by(|a, b| b.score.total_cmp(&a.score));
+    if findings.is_empty() {
+        findings.push(healthy(w));
+    }
+    Diagnosis {
+        service: w.service.clone(),
+        instance: w.instance.clone(),
+        from_ms: w.from_ms,
+        to_ms: w.to_ms,
+        findings,
+    }
+}
+
+/// Figures the rules read off a window.
+trait Stats {
+    fn means(&self, name: &str) -> Vec<f64>;
+    fn maxes(&self, name: &str) -> Vec<f64>;
+    fn slope_per_min(&self, name: &str) -> Option<f64>;
+    fn window_ms(&self) -> f64;
+}
+
+impl Stats for Window {
+    fn means(&self, name: &str) -> Vec<f64> {
+        self.series
+            .get(name)
+            .map(|p| p.iter().map(|&(_, mean, _)| mean).collect())
+            .unwrap_or_default()
+    }
+
+    fn maxes(&self, name: &str) -> Vec<f64> {
+        self.series
+            .get(name)
+            .map(|p| p.iter().map(|&(_, _, max)| max).collect())
+            .unwrap_or_default()
+    }
+
+    /// Least-squares slope of the series' means, per minute.
+    fn slope_per_min(&self, name: &str) -> Option<f64> {
+        let pts: Vec<(f64, f64)> = self
+            .series
+            .get(name)?
+            .iter()
+            .map(|&(t, mean, _)| (t as f64 / 60_000.0, mean))
+            .collect();
+        slope(&pts)
+    }
+
+    fn window_ms(&self) -> f64 {
+        (self.to_ms.saturating_sub(self.from_ms)).max(1) as f64
+    }
+}
+
+fn slope(pts: &[(f64, f64)]) -> Option<f64> {
+    if pts.len() < 3 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    (var > 0.0).then(|| pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var)
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    Some(s[s.len() / 2])
+}
+
+fn max(v: &[f64]) -> Option<f64> {
+    v.iter().copied().max_by(f64::total_cmp)
+}
+
+/// Share of steps in which the series rose.
+fn rising_share(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let up = v.windows(2).filter(|p| p[1] > p[0]).count();
+    up as f64 / (v.len() - 1) as f64
+}
+
+fn ms(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else {
+        format!("{:.1} ms", us / 1e3)
+    }
+}
+
+/// Whether a stack (innermost first) is a thread waiting for a lock. std's
+/// `Mutex::lock_contended` is often inlined in release builds, leaving its
+/// futex wait — glibc's generic `syscall` — right at the leaf.
+fn is_lock_wait(frames: &[String]) -> bool {
+    frames
+        .first()
+        .is_some_and(|leaf| leaf == "syscall" || leaf.contains("futex"))
+        || frames.iter().any(|f| {
+            f.contains("Mutex::lock_contended")
+                || f.contains("lock_slow")
+                || (f.contains("mutex") && f.contains("futex"))
+        })
+}
+
+fn stall_findings(w: &Window) -> Vec<Finding> {
+    if w.stalls.is_empty() {
+        return Vec::new();
+    }
+    let total_us: f64 = w.stalls.iter().map(|s| s.duration_us as f64).sum();
+    let longest = w.stalls.iter().map(|s| s.duration_us).max().unwrap_or(0) as f64;
+    let share = total_us / 1000.0 / w.window_ms();
+    if share < 0.01 && longest < 100_000.0 {
+        return Vec::new();
+    }
+    let waiting_us: f64 = w
+        .stalls
+        .iter()
+        .filter(|s| s.stacks.first().is_some_and(|st| is_lock_wait(&st.frames)))
+        .map(|s| s.duration_us as f64)
+        .sum();
+    // The function to blame: most stalled time among stalls not waiting on a lock.
+    let mut by_function: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for s in &w.stalls {
+        let waiting = s.stacks.first().is_some_and(|st| is_lock_wait(&st.frames));
+        if waiting {
+            continue;
+        }
+        let name = s.blocking_function.as_deref().unwrap_or("(unknown)");
+        let e = by_function.entry(name).or_default();
+        e.0 += s.duration_us as f64;
+        e.1 += 1;
+    }
+    let culprit = by_function
+        .iter()
+        .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
+        .map(|(name, _)| name.to_string())
+        .filter(|n| n != "(unknown)");
+    let culprit_stack: Vec<String> = culprit
+        .as_deref()
+        .and_then(|c| {
+            w.stalls
+                .iter()
+                .find(|s| s.blocking_function.as_deref() == Some(c))
+        })
+        .and_then(|s| s.stacks.first())
+        .map(|st| st.frames.clone())
+        .unwrap_or_default();
+    let severity = if longest >= 100_000.0 || share >= 0.05 {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    let mut evidence = vec![
+        format!(
+            "{} stalls of one poll ≥ the threshold, {} in all ({:.1} % of the window)",
+            w.stalls.len(),
+            ms(total_us),
+            share * 100.0
+        ),
+        format!("longest stall {}", ms(longest)),
+    ];
+    for (name, (us, n)) in by_function.iter().take(3) {
+        evidence.push(format!("{n} stalls ({}) in {name}", ms(*us)));
+    }
+    if let Some(p99) = median(&w.means("lag_p99_us")) {
+        evidence.push(format!("lag p99 median {}", ms(p99)));
+    }
+    let lock_share = waiting_us / total_us.max(1.0);
+    if lock_share >= 0.3 {
+        evidence.push(format!(
+            "{:.0} % of the stalled time is tasks waiting for a mutex",
+            lock_share * 100.0
+        ));
+        let holder = culprit.as_deref().unwrap_or("the code that holds it");
+        return vec![Finding {
+            category: "lock-contention".into(),
+            severity,
+            score: 50.0 + share * 100.0 + lock_share * 20.0,
+            summary: format!(
+                "Workers block waiting for a std::sync::Mutex held across slow work ({:.0} % of stalled time)",
+                lock_share * 100.0
+            ),
+            evidence,
+            recommendation: format!(
+                "A std::sync::Mutex blocks the worker thread while it waits. Keep critical sections \
+                 short and never hold the guard across slow work (here {holder}); use \
+                 tokio::sync::Mutex if it must be held across .await, or move the slow part out \
+                 of the lock or into tokio::task::spawn_blocking."
+            ),
+            culprit,
+        }];
+    }
+    // A library that blocked is named with the code that called it.
+    let caller = culprit
+        .as_deref()
+        .and_then(|c| lagscope_wire::frames::caller_outside(&culprit_stack, c));
+    let place = match (&culprit, &caller) {
+        (Some(c), Some(by)) => format!("{c} (called from {by})"),
+        (Some(c), None) => c.clone(),
+        _ => "the stalled task".to_string(),
+    };
+    let recommendation = recommend_for_stack(&place, &culprit_stack);
+    vec![Finding {
+        category: "event-loop-blocking".into(),
+        severity,
+        score: 40.0 + share * 100.0 + (longest / 10_000.0).min(30.0),
+        summary: format!(
+            "Blocking code in async tasks stalls the runtime: {} in {place}",
+            ms(total_us)
+        ),
+        evidence,
+        recommendation,
+        culprit: caller.or(culprit),
+    }]
+}
+
+/// Advice for a stall, from what its stack shows.
+fn recommend_for_stack(place: &str, frames: &[String]) -> String {
+    let has = |needle: &str| frames.iter().any(|f| f.contains(needle));
+    // std::thread::sleep is often inlined down to libc's nanosleep.
+    if has("std::thread::sleep") || has("nanosleep") {
+        format!(
+            "{place} calls std::thread::sleep inside async code: use tokio::time::sleep(..).await."
+        )
+    } else if has("fancy_regex") || has("regex::") {
+        format!(
+            "{place} runs a regex that backtracks for a long time: bound the input, rewrite the \
+             pattern without nested quantifiers, or use the linear-time `regex` crate; run \
+             untrusted patterns in tokio::task::spawn_blocking."
+        )
+    } else if has("serde_json") {
+        format!(
+            "{place} parses large JSON on a worker: do it in tokio::task::spawn_blocking (or a \
+             rayon pool), or stream the body."
+        )
+    } else if has("std::fs") || has("std::io::Read") || has("read_to_end") {
+        format!(
+            "{place} does synchronous file I/O on a worker: use tokio::fs or move it into \
+             tokio::task::spawn_blocking."
+        )
+    } else {
+        format!(
+            "{place} runs long on a worker: move the CPU-bound work to \
+             tokio::task::spawn_blocking or a rayon pool, or break it up with \
+             tokio::task::yield_now().await."
+        )
+    }
+}
+
+fn lag_without_stalls(w: &Window) -> Vec<Finding> {
+    let p99 = median(&w.means("lag_p99_us"));
+    let lag_max = max(&w.maxes("lag_max_us"));
+    let busy = median(&w.means("busy_ratio")).unwrap_or(0.0);
+    let (Some(p99), Some(lag_max)) = (p99, lag_max) else {
+        return Vec::new();
+    };
+    if busy >= 0.9 || (p99 < 10_000.0 && lag_max < 100_000.0) {
+        return Vec::new();
+    }
+    vec![Finding {
+        category: "event-loop-blocking".into(),
+        severity: if lag_max >= 100_000.0 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        score: 35.0 + (p99 / 1000.0).min(30.0),
+        summary: format!(
+            "The runtime is lagging (p99 median {}, max {}) though its workers are not saturated",
+            ms(p99),
+            ms(lag_max)
+        ),
+        evidence: vec![
+            format!("lag p99 median {}", ms(p99)),
+            format!("lag max {}", ms(lag_max)),
+            format!("busy ratio median {:.0} %", busy * 100.0),
+        ],
+        recommendation: "Something blocks a worker but no stack was captured (stall watchdog off \
+            or unsupported here): enable it (LAGSCOPE_STALL_THRESHOLD) or take a profile \
+            (lagscope profile) and look for blocking calls in async code."
+            .into(),
+        culprit: None,
+    }]
+}
+
+fn cpu(w: &Window) -> Vec<Finding> {
+    let Some(busy) = median(&w.means("busy_ratio")) else {
+        return Vec::new();
+    };
+    if busy < 0.9 || w.workers == 0 {
+        return Vec::new();
+    }
+    let cpu = median(&w.means("cpu_ratio"));
+    let hot = w
+        .top
+        .iter()
+        .take(3)
+        .map(|t| {
+            format!(
+                "{} ({:.0} %)",
+                t.name,
+                100.0 * t.self_samples as f64 / w.profile_samples.max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>();
+    let mut evidence = vec![
+        format!("busy ratio median {:.0} %", busy * 100.0),
+        format!(
+            "{} workers on a host with {} cores",
+            w.workers, w.host_cores
+        ),
+    ];
+    if let Some(c) = cpu {
+        evidence.push(format!("process CPU median {:.2} cores", c));
+    }
+    if !hot.is_empty() {
+        evidence.push(format!("hottest functions: {}", hot.join(", ")));
+    }
+    let severity = if busy >= 0.95 {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    if w.workers < w.host_cores {
+        return vec![Finding {
+            category: "underused-cores".into(),
+            severity,
+            score: 55.0 + busy * 10.0,
+            summary: format!(
+                "{} worker{} busy while {} of the host's {} cores idle",
+                w.workers,
+                if w.workers == 1 { " is" } else { "s are" },
+                w.host_cores - w.workers,
+                w.host_cores
+            ),
+            evidence,
+            recommendation: format!(
+                "The runtime has fewer workers than cores: raise worker_threads on the tokio \
+                 runtime builder to {} (the default is one per core), or run more processes \
+                 behind a load balancer.",
+                w.host_cores
+            ),
+            culprit: w.top.first().map(|t| t.name.clone()),
+        }];
+    }
+    vec![Finding {
+        category: "cpu-saturation".into(),
+        severity,
+        score: 55.0 + busy * 10.0,
+        summary: format!(
+            "All {} workers are busy (median {:.0} %): the service is CPU-bound",
+            w.workers,
+            busy * 100.0
+        ),
+        evidence,
+        recommendation: format!(
+            "Add cores or processes, or make the hot code cheaper{}; `lagscope flamegraph` shows \
+             where the time goes.",
+            w.top
+                .first()
+                .map(|t| format!(" (start with {})", t.name))
+                .unwrap_or_default()
+        ),
+        culprit: w.top.first().map(|t| t.name.clone()),
+    }]
+}
+
+fn blocking_pool(w: &Window) -> Vec<Finding> {
+    let queue = w.means("blocking_queue_depth");
+    let (Some(q_median), Some(q_max)) = (median(&queue), max(&w.maxes("blocking_queue_depth")))
+    else {
+        return Vec::new();
+    };
+    if q_median < 1.0 || q_max < 10.0 {
+        return Vec::new();
+    }
+    let threads = median(&w.means("blocking_threads")).unwrap_or(0.0);
+    let idle = median(&w.means("idle_blocking_threads")).unwrap_or(0.0);
+    vec![Finding {
+        category: "blocking-pool-saturation".into(),
+        severity: if q_median >= 10.0 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        score: 60.0 + (q_median / 10.0).min(20.0),
+        summary: format!(
+            "spawn_blocking jobs wait for a thread: queue median {q_median:.0}, max {q_max:.0}"
+        ),
+        evidence: vec![
+            format!("blocking queue median {q_median:.0}, max {q_max:.0}"),
+            format!("{threads:.0} blocking threads, {idle:.0} idle (median)"),
+        ],
+        recommendation: format!(
+            "All {threads:.0} blocking threads are busy and jobs queue behind them: raise \
+             max_blocking_threads on the runtime builder, bound submissions with a \
+             tokio::sync::Semaphore, and move CPU-bound jobs to a rayon pool sized to the cores."
+        ),
+        culprit: None,
+    }]
+}
+
+fn heap_leak(w: &Window) -> Vec<Finding> {
+    let heap = w.means("heap_live_bytes");
+    let (Some(rate), Some(&first), Some(&last)) = (
+        w.slope_per_min("heap_live_bytes"),
+        heap.first(),
+        heap.last(),
+    ) else {
+        return Vec::new();
+    };
+    let growth = last - first;
+    if rate < 5.0 * MIB || growth < 0.2 * first.max(1.0) || rising_share(&heap) < 0.7 {
+        return Vec::new();
+    }
+    vec![Finding {
+        category: "heap-leak".into(),
+        severity: if rate >= 50.0 * MIB {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        score: 50.0 + (rate / MIB / 10.0).min(25.0),
+        summary: format!("The Rust heap grows steadily: +{:.1} MiB/min", rate / MIB),
+        evidence: vec![
+            format!(
+                "heap live {:.1} MiB → {:.1} MiB over the window",
+                first / MIB,
+                last / MIB
+            ),
+            format!("rose in {:.0} % of samples", rising_share(&heap) * 100.0),
+        ],
+        recommendation: "Something keeps what it allocates: look for caches, maps and queues \
+            that only grow. Bound them (an LRU such as the `moka` or `lru` crates, a capacity \
+            check, or eviction by age), and check the collection sizes with AgentHandle::gauge."
+            .into(),
+        culprit: None,
+    }]
+}
+
+fn external_memory(w: &Window) -> Vec<Finding> {
+    let heap_rate = w.slope_per_min("heap_live_bytes").unwrap_or(0.0);
+    let (name, values) = if w.series.contains_key("external_bytes") {
+        ("external_bytes", w.means("external_bytes"))
+    } else {
+        ("rss_bytes", w.means("rss_bytes"))
+    };
+    let (Some(rate), Some(&first), Some(&last)) =
+        (w.slope_per_min(name), values.first(), values.last())
+    else {
+        return Vec::new();
+    };
+    if rate < 5.0 * MIB || heap_rate >= MIB || last - first < 10.0 * MIB {
+        return Vec::new();
+    }
+    vec![Finding {
+        category: "external-memory".into(),
+        severity: if rate >= 50.0 * MIB {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        score: 50.0 + (rate / MIB / 10.0).min(25.0),
+        summary: format!(
+            "Memory outside the Rust heap grows: +{:.1} MiB/min while the heap is flat",
+            rate / MIB
+        ),
+        evidence: vec![
+            format!(
+                "{} {:.1} MiB → {:.1} MiB",
+                name.trim_end_matches("_bytes"),
+                first / MIB,
+                last / MIB
+            ),
+            format!("Rust heap {:+.1} MiB/min", heap_rate / MIB),
+        ],
+        recommendation: "The growth is in memory the Rust allocator never saw: C libraries \
+            behind FFI, mmap'd files or buffers, thread stacks, or a second allocator. Check \
+            native dependencies' own limits and caches, and threads created per request."
+            .into(),
+        culprit: None,
+    }]
+}
+
+fn unbounded_concurrency(w: &Window) -> Vec<Finding> {
+    let tasks = w.means("alive_tasks");
+    let (Some(rate), Some(&first), Some(&last)) =
+        (w.slope_per_min("alive_tasks"), tasks.first(), tasks.last())
+    else {
+        return Vec::new();
+    };
+    if rate < 1000.0 || last < 1000.0 || last < 2.0 * first.max(1.0) {
+        return Vec::new();
+    }
+    vec![Finding {
+        category: "unbounded-concurrency".into(),
+        severity: Severity::Critical,
+        score: 70.0 + (rate / 10_000.0).min(20.0),
+        summary: format!(
+            "Tasks pile up: {first:.0} → {last:.0} alive (+{rate:.0}/min) with no limit"
+        ),
+        evidence: vec![
+            format!("alive tasks {first:.0} → {last:.0}"),
+            format!("growing {rate:.0} per minute"),
+        ],
+        recommendation: "Work is spawned faster than it finishes, with no bound: limit \
+            concurrency with a tokio::sync::Semaphore (acquire before spawning) or a JoinSet \
+            with a cap, and push back on callers (tower::limit::ConcurrencyLimit, a bounded \
+            channel) instead of spawning a task per request."
+            .into(),
+        culprit: None,
+    }]
+}
+
+fn healthy(w: &Window) -> Finding {
+    let mut evidence = Vec::new();
+    if let Some(p99) = median(&w.means("lag_p99_us")) {
+        evidence.push(format!("lag p99 median {}", ms(p99)));
+    }
+    if let Some(b) = median(&w.means("busy_ratio")) {
+        evidence.push(format!("busy ratio median {:.0} %", b * 100.0));
+    }
+    if let Some(r) = w.slope_per_min("heap_live_bytes") {
+        evidence.push(format!("heap {:+.1} MiB/min", r / MIB));
+    }
+    evidence.push(format!("{} stalls", w.stalls.len()));
+    Finding {
+        category: "none".into(),
+        severity: Severity::Info,
+        score: 0.0,
+        summary: "No problem found: the runtime keeps up, memory is flat".into(),
+        evidence,
+        recommendation: "Nothing to do. Keep the agent on to catch regressions.".into(),
+        culprit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lagscope_wire::StallStack;
+
+    fn window(series: &[(&str, &dyn Fn(u64) -> f64)]) -> Window {
+        let mut w = Window {
+            service: "svc".into(),
+            instance: "a".into(),
+            from_ms: 0,
+            to_ms: 20_000,
+            workers: 2,
+            host_cores: 2,
+            ..Window::default()
+        };
+        for (name, f) in series {
+            let points = (0..40u64).map(|i| (i * 500, f(i), f(i))).collect();
+            w.series.insert(name.to_string(), points);
+        }
+        w
+    }
+
+    fn calm() -> Window {
+        window(&[
+            ("lag_p99_us", &|_| 300.0),
+            ("lag_max_us", &|_| 900.0),
+            ("busy_ratio", &|i| 0.2 + (i % 3) as f64 * 0.01),
+            ("heap_live_bytes", &|i| 3e6 + (i % 2) as f64 * 1e5),
+            ("rss_bytes", &|_| 30e6),
+            ("alive_tasks", &|_| 12.0),
+        ])
+    }
+
+    fn stall(id: u64, us: u64, frames: &[&str], culprit: Option<&str>) -> StallEvent {
+        StallEvent {
+            id,
+            runtime: "main".into(),
+            detection: "poll-hooks".into(),
+            tid: 1,
+            started_ms: id * 1000,
+            duration_us: us,
+            ongoing: false,
+            blocking_function: culprit.map(String::from),
+            stacks: vec![StallStack {
+                frames: frames.iter().map(|s| s.to_string()).collect(),
+                count: 1,
+            }],
+            task_id: None,
+            spawned_at: None,
+            span: None,
+        }
+    }
+
+    #[test]
+    fn a_calm_window_is_none() {
+        let d = diagnose(&calm());
+        assert_eq!(d.top_category(), "none");
+        assert_eq!(d.findings.len(), 1);
+    }
+
+    #[test]
+    fn stalls_name_the_function_and_the_fix() {
+        let mut w = calm();
+        w.stalls = (1..=5)
+            .map(|i| {
+                stall(
+                    i,
+                    300_000,
+                    &["clock_nanosleep", "std::thread::sleep", "svc::checkout"],
+                    Some("svc::checkout"),
+                )
+            })
+            .collect();
+        let d = diagnose(&w);
+        let f = &d.findings[0];
+        assert_eq!(f.category, "event-loop-blocking");
+        assert_eq!(f.severity, Severity::Critical);
+        assert_eq!(f.culprit.as_deref(), Some("svc::checkout"));
+        assert!(f.recommendation.contains("tokio::time::sleep"), "{f:?}");
+        assert!(f.summary.contains("svc::checkout"));
+    }
+
+    #[test]
+    fn the_fix_follows_what_the_stack_shows() {
+        let advice = |frames: &[&str]| {
+            let frames: Vec<String> = frames.iter().map(|s| s.to_string()).collect();
+            recommend_for_stack("f", &frames)
+        };
+        assert!(
+            advice(&["read", "<std::fs::File as std::io::Read>::read", "f"]).contains("tokio::fs")
+        );
+        assert!(advice(&["serde_json::de::from_slice", "f"]).contains("spawn_blocking"));
+        assert!(advice(&["fancy_regex::run", "f"]).contains("regex"));
+        assert!(advice(&["f"]).contains("rayon"));
+    }
+
+    #[test]
+    fn waiting_on_a_mutex_is_lock_contention() {
+        let mut w = calm();
+        w.stalls = vec![
+            stall(
+                1,
+                60_000,
+                &["svc::hash", "svc::work_under_lock"],
+                Some("svc::work_under_lock"),
+            ),
+            stall(
+                2,
+                120_000,
+                &[
+                    "syscall",
+                    "std::sys::sync::mutex::futex::Mutex::lock_contended",
+                    "svc::work_under_lock",
+                ],
+                Some("svc::work_under_lock"),
+            ),
+        ];
+        let d = diagnose(&w);
+        assert_eq!(d.top_category(), "lock-contention");
+        assert!(d.findings[0].recommendation.contains("tokio::sync::Mutex"));
+    }
+
+    #[test]
+    fn an_inlined_lock_wait_is_seen_by_its_futex_leaf() {
+        let mut w = calm();
+        w.stalls = vec![
+            stall(
+                1,
+                60_000,
+                &["svc::hash", "svc::work_under_lock"],
+                Some("svc::hash"),
+            ),
+            stall(
+                2,
+                120_000,
+                &["syscall", "svc::work_under_lock"],
+                Some("svc::work_under_lock"),
+            ),
+        ];
+        let d = diagnose(&w);
+        assert_eq!(d.top_category(), "lock-contention");
+        assert!(d.findings[0].recommendation.contains("svc::hash"));
+    }
+
+    #[test]
+    fn short_rare_stalls_are_not_a_problem() {
+        let mut w = calm();
+        w.stalls = vec![stall(1, 25_000, &["svc::f"], Some("svc::f"))];
+        assert_eq!(diagnose(&w).top_category(), "none");
+    }
+
+    #[test]
+    fn saturated_workers_on_fewer_workers_than_cores_is_underused_cores() {
+        let mut w = calm();
+        w.series.insert(
+            "busy_ratio".into(),
+            (0..40).map(|i| (i * 500, 0.99, 1.0)).collect(),
+        );
+        w.workers = 1;
+        let d = diagnose(&w);
+        assert_eq!(d.top_category(), "underused-cores");
+        assert!(d.findings[0].recommendation.contains("worker_threads"));
+        w.workers = 2;
+        assert_eq!(diagnose(&w).top_category(), "cpu-saturation");
+    }
+
+    #[test]
+    fn memory_rules_tell_heap_from_external() {
+        let leak = window(&[
+            ("heap_live_bytes", &|i| 3e6 + i as f64 * 600_000.0),
+            ("rss_bytes", &|i| 30e6 + i as f64 * 600_000.0),
+            ("external_bytes", &|_| 20e6),
+        ]);
+        assert_eq!(diagnose(&leak).top_category(), "heap-leak");
+        let native = window(&[
+            ("heap_live_bytes", &|_| 3e6),
+            ("rss_bytes", &|i| 30e6 + i as f64 * 600_000.0),
+            ("external_bytes", &|i| 20e6 + i as f64 * 600_000.0),
+        ]);
+        assert_eq!(diagnose(&native).top_category(), "external-memory");
+    }
+
+    #[test]
+    fn piling_tasks_is_unbounded_concurrency() {
+        let w = window(&[
+            ("alive_tasks", &|i| 10.0 + i as f64 * 100.0),
+            ("heap_live_bytes", &|i| 3e6 + i as f64 * 50_000.0),
+        ]);
+        assert_eq!(diagnose(&w).top_category(), "unbounded-concurrency");
+    }
+
+    #[test]
+    fn a_blocking_queue_is_pool_saturation() {
+        let mut w = calm();
+        w.series.insert(
+            "blocking_queue_depth".into(),
+            (0..40).map(|i| (i * 500, 150.0, 190.0)).collect(),
+        );
+        w.series.insert(
+            "blocking_threads".into(),
+            (0..40).map(|i| (i * 500, 2.0, 2.0)).collect(),
+        );
+        assert_eq!(diagnose(&w).top_category(), "blocking-pool-saturation");
+    }
+}

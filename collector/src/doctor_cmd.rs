@@ -1,0 +1,413 @@
+//! `lagscope doctor`: run a command under an embedded collector (optionally
+//! with load), or look at a running collector, and say what is wrong.
+
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use lagscope_collector::flame::{self, Folded};
+use lagscope_collector::report::{self, Extras};
+use lagscope_collector::shared::now_ms;
+use lagscope_collector::{store::StoreConfig, CollectorConfig};
+use lagscope_fixtures::load;
+use lagscope_tui::Client;
+use lagscope_wire::doctor::{DoctorResponse, Severity};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The diagnosis in words.
+    Text,
+    /// The diagnoses and the data behind them, as JSON.
+    Json,
+}
+
+/// `lagscope doctor`.
+#[derive(clap::Args)]
+pub struct DoctorArgs {
+    /// The command to run with the agent pointed at an embedded collector
+    /// (after `--`). Without it, --collector and --service say what to look at.
+    #[arg(last = true)]
+    command: Vec<String>,
+    /// A running collector's HTTP address (instead of a command).
+    #[arg(long, env = "LAGSCOPE_API")]
+    collector: Option<String>,
+    /// Token, if the collector requires one.
+    #[arg(long, env = "LAGSCOPE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Service to diagnose (default: the first that reports).
+    #[arg(long)]
+    service: Option<String>,
+    /// One instance (default: every instance of the service).
+    #[arg(long)]
+    instance: Option<String>,
+    /// With --collector: the window to look at.
+    #[arg(long, default_value = "5m", value_parser = crate::parse_duration)]
+    window: Duration,
+    /// With a command: how long to watch it.
+    #[arg(long, default_value = "20s", value_parser = crate::parse_duration)]
+    duration: Duration,
+    /// Send HTTP load to this loopback URL while watching.
+    #[arg(long, value_name = "URL")]
+    load: Option<String>,
+    /// Load connections.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    connections: u16,
+    /// Load requests per second (0 = as fast as the service answers).
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Where to write the HTML report.
+    #[arg(long, default_value = "lagscope-report.html")]
+    report: PathBuf,
+    /// Do not write the HTML report.
+    #[arg(long)]
+    no_report: bool,
+}
+
+/// Runs `lagscope doctor`.
+pub fn run(args: DoctorArgs) -> Result<()> {
+    if args.command.is_empty() {
+        let Some(url) = &args.collector else {
+            bail!(
+                "give a command to run (lagscope doctor -- ./my-service) or a collector to ask \
+                 (lagscope doctor --collector http://127.0.0.1:6671 --service NAME)"
+            );
+        };
+        let client = Client::new(url, args.token.clone())?;
+        let service = match &args.service {
+            Some(s) => s.clone(),
+            None => first_service(&client)?,
+        };
+        let window_ms = u64::try_from(args.window.as_millis()).unwrap_or(u64::MAX);
+        return conclude(&args, &client, &service, window_ms, None);
+    }
+    if args.collector.is_some() {
+        bail!("give either a command or --collector, not both");
+    }
+    let load_target = args.load.as_deref().map(loopback_target).transpose()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the embedded collector's runtime")?;
+    let collector = rt
+        .block_on(lagscope_collector::start(CollectorConfig {
+            grpc_addr: ([127, 0, 0, 1], 0).into(),
+            http_addr: ([127, 0, 0, 1], 0).into(),
+            token: None,
+            insecure: false,
+            record: None,
+            store: StoreConfig::default(),
+            max_agents: 64,
+            quiet: true,
+            tls: None,
+        }))
+        .context("starting the embedded collector")?;
+    let client = Client::new(&collector.http_url(), None)?;
+    let mut child = Watched(spawn(&args.command, &collector.grpc_url())?);
+    let service = wait_for_agent(&client, &mut child.0, args.service.as_deref())?;
+    let started = Instant::now();
+    let progress = Progress::new(args.duration);
+    let load_report = match load_target {
+        Some((addr, path)) => {
+            wait_connectable(addr, &mut child.0)?;
+            let config = load::LoadConfig {
+                addr,
+                path,
+                connections: usize::from(args.connections),
+                requests: u64::MAX,
+                deadline: args.duration,
+                rate: (args.rate > 0.0).then_some(args.rate),
+            };
+            let handle = rt.spawn(async move { load::run(&config).await });
+            while !handle.is_finished() {
+                progress.show(started.elapsed(), &service);
+                check_alive(&mut child.0)?;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Some(rt.block_on(handle).context("the load generator")??)
+        }
+        None => {
+            while started.elapsed() < args.duration {
+                progress.show(started.elapsed(), &service);
+                check_alive(&mut child.0)?;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            None
+        }
+    };
+    progress.done();
+    // The last sample of the window reaches the collector within one interval.
+    std::thread::sleep(Duration::from_millis(700));
+    let window_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if let Some(r) = &load_report {
+        eprintln!(
+            "load: {} requests ({:.0}/s), {} errors, p99 {:.1} ms",
+            r.ok,
+            r.throughput(),
+            r.errors,
+            r.latency_us.value_at_quantile(0.99) as f64 / 1000.0
+        );
+    }
+    let result = conclude(
+        &args,
+        &client,
+        &service,
+        window_ms,
+        Some(args.command.join(" ")),
+    );
+    drop(child);
+    rt.block_on(collector.shutdown());
+    result
+}
+
+/// Fetches the diagnosis and the data for the report, and prints.
+fn conclude(
+    args: &DoctorArgs,
+    client: &Client,
+    service: &str,
+    window_ms: u64,
+    command: Option<String>,
+) -> Result<()> {
+    let response = client
+        .doctor(service, args.instance.as_deref(), window_ms, true)
+        .context("asking the collector for a diagnosis")?;
+    match args.format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&response)?);
+        }
+        Format::Text => print_text(&response),
+    }
+    if !args.no_report {
+        let to = now_ms();
+        let from = to.saturating_sub(window_ms);
+        let cpu = client
+            .profile(service, args.instance.as_deref(), from, to)
+            .ok()
+            .and_then(|p| {
+                let folded = Folded::parse(&p.folded).ok()?;
+                flame::svg(
+                    &folded,
+                    &format!("{service} — CPU"),
+                    &format!("{} samples at {} Hz", p.samples, p.hz),
+                )
+                .ok()
+            });
+        let blocking = blocking_flamegraph(&response, service);
+        let html = report::html(
+            &response.diagnoses,
+            &response.windows,
+            &Extras {
+                cpu_flamegraph: cpu.as_deref(),
+                blocking_flamegraph: blocking.as_deref(),
+                command,
+            },
+        );
+        std::fs::write(&args.report, html)
+            .with_context(|| format!("writing the report to {:?}", args.report))?;
+        eprintln!("report: {}", args.report.display());
+    }
+    Ok(())
+}
+
+/// A flamegraph of the windows' stall stacks, weighted by stalled time.
+fn blocking_flamegraph(response: &DoctorResponse, service: &str) -> Option<Vec<u8>> {
+    let mut folded = Folded::default();
+    for s in response.windows.iter().flat_map(|w| &w.stalls) {
+        let captures = u64::from(s.captures().max(1));
+        for stack in &s.stacks {
+            let ms = (s.duration_us / 1000 * u64::from(stack.count) / captures).max(1);
+            folded.add(stack.frames.iter().rev().map(String::as_str), ms);
+        }
+    }
+    flame::svg(&folded, &format!("{service} — blocking"), "ms stalled").ok()
+}
+
+fn print_text(response: &DoctorResponse) {
+    let mut out = std::io::stdout().lock();
+    for d in &response.diagnoses {
+        let _ = writeln!(
+            out,
+            "\n{} / {} — {} s window",
+            d.service,
+            d.instance,
+            d.to_ms.saturating_sub(d.from_ms) / 1000
+        );
+        for f in &d.findings {
+            let mark = match f.severity {
+                Severity::Critical => "✖",
+                Severity::Warning => "!",
+                Severity::Info => "✓",
+            };
+            let _ = writeln!(out, "\n{mark} [{}] {}", f.category, f.summary);
+            for e in &f.evidence {
+                let _ = writeln!(out, "    · {e}");
+            }
+            let _ = writeln!(out, "  → {}", f.recommendation);
+        }
+    }
+}
+
+/// The child process, killed when dropped.
+struct Watched(Child);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(command: &[String], grpc_url: &str) -> Result<Child> {
+    let (program, rest) = command.split_first().context("an empty command")?;
+    // The command's output goes to our stderr, so stdout stays the diagnosis.
+    let err = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicating stderr")?;
+    let err2 = err.try_clone().context("duplicating stderr")?;
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .env("LAGSCOPE_COLLECTOR", grpc_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(err))
+        .stderr(Stdio::from(err2));
+    if std::env::var_os("LAGSCOPE_SAMPLE_INTERVAL").is_none() {
+        cmd.env("LAGSCOPE_SAMPLE_INTERVAL", "500ms");
+    }
+    cmd.spawn().with_context(|| format!("starting {program:?}"))
+}
+
+fn check_alive(child: &mut Child) -> Result<()> {
+    if let Some(status) = child.try_wait().context("checking the command")? {
+        bail!("the command exited ({status}) before the diagnosis was done");
+    }
+    Ok(())
+}
+
+/// The service of the first agent that connects.
+fn wait_for_agent(client: &Client, child: &mut Child, want: Option<&str>) -> Result<String> {
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        check_alive(child)?;
+        if let Ok(s) = client.services() {
+            let found = s
+                .services
+                .iter()
+                .find(|s| want.is_none_or(|w| w == s.service) && !s.instances.is_empty());
+            if let Some(found) = found {
+                return Ok(found.service.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!(
+        "no lagscope agent connected within 20 s: does the command link the lagscope crate and \
+         start it with Agent::builder() (which reads LAGSCOPE_COLLECTOR)?"
+    )
+}
+
+fn first_service(client: &Client) -> Result<String> {
+    client
+        .services()?
+        .services
+        .first()
+        .map(|s| s.service.clone())
+        .context("the collector has no services yet")
+}
+
+/// `http://127.0.0.1:PORT/path` → address and path; refuses non-loopback.
+fn loopback_target(url: &str) -> Result<(SocketAddr, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("--load {url:?} must be an http:// URL"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let addr = host
+        .to_socket_addrs()
+        .with_context(|| format!("--load {url:?}: cannot resolve {host:?}"))?
+        .next()
+        .with_context(|| format!("--load {url:?}: no address for {host:?}"))?;
+    if !addr.ip().is_loopback() {
+        bail!("--load sends only to loopback addresses; {addr} is not one");
+    }
+    Ok((addr, path))
+}
+
+fn wait_connectable(addr: SocketAddr, child: &mut Child) -> Result<()> {
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        check_alive(child)?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("nothing listens on {addr} (the --load target) after 15 s")
+}
+
+/// A progress bar on stderr when it is a terminal, a line every few seconds
+/// otherwise.
+struct Progress {
+    total: Duration,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(total: Duration) -> Self {
+        Progress {
+            total,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&self, elapsed: Duration, service: &str) {
+        let done = (elapsed.as_secs_f64() / self.total.as_secs_f64().max(1e-9)).min(1.0);
+        if self.terminal {
+            let width = 30;
+            let filled = (done * width as f64) as usize;
+            eprint!(
+                "\rwatching {service} [{}{}] {:>3.0}/{:.0} s ",
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                elapsed.as_secs_f64(),
+                self.total.as_secs_f64()
+            );
+        } else if elapsed.as_millis() % 5000 < 250 {
+            eprintln!(
+                "watching {service}: {:.0}/{:.0} s",
+                elapsed.as_secs_f64(),
+                self.total.as_secs_f64()
+            );
+        }
+    }
+
+    fn done(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_target;
+
+    #[test]
+    fn load_targets_must_be_loopback_http() {
+        let (addr, path) = loopback_target("http://127.0.0.1:8080/api/x").expect("ok");
+        assert_eq!((addr.port(), path.as_str()), (8080, "/api/x"));
+        assert_eq!(loopback_target("http://127.0.0.1:9").expect("ok").1, "/");
+        assert!(loopback_target("https://127.0.0.1:9/").is_err());
+        assert!(loopback_target("http://10.1.2.3:80/").is_err());
+    }
+}

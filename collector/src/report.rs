@@ -1,0 +1,358 @@
+//! The doctor's HTML report: one self-contained file (inline SVG plots and
+//! flamegraphs, no scripts from anywhere) that opens offline.
+
+use std::fmt::Write;
+
+use lagscope_wire::doctor::{Diagnosis, Severity, Window};
+
+/// What goes into a report besides the diagnoses.
+#[derive(Debug, Default)]
+pub struct Extras<'a> {
+    /// CPU flamegraph SVG.
+    pub cpu_flamegraph: Option<&'a [u8]>,
+    /// Blocking flamegraph SVG (from stall stacks).
+    pub blocking_flamegraph: Option<&'a [u8]>,
+    /// The command that was diagnosed, if any.
+    pub command: Option<String>,
+}
+
+/// The report for `diagnoses` made from `windows` (same order).
+pub fn html(diagnoses: &[Diagnosis], windows: &[Window], extras: &Extras<'_>) -> String {
+    let mut out = String::new();
+    let title = diagnoses
+        .first()
+        .map(|d| format!("lagscope doctor — {}", d.service))
+        .unwrap_or_else(|| "lagscope doctor".into());
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>{}</title><style>{}</style></head><body><h1>{}</h1>",
+        esc(&title),
+        STYLE,
+        esc(&title)
+    );
+    if let Some(cmd) = &extras.command {
+        let _ = write!(out, "<p class=dim>command: <code>{}</code></p>", esc(cmd));
+    }
+    for (i, d) in diagnoses.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<section><h2>{} <span class=dim>{} s window</span></h2>",
+            esc(&d.instance),
+            d.to_ms.saturating_sub(d.from_ms) / 1000
+        );
+        for f in &d.findings {
+            let class = match f.severity {
+                Severity::Critical => "critical",
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            };
+            let _ = write!(
+                out,
+                "<div class='finding {class}'><div class=cat>{} · {}</div><h3>{}</h3><ul>",
+                esc(&f.category),
+                class,
+                esc(&f.summary)
+            );
+            for e in &f.evidence {
+                let _ = write!(out, "<li>{}</li>", esc(e));
+            }
+            let _ = write!(
+                out,
+                "</ul><p class=fix><b>What to do:</b> {}</p></div>",
+                esc(&f.recommendation)
+            );
+        }
+        if let Some(w) = windows.get(i) {
+            charts(&mut out, w);
+            stalls(&mut out, w);
+        }
+        out.push_str("</section>");
+    }
+    for (name, svg) in [
+        ("CPU flamegraph", extras.cpu_flamegraph),
+        (
+            "Blocking flamegraph (stall stacks, by stalled time)",
+            extras.blocking_flamegraph,
+        ),
+    ] {
+        if let Some(svg) = svg {
+            let _ = write!(
+                out,
+                "<section><h2>{name}</h2><img class=flame alt='{name}' src='data:image/svg+xml;base64,{}'></section>",
+                base64(svg)
+            );
+        }
+    }
+    out.push_str("<p class=dim>made by lagscope</p></body></html>");
+    out
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}\
+h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd}.dim{color:#777;font-weight:normal}\
+.finding{border-left:6px solid #999;padding:.3em 1em;margin:1em 0;background:#fafafa}\
+.critical{border-color:#c62828}.warning{border-color:#ef6c00}.info{border-color:#2e7d32}\
+.cat{font-size:12px;text-transform:uppercase;color:#555}.fix{background:#eef6ee;padding:.4em}\
+.charts{display:grid;grid-template-columns:1fr 1fr;gap:12px}.chart{border:1px solid #eee}\
+pre{background:#f4f4f4;padding:.5em;overflow:auto;font-size:12px}.culprit{background:#ffe0b2;font-weight:bold}\
+img.flame{width:100%;border:1px solid #eee}code{background:#f4f4f4}";
+
+/// Plots of the window: lag, busy, queues and tasks, memory.
+fn charts(out: &mut String, w: &Window) {
+    out.push_str("<div class=charts>");
+    let plots: [Plot<'_>; 4] = [
+        (
+            "Lag (probe delay)",
+            &[("p99", "lag_p99_us", false), ("max", "lag_max_us", true)],
+            |v| format!("{:.1} ms", v / 1000.0),
+        ),
+        (
+            "Busy ratio and CPU (cores)",
+            &[("busy", "busy_ratio", false), ("cpu", "cpu_ratio", false)],
+            |v| format!("{v:.2}"),
+        ),
+        (
+            "Queues and tasks",
+            &[
+                ("global queue", "global_queue_depth", true),
+                ("blocking queue", "blocking_queue_depth", true),
+                ("tasks alive", "alive_tasks", false),
+            ],
+            |v| format!("{v:.0}"),
+        ),
+        (
+            "Memory",
+            &[
+                ("heap", "heap_live_bytes", false),
+                ("rss", "rss_bytes", false),
+                ("external", "external_bytes", false),
+            ],
+            |v| format!("{:.1} MiB", v / 1048576.0),
+        ),
+    ];
+    for (title, lines, fmt) in plots {
+        chart(out, w, title, lines, fmt);
+    }
+    out.push_str("</div>");
+}
+
+/// A chart: title, (label, series, plot the max) lines, value format.
+type Plot<'a> = (&'a str, &'a [(&'a str, &'a str, bool)], fn(f64) -> String);
+
+const COLOURS: [&str; 3] = ["#1565c0", "#c62828", "#2e7d32"];
+
+fn chart(
+    out: &mut String,
+    w: &Window,
+    title: &str,
+    lines: &[(&str, &str, bool)],
+    fmt: fn(f64) -> String,
+) {
+    let (width, height, pad) = (560.0, 170.0, 30.0);
+    let span = w.to_ms.saturating_sub(w.from_ms).max(1) as f64;
+    let series: Vec<(&str, Vec<(f64, f64)>)> = lines
+        .iter()
+        .filter_map(|&(label, name, use_max)| {
+            let pts = w.series.get(name)?;
+            let v: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|&(t, mean, max)| {
+                    (
+                        t.saturating_sub(w.from_ms) as f64 / span,
+                        if use_max { max } else { mean },
+                    )
+                })
+                .collect();
+            (!v.is_empty()).then_some((label, v))
+        })
+        .collect();
+    let top = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let _ = write!(
+        out,
+        "<svg class=chart viewBox='0 0 {width} {height}' role=img aria-label='{}'><text x=8 y=16 font-size=13>{}</text><text x=8 y=32 font-size=11 fill='#777'>max {}</text>",
+        esc(title),
+        esc(title),
+        esc(&fmt(top))
+    );
+    let plot_h = height - pad - 20.0;
+    let _ = write!(
+        out,
+        "<line x1={pad} y1={} x2={} y2={} stroke='#ccc'/>",
+        height - 20.0,
+        width - 10.0,
+        height - 20.0
+    );
+    for (i, (label, v)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let points: Vec<String> = v
+            .iter()
+            .map(|&(x, y)| {
+                format!(
+                    "{:.1},{:.1}",
+                    pad + x * (width - pad - 10.0),
+                    height - 20.0 - (y / top) * plot_h
+                )
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "<polyline fill=none stroke='{colour}' stroke-width=1.5 points='{}'/><text x={} y=16 font-size=11 fill='{colour}'>{}</text>",
+            points.join(" "),
+            260.0 + 90.0 * i as f64,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x={pad} y={} font-size=10 fill='#777'>0 s</text><text x={} y={} font-size=10 fill='#777' text-anchor=end>{} s</text></svg>",
+        height - 6.0,
+        width - 10.0,
+        height - 6.0,
+        (span / 1000.0).round()
+    );
+}
+
+/// The window's longest stalls with their stacks, blocking function marked.
+fn stalls(out: &mut String, w: &Window) {
+    if w.stalls.is_empty() {
+        return;
+    }
+    let mut longest: Vec<_> = w.stalls.iter().collect();
+    longest.sort_by_key(|s| std::cmp::Reverse(s.duration_us));
+    // The longest stall of each distinct stack, so repeats do not crowd out the rest.
+    let mut seen: Vec<&[String]> = Vec::new();
+    longest.retain(|s| {
+        let frames = s.stacks.first().map_or(&[][..], |st| &st.frames[..]);
+        let new = !seen.contains(&frames);
+        seen.push(frames);
+        new
+    });
+    let _ = write!(
+        out,
+        "<h3>Longest stalls ({} in the window; one per distinct stack)</h3>",
+        w.stalls.len()
+    );
+    for s in longest.iter().take(3) {
+        let _ = write!(
+            out,
+            "<p>{:.1} ms on thread {} ({}), {} captures{}</p><pre>",
+            s.duration_us as f64 / 1000.0,
+            s.tid,
+            esc(&s.detection),
+            s.captures(),
+            s.span
+                .as_ref()
+                .map(|sp| format!(", span {}", esc(sp)))
+                .unwrap_or_default()
+        );
+        if let Some(stack) = s.stacks.first() {
+            for f in &stack.frames {
+                if Some(f) == s.blocking_function.as_ref() {
+                    let _ = writeln!(out, "<span class=culprit>▶ {}</span>", esc(f));
+                } else {
+                    let _ = writeln!(out, "  {}", esc(f));
+                }
+            }
+        }
+        out.push_str("</pre>");
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&#39;")
+        .replace('"', "&quot;")
+}
+
+/// Standard base64 (for `data:` URLs).
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lagscope_wire::doctor::Finding;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn the_report_is_self_contained_and_escaped() {
+        let mut w = Window {
+            service: "svc".into(),
+            instance: "a<b>".into(),
+            from_ms: 0,
+            to_ms: 20_000,
+            ..Window::default()
+        };
+        w.series.insert(
+            "lag_p99_us".into(),
+            (0..20).map(|i| (i * 1000, 300.0, 900.0)).collect(),
+        );
+        let d = Diagnosis {
+            service: "svc".into(),
+            instance: "a<b>".into(),
+            from_ms: 0,
+            to_ms: 20_000,
+            findings: vec![Finding {
+                category: "heap-leak".into(),
+                severity: Severity::Warning,
+                score: 1.0,
+                summary: "grows".into(),
+                evidence: vec!["1 → 2".into()],
+                recommendation: "bound it".into(),
+                culprit: None,
+            }],
+        };
+        let svg = b"<svg xmlns='http://www.w3.org/2000/svg'/>";
+        let html = html(
+            &[d],
+            &[w],
+            &Extras {
+                cpu_flamegraph: Some(svg),
+                ..Extras::default()
+            },
+        );
+        assert!(html.contains("a&lt;b&gt;"));
+        assert!(html.contains("<polyline"));
+        assert!(html.contains("data:image/svg+xml;base64,"));
+        assert!(
+            !html.contains("http://") || !html.contains("<script src"),
+            "no remote scripts"
+        );
+        assert!(!html.contains("<link"), "no external stylesheets");
+    }
+}

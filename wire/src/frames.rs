@@ -1,0 +1,95 @@
+//! Names of stack frames: which crate a demangled Rust function belongs
+//! to, and whether it is user code or the runtime's. Shared by the agent
+//! (to mark a stall's blocking function) and the collector (to name it in a
+//! diagnosis).
+
+/// Crates whose frames are never "the function that blocked".
+pub const RUNTIME_CRATES: [&str; 7] = ["std", "core", "alloc", "tokio", "mio", "lagscope", "libc"];
+
+/// Whether a frame name is user code: a Rust path whose crate is not the
+/// standard library, tokio, mio, libc or lagscope. C functions and raw
+/// addresses are not.
+///
+/// ```
+/// use lagscope_wire::frames::is_user_frame;
+/// assert!(is_user_frame("checkout::handlers::price_cart"));
+/// assert!(!is_user_frame("std::thread::sleep"));
+/// assert!(!is_user_frame("clock_nanosleep"));
+/// ```
+pub fn is_user_frame(name: &str) -> bool {
+    frame_crate(name).is_some_and(|krate| !RUNTIME_CRATES.contains(&krate))
+}
+
+/// The crate a demangled Rust function belongs to: the first path segment,
+/// or for `<Type as Trait>::f` the type's crate — or the trait's when the
+/// type is a generic parameter or a primitive (`<T as alloc::…>`). `None`
+/// for C functions and raw addresses.
+pub fn frame_crate(name: &str) -> Option<&str> {
+    let Some(inner) = name.strip_prefix('<') else {
+        return name.split_once("::").map(|(krate, _)| krate);
+    };
+    let inner = inner.trim_start_matches(['&', '*', '[', '(']);
+    let inner = inner
+        .strip_prefix("mut ")
+        .or_else(|| inner.strip_prefix("const "))
+        .unwrap_or(inner);
+    let (ty, rest) = match inner.split_once(" as ") {
+        Some((ty, rest)) => (ty, Some(rest)),
+        None => (inner, None),
+    };
+    match ty.split_once("::") {
+        // A path type, unless " as " came before its first "::".
+        Some((krate, _)) if !krate.contains(['<', '>', ' ']) => Some(krate),
+        _ => rest.and_then(frame_crate),
+    }
+}
+
+/// The first user frame outside `culprit`'s crate, further out on the stack
+/// (innermost first): who called into a library that blocked, e.g. the
+/// handler that called `serde_json`.
+pub fn caller_outside(frames: &[String], culprit: &str) -> Option<String> {
+    let krate = frame_crate(culprit)?;
+    let at = frames.iter().position(|f| f == culprit)?;
+    frames[at + 1..]
+        .iter()
+        .find(|f| is_user_frame(f) && frame_crate(f) != Some(krate))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crates_of_trait_impls_and_generics() {
+        assert!(is_user_frame("<my_service::Db as my_service::Store>::get"));
+        assert!(is_user_frame("<my_service::Db as core::fmt::Debug>::fmt"));
+        assert!(!is_user_frame(
+            "<T as alloc::slice::<impl [T]>::to_vec_in::ConvertVec>::to_vec"
+        ));
+        assert!(!is_user_frame("<&T as core::fmt::Display>::fmt"));
+        assert!(!is_user_frame("<std::fs::File as std::io::Read>::read"));
+        assert!(is_user_frame(
+            "<serde_json::value::ser::Serializer as serde_core::ser::Serializer>::serialize_str"
+        ));
+        assert!(!is_user_frame("0x55d0c0a01234"));
+        assert!(!is_user_frame("[libc.so.6]"));
+    }
+
+    #[test]
+    fn the_caller_of_a_library() {
+        let frames: Vec<String> = [
+            "fancy_regex::vm::run",
+            "fancy_regex::Regex::is_match",
+            "svc::validate",
+            "tokio::runtime::task::raw::poll",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            caller_outside(&frames, "fancy_regex::vm::run").as_deref(),
+            Some("svc::validate")
+        );
+        assert_eq!(caller_outside(&frames, "svc::validate"), None);
+    }
+}
