@@ -136,32 +136,13 @@ pub(crate) fn install() -> Result<i32, String> {
     Ok(signal)
 }
 
-type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
-
 fn install_on(signal: i32) -> Result<i32, String> {
-    // SAFETY: a zeroed sigaction is a valid argument for querying.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: querying with a null new action changes nothing.
-    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
-        return Err(format!("cannot query signal {signal}"));
-    }
-    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != handler as Handler as usize {
-        return Err(format!(
-            "signal {signal} (SIGRTMIN+{PROFILE_SIGNAL_OFFSET}) already has a handler; \
-             lagscope's profiler will not replace it (turn it off with LAGSCOPE_PROFILE_HZ=0)"
-        ));
-    }
-    // SAFETY: zeroed is a valid starting point; the fields used are set below.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = handler as Handler as usize;
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
-    // SAFETY: `sa_mask` is a valid sigset_t to empty.
-    unsafe { libc::sigemptyset(&mut action.sa_mask) };
-    // SAFETY: `handler` is async-signal-safe and lives forever.
-    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
-        return Err(format!("cannot install a handler for signal {signal}"));
-    }
-    Ok(signal)
+    stack::install_handler(
+        signal,
+        handler,
+        &format!("SIGRTMIN+{PROFILE_SIGNAL_OFFSET}"),
+        " (turn the profiler off with LAGSCOPE_PROFILE_HZ=0)",
+    )
 }
 
 /// The timer signal's handler. Async-signal-safe: atomics on static memory,

@@ -152,11 +152,28 @@ pub fn capture(tid: i32, timeout: Duration) -> Result<Vec<usize>, StackError> {
     Ok(frames)
 }
 
-/// The handler's signature, as `sigaction` stores it.
-type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+/// A signal handler's signature, as `sigaction` stores it.
+pub(crate) type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
 
-/// Installs the handler on `signal`, refusing to replace someone else's.
+/// Installs the capture handler on `signal`.
 fn install(signal: i32) -> Result<i32, String> {
+    install_handler(
+        signal,
+        handler,
+        &format!("SIGRTMIN+{DEFAULT_SIGNAL_OFFSET}"),
+        "",
+    )
+}
+
+/// Installs `handler` on `signal` (called `name` in messages), refusing to
+/// replace a handler someone else installed; `hint` ends the refusal.
+/// `handler` must be async-signal-safe.
+pub(crate) fn install_handler(
+    signal: i32,
+    handler: Handler,
+    name: &str,
+    hint: &str,
+) -> Result<i32, String> {
     // SAFETY: a zeroed sigaction is a valid "query" argument; sigaction only
     // writes the current disposition into `old`.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -164,19 +181,20 @@ fn install(signal: i32) -> Result<i32, String> {
     if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
         return Err(format!("cannot query signal {signal}"));
     }
-    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != handler as Handler as usize {
+    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != handler as usize {
         return Err(format!(
-            "signal {signal} (SIGRTMIN+{DEFAULT_SIGNAL_OFFSET}) already has a handler; lagscope will not replace it"
+            "signal {signal} ({name}) already has a handler; lagscope will not replace it{hint}"
         ));
     }
     // SAFETY: as above, zeroed is a valid starting point; every field we rely
     // on is set below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = handler as Handler as usize;
+    action.sa_sigaction = handler as usize;
     action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
     // SAFETY: `sa_mask` is a valid sigset_t to empty.
     unsafe { libc::sigemptyset(&mut action.sa_mask) };
-    // SAFETY: `handler` is async-signal-safe (see its comment) and lives forever.
+    // SAFETY: the caller passes an async-signal-safe handler; it is a plain
+    // function, so it lives forever.
     if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
         return Err(format!("cannot install a handler for signal {signal}"));
     }

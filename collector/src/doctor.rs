@@ -18,6 +18,8 @@
 
 use std::collections::BTreeMap;
 
+use lagscope_wire::api::slope;
+
 pub use lagscope_wire::doctor::{Diagnosis, Finding, Severity, Window};
 #[cfg(test)]
 use lagscope_wire::StallEvent;
@@ -88,17 +90,6 @@ impl Stats for Window {
     fn window_ms(&self) -> f64 {
         (self.to_ms.saturating_sub(self.from_ms)).max(1) as f64
     }
-}
-
-fn slope(pts: &[(f64, f64)]) -> Option<f64> {
-    if pts.len() < 3 {
-        return None;
-    }
-    let n = pts.len() as f64;
-    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    (var > 0.0).then(|| pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var)
 }
 
 fn median(v: &[f64]) -> Option<f64> {

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use lagscope_collector::flame::{self, Folded};
 use lagscope_collector::report::{self, Extras};
 use lagscope_collector::shared::now_ms;
-use lagscope_collector::{store::StoreConfig, CollectorConfig};
+use lagscope_collector::CollectorConfig;
 use lagscope_fixtures::load;
 use lagscope_tui::Client;
 use lagscope_wire::doctor::{DoctorResponse, Severity};
@@ -98,17 +98,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         .build()
         .context("starting the embedded collector's runtime")?;
     let collector = rt
-        .block_on(lagscope_collector::start(CollectorConfig {
-            grpc_addr: ([127, 0, 0, 1], 0).into(),
-            http_addr: ([127, 0, 0, 1], 0).into(),
-            token: None,
-            insecure: false,
-            record: None,
-            store: StoreConfig::default(),
-            max_agents: 64,
-            quiet: true,
-            tls: None,
-        }))
+        .block_on(lagscope_collector::start(CollectorConfig::embedded()))
         .context("starting the embedded collector")?;
     let client = Client::new(&collector.http_url(), None)?;
     let mut child = Watched(spawn(&args.command, &collector.grpc_url())?);
@@ -219,14 +209,7 @@ fn conclude(
 
 /// A flamegraph of the windows' stall stacks, weighted by stalled time.
 fn blocking_flamegraph(response: &DoctorResponse, service: &str) -> Option<Vec<u8>> {
-    let mut folded = Folded::default();
-    for s in response.windows.iter().flat_map(|w| &w.stalls) {
-        let captures = u64::from(s.captures().max(1));
-        for stack in &s.stacks {
-            let ms = (s.duration_us / 1000 * u64::from(stack.count) / captures).max(1);
-            folded.add(stack.frames.iter().rev().map(String::as_str), ms);
-        }
-    }
+    let folded = flame::from_stalls(response.windows.iter().flat_map(|w| &w.stalls));
     flame::svg(&folded, &format!("{service} — blocking"), "ms stalled").ok()
 }
 

@@ -157,7 +157,11 @@ pub fn svg(folded: &Folded, title: &str, subtitle: &str) -> Result<Vec<u8>, Flam
     if folded.is_empty() {
         return Err(FlameError::Empty(String::new()));
     }
-    let text = folded.to_text();
+    render(&folded.to_text(), title, subtitle)
+}
+
+/// inferno's flamegraph of folded `text`.
+fn render(text: &str, title: &str, subtitle: &str) -> Result<Vec<u8>, FlameError> {
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_string();
     options.subtitle = Some(subtitle.to_string());
@@ -166,6 +170,20 @@ pub fn svg(folded: &Folded, title: &str, subtitle: &str) -> Result<Vec<u8>, Flam
     let mut out = Vec::new();
     inferno::flamegraph::from_lines(&mut options, text.lines(), &mut out)?;
     Ok(out)
+}
+
+/// Stall stacks folded and weighted by the milliseconds of stall each
+/// capture stands for (a stall's time split over its captures).
+pub fn from_stalls<'a>(stalls: impl IntoIterator<Item = &'a lagscope_wire::StallEvent>) -> Folded {
+    let mut folded = Folded::default();
+    for s in stalls {
+        let captures = u64::from(s.captures().max(1));
+        for stack in &s.stacks {
+            let ms = (s.duration_us / 1000 * u64::from(stack.count) / captures).max(1);
+            folded.add(stack.frames.iter().rev().map(String::as_str), ms);
+        }
+    }
+    folded
 }
 
 /// A differential flamegraph: `new`'s shape, coloured by the change from
@@ -190,15 +208,7 @@ pub fn diff_svg(
         new.to_text().as_bytes(),
         &mut folded_diff,
     )?;
-    let text = String::from_utf8_lossy(&folded_diff).into_owned();
-    let mut options = inferno::flamegraph::Options::default();
-    options.title = title.to_string();
-    options.subtitle = Some(subtitle.to_string());
-    options.count_name = "samples".to_string();
-    options.deterministic = true;
-    let mut out = Vec::new();
-    inferno::flamegraph::from_lines(&mut options, text.lines(), &mut out)?;
-    Ok(out)
+    render(&String::from_utf8_lossy(&folded_diff), title, subtitle)
 }
 
 /// A gzipped pprof protobuf of `folded`, each sample worth `1/hz` s of CPU.

@@ -214,25 +214,31 @@ fn blocking(client: &Client, t: &Target, from: u64, to: u64) -> Result<ProfileRe
     let stalls = client
         .stalls_of(&t.service, t.instance.as_deref(), 10_000)
         .context("fetching stalls")?;
-    let mut folded = Folded::default();
-    let mut instances = Vec::new();
-    let (mut start, mut end) = (u64::MAX, 0);
-    for r in stalls.stalls.iter().filter(|r| {
-        let s = &r.stall;
-        s.started_ms < to && s.started_ms + s.duration_us / 1000 >= from
-    }) {
-        let s = &r.stall;
-        start = start.min(s.started_ms);
-        end = end.max(s.started_ms + s.duration_us / 1000);
+    let in_window: Vec<_> = stalls
+        .stalls
+        .iter()
+        .filter(|r| {
+            let s = &r.stall;
+            s.started_ms < to && s.started_ms + s.duration_us / 1000 >= from
+        })
+        .collect();
+    let folded = flame::from_stalls(in_window.iter().map(|r| &r.stall));
+    let mut instances: Vec<String> = Vec::new();
+    for r in &in_window {
         if !instances.contains(&r.instance) {
             instances.push(r.instance.clone());
         }
-        let captures = u64::from(s.captures().max(1));
-        for stack in &s.stacks {
-            let ms = (s.duration_us / 1000 * u64::from(stack.count) / captures).max(1);
-            folded.add(stack.frames.iter().rev().map(String::as_str), ms);
-        }
     }
+    let start = in_window
+        .iter()
+        .map(|r| r.stall.started_ms)
+        .min()
+        .unwrap_or(u64::MAX);
+    let end = in_window
+        .iter()
+        .map(|r| r.stall.started_ms + r.stall.duration_us / 1000)
+        .max()
+        .unwrap_or(0);
     Ok(ProfileResponse {
         service: t.service.clone(),
         instances,

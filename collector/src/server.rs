@@ -49,6 +49,24 @@ pub struct CollectorConfig {
     pub tls: Option<TlsFiles>,
 }
 
+impl CollectorConfig {
+    /// A quiet collector on ephemeral loopback ports with default limits, for
+    /// running inside another command (`lagscope doctor`, harnesses).
+    pub fn embedded() -> Self {
+        CollectorConfig {
+            grpc_addr: ([127, 0, 0, 1], 0).into(),
+            http_addr: ([127, 0, 0, 1], 0).into(),
+            token: None,
+            insecure: false,
+            record: None,
+            store: StoreConfig::default(),
+            max_agents: DEFAULT_MAX_AGENTS,
+            quiet: true,
+            tls: None,
+        }
+    }
+}
+
 /// PEM contents of the collector's TLS identity.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {

@@ -139,18 +139,24 @@ impl Series {
             .within(from_ms, to_ms)
             .map(|p| (p.t_ms as f64 / 60_000.0, p.mean))
             .collect();
-        if pts.len() < 3 {
-            return None;
-        }
-        let n = pts.len() as f64;
-        let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-        let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-        let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-        if var == 0.0 {
-            return None;
-        }
-        Some(pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var)
+        slope(&pts)
     }
+}
+
+/// Least-squares slope of `(x, y)` points; `None` with fewer than three
+/// points or no spread in `x`.
+pub fn slope(pts: &[(f64, f64)]) -> Option<f64> {
+    if pts.len() < 3 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if var == 0.0 {
+        return None;
+    }
+    Some(pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var)
 }
 
 /// `GET /api/v1/stalls`: stalls, newest first.
