@@ -29,6 +29,9 @@ pub(crate) struct Watched {
     pub(crate) probe: LagProbe,
 }
 
+/// Shortest time between an early (stall news) sample and the one before.
+const EARLIEST: Duration = Duration::from_millis(100);
+
 pub(crate) struct Sampler {
     service: String,
     instance: String,
@@ -104,11 +107,22 @@ impl Sampler {
             self.interval = requested;
             self.next_sample = self.previous_at + requested;
         }
-        let sample = (now >= self.next_sample).then(|| {
-            // Keep the cadence; after a long pause start afresh rather than catch up.
-            self.next_sample = (self.next_sample + self.interval).max(now);
-            self.sample(now, gauges, dropped)
-        });
+        // Stall news goes out at once (at most every EARLIEST), so a stall
+        // shows in the dashboard well within a second of starting or ending.
+        #[cfg(target_os = "linux")]
+        let early = now >= self.previous_at + EARLIEST
+            && self.stalls.as_ref().is_some_and(|b| b.take_news());
+        #[cfg(not(target_os = "linux"))]
+        let early = false;
+        let sample = if early {
+            Some(self.sample(now, gauges, dropped))
+        } else {
+            (now >= self.next_sample).then(|| {
+                // Keep the cadence; after a long pause start afresh rather than catch up.
+                self.next_sample = (self.next_sample + self.interval).max(now);
+                self.sample(now, gauges, dropped)
+            })
+        };
         // Spawn the next probe only after sampling, so the runtime counters never
         // count the agent's own probe sitting in the global queue.
         for w in &mut self.watched {

@@ -26,7 +26,7 @@
 //! stacks are counted so a long stall shows where its time went.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,10 +67,25 @@ pub(crate) struct StallBook {
 }
 
 /// Shared handle to the book.
-pub(crate) type Book = Arc<Mutex<StallBook>>;
+pub(crate) type Book = Arc<Shelf>;
+
+/// The book, and a flag the sampler polls: a stall began or ended, so the
+/// news should go out now rather than at the next regular sample.
+#[derive(Default)]
+pub(crate) struct Shelf {
+    book: Mutex<StallBook>,
+    news: AtomicBool,
+}
+
+impl Shelf {
+    /// Whether a stall began or ended since the last call.
+    pub(crate) fn take_news(&self) -> bool {
+        self.news.swap(false, Relaxed)
+    }
+}
 
 fn lock(book: &Book) -> MutexGuard<'_, StallBook> {
-    book.lock().unwrap_or_else(|p| p.into_inner())
+    book.book.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Finished stalls since the last call, then the ongoing ones.
@@ -201,6 +216,7 @@ impl Watchdog {
         b.total += 1;
         b.ongoing.insert(id, event);
         drop(b);
+        self.book.news.store(true, Relaxed);
         self.active.insert(
             key,
             Active {
@@ -256,6 +272,7 @@ impl Watchdog {
                 b.finished.pop_front();
             }
             b.finished.push_back(e);
+            self.book.news.store(true, Relaxed);
         }
     }
 

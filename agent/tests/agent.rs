@@ -416,3 +416,34 @@ fn healthy_work_reports_no_stalls_from_worker_metrics() {
 fn healthy_work_reports_no_stalls_from_poll_hooks() {
     healthy_work_reports_no_stalls(true);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn stall_news_does_not_wait_for_the_next_regular_sample() {
+    let (rt, agent) = stall_runtime(false);
+    let agent = agent
+        .sample_interval(Duration::from_secs(5))
+        .start(rt.handle().clone())
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(300));
+    let blocked_at = Instant::now();
+    rt.spawn(async { std::thread::sleep(Duration::from_millis(400)) });
+    let seen = |ongoing: bool| {
+        let end = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < end {
+            if agent
+                .snapshot()
+                .is_some_and(|s| s.stalls.iter().any(|e| e.ongoing == ongoing))
+            {
+                return Some(blocked_at.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    };
+    let started = seen(true).expect("the stall was published while it lasted");
+    let ended = seen(false).expect("its end was published");
+    // With 5 s between regular samples, both arrive long before the next one.
+    assert!(started < Duration::from_secs(2), "{started:?}");
+    assert!(ended < Duration::from_secs(2), "{ended:?}");
+}

@@ -45,13 +45,17 @@ pub fn frame_crate(name: &str) -> Option<&str> {
 }
 
 /// The first user frame outside `culprit`'s crate, further out on the stack
-/// (innermost first): who called into a library that blocked, e.g. the
-/// handler that called `serde_json`.
+/// (innermost first) and inside the same task: who called into a library
+/// that blocked, e.g. the handler that called `serde_json`. Future adapters
+/// (`<tracing::Instrumented<F> as Future>::poll` and the like) are not
+/// callers, and the search stops at the runtime's task poll.
 pub fn caller_outside(frames: &[String], culprit: &str) -> Option<String> {
     let krate = frame_crate(culprit)?;
     let at = frames.iter().position(|f| f == culprit)?;
     frames[at + 1..]
         .iter()
+        .take_while(|f| frame_crate(f) != Some("tokio"))
+        .filter(|f| !f.ends_with("as core::future::future::Future>::poll"))
         .find(|f| is_user_frame(f) && frame_crate(f) != Some(krate))
         .cloned()
 }
@@ -91,5 +95,14 @@ mod tests {
             Some("svc::validate")
         );
         assert_eq!(caller_outside(&frames, "svc::validate"), None);
+        let wrapped: Vec<String> = [
+            "svc::handler",
+            "<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll",
+            "tokio::runtime::task::core::Core<T,S>::poll",
+            "other_crate::outside_the_task",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(caller_outside(&wrapped, "svc::handler"), None);
     }
 }
