@@ -782,3 +782,115 @@ fn doctor_explains_bad_invocations() {
     let (ok, err) = run(&["doctor", "--", "/no/such/program"]);
     assert!(!ok && err.contains("starting"), "{err}");
 }
+
+/// Installs the Node.js test service's npm packages once (lockfile pinned).
+fn node_service() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
+    if !dir.join("node_modules/@opentelemetry/sdk-metrics").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is installed (Node.js ships it)");
+        assert!(status.success(), "npm ci in {dir:?}");
+    }
+    dir.join("service.js")
+}
+
+#[test]
+fn a_node_service_over_otlp_shows_up_and_gets_diagnosed() {
+    let collector = Collector::start(&[]);
+    let api = collector.client(None).url().to_string();
+    let mut node = Command::new("node")
+        .arg(node_service())
+        .env("OTLP_URL", format!("{api}/v1/metrics"))
+        .env("SERVICE", "e2e-node")
+        .env("BLOCK", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs");
+    let inst = collector.wait_for("e2e-node", 6, Duration::from_secs(30));
+    assert!(
+        inst.capabilities.contains(&"nodejs".to_string()),
+        "{inst:?}"
+    );
+    let latest = inst.latest.expect("a sample");
+    assert!(latest.memory.heap_live_bytes.is_some_and(|b| b > 1_000_000));
+    let lag_max = wait_until(Duration::from_secs(15), || {
+        let s = collector
+            .client(None)
+            .latest("e2e-node", &inst.instance)
+            .ok()?;
+        let max = s.runtime("main")?.lag.as_ref()?.max_us;
+        (max >= 200_000).then_some(max)
+    });
+    assert!(lag_max.is_some(), "a 300 ms block shows as lag");
+    let out = Command::new(LAGSCOPE)
+        .args(["doctor", "--collector", &api, "--service", "e2e-node"])
+        .args(["--window", "20s", "--format", "json", "--no-report"])
+        .output()
+        .expect("doctor runs");
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: lagscope_wire::doctor::DoctorResponse =
+        serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        d.diagnoses[0].top_category(),
+        "event-loop-blocking",
+        "{d:#?}"
+    );
+}
+
+#[test]
+fn a_collector_forwards_metrics_and_stalls_to_an_otlp_endpoint() {
+    // The receiving end is a second collector: its OTLP/gRPC receiver is
+    // built on opentelemetry-proto's server stubs.
+    let upstream = Collector::start(&[]);
+    let url = upstream.grpc_url();
+    let collector = Collector::start(&["--otlp-export", &url]);
+    let _svc = fixture("cpu-in-async", "e2e-forward", &collector.grpc_url(), &[]);
+    let inst = upstream.wait_for("e2e-forward", 3, Duration::from_secs(30));
+    assert!(inst.capabilities.contains(&"tokio".to_string()), "{inst:?}");
+    let latest = inst.latest.expect("a forwarded sample");
+    let main = latest.runtime("main").expect("main runtime");
+    assert_eq!(main.workers, 1, "tokio.workers");
+    assert!(main.lag.is_some(), "tokio.eventloop.delay.*");
+    assert!(
+        latest.memory.rss_bytes.is_some_and(|b| b > 0),
+        "process.memory.usage"
+    );
+    // Stalls arrive as tokio.stall spans and land in the upstream's log.
+    let stall = wait_until(Duration::from_secs(20), || {
+        upstream
+            .client(None)
+            .stalls("e2e-forward", &inst.instance, 10)
+            .ok()?
+            .stalls
+            .into_iter()
+            .next()
+    })
+    .expect("a forwarded stall");
+    assert!(
+        stall
+            .stall
+            .blocking_function
+            .as_deref()
+            .is_some_and(|f| f.contains("hash_in_handler")),
+        "{stall:?}"
+    );
+    let metrics = collector
+        .client(None)
+        .get_text("/metrics")
+        .expect("metrics");
+    assert!(
+        metrics.contains("lagscope_collector_otlp_exported_total"),
+        "{metrics}"
+    );
+}

@@ -459,14 +459,19 @@ mod tests {
         });
         let tid = rx.recv().expect("tid");
         std::thread::sleep(Duration::from_millis(20));
-        let frames = capture(tid, Duration::from_secs(2)).expect("captured");
+        // A thread stopped on the first instructions of a callee (here
+        // `AtomicBool::load`, a call in debug builds) has not pushed its frame
+        // yet, which hides its caller from the walk: one capture in many can
+        // miss the marker, so a few are taken.
+        let mut last = Vec::new();
+        let found = (0..5).any(|_| {
+            let frames = capture(tid, Duration::from_secs(2)).expect("captured");
+            last = names(&frames);
+            last.iter().any(|n| n.contains("spinning_marker"))
+        });
         stop.store(true, Ordering::Relaxed);
         t.join().expect("thread");
-        let names = names(&frames);
-        assert!(
-            names.iter().any(|n| n.contains("spinning_marker")),
-            "{names:#?}"
-        );
+        assert!(found, "{last:#?}");
     }
 
     #[test]

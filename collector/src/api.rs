@@ -9,6 +9,7 @@
 //! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
 //! | `POST /api/v1/services/{service}/instances/{instance}/sample-interval?ms=N` | tell a connected agent to sample every N ms |
 //! | `GET /api/v1/stalls?service=&instance=&limit=` | recent stalls with their stacks, newest first |
+//! | `POST /v1/metrics` | OTLP/HTTP metrics (`application/x-protobuf`) from other runtimes |
 //! | `GET /api/v1/doctor?service=S&instance=&window_ms=60000&windows=true` | diagnosis per instance over the last window (and the data it used) |
 //! | `GET /api/v1/profile?service=S&instance=&from_ms=&to_ms=&folded=false` | continuous CPU profile windows merged (folded stacks unless `folded=false`, and top functions) |
 //! | `POST /api/v1/services/{service}/instances/{instance}/profile?seconds=10&hz=199` | profile a connected agent now; answers when the profile arrives |
@@ -54,6 +55,12 @@ impl Api {
             .route("/api/v1/stalls", get(stalls))
             .route("/api/v1/profile", get(profile))
             .route("/api/v1/doctor", get(doctor))
+            .route(
+                "/v1/metrics",
+                post(otlp_metrics).layer(axum::extract::DefaultBodyLimit::max(
+                    lagscope_wire::MAX_MESSAGE_BYTES,
+                )),
+            )
             .route(
                 "/api/v1/services/{service}/instances/{instance}/profile",
                 post(request_profile),
@@ -111,6 +118,7 @@ async fn metrics(State(api): State<Api>) -> Response {
             &store.stall_totals(),
             &store.status(),
             api.recorder.as_ref().map_or(0, Recorder::dropped),
+            api.shared.forwarder(),
         )
     };
     (
@@ -192,6 +200,14 @@ async fn profile(State(api): State<Api>, Query(query): Query<HashMap<String, Str
         )
             .into_response(),
     }
+}
+
+async fn otlp_metrics(
+    State(api): State<Api>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    crate::otlp::http_metrics(State(api.shared.clone()), headers, body).await
 }
 
 async fn doctor(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {

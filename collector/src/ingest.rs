@@ -223,10 +223,14 @@ async fn pump(
                 let sample = Sample::from_pb(p, service, instance);
                 let seq = sample.seq;
                 let recorded = recorder.map(|r| (r, sample.clone()));
+                let forwarded = shared.forwarder().map(|f| (f, sample.clone()));
                 match store.ingest(sample) {
                     Ok(true) => {
                         if let Some((r, s)) = recorded {
                             r.append(&s);
+                        }
+                        if let Some((f, s)) = forwarded {
+                            f.push(&s);
                         }
                     }
                     Ok(false) => {}

@@ -6,6 +6,7 @@ pub mod api;
 pub mod doctor;
 pub mod flame;
 pub mod ingest;
+pub mod otlp;
 pub mod record;
 pub mod report;
 pub mod server;

@@ -123,6 +123,10 @@ struct CollectorArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "LAGSCOPE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Forward every agent's metrics (and stalls, as spans) to this OTLP/gRPC
+    /// endpoint, e.g. an OpenTelemetry Collector at http://127.0.0.1:4317.
+    #[arg(long, value_name = "URL", env = "LAGSCOPE_OTLP_EXPORT")]
+    otlp_export: Option<String>,
     /// Worker threads of the collector's runtime.
     #[arg(long, env = "LAGSCOPE_COLLECTOR_THREADS", default_value_t = 1)]
     threads: usize,
@@ -210,6 +214,7 @@ fn run_collector(args: CollectorArgs) -> Result<()> {
         max_agents: args.max_agents,
         quiet: false,
         tls,
+        otlp_export: args.otlp_export,
     };
     runtime(args.threads)?.block_on(async {
         let collector = lagscope_collector::start(config).await?;

@@ -47,6 +47,8 @@ pub struct CollectorConfig {
     pub quiet: bool,
     /// PEM certificate chain and private key: serve the gRPC port over TLS.
     pub tls: Option<TlsFiles>,
+    /// OTLP/gRPC endpoint to forward agents' metrics and stalls to.
+    pub otlp_export: Option<String>,
 }
 
 impl CollectorConfig {
@@ -63,6 +65,7 @@ impl CollectorConfig {
             max_agents: DEFAULT_MAX_AGENTS,
             quiet: true,
             tls: None,
+            otlp_export: None,
         }
     }
 }
@@ -88,6 +91,7 @@ impl Default for CollectorConfig {
             max_agents: DEFAULT_MAX_AGENTS,
             quiet: false,
             tls: None,
+            otlp_export: None,
         }
     }
 }
@@ -229,10 +233,34 @@ pub async fn start_with(
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| StartError::Tls(e.to_string()))?;
     }
+    // OTLP metrics from other runtimes, on the same port, token and limits.
+    let otlp = opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+        crate::otlp::OtlpMetrics::new(shared.clone()),
+    )
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let otlp_traces = opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+        crate::otlp::OtlpTraces::new(shared.clone()),
+    )
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut tasks = Vec::new();
+    if let Some(url) = &config.otlp_export {
+        let forwarder = Arc::new(crate::otlp::forward::Forwarder::default());
+        shared.set_forwarder(forwarder.clone());
+        let url = url.clone();
+        let mut stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                () = forwarder.run(url) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        }));
+    }
     let grpc_task = tokio::spawn(async move {
         let result = builder
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(service)
+            .add_service(otlp)
+            .add_service(otlp_traces)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stop)
             .await;
         if let Err(e) = result {
@@ -257,6 +285,9 @@ pub async fn start_with(
         shared,
         tls: config.tls.is_some(),
         stop,
-        tasks: vec![grpc_task, http_task],
+        tasks: {
+            tasks.extend([grpc_task, http_task]);
+            tasks
+        },
     })
 }

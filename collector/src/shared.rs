@@ -27,6 +27,7 @@ pub struct Shared {
     sessions: Mutex<HashMap<(String, String), (u64, SessionSender)>>,
     next_session: AtomicU64,
     next_request: AtomicU64,
+    forwarder: std::sync::OnceLock<std::sync::Arc<crate::otlp::forward::Forwarder>>,
 }
 
 impl Shared {
@@ -39,6 +40,7 @@ impl Shared {
             sessions: Mutex::default(),
             next_session: AtomicU64::new(0),
             next_request: AtomicU64::new(1),
+            forwarder: std::sync::OnceLock::new(),
         }
     }
 
@@ -51,7 +53,18 @@ impl Shared {
             sessions: Mutex::default(),
             next_session: AtomicU64::new(0),
             next_request: AtomicU64::new(1),
+            forwarder: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Forwards every stored agent sample through `forwarder` (once).
+    pub fn set_forwarder(&self, forwarder: std::sync::Arc<crate::otlp::forward::Forwarder>) {
+        let _ = self.forwarder.set(forwarder);
+    }
+
+    /// The OTLP forwarder, if `--otlp-export` is on.
+    pub fn forwarder(&self) -> Option<&crate::otlp::forward::Forwarder> {
+        self.forwarder.get().map(|f| &**f)
     }
 
     /// A fresh id for a command that expects an answer (a profile request).

@@ -446,6 +446,25 @@ impl Store {
         self.services.get(service)?.get(instance)?.latest.as_ref()
     }
 
+    /// Adds stalls that arrived on their own (OTLP `tokio.stall` spans) to an
+    /// instance's log; `false` if the instance is unknown.
+    pub fn record_stalls(&mut self, service: &str, instance: &str, stalls: &[StallEvent]) -> bool {
+        let Some(inst) = self
+            .services
+            .get_mut(service)
+            .and_then(|s| s.get_mut(instance))
+        else {
+            return false;
+        };
+        let before = inst.stalls.bytes;
+        for e in stalls {
+            inst.stalls.record(e);
+        }
+        inst.bytes = inst.bytes - before + inst.stalls.bytes;
+        self.bytes = self.bytes - before + inst.stalls.bytes;
+        true
+    }
+
     /// Stalls, newest first, optionally of one service or instance, at most `limit`.
     pub fn stalls(
         &self,

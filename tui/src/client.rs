@@ -121,6 +121,19 @@ impl Client {
         ))
     }
 
+    /// `GET …/latest`: the newest sample of one instance.
+    pub fn latest(
+        &self,
+        service: &str,
+        instance: &str,
+    ) -> Result<lagscope_wire::Sample, ClientError> {
+        self.get_json(&format!(
+            "/api/v1/services/{}/instances/{}/latest",
+            encode(service),
+            encode(instance)
+        ))
+    }
+
     /// `GET /api/v1/stalls` of a service (one instance or all), newest first.
     pub fn stalls_of(
         &self,

@@ -217,7 +217,7 @@ pub struct PollStats {
 }
 
 /// Memory of the process at the end of the interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MemorySample {
     /// Bytes live in the Rust heap (needs `lagscope::alloc::Counting`).
     pub heap_live_bytes: Option<u64>,
@@ -240,7 +240,7 @@ pub struct MemorySample {
 }
 
 /// CPU and resources of the whole process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessSample {
     /// User CPU time used during the interval, in microseconds.
     pub cpu_user_us: Option<u64>,

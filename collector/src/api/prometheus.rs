@@ -163,6 +163,7 @@ pub fn render(
     stalls: &[StallTotals<'_>],
     status: &CollectorStatus,
     record_dropped: u64,
+    forwarder: Option<&crate::otlp::forward::Forwarder>,
 ) -> String {
     let mut out = String::new();
     let current: Vec<&Sample> = latest
@@ -363,6 +364,24 @@ pub fn render(
         let mut f = Family::start(&mut out, name, kind, help);
         f.point(name, &[], v);
     }
+    if let Some(fw) = forwarder {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (name, help, v) in [
+            (
+                "lagscope_collector_otlp_exported_total",
+                "Samples forwarded to the --otlp-export endpoint.",
+                fw.exported.load(Relaxed),
+            ),
+            (
+                "lagscope_collector_otlp_dropped_total",
+                "Samples not forwarded: the queue was full or the endpoint failed.",
+                fw.dropped.load(Relaxed),
+            ),
+        ] {
+            let mut f = Family::start(&mut out, name, "counter", help);
+            f.point(name, &[], v as f64);
+        }
+    }
     out
 }
 
@@ -400,7 +419,7 @@ mod tests {
             finished_seconds: 0.5,
             ongoing: 1,
         }];
-        let text = render(&[(&s, Health::Live)], &stalls, &status, 0);
+        let text = render(&[(&s, Health::Live)], &stalls, &status, 0, None);
         assert!(text.contains("# TYPE tokio_stalls_total counter"));
         assert!(
             text.contains(r#"tokio_stalls_total{service="svc",instance="a"} 3"#),

@@ -1,0 +1,183 @@
+//! OpenTelemetry in and out.
+//!
+//! In: OTLP metrics — gRPC `MetricsService/Export` on the agents' port and
+//! `POST /v1/metrics` (`application/x-protobuf`) on the HTTP port, behind the
+//! same token and size limits — from services in other runtimes (Node.js,
+//! Go) or lagscope agents exporting OTLP; [`map`] turns them into samples, so
+//! they show in the dashboard and the doctor next to tokio services.
+//!
+//! Out: with `--otlp-export URL` every sample an agent sends is forwarded as
+//! OTLP metrics, and every finished stall as a `tokio.stall` span, to an
+//! OTLP/gRPC endpoint (an OpenTelemetry Collector, say), from a bounded queue
+//! that drops the oldest and counts what it drops when the endpoint is slow
+//! or down.
+
+pub mod forward;
+pub mod map;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use crate::shared::Shared;
+use crate::store::AgentInfo;
+
+/// Stores what an export carries; returns how many samples were stored.
+pub fn ingest(shared: &Shared, request: &ExportMetricsServiceRequest) -> Result<usize, String> {
+    let now = shared.now_ms();
+    let mapped = map::samples_from_request(request, now);
+    let mut store = shared.store();
+    let mut stored = 0;
+    for mut m in mapped {
+        let (service, instance) = (m.sample.service.clone(), m.sample.instance.clone());
+        let previous = store.latest(&service, &instance).map(|s| s.timestamp_ms);
+        let info = AgentInfo {
+            pid: m.pid,
+            host: m.host.clone(),
+            agent_version: format!("otlp ({})", m.runtime),
+            capabilities: vec!["otlp".into(), m.runtime.clone()],
+        };
+        let last = store
+            .connect(&service, &instance, info, now)
+            .map_err(|e| e.to_string())?;
+        m.sample.seq = last.map_or(0, |l| l + 1);
+        // The exporter's period is the interval (health is judged by it).
+        m.sample.interval_us = previous
+            .map_or(0, |p| m.sample.timestamp_ms.saturating_sub(p))
+            .saturating_mul(1000);
+        if store.ingest(m.sample).map_err(|e| e.to_string())? {
+            stored += 1;
+        }
+    }
+    Ok(stored)
+}
+
+/// The gRPC `MetricsService`.
+pub struct OtlpMetrics {
+    shared: Arc<Shared>,
+}
+
+impl OtlpMetrics {
+    /// The service over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        OtlpMetrics { shared }
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for OtlpMetrics {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        check_token(&self.shared, request.metadata())?;
+        ingest(&self.shared, request.get_ref()).map_err(tonic::Status::failed_precondition)?;
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// The gRPC `TraceService`: keeps `tokio.stall` spans as stalls of their
+/// instance (other spans are accepted and dropped).
+pub struct OtlpTraces {
+    shared: Arc<Shared>,
+}
+
+impl OtlpTraces {
+    /// The service over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        OtlpTraces { shared }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpTraces {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        check_token(&self.shared, request.metadata())?;
+        let stalls = map::stalls_from_spans(request.get_ref());
+        let mut store = self.shared.store();
+        for (service, instance, stall) in stalls {
+            store.record_stalls(&service, &instance, std::slice::from_ref(&stall));
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn check_token(
+    shared: &Shared,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<(), tonic::Status> {
+    if let Some(token) = &shared.token {
+        let given = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return Err(tonic::Status::unauthenticated(
+                "missing or wrong token: send authorization: Bearer <token> (OTEL_EXPORTER_OTLP_HEADERS)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/metrics` with an OTLP/HTTP protobuf body.
+pub async fn http_metrics(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/x-protobuf") {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "OTLP/HTTP here takes application/x-protobuf, not {content_type:?} \
+                 (set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)\n"
+            ),
+        )
+            .into_response();
+    }
+    let request = match ExportMetricsServiceRequest::decode(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not an OTLP ExportMetricsServiceRequest: {e}\n"),
+            )
+                .into_response()
+        }
+    };
+    match ingest(&shared, &request) {
+        Ok(_) => (
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            ExportMetricsServiceResponse {
+                partial_success: None,
+            }
+            .encode_to_vec(),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}

@@ -1,0 +1,697 @@
+//! OpenTelemetry metrics ↔ lagscope samples, both ways. Pure code.
+//!
+//! In: runtime metrics of other runtimes, mapped onto the same concepts as a
+//! tokio service so the dashboard and the doctor treat them alike.
+//!
+//! | concept | Node.js | Go | lagscope (`tokio.*`) |
+//! |---|---|---|---|
+//! | lag (s) | `nodejs.eventloop.delay.{min,mean,p50,p90,p99,max}` | `go.schedule.duration` (histogram) | `tokio.eventloop.delay.{min,mean,p50,p90,p99,max}` |
+//! | busy ratio | `nodejs.eventloop.utilization` | — | `tokio.eventloop.utilization` |
+//! | heap (By) | `v8js.memory.heap.used` (summed over spaces) | `go.memory.used` | `rust.memory.heap.live` |
+//! | RSS (By) | `process.memory.usage` | `process.memory.usage` | `process.memory.usage` |
+//! | CPU (cores) | `process.cpu.utilization` | `process.cpu.utilization` | `process.cpu.utilization` |
+//! | tasks | — | `go.goroutine.count` | `tokio.tasks.alive` |
+//! | workers | 1 (the event loop) | `go.processor.limit` | `tokio.workers` |
+//! | cores | `system.cpu.logical.count` | `system.cpu.logical.count` | `system.cpu.logical.count` |
+//!
+//! Out: every sample as `tokio.*` / `rust.*` / `process.*` metrics (the table
+//! above, plus `tokio.queue.global.depth`, `tokio.blocking.*`), and every
+//! finished stall as a `tokio.stall` span.
+
+use std::collections::HashMap;
+
+use lagscope_wire::{LagStats, MemorySample, ProcessSample, RuntimeSample, Sample, StallEvent};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, Gauge, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
+
+/// One instance's sample from an OTLP export, and what its resource says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    /// The sample (its `seq` is set by the receiver).
+    pub sample: Sample,
+    /// `process.pid`.
+    pub pid: u32,
+    /// `host.name`.
+    pub host: String,
+    /// The runtime that sent it: `nodejs`, `go`, `tokio` or `otlp`.
+    pub runtime: String,
+}
+
+/// Samples from an export request: one per resource that carries any of the
+/// runtime metrics above (others are ignored and counted by the caller).
+pub fn samples_from_request(req: &ExportMetricsServiceRequest, now_ms: u64) -> Vec<Mapped> {
+    req.resource_metrics
+        .iter()
+        .filter_map(|rm| sample_from_resource(rm, now_ms))
+        .collect()
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn attr_string(attrs: &[KeyValue], key: &str) -> Option<String> {
+    match attr(attrs, key)? {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        any_value::Value::IntValue(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn point_value(p: &NumberDataPoint) -> Option<f64> {
+    match p.value? {
+        number_data_point::Value::AsDouble(d) => Some(d),
+        number_data_point::Value::AsInt(i) => Some(i as f64),
+    }
+}
+
+/// Latest value per metric name, summed over the points of that time
+/// (several attribute sets, like V8's heap spaces); histograms kept whole.
+#[derive(Default)]
+struct Values {
+    numbers: HashMap<String, (u64, f64)>,
+    histograms: HashMap<String, HistogramDataPoint>,
+    newest_ns: u64,
+}
+
+impl Values {
+    fn add_points(&mut self, name: &str, points: &[NumberDataPoint]) {
+        let Some(latest) = points.iter().map(|p| p.time_unix_nano).max() else {
+            return;
+        };
+        let sum: f64 = points
+            .iter()
+            .filter(|p| p.time_unix_nano == latest)
+            .filter_map(point_value)
+            .sum();
+        self.newest_ns = self.newest_ns.max(latest);
+        let e = self.numbers.entry(name.to_string()).or_insert((0, 0.0));
+        if latest >= e.0 {
+            *e = (latest, sum);
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.numbers
+            .get(name)
+            .map(|&(_, v)| v)
+            .filter(|v| v.is_finite())
+    }
+}
+
+fn sample_from_resource(rm: &ResourceMetrics, now_ms: u64) -> Option<Mapped> {
+    let attrs = rm.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+    let mut v = Values::default();
+    for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+        match &m.data {
+            Some(metric::Data::Gauge(g)) => v.add_points(&m.name, &g.data_points),
+            Some(metric::Data::Sum(s)) => v.add_points(&m.name, &s.data_points),
+            Some(metric::Data::Histogram(h)) => {
+                if let Some(p) = h.data_points.iter().max_by_key(|p| p.time_unix_nano) {
+                    v.newest_ns = v.newest_ns.max(p.time_unix_nano);
+                    v.histograms.insert(m.name.clone(), p.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let (runtime, prefix) = if v.get("nodejs.eventloop.utilization").is_some()
+        || v.get("nodejs.eventloop.delay.p99").is_some()
+    {
+        ("nodejs", "nodejs.eventloop.delay.")
+    } else if v.histograms.contains_key("go.schedule.duration")
+        || v.get("go.goroutine.count").is_some()
+    {
+        ("go", "")
+    } else if v.get("tokio.eventloop.utilization").is_some() {
+        ("tokio", "tokio.eventloop.delay.")
+    } else if v.get("process.memory.usage").is_some() {
+        ("otlp", "")
+    } else {
+        return None;
+    };
+    let us = |name: &str| v.get(name).map(|s| (s * 1e6).max(0.0) as u64);
+    let lag = if prefix.is_empty() {
+        v.histograms
+            .get("go.schedule.duration")
+            .and_then(lag_from_histogram)
+    } else {
+        us(&format!("{prefix}p99")).map(|p99| LagStats {
+            probes: 0,
+            pending_us: None,
+            min_us: us(&format!("{prefix}min")).unwrap_or(0),
+            mean_us: us(&format!("{prefix}mean")).unwrap_or(p99),
+            p50_us: us(&format!("{prefix}p50")).unwrap_or(p99),
+            p90_us: us(&format!("{prefix}p90")).unwrap_or(p99),
+            p99_us: p99,
+            p999_us: p99,
+            max_us: us(&format!("{prefix}max")).unwrap_or(p99),
+        })
+    };
+    let busy = v
+        .get("nodejs.eventloop.utilization")
+        .or_else(|| v.get("tokio.eventloop.utilization"))
+        .unwrap_or(0.0)
+        .clamp(0.0, 1.0);
+    let workers = match runtime {
+        "go" => v
+            .get("go.processor.limit")
+            .map_or(1, |n| n.max(1.0) as usize),
+        "tokio" => v.get("tokio.workers").map_or(1, |n| n.max(1.0) as usize),
+        _ => 1,
+    };
+    let tasks = v
+        .get("go.goroutine.count")
+        .or_else(|| v.get("tokio.tasks.alive"))
+        .unwrap_or(0.0) as usize;
+    let heap = v
+        .get("v8js.memory.heap.used")
+        .or_else(|| v.get("go.memory.used"))
+        .or_else(|| v.get("rust.memory.heap.live"))
+        .map(|b| b.max(0.0) as u64);
+    let rss = v.get("process.memory.usage").map(|b| b.max(0.0) as u64);
+    let service = attr_string(attrs, "service.name").unwrap_or_else(|| "unknown_service".into());
+    let host = attr_string(attrs, "host.name").unwrap_or_default();
+    let pid = attr_string(attrs, "process.pid")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let instance = attr_string(attrs, "service.instance.id").unwrap_or_else(|| {
+        if host.is_empty() && pid == 0 {
+            "otlp".into()
+        } else {
+            format!("{host}:{pid}")
+        }
+    });
+    let timestamp_ms = if v.newest_ns > 0 {
+        v.newest_ns / 1_000_000
+    } else {
+        now_ms
+    };
+    let opt = |name: &str| v.get(name).map(|x| x.max(0.0) as usize);
+    Some(Mapped {
+        sample: Sample {
+            service,
+            instance,
+            seq: 0,
+            timestamp_ms,
+            interval_us: 0,
+            runtimes: vec![RuntimeSample {
+                name: "main".into(),
+                lag,
+                workers,
+                alive_tasks: tasks,
+                global_queue_depth: opt("tokio.queue.global.depth").unwrap_or(0),
+                busy_ratio: busy,
+                worker: vec![],
+                blocking_threads: opt("tokio.blocking.threads"),
+                idle_blocking_threads: opt("tokio.blocking.idle_threads"),
+                blocking_queue_depth: opt("tokio.blocking.queue.depth"),
+                poll: None,
+            }],
+            memory: MemorySample {
+                heap_live_bytes: heap,
+                rss_bytes: rss,
+                external_bytes: match (rss, heap) {
+                    (Some(r), Some(h)) => Some(r.saturating_sub(h)),
+                    _ => None,
+                },
+                ..MemorySample::default()
+            },
+            process: ProcessSample {
+                cpu_ratio: v.get("process.cpu.utilization"),
+                host_cores: v.get("system.cpu.logical.count").map_or(0, |n| n as usize),
+                ..ProcessSample::default()
+            },
+            gauges: vec![],
+            dropped_samples: 0,
+            stalls: vec![],
+            profiles: vec![],
+        },
+        pid,
+        host,
+        runtime: runtime.to_string(),
+    })
+}
+
+/// Quantiles of a histogram in seconds (bucket upper bounds, the last
+/// bucket's from `max`), as lag in µs.
+fn lag_from_histogram(h: &HistogramDataPoint) -> Option<LagStats> {
+    if h.count == 0 || h.bucket_counts.is_empty() {
+        return None;
+    }
+    let max_s = h
+        .max
+        .unwrap_or_else(|| h.explicit_bounds.last().copied().unwrap_or(0.0));
+    let quantile = |q: f64| {
+        let target = (q * h.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &c) in h.bucket_counts.iter().enumerate() {
+            seen += c;
+            if seen >= target {
+                return h
+                    .explicit_bounds
+                    .get(i)
+                    .copied()
+                    .unwrap_or(max_s)
+                    .min(max_s);
+            }
+        }
+        max_s
+    };
+    let us = |s: f64| (s * 1e6).max(0.0) as u64;
+    Some(LagStats {
+        probes: h.count,
+        pending_us: None,
+        min_us: us(h.min.unwrap_or(0.0)),
+        mean_us: h.sum.map_or(0, |s| us(s / h.count as f64)),
+        p50_us: us(quantile(0.5)),
+        p90_us: us(quantile(0.9)),
+        p99_us: us(quantile(0.99)),
+        p999_us: us(quantile(0.999)),
+        max_us: us(max_s),
+    })
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn resource(sample: &Sample) -> Resource {
+    Resource {
+        attributes: vec![
+            kv(
+                "service.name",
+                any_value::Value::StringValue(sample.service.clone()),
+            ),
+            kv(
+                "service.instance.id",
+                any_value::Value::StringValue(sample.instance.clone()),
+            ),
+            kv(
+                "process.runtime.name",
+                any_value::Value::StringValue("tokio".into()),
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "lagscope".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
+}
+
+/// A sample as OTLP metrics (gauges; lag in seconds, memory in bytes).
+pub fn request_from_samples(samples: &[&Sample]) -> ExportMetricsServiceRequest {
+    let resource_metrics = samples
+        .iter()
+        .map(|s| {
+            let t = s.timestamp_ms.saturating_mul(1_000_000);
+            let gauge = |name: &str, unit: &str, value: f64| Metric {
+                name: name.into(),
+                unit: unit.into(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: vec![NumberDataPoint {
+                        time_unix_nano: t,
+                        value: Some(number_data_point::Value::AsDouble(value)),
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            };
+            let mut metrics = Vec::new();
+            if let Some(r) = s.runtime("main").or(s.runtimes.first()) {
+                if let Some(l) = &r.lag {
+                    for (q, us) in [
+                        ("min", l.min_us),
+                        ("mean", l.mean_us),
+                        ("p50", l.p50_us),
+                        ("p90", l.p90_us),
+                        ("p99", l.p99_us),
+                        ("max", l.max_us),
+                    ] {
+                        metrics.push(gauge(
+                            &format!("tokio.eventloop.delay.{q}"),
+                            "s",
+                            us as f64 / 1e6,
+                        ));
+                    }
+                }
+                metrics.push(gauge("tokio.eventloop.utilization", "1", r.busy_ratio));
+                metrics.push(gauge("tokio.workers", "{worker}", r.workers as f64));
+                metrics.push(gauge("tokio.tasks.alive", "{task}", r.alive_tasks as f64));
+                metrics.push(gauge(
+                    "tokio.queue.global.depth",
+                    "{task}",
+                    r.global_queue_depth as f64,
+                ));
+                for (name, v) in [
+                    ("tokio.blocking.threads", r.blocking_threads),
+                    ("tokio.blocking.idle_threads", r.idle_blocking_threads),
+                    ("tokio.blocking.queue.depth", r.blocking_queue_depth),
+                ] {
+                    if let Some(v) = v {
+                        metrics.push(gauge(name, "{thread}", v as f64));
+                    }
+                }
+            }
+            for (name, v) in [
+                ("rust.memory.heap.live", s.memory.heap_live_bytes),
+                ("process.memory.usage", s.memory.rss_bytes),
+                ("rust.memory.external", s.memory.external_bytes),
+            ] {
+                if let Some(v) = v {
+                    metrics.push(gauge(name, "By", v as f64));
+                }
+            }
+            if let Some(c) = s.process.cpu_ratio {
+                metrics.push(gauge("process.cpu.utilization", "1", c));
+            }
+            if s.process.host_cores > 0 {
+                metrics.push(gauge(
+                    "system.cpu.logical.count",
+                    "{cpu}",
+                    s.process.host_cores as f64,
+                ));
+            }
+            ResourceMetrics {
+                resource: Some(resource(s)),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(scope()),
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportMetricsServiceRequest { resource_metrics }
+}
+
+/// Finished stalls as `tokio.stall` spans (one trace each).
+pub fn spans_from_stalls(sample: &Sample, stalls: &[&StallEvent]) -> ExportTraceServiceRequest {
+    let spans = stalls
+        .iter()
+        .map(|e| {
+            let start = e.started_ms.saturating_mul(1_000_000);
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&e.started_ms.to_be_bytes());
+            trace_id[8..].copy_from_slice(&e.id.to_be_bytes());
+            let mut attributes = vec![
+                kv(
+                    "tokio.runtime",
+                    any_value::Value::StringValue(e.runtime.clone()),
+                ),
+                kv("thread.id", any_value::Value::IntValue(i64::from(e.tid))),
+                kv(
+                    "tokio.stall.detection",
+                    any_value::Value::StringValue(e.detection.clone()),
+                ),
+            ];
+            if let Some(f) = &e.blocking_function {
+                attributes.push(kv(
+                    "code.function.name",
+                    any_value::Value::StringValue(f.clone()),
+                ));
+            }
+            if let Some(stack) = e.stacks.first() {
+                attributes.push(kv(
+                    "code.stacktrace",
+                    any_value::Value::StringValue(stack.frames.join("\n")),
+                ));
+            }
+            if let Some(at) = &e.spawned_at {
+                attributes.push(kv(
+                    "tokio.task.spawn_location",
+                    any_value::Value::StringValue(at.clone()),
+                ));
+            }
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: e.id.to_be_bytes().to_vec(),
+                name: "tokio.stall".into(),
+                kind: span::SpanKind::Internal as i32,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + e.duration_us.saturating_mul(1000),
+                attributes,
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource(sample)),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(scope()),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// `tokio.stall` spans back into stalls, by (service, instance) of their
+/// resource (what [`spans_from_stalls`] writes; other spans are ignored).
+pub fn stalls_from_spans(req: &ExportTraceServiceRequest) -> Vec<(String, String, StallEvent)> {
+    let mut out = Vec::new();
+    for rs in &req.resource_spans {
+        let attrs = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        let service =
+            attr_string(attrs, "service.name").unwrap_or_else(|| "unknown_service".into());
+        let instance = attr_string(attrs, "service.instance.id").unwrap_or_else(|| "otlp".into());
+        for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+            if span.name != "tokio.stall" {
+                continue;
+            }
+            let a = &span.attributes[..];
+            let id = span
+                .span_id
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let frames: Vec<String> = attr_string(a, "code.stacktrace")
+                .map(|s| s.lines().map(String::from).collect())
+                .unwrap_or_default();
+            out.push((
+                service.clone(),
+                instance.clone(),
+                StallEvent {
+                    id,
+                    runtime: attr_string(a, "tokio.runtime").unwrap_or_else(|| "main".into()),
+                    detection: attr_string(a, "tokio.stall.detection").unwrap_or_default(),
+                    tid: attr_string(a, "thread.id")
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(0),
+                    started_ms: span.start_time_unix_nano / 1_000_000,
+                    duration_us: span
+                        .end_time_unix_nano
+                        .saturating_sub(span.start_time_unix_nano)
+                        / 1000,
+                    ongoing: false,
+                    blocking_function: attr_string(a, "code.function.name"),
+                    stacks: if frames.is_empty() {
+                        vec![]
+                    } else {
+                        vec![lagscope_wire::StallStack { frames, count: 1 }]
+                    },
+                    task_id: None,
+                    spawned_at: attr_string(a, "tokio.task.spawn_location"),
+                    span: None,
+                },
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::Histogram;
+
+    fn gauge(name: &str, points: &[(f64, &str)]) -> Metric {
+        Metric {
+            name: name.into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: points
+                    .iter()
+                    .map(|&(v, space)| NumberDataPoint {
+                        time_unix_nano: 1_800_000_000_000_000_000,
+                        value: Some(number_data_point::Value::AsDouble(v)),
+                        attributes: vec![kv(
+                            "v8js.heap.space.name",
+                            any_value::Value::StringValue(space.into()),
+                        )],
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn request(resource_attrs: Vec<KeyValue>, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: resource_attrs,
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn node_runtime_metrics_become_a_sample() {
+        let req = request(
+            vec![
+                kv("service.name", any_value::Value::StringValue("web".into())),
+                kv("process.pid", any_value::Value::IntValue(42)),
+                kv("host.name", any_value::Value::StringValue("h".into())),
+            ],
+            vec![
+                gauge("nodejs.eventloop.delay.p50", &[(0.011, "")]),
+                gauge("nodejs.eventloop.delay.p99", &[(0.25, "")]),
+                gauge("nodejs.eventloop.delay.max", &[(0.3, "")]),
+                gauge("nodejs.eventloop.utilization", &[(0.4, "")]),
+                gauge("v8js.memory.heap.used", &[(1e6, "new"), (3e6, "old")]),
+                gauge("process.memory.usage", &[(50e6, "")]),
+            ],
+        );
+        let m = &samples_from_request(&req, 0)[0];
+        assert_eq!(m.runtime, "nodejs");
+        assert_eq!(
+            (m.sample.service.as_str(), m.sample.instance.as_str()),
+            ("web", "h:42")
+        );
+        let r = &m.sample.runtimes[0];
+        let lag = r.lag.as_ref().expect("lag");
+        assert_eq!(
+            (lag.p50_us, lag.p99_us, lag.max_us),
+            (11_000, 250_000, 300_000)
+        );
+        assert!((r.busy_ratio - 0.4).abs() < 1e-9);
+        assert_eq!(m.sample.memory.heap_live_bytes, Some(4_000_000));
+        assert_eq!(m.sample.memory.external_bytes, Some(46_000_000));
+        assert_eq!(m.sample.timestamp_ms, 1_800_000_000_000);
+    }
+
+    #[test]
+    fn go_scheduling_latency_comes_from_its_histogram() {
+        let h = Metric {
+            name: "go.schedule.duration".into(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    count: 100,
+                    sum: Some(0.5),
+                    bucket_counts: vec![90, 9, 1],
+                    explicit_bounds: vec![0.001, 0.01],
+                    max: Some(0.2),
+                    ..Default::default()
+                }],
+                aggregation_temporality: 2,
+            })),
+            ..Default::default()
+        };
+        let req = request(vec![], vec![h, gauge("go.goroutine.count", &[(300.0, "")])]);
+        let m = &samples_from_request(&req, 5)[0];
+        assert_eq!(m.runtime, "go");
+        let lag = m.sample.runtimes[0].lag.as_ref().expect("lag");
+        assert_eq!(
+            (lag.p50_us, lag.p90_us, lag.p99_us, lag.max_us),
+            (1000, 1000, 10_000, 200_000)
+        );
+        assert_eq!(m.sample.runtimes[0].alive_tasks, 300);
+        assert_eq!(m.sample.instance, "otlp");
+    }
+
+    #[test]
+    fn unrelated_metrics_are_ignored() {
+        let req = request(vec![], vec![gauge("http.server.requests", &[(1.0, "")])]);
+        assert!(samples_from_request(&req, 0).is_empty());
+    }
+
+    #[test]
+    fn lagscope_samples_round_trip_through_otlp() {
+        let mut s = Sample::synthetic("svc", "a:1", 3, 1_800_000_000_000);
+        s.process.host_cores = 4;
+        let req = request_from_samples(&[&s]);
+        let back = &samples_from_request(&req, 0)[0];
+        assert_eq!(back.runtime, "tokio");
+        assert_eq!(back.sample.service, "svc");
+        assert_eq!(back.sample.instance, "a:1");
+        let (a, b) = (&s.runtimes[0], &back.sample.runtimes[0]);
+        assert_eq!(
+            a.lag.as_ref().map(|l| l.p99_us),
+            b.lag.as_ref().map(|l| l.p99_us)
+        );
+        assert_eq!(a.workers, b.workers);
+        assert_eq!(s.memory.heap_live_bytes, back.sample.memory.heap_live_bytes);
+        assert_eq!(back.sample.process.host_cores, 4);
+    }
+
+    #[test]
+    fn stalls_become_spans_with_the_blocking_function() {
+        let s = Sample::synthetic("svc", "a:1", 3, 1_800_000_000_000);
+        let stall = StallEvent {
+            id: 7,
+            runtime: "main".into(),
+            detection: "poll-hooks".into(),
+            tid: 9,
+            started_ms: 1_800_000_000_000,
+            duration_us: 250_000,
+            ongoing: false,
+            blocking_function: Some("svc::checkout".into()),
+            stacks: vec![lagscope_wire::StallStack {
+                frames: vec!["std::thread::sleep".into(), "svc::checkout".into()],
+                count: 2,
+            }],
+            task_id: None,
+            spawned_at: None,
+            span: None,
+        };
+        let req = spans_from_stalls(&s, &[&stall]);
+        let back = stalls_from_spans(&req);
+        assert_eq!(
+            back[0].2.blocking_function.as_deref(),
+            Some("svc::checkout")
+        );
+        assert_eq!(back[0].2.duration_us, 250_000);
+        assert_eq!((back[0].0.as_str(), back[0].1.as_str()), ("svc", "a:1"));
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.name, "tokio.stall");
+        assert_eq!(
+            span.end_time_unix_nano - span.start_time_unix_nano,
+            250_000_000
+        );
+        assert!(span
+            .attributes
+            .iter()
+            .any(|a| a.key == "code.function.name"));
+    }
+}
