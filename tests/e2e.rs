@@ -894,3 +894,49 @@ fn a_collector_forwards_metrics_and_stalls_to_an_otlp_endpoint() {
         "{metrics}"
     );
 }
+
+#[test]
+fn an_agent_exports_otlp_http_and_a_dead_otlp_endpoint_costs_it_nothing() {
+    let collector = Collector::start(&[]);
+    let api = collector.client(None).url().to_string();
+    // Agent metrics over OTLP/HTTP (the OpenTelemetry SDK inside the agent)
+    // into the collector's /v1/metrics.
+    let _exporting = fixture(
+        "healthy",
+        "e2e-otel-agent",
+        &collector.grpc_url(),
+        &[
+            ("LAGSCOPE_OTEL", "http"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &api),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+            ("OTEL_SERVICE_NAME", "e2e-otlp-http"),
+        ],
+    );
+    let via_otlp = collector.wait_for("e2e-otlp-http", 3, Duration::from_secs(30));
+    assert!(
+        via_otlp.capabilities.contains(&"tokio".to_string()),
+        "{via_otlp:?}"
+    );
+    let latest = via_otlp.latest.expect("a sample");
+    let main = latest.runtime("main").expect("main");
+    assert_eq!(main.workers, 2, "tokio.workers came through");
+    assert!(main.lag.is_some(), "tokio.eventloop.delay.* came through");
+
+    // The same agent with its OTLP endpoint dead keeps reporting on time.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let _dead = fixture(
+        "healthy",
+        "e2e-otel-dead",
+        &collector.grpc_url(),
+        &[
+            ("LAGSCOPE_OTEL", "http"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &dead),
+        ],
+    );
+    let inst = collector.wait_for("e2e-otel-dead", 10, Duration::from_secs(30));
+    let lag = inst
+        .latest
+        .and_then(|s| s.runtime("main").and_then(|r| r.lag.clone()))
+        .expect("lag");
+    assert!(lag.p99_us < 50_000, "the host's lag is unaffected: {lag:?}");
+}

@@ -202,9 +202,20 @@ impl AgentHandle {
             #[cfg(target_os = "linux")]
             profiles: profiler.as_ref().map(|(_, e)| e.clone()),
         });
+        #[cfg(feature = "otel")]
+        let otel = builder
+            .otel
+            .map(|protocol| crate::export::otel::OtelExporter {
+                protocol,
+                service: service.clone(),
+                queue: Arc::new(BoundedQueue::new(builder.buffer_capacity)),
+                failures: Arc::default(),
+            });
         let mut exports = Vec::new();
         exports.extend(file_queue.clone());
         exports.extend(collector.as_ref().map(|c| c.queue.clone()));
+        #[cfg(feature = "otel")]
+        exports.extend(otel.as_ref().map(|o| o.queue.clone()));
         let shared = Arc::new(Shared {
             stopping: Mutex::new(false),
             wake: Condvar::new(),
@@ -224,6 +235,15 @@ impl AgentHandle {
             handle
                 .threads
                 .push(spawn("lagscope-file", move || sink.run(queue))?);
+        }
+        #[cfg(feature = "otel")]
+        if let Some(exporter) = otel {
+            handle.threads.push(spawn("lagscope-otel", move || {
+                let run = AssertUnwindSafe(|| exporter.run());
+                if catch_unwind(run).is_err() {
+                    eprintln!("lagscope: the OTLP exporter stopped after an internal error");
+                }
+            })?);
         }
         if let Some(exporter) = collector {
             handle

@@ -18,6 +18,7 @@
 //! | [`ca_file`](Builder::ca_file) | Mozilla's root certificates | `LAGSCOPE_CA_FILE` |
 //! | [`stall_threshold`](Builder::stall_threshold) (Linux) | 20 ms | `LAGSCOPE_STALL_THRESHOLD` |
 //! | [`profile_hz`](Builder::profile_hz) (Linux) | 19 | `LAGSCOPE_PROFILE_HZ` |
+//! | `otel` (cargo feature `otel`) | off | `LAGSCOPE_OTEL` (`http`, `grpc`, `off`) plus the standard `OTEL_*` variables |
 //!
 //! Durations in the environment are written `250ms`, `1s`, `2m`, `500us`.
 
@@ -67,6 +68,8 @@ pub struct Builder {
     pub(crate) lag_probe_interval: Duration,
     pub(crate) buffer_capacity: usize,
     pub(crate) file: Option<PathBuf>,
+    #[cfg(feature = "otel")]
+    pub(crate) otel: Option<crate::export::otel::OtelProtocol>,
     pub(crate) collector: Option<String>,
     pub(crate) token: Option<String>,
     pub(crate) ca_file: Option<PathBuf>,
@@ -89,6 +92,8 @@ impl Default for Builder {
             lag_probe_interval: DEFAULT_LAG_PROBE_INTERVAL,
             buffer_capacity: DEFAULT_BUFFER_CAPACITY,
             file: None,
+            #[cfg(feature = "otel")]
+            otel: None,
             collector: None,
             token: None,
             ca_file: None,
@@ -240,6 +245,18 @@ impl Builder {
         self
     }
 
+    /// Also exports over OTLP with the OpenTelemetry SDK (see
+    /// [`OtelProtocol`](crate::OtelProtocol)): metrics named `tokio.*`,
+    /// `rust.*`, `process.*` and stalls as `tokio.stall` spans, configured by
+    /// the standard `OTEL_EXPORTER_OTLP_*`, `OTEL_SERVICE_NAME` and
+    /// `OTEL_RESOURCE_ATTRIBUTES` variables. Default: off. Environment:
+    /// `LAGSCOPE_OTEL=http|grpc|off`.
+    #[cfg(feature = "otel")]
+    pub fn otel(mut self, protocol: crate::OtelProtocol) -> Self {
+        self.otel = Some(protocol);
+        self
+    }
+
     /// Reports a user gauge, read on the agent's thread once per sample (keep it
     /// cheap and non-blocking). See [`AgentHandle::gauge`] to add one later.
     pub fn gauge(
@@ -324,6 +341,35 @@ impl Builder {
                     var: "LAGSCOPE_PROFILE_HZ",
                     value: v,
                     reason: "the profiler needs Linux; set 0 or unset it".into(),
+                });
+            }
+        }
+        if let Some(v) = get("LAGSCOPE_OTEL") {
+            let protocol = match v.trim() {
+                "off" | "" => None,
+                "http" | "http/protobuf" => Some("http"),
+                "grpc" => Some("grpc"),
+                _ => {
+                    return Err(Error::InvalidEnv {
+                        var: "LAGSCOPE_OTEL",
+                        value: v,
+                        reason: "expected http, grpc or off".into(),
+                    })
+                }
+            };
+            #[cfg(feature = "otel")]
+            {
+                self.otel = protocol.map(|p| match p {
+                    "grpc" => crate::OtelProtocol::Grpc,
+                    _ => crate::OtelProtocol::HttpProtobuf,
+                });
+            }
+            #[cfg(not(feature = "otel"))]
+            if protocol.is_some() {
+                return Err(Error::InvalidEnv {
+                    var: "LAGSCOPE_OTEL",
+                    value: v,
+                    reason: "this build has no OTLP export (cargo feature `otel`); unset it".into(),
                 });
             }
         }

@@ -4,4 +4,6 @@
 
 pub(crate) mod collector;
 pub(crate) mod file;
+#[cfg(feature = "otel")]
+pub(crate) mod otel;
 pub(crate) mod queue;

@@ -59,6 +59,8 @@ pub use builder::{
     MAIN_RUNTIME,
 };
 pub use error::Error;
+#[cfg(feature = "otel")]
+pub use export::otel::OtelProtocol;
 #[cfg(tokio_unstable)]
 pub use hooks::{PollHooks, DEFAULT_LONG_POLL_THRESHOLD};
 pub(crate) use lagscope_wire::sample;

@@ -30,7 +30,10 @@ use tracing_core::Subscriber;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-type Entered = Arc<Mutex<Vec<Arc<str>>>>;
+/// One entered span: its label and, under tracing-opentelemetry, its W3C
+/// `traceparent`.
+type Frame = (Arc<str>, Option<Arc<str>>);
+type Entered = Arc<Mutex<Vec<Frame>>>;
 
 /// Every thread's entered spans, by OS thread id.
 static THREADS: Mutex<Option<HashMap<i32, Entered>>> = Mutex::new(None);
@@ -57,7 +60,7 @@ impl Mine {
         Mine { tid, entered }
     }
 
-    fn with(&self, f: impl FnOnce(&mut Vec<Arc<str>>)) {
+    fn with(&self, f: impl FnOnce(&mut Vec<Frame>)) {
         f(&mut self.entered.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
@@ -89,11 +92,15 @@ fn tid() -> i32 {
 /// The innermost span thread `tid` is in, as `name{field=value …}`, if the
 /// thread runs under a subscriber with [`tracing_layer`].
 pub fn current_span(tid: i32) -> Option<String> {
+    innermost(tid).map(|(label, _)| label.to_string())
+}
+
+fn innermost(tid: i32) -> Option<Frame> {
     let threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
     let entered = threads.as_ref()?.get(&tid)?.clone();
     drop(threads);
     let stack = entered.lock().unwrap_or_else(|p| p.into_inner());
-    stack.last().map(|s| s.to_string())
+    stack.last().cloned()
 }
 
 pub(crate) fn current(tid: i32) -> Option<String> {
@@ -101,6 +108,15 @@ pub(crate) fn current(tid: i32) -> Option<String> {
         return None;
     }
     current_span(tid)
+}
+
+/// The OpenTelemetry `traceparent` of the innermost span thread `tid` is in,
+/// when the subscriber also has tracing-opentelemetry's layer.
+pub(crate) fn current_trace_parent(tid: i32) -> Option<String> {
+    if tid == 0 {
+        return None;
+    }
+    innermost(tid)?.1.map(|p| p.to_string())
 }
 
 /// A [`tracing_subscriber::Layer`] that lets stall reports name the span
@@ -113,8 +129,9 @@ pub fn tracing_layer() -> SpanLayer {
 #[derive(Debug)]
 pub struct SpanLayer(());
 
-/// A span's `name{fields}`, kept in its extensions.
-struct Label(Arc<str>);
+/// A span's `name{fields}`, kept in its extensions, and its `traceparent`
+/// once looked up.
+struct Label(Arc<str>, std::sync::OnceLock<Option<Arc<str>>>);
 
 struct Fields<'a>(&'a mut String);
 
@@ -147,21 +164,64 @@ where
             label.push('}');
         }
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(Label(label.into()));
+            span.extensions_mut()
+                .insert(Label(label.into(), std::sync::OnceLock::new()));
         }
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let Some(label) = span.extensions().get::<Label>().map(|l| l.0.clone()) else {
+        let known = span
+            .extensions()
+            .get::<Label>()
+            .map(|l| (l.0.clone(), l.1.get().cloned()));
+        let Some((label, parent)) = known else {
             return;
         };
-        let _ = MINE.try_with(|m| m.with(|stack| stack.push(label)));
+        // Looked up once per span, without holding its extensions (the
+        // OpenTelemetry layer locks them).
+        let parent = match parent {
+            Some(p) => p,
+            None => {
+                let p = trace_parent(id);
+                if let Some(l) = span.extensions().get::<Label>() {
+                    let _ = l.1.set(p.clone());
+                }
+                p
+            }
+        };
+        let _ = MINE.try_with(|m| m.with(|stack| stack.push((label, parent))));
     }
 
     fn on_exit(&self, _id: &Id, _ctx: Context<'_, S>) {
         let _ = MINE.try_with(|m| m.with(|stack| drop(stack.pop())));
     }
+}
+
+/// The OpenTelemetry context of span `id` as a `traceparent`, if the current
+/// subscriber has tracing-opentelemetry's layer and the span is valid.
+#[cfg(feature = "otel")]
+fn trace_parent(id: &Id) -> Option<Arc<str>> {
+    use opentelemetry::trace::TraceContextExt;
+    tracing::dispatcher::get_default(|dispatch| {
+        let cx = tracing_opentelemetry::get_otel_context(id, dispatch)?;
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| {
+            format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            )
+            .into()
+        })
+    })
+}
+
+#[cfg(not(feature = "otel"))]
+fn trace_parent(_id: &Id) -> Option<Arc<str>> {
+    None
 }
 
 #[cfg(test)]

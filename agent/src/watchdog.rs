@@ -207,6 +207,7 @@ impl Watchdog {
             task_id: task.0,
             spawned_at: task.1,
             span: crate::span::current(tid),
+            trace_parent: crate::span::current_trace_parent(tid),
         };
         let frames = stack.or_else(|| take_stack(tid));
         if let Some(frames) = frames {
@@ -253,6 +254,7 @@ impl Watchdog {
             }
             if e.span.is_none() {
                 e.span = crate::span::current(tid);
+                e.trace_parent = crate::span::current_trace_parent(tid);
             }
         }
     }
@@ -534,6 +536,7 @@ mod tests {
             task_id: None,
             spawned_at: None,
             span: None,
+            trace_parent: None,
         };
         let a = strings(&["std::thread::sleep", "svc::a"]);
         let b = strings(&["svc::hash", "svc::b"]);

@@ -50,9 +50,11 @@ fn blocking_a_worker_is_reported_as_max_lag_close_to_the_block() {
             max_us = max_us.max(lag.map_or(0, |l| l.max_us));
         }
         let block_us = block_ms * 1000;
-        // Loose bounds: the probe is 1 ms apart, the machine is shared.
+        // Loose bounds: the probe is 1 ms apart, and on a loaded machine the
+        // agent's thread may spawn it a few ms late (the harness measures the
+        // real precision; this checks the block shows).
         assert!(
-            max_us + 3_000 >= block_us && max_us <= block_us * 2 + 20_000,
+            max_us + (block_us / 10).max(5_000) >= block_us && max_us <= block_us * 2 + 20_000,
             "{block_ms} ms block reported as {max_us} µs max lag"
         );
     }

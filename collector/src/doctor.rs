@@ -620,6 +620,7 @@ mod tests {
             task_id: None,
             spawned_at: None,
             span: None,
+            trace_parent: None,
         }
     }
 

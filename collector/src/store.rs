@@ -665,6 +665,7 @@ mod tests {
             task_id: None,
             spawned_at: None,
             span: None,
+            trace_parent: None,
         }
     }
 

@@ -186,6 +186,7 @@ fn stall(id: u64, ongoing: bool, started_ms: u64, duration_us: u64) -> StallReco
             task_id: Some(17),
             spawned_at: Some("src/main.rs:40:9".into()),
             span: Some("request{path=/cart}".into()),
+            trace_parent: None,
         },
     }
 }

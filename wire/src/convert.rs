@@ -48,6 +48,7 @@ impl Sample {
                     task_id: e.task_id,
                     spawned_at: e.spawned_at.clone(),
                     span: e.span.clone(),
+                    trace_parent: e.trace_parent.clone(),
                 })
                 .collect(),
             profiles: self
@@ -116,6 +117,7 @@ impl Sample {
                     task_id: e.task_id,
                     spawned_at: e.spawned_at,
                     span: e.span,
+                    trace_parent: e.trace_parent,
                 })
                 .collect(),
             profiles: p

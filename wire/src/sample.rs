@@ -104,6 +104,11 @@ pub struct StallEvent {
     /// The `tracing` span the thread was in (name and fields), with
     /// `lagscope::tracing_layer()` installed.
     pub span: Option<String>,
+    /// That span's OpenTelemetry context as a W3C `traceparent`
+    /// (`00-<trace id>-<span id>-<flags>`), when the service uses
+    /// tracing-opentelemetry: the stall's span is made its child.
+    #[serde(default)]
+    pub trace_parent: Option<String>,
 }
 
 /// One distinct stack of a stall and how many captures found it.

@@ -93,6 +93,7 @@ fn stall() -> impl Strategy<Value = StallEvent> {
             prop::option::of(any::<u64>()),
             prop::option::of("[a-z/.:0-9]{1,20}"),
             prop::option::of("[a-z{}= ]{1,20}"),
+            prop::option::of("00-[0-9a-f]{32}-[0-9a-f]{16}-01"),
         ),
     )
         .prop_map(
@@ -113,6 +114,7 @@ fn stall() -> impl Strategy<Value = StallEvent> {
                     task_id: extra.0,
                     spawned_at: extra.1,
                     span: extra.2,
+                    trace_parent: extra.3,
                 }
             },
         )

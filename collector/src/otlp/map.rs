@@ -517,6 +517,7 @@ pub fn stalls_from_spans(req: &ExportTraceServiceRequest) -> Vec<(String, String
                     task_id: None,
                     spawned_at: attr_string(a, "tokio.task.spawn_location"),
                     span: None,
+                    trace_parent: None,
                 },
             ));
         }
@@ -674,6 +675,7 @@ mod tests {
             task_id: None,
             spawned_at: None,
             span: None,
+            trace_parent: None,
         };
         let req = spans_from_stalls(&s, &[&stall]);
         let back = stalls_from_spans(&req);
