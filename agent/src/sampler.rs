@@ -115,6 +115,9 @@ impl Sampler {
         #[cfg(not(target_os = "linux"))]
         let early = false;
         let sample = if early {
+            // The regular cadence restarts from here, so an early sample is
+            // never followed by a regular one a moment later.
+            self.next_sample = now + self.interval;
             Some(self.sample(now, gauges, dropped))
         } else {
             (now >= self.next_sample).then(|| {
