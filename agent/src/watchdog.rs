@@ -112,7 +112,8 @@ pub(crate) struct Watch {
 /// One stall in progress, as the watchdog tracks it.
 struct Active {
     id: u64,
-    /// Poll start (hooks) or the instant the counters froze (metrics).
+    /// The stalled poll's start (poll hooks); 0 for the metrics detector.
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     marker: u64,
     last_capture: Instant,
     tid: i32,
@@ -386,7 +387,8 @@ impl Watchdog {
                 let (tid, frames) = stuck.remove(0);
                 (tid, Some(frames))
             };
-            let marker = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            // The metrics detector tells stalls apart by worker, not by poll.
+            let marker = 0;
             self.open(
                 key,
                 &watch.runtime,
