@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lagscope_tui::Client;
+use lagscope_client::Client;
 use lagscope_wire::api::{InstanceSummary, ServicesResponse};
 
 /// The binary under test.

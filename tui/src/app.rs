@@ -12,9 +12,9 @@ use lagscope_wire::doctor::Diagnosis;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::DefaultTerminal;
 
-use crate::client::Client;
 use crate::state::{App, Connection};
 use crate::theme::Theme;
+use lagscope_client::Client;
 
 /// How often the collector is polled.
 pub const REFRESH: Duration = Duration::from_millis(500);

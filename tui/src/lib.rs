@@ -2,13 +2,12 @@
 //! so it can be closed and reopened without losing history.
 //!
 //! Layout: [`state`] holds what is shown and how keys change it, [`view`] draws
-//! it, [`app`] runs the event loop, [`client`] fetches from the collector.
+//! it, [`app`] runs the event loop; [`lagscope_client`] fetches from the collector.
 
 pub mod app;
-pub mod client;
 pub mod state;
 pub mod theme;
 pub mod view;
 
 pub use app::run;
-pub use client::Client;
+pub use lagscope_client::Client;

@@ -26,6 +26,34 @@ pub fn parse(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds).ok()
 }
 
+/// [`parse`] as a command-line value parser: the error says what a valid
+/// value looks like.
+///
+/// ```
+/// assert!(lagscope_wire::duration::parse_arg("10").unwrap_err().contains("such as"));
+/// ```
+pub fn parse_arg(text: &str) -> Result<Duration, String> {
+    parse(text).ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))
+}
+
+/// `10s`, `5m`, `250ms`: the inverse of [`parse`] for messages.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(lagscope_wire::duration::format(Duration::from_secs(300)), "5m");
+/// assert_eq!(lagscope_wire::duration::format(Duration::from_millis(1500)), "1500ms");
+/// ```
+pub fn format(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

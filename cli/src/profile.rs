@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use lagscope_client::Client;
 use lagscope_collector::flame::{self, Folded};
 use lagscope_collector::shared::now_ms;
-use lagscope_tui::Client;
 use lagscope_wire::api::{Health, ProfileResponse};
 
 /// Output formats.
@@ -25,7 +25,7 @@ pub enum Format {
 #[derive(clap::Args)]
 pub struct Target {
     /// The collector's HTTP address.
-    #[arg(long, env = "LAGSCOPE_API", default_value = "http://127.0.0.1:6671")]
+    #[arg(long, env = "LAGSCOPE_API", default_value = lagscope_client::DEFAULT_URL)]
     collector: String,
     /// Token, if the collector requires one.
     #[arg(long, env = "LAGSCOPE_TOKEN", hide_env_values = true)]
@@ -52,7 +52,7 @@ pub struct ProfileArgs {
     #[command(flatten)]
     target: Target,
     /// How long to profile.
-    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = lagscope_wire::duration::parse_arg)]
     duration: Duration,
     /// Samples per CPU-second of each thread.
     #[arg(long, default_value_t = 199, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -65,7 +65,7 @@ pub struct FlamegraphArgs {
     #[command(flatten)]
     target: Target,
     /// The window: the last this long.
-    #[arg(long, default_value = "5m", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = lagscope_wire::duration::parse_arg)]
     window: Duration,
     /// Draw where workers were stalled (from stall stacks, weighted by
     /// stalled time) instead of CPU samples.
@@ -159,7 +159,7 @@ pub fn flamegraph(args: FlamegraphArgs) -> Result<()> {
                 "CPU samples"
             },
             t.service,
-            crate::format_duration(args.window)
+            lagscope_wire::duration::format(args.window)
         );
     }
     let who = t.instance.clone().unwrap_or_else(|| p.instances.join(", "));

@@ -1,5 +1,6 @@
-//! A small blocking HTTP/1.1 client for the collector's JSON API (plain HTTP;
-//! the collector listens on loopback or behind a proxy).
+//! A small blocking HTTP/1.1 client for the lagscope collector's JSON API
+//! (plain HTTP; the collector listens on loopback or behind a proxy), shared
+//! by the dashboard and the `doctor`, `profile` and `flamegraph` commands.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -8,6 +9,9 @@ use std::time::Duration;
 use lagscope_wire::api::{ProfileResponse, SeriesResponse, ServicesResponse, StallsResponse};
 use lagscope_wire::doctor::DoctorResponse;
 use serde::de::DeserializeOwned;
+
+/// Where a collector's HTTP API listens unless told otherwise.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:6671";
 
 /// Why a request to the collector failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::load;
 use anyhow::{bail, Context, Result};
+use lagscope_client::Client;
 use lagscope_collector::flame::{self, Folded};
 use lagscope_collector::report::{self, Extras};
 use lagscope_collector::shared::now_ms;
 use lagscope_collector::CollectorConfig;
-use lagscope_fixtures::load;
-use lagscope_tui::Client;
 use lagscope_wire::doctor::{DoctorResponse, Severity};
 
 /// Output format.
@@ -46,10 +46,10 @@ pub struct DoctorArgs {
     #[arg(long)]
     instance: Option<String>,
     /// With --collector: the window to look at.
-    #[arg(long, default_value = "5m", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = lagscope_wire::duration::parse_arg)]
     window: Duration,
     /// With a command: how long to watch it.
-    #[arg(long, default_value = "20s", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = lagscope_wire::duration::parse_arg)]
     duration: Duration,
     /// Send HTTP load to this loopback URL while watching.
     #[arg(long, value_name = "URL")]
@@ -92,11 +92,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         bail!("give either a command or --collector, not both");
     }
     let load_target = args.load.as_deref().map(loopback_target).transpose()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the embedded collector's runtime")?;
+    let rt = crate::collector::runtime(1)?;
     let collector = rt
         .block_on(lagscope_collector::start(CollectorConfig::embedded()))
         .context("starting the embedded collector")?;
