@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use lagscope_collector::shared::now_ms;
 use lagscope_fixtures::proc_usage::rss_bytes;
+use lagscope_wire::metric::Metric;
 use lagscope_wire::pb::{self, agent_message, collector_client::CollectorClient, AgentMessage};
 use lagscope_wire::{Sample, PROTOCOL_VERSION};
 use support::*;
@@ -32,7 +33,7 @@ fn samples_from_a_real_agent_reach_the_api_and_metrics() {
     let client = collector.client(None);
     let metrics = client.get_text("/metrics").expect("metrics");
     assert!(
-        metrics.contains("tokio_eventloop_delay_seconds{service=\"e2e-data\""),
+        metrics.contains("tokio_eventloop_delay_p99_seconds{service=\"e2e-data\""),
         "{metrics}"
     );
     assert!(metrics.contains("process_memory_rss_bytes{service=\"e2e-data\""));
@@ -42,7 +43,7 @@ fn samples_from_a_real_agent_reach_the_api_and_metrics() {
     let busy = series
         .series
         .iter()
-        .find(|s| s.name == "busy_ratio")
+        .find(|s| s.name == Metric::BusyRatio.series())
         .expect("busy_ratio series");
     assert!(busy.points.len() >= 3);
 }
@@ -76,7 +77,7 @@ fn agents_reconnect_after_a_collector_restart_and_resend_the_gap() {
     let times: Vec<u64> = series
         .series
         .iter()
-        .find(|s| s.name == "busy_ratio")
+        .find(|s| s.name == Metric::BusyRatio.series())
         .expect("busy_ratio")
         .points
         .iter()

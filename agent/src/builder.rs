@@ -39,8 +39,8 @@ pub const DEFAULT_LAG_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// Default number of samples kept for exporters that fall behind (5 minutes at
 /// the default interval); beyond it the oldest are dropped and counted.
 pub const DEFAULT_BUFFER_CAPACITY: usize = 300;
-/// Name of the runtime passed to [`Builder::start`].
-pub const MAIN_RUNTIME: &str = "main";
+// Name of the runtime passed to [`Builder::start`], from the metric table.
+pub use lagscope_wire::metric::MAIN_RUNTIME;
 
 pub(crate) const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 pub(crate) const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(3600);

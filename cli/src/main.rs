@@ -66,6 +66,9 @@ enum Command {
     /// Flamegraph of the continuous CPU profile (or, with --blocking, of the
     /// stalls) over a recent window; differential with --compare-previous/--base.
     Flamegraph(profile::FlamegraphArgs),
+    /// Every metric lagscope measures: series, unit, Prometheus and OTLP
+    /// names, meaning (Markdown).
+    Metrics,
     /// Run one fixture service, as `lagscope-fixture` does (used by `demo`
     /// and the tests).
     #[command(hide = true)]
@@ -84,6 +87,10 @@ fn main() -> Result<()> {
         Command::Doctor(args) => doctor::run(args),
         Command::Flamegraph(args) => profile::flamegraph(args),
         Command::Replay { file, headless } => replay::run(&file, headless),
+        Command::Metrics => {
+            print!("{}", lagscope_wire::metric::markdown());
+            Ok(())
+        }
         Command::Fixture(args) => lagscope_fixtures::cli::run(args),
     }
 }

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 
 use lagscope_wire::api::slope;
+use lagscope_wire::metric::Metric;
 
 pub use lagscope_wire::doctor::{Diagnosis, Finding, Severity, Window};
 #[cfg(test)]
@@ -55,32 +56,32 @@ pub fn diagnose(w: &Window) -> Diagnosis {
 
 /// Figures the rules read off a window.
 trait Stats {
-    fn means(&self, name: &str) -> Vec<f64>;
-    fn maxes(&self, name: &str) -> Vec<f64>;
-    fn slope_per_min(&self, name: &str) -> Option<f64>;
+    fn means(&self, metric: Metric) -> Vec<f64>;
+    fn maxes(&self, metric: Metric) -> Vec<f64>;
+    fn slope_per_min(&self, metric: Metric) -> Option<f64>;
     fn window_ms(&self) -> f64;
 }
 
 impl Stats for Window {
-    fn means(&self, name: &str) -> Vec<f64> {
+    fn means(&self, metric: Metric) -> Vec<f64> {
         self.series
-            .get(name)
+            .get(metric.series())
             .map(|p| p.iter().map(|&(_, mean, _)| mean).collect())
             .unwrap_or_default()
     }
 
-    fn maxes(&self, name: &str) -> Vec<f64> {
+    fn maxes(&self, metric: Metric) -> Vec<f64> {
         self.series
-            .get(name)
+            .get(metric.series())
             .map(|p| p.iter().map(|&(_, _, max)| max).collect())
             .unwrap_or_default()
     }
 
     /// Least-squares slope of the series' means, per minute.
-    fn slope_per_min(&self, name: &str) -> Option<f64> {
+    fn slope_per_min(&self, metric: Metric) -> Option<f64> {
         let pts: Vec<(f64, f64)> = self
             .series
-            .get(name)?
+            .get(metric.series())?
             .iter()
             .map(|&(t, mean, _)| (t as f64 / 60_000.0, mean))
             .collect();
@@ -196,7 +197,7 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
     for (name, (us, n)) in by_function.iter().take(3) {
         evidence.push(format!("{n} stalls ({}) in {name}", ms(*us)));
     }
-    if let Some(p99) = median(&w.means("lag_p99_us")) {
+    if let Some(p99) = median(&w.means(Metric::LagP99)) {
         evidence.push(format!("lag p99 median {}", ms(p99)));
     }
     let lock_share = waiting_us / total_us.max(1.0);
@@ -282,9 +283,9 @@ fn recommend_for_stack(place: &str, frames: &[String]) -> String {
 }
 
 fn lag_without_stalls(w: &Window) -> Vec<Finding> {
-    let p99 = median(&w.means("lag_p99_us"));
-    let lag_max = max(&w.maxes("lag_max_us"));
-    let busy = median(&w.means("busy_ratio")).unwrap_or(0.0);
+    let p99 = median(&w.means(Metric::LagP99));
+    let lag_max = max(&w.maxes(Metric::LagMax));
+    let busy = median(&w.means(Metric::BusyRatio)).unwrap_or(0.0);
     let (Some(p99), Some(lag_max)) = (p99, lag_max) else {
         return Vec::new();
     };
@@ -318,13 +319,13 @@ fn lag_without_stalls(w: &Window) -> Vec<Finding> {
 }
 
 fn cpu(w: &Window) -> Vec<Finding> {
-    let Some(busy) = median(&w.means("busy_ratio")) else {
+    let Some(busy) = median(&w.means(Metric::BusyRatio)) else {
         return Vec::new();
     };
     if busy < 0.9 || w.workers == 0 {
         return Vec::new();
     }
-    let cpu = median(&w.means("cpu_ratio"));
+    let cpu = median(&w.means(Metric::CpuRatio));
     let hot = w
         .top
         .iter()
@@ -401,16 +402,16 @@ fn cpu(w: &Window) -> Vec<Finding> {
 }
 
 fn blocking_pool(w: &Window) -> Vec<Finding> {
-    let queue = w.means("blocking_queue_depth");
-    let (Some(q_median), Some(q_max)) = (median(&queue), max(&w.maxes("blocking_queue_depth")))
+    let queue = w.means(Metric::BlockingQueueDepth);
+    let (Some(q_median), Some(q_max)) = (median(&queue), max(&w.maxes(Metric::BlockingQueueDepth)))
     else {
         return Vec::new();
     };
     if q_median < 1.0 || q_max < 10.0 {
         return Vec::new();
     }
-    let threads = median(&w.means("blocking_threads")).unwrap_or(0.0);
-    let idle = median(&w.means("idle_blocking_threads")).unwrap_or(0.0);
+    let threads = median(&w.means(Metric::BlockingThreads)).unwrap_or(0.0);
+    let idle = median(&w.means(Metric::IdleBlockingThreads)).unwrap_or(0.0);
     vec![Finding {
         category: "blocking-pool-saturation".into(),
         severity: if q_median >= 10.0 {
@@ -436,12 +437,10 @@ fn blocking_pool(w: &Window) -> Vec<Finding> {
 }
 
 fn heap_leak(w: &Window) -> Vec<Finding> {
-    let heap = w.means("heap_live_bytes");
-    let (Some(rate), Some(&first), Some(&last)) = (
-        w.slope_per_min("heap_live_bytes"),
-        heap.first(),
-        heap.last(),
-    ) else {
+    let heap = w.means(Metric::HeapLive);
+    let (Some(rate), Some(&first), Some(&last)) =
+        (w.slope_per_min(Metric::HeapLive), heap.first(), heap.last())
+    else {
         return Vec::new();
     };
     let growth = last - first;
@@ -474,11 +473,11 @@ fn heap_leak(w: &Window) -> Vec<Finding> {
 }
 
 fn external_memory(w: &Window) -> Vec<Finding> {
-    let heap_rate = w.slope_per_min("heap_live_bytes").unwrap_or(0.0);
-    let (name, values) = if w.series.contains_key("external_bytes") {
-        ("external_bytes", w.means("external_bytes"))
+    let heap_rate = w.slope_per_min(Metric::HeapLive).unwrap_or(0.0);
+    let (name, values) = if w.series.contains_key(Metric::External.series()) {
+        (Metric::External, w.means(Metric::External))
     } else {
-        ("rss_bytes", w.means("rss_bytes"))
+        (Metric::Rss, w.means(Metric::Rss))
     };
     let (Some(rate), Some(&first), Some(&last)) =
         (w.slope_per_min(name), values.first(), values.last())
@@ -503,7 +502,7 @@ fn external_memory(w: &Window) -> Vec<Finding> {
         evidence: vec![
             format!(
                 "{} {:.1} MiB → {:.1} MiB",
-                name.trim_end_matches("_bytes"),
+                name.def().label,
                 first / MIB,
                 last / MIB
             ),
@@ -518,10 +517,12 @@ fn external_memory(w: &Window) -> Vec<Finding> {
 }
 
 fn unbounded_concurrency(w: &Window) -> Vec<Finding> {
-    let tasks = w.means("alive_tasks");
-    let (Some(rate), Some(&first), Some(&last)) =
-        (w.slope_per_min("alive_tasks"), tasks.first(), tasks.last())
-    else {
+    let tasks = w.means(Metric::AliveTasks);
+    let (Some(rate), Some(&first), Some(&last)) = (
+        w.slope_per_min(Metric::AliveTasks),
+        tasks.first(),
+        tasks.last(),
+    ) else {
         return Vec::new();
     };
     if rate < 1000.0 || last < 1000.0 || last < 2.0 * first.max(1.0) {
@@ -549,13 +550,13 @@ fn unbounded_concurrency(w: &Window) -> Vec<Finding> {
 
 fn healthy(w: &Window) -> Finding {
     let mut evidence = Vec::new();
-    if let Some(p99) = median(&w.means("lag_p99_us")) {
+    if let Some(p99) = median(&w.means(Metric::LagP99)) {
         evidence.push(format!("lag p99 median {}", ms(p99)));
     }
-    if let Some(b) = median(&w.means("busy_ratio")) {
+    if let Some(b) = median(&w.means(Metric::BusyRatio)) {
         evidence.push(format!("busy ratio median {:.0} %", b * 100.0));
     }
-    if let Some(r) = w.slope_per_min("heap_live_bytes") {
+    if let Some(r) = w.slope_per_min(Metric::HeapLive) {
         evidence.push(format!("heap {:+.1} MiB/min", r / MIB));
     }
     evidence.push(format!("{} stalls", w.stalls.len()));
@@ -575,7 +576,7 @@ mod tests {
     use super::*;
     use lagscope_wire::StallStack;
 
-    fn window(series: &[(&str, &dyn Fn(u64) -> f64)]) -> Window {
+    fn window(series: &[(Metric, &dyn Fn(u64) -> f64)]) -> Window {
         let mut w = Window {
             service: "svc".into(),
             instance: "a".into(),
@@ -585,21 +586,21 @@ mod tests {
             host_cores: 2,
             ..Window::default()
         };
-        for (name, f) in series {
+        for (metric, f) in series {
             let points = (0..40u64).map(|i| (i * 500, f(i), f(i))).collect();
-            w.series.insert(name.to_string(), points);
+            w.series.insert(metric.series().to_string(), points);
         }
         w
     }
 
     fn calm() -> Window {
         window(&[
-            ("lag_p99_us", &|_| 300.0),
-            ("lag_max_us", &|_| 900.0),
-            ("busy_ratio", &|i| 0.2 + (i % 3) as f64 * 0.01),
-            ("heap_live_bytes", &|i| 3e6 + (i % 2) as f64 * 1e5),
-            ("rss_bytes", &|_| 30e6),
-            ("alive_tasks", &|_| 12.0),
+            (Metric::LagP99, &|_| 300.0),
+            (Metric::LagMax, &|_| 900.0),
+            (Metric::BusyRatio, &|i| 0.2 + (i % 3) as f64 * 0.01),
+            (Metric::HeapLive, &|i| 3e6 + (i % 2) as f64 * 1e5),
+            (Metric::Rss, &|_| 30e6),
+            (Metric::AliveTasks, &|_| 12.0),
         ])
     }
 
@@ -726,7 +727,7 @@ mod tests {
     fn saturated_workers_on_fewer_workers_than_cores_is_underused_cores() {
         let mut w = calm();
         w.series.insert(
-            "busy_ratio".into(),
+            Metric::BusyRatio.series().into(),
             (0..40).map(|i| (i * 500, 0.99, 1.0)).collect(),
         );
         w.workers = 1;
@@ -740,15 +741,15 @@ mod tests {
     #[test]
     fn memory_rules_tell_heap_from_external() {
         let leak = window(&[
-            ("heap_live_bytes", &|i| 3e6 + i as f64 * 600_000.0),
-            ("rss_bytes", &|i| 30e6 + i as f64 * 600_000.0),
-            ("external_bytes", &|_| 20e6),
+            (Metric::HeapLive, &|i| 3e6 + i as f64 * 600_000.0),
+            (Metric::Rss, &|i| 30e6 + i as f64 * 600_000.0),
+            (Metric::External, &|_| 20e6),
         ]);
         assert_eq!(diagnose(&leak).top_category(), "heap-leak");
         let native = window(&[
-            ("heap_live_bytes", &|_| 3e6),
-            ("rss_bytes", &|i| 30e6 + i as f64 * 600_000.0),
-            ("external_bytes", &|i| 20e6 + i as f64 * 600_000.0),
+            (Metric::HeapLive, &|_| 3e6),
+            (Metric::Rss, &|i| 30e6 + i as f64 * 600_000.0),
+            (Metric::External, &|i| 20e6 + i as f64 * 600_000.0),
         ]);
         assert_eq!(diagnose(&native).top_category(), "external-memory");
     }
@@ -756,8 +757,8 @@ mod tests {
     #[test]
     fn piling_tasks_is_unbounded_concurrency() {
         let w = window(&[
-            ("alive_tasks", &|i| 10.0 + i as f64 * 100.0),
-            ("heap_live_bytes", &|i| 3e6 + i as f64 * 50_000.0),
+            (Metric::AliveTasks, &|i| 10.0 + i as f64 * 100.0),
+            (Metric::HeapLive, &|i| 3e6 + i as f64 * 50_000.0),
         ]);
         assert_eq!(diagnose(&w).top_category(), "unbounded-concurrency");
     }
@@ -766,11 +767,11 @@ mod tests {
     fn a_blocking_queue_is_pool_saturation() {
         let mut w = calm();
         w.series.insert(
-            "blocking_queue_depth".into(),
+            Metric::BlockingQueueDepth.series().into(),
             (0..40).map(|i| (i * 500, 150.0, 190.0)).collect(),
         );
         w.series.insert(
-            "blocking_threads".into(),
+            Metric::BlockingThreads.series().into(),
             (0..40).map(|i| (i * 500, 2.0, 2.0)).collect(),
         );
         assert_eq!(diagnose(&w).top_category(), "blocking-pool-saturation");

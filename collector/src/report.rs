@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use lagscope_wire::doctor::{Diagnosis, Severity, Window};
+use lagscope_wire::metric::Metric;
 
 /// What goes into a report besides the diagnoses.
 #[derive(Debug, Default)]
@@ -102,29 +103,29 @@ fn charts(out: &mut String, w: &Window) {
     let plots: [Plot<'_>; 4] = [
         (
             "Lag (probe delay)",
-            &[("p99", "lag_p99_us", false), ("max", "lag_max_us", true)],
+            &[(Metric::LagP99, false), (Metric::LagMax, true)],
             |v| format!("{:.1} ms", v / 1000.0),
         ),
         (
             "Busy ratio and CPU (cores)",
-            &[("busy", "busy_ratio", false), ("cpu", "cpu_ratio", false)],
+            &[(Metric::BusyRatio, false), (Metric::CpuRatio, false)],
             |v| format!("{v:.2}"),
         ),
         (
             "Queues and tasks",
             &[
-                ("global queue", "global_queue_depth", true),
-                ("blocking queue", "blocking_queue_depth", true),
-                ("tasks alive", "alive_tasks", false),
+                (Metric::GlobalQueueDepth, true),
+                (Metric::BlockingQueueDepth, true),
+                (Metric::AliveTasks, false),
             ],
             |v| format!("{v:.0}"),
         ),
         (
             "Memory",
             &[
-                ("heap", "heap_live_bytes", false),
-                ("rss", "rss_bytes", false),
-                ("external", "external_bytes", false),
+                (Metric::HeapLive, false),
+                (Metric::Rss, false),
+                (Metric::External, false),
             ],
             |v| format!("{:.1} MiB", v / 1048576.0),
         ),
@@ -135,8 +136,8 @@ fn charts(out: &mut String, w: &Window) {
     out.push_str("</div>");
 }
 
-/// A chart: title, (label, series, plot the max) lines, value format.
-type Plot<'a> = (&'a str, &'a [(&'a str, &'a str, bool)], fn(f64) -> String);
+/// A chart: title, (metric, plot its max rather than mean), value format.
+type Plot<'a> = (&'a str, &'a [(Metric, bool)], fn(f64) -> String);
 
 const COLOURS: [&str; 3] = ["#1565c0", "#c62828", "#2e7d32"];
 
@@ -144,15 +145,16 @@ fn chart(
     out: &mut String,
     w: &Window,
     title: &str,
-    lines: &[(&str, &str, bool)],
+    lines: &[(Metric, bool)],
     fmt: fn(f64) -> String,
 ) {
     let (width, height, pad) = (560.0, 170.0, 30.0);
     let span = w.to_ms.saturating_sub(w.from_ms).max(1) as f64;
     let series: Vec<(&str, Vec<(f64, f64)>)> = lines
         .iter()
-        .filter_map(|&(label, name, use_max)| {
-            let pts = w.series.get(name)?;
+        .filter_map(|&(metric, use_max)| {
+            let label = metric.def().label;
+            let pts = w.series.get(metric.series())?;
             let v: Vec<(f64, f64)> = pts
                 .iter()
                 .map(|&(t, mean, max)| {
@@ -319,7 +321,7 @@ mod tests {
             ..Window::default()
         };
         w.series.insert(
-            "lag_p99_us".into(),
+            Metric::LagP99.series().into(),
             (0..20).map(|i| (i * 1000, 300.0, 900.0)).collect(),
         );
         let d = Diagnosis {

@@ -2,7 +2,6 @@
 //! instance's latest full sample. Pure data structure: no I/O, no clocks (the
 //! caller passes `now_ms`), so it is tested and benchmarked directly.
 
-pub mod extract;
 pub mod profiles;
 pub mod series;
 
@@ -276,7 +275,7 @@ impl Store {
             return Ok(false);
         }
         let before = inst.bytes;
-        for (name, value) in extract::series_of(&sample) {
+        for (name, value) in lagscope_wire::metric::series_of(&sample) {
             let len = inst.series.len();
             match inst.series.get_mut(&name) {
                 Some(s) => s.push(sample.timestamp_ms, value),
@@ -538,7 +537,7 @@ impl Store {
             .collect();
         let latest = inst.latest.as_ref();
         let workers = latest
-            .and_then(|s| s.runtime(extract::MAIN_RUNTIME))
+            .and_then(|s| s.runtime(lagscope_wire::metric::MAIN_RUNTIME))
             .map_or(0, |r| r.workers);
         let stalls = inst
             .stalls
@@ -610,7 +609,7 @@ fn aggregate(service: &str, instances: Vec<InstanceSummary>) -> ServiceSummary {
     let main = |s: &&Sample| {
         s.runtimes
             .iter()
-            .find(|r| r.name == extract::MAIN_RUNTIME)
+            .find(|r| r.name == lagscope_wire::metric::MAIN_RUNTIME)
             .cloned()
     };
     let lag_p99_us_max = live
@@ -647,6 +646,7 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::sample;
     use super::*;
+    use lagscope_wire::metric::Metric;
 
     fn stall(id: u64, ongoing: bool, duration_us: u64) -> StallEvent {
         StallEvent {
@@ -728,7 +728,14 @@ mod tests {
             .expect("room");
         assert_eq!(last, Some(1));
         let r = store
-            .series("svc", "a", &["busy_ratio".into()], 0, u64::MAX, None)
+            .series(
+                "svc",
+                "a",
+                &[Metric::BusyRatio.series().into()],
+                0,
+                u64::MAX,
+                None,
+            )
             .expect("instance");
         assert_eq!(r.series[0].points.len(), 2);
     }

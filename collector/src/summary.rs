@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use lagscope_wire::api::Series;
+use lagscope_wire::metric::Metric;
 
 use crate::store::Store;
 
@@ -34,42 +35,42 @@ pub struct InstanceReport {
 /// Reports for every instance with samples in `[from_ms, to_ms]`.
 pub fn report(store: &Store, from_ms: u64, to_ms: u64) -> Vec<InstanceReport> {
     let names = [
-        "lag_p99_us",
-        "lag_max_us",
-        "busy_ratio",
-        "heap_live_bytes",
-        "rss_bytes",
+        Metric::LagP99,
+        Metric::LagMax,
+        Metric::BusyRatio,
+        Metric::HeapLive,
+        Metric::Rss,
     ]
-    .map(String::from);
+    .map(|m| m.series().to_string());
     store
         .instance_ids()
         .into_iter()
         .filter_map(|(service, instance)| {
             let r = store.series(&service, &instance, &names, from_ms, to_ms, None)?;
-            let get = |name: &str| r.series.iter().find(|s| s.name == name);
+            let get = |m: Metric| r.series.iter().find(|s| s.name == m.series());
             let max = |s: Option<&Series>| {
                 s.and_then(|s| s.points.iter().map(|p| p.max).reduce(f64::max))
             };
             let last = |s: Option<&Series>| s.and_then(|s| s.points.last().map(|p| p.mean));
-            let samples = get("busy_ratio").map_or(0, |s| s.points.len());
+            let samples = get(Metric::BusyRatio).map_or(0, |s| s.points.len());
             if samples == 0 {
                 return None;
             }
-            let busy = get("busy_ratio")
+            let busy = get(Metric::BusyRatio)
                 .map(|s| s.points.iter().map(|p| p.mean).sum::<f64>() / s.points.len() as f64);
-            let growth = get("heap_live_bytes")
+            let growth = get(Metric::HeapLive)
                 .and_then(|s| s.slope_per_min(from_ms, to_ms))
-                .or_else(|| get("rss_bytes").and_then(|s| s.slope_per_min(from_ms, to_ms)));
+                .or_else(|| get(Metric::Rss).and_then(|s| s.slope_per_min(from_ms, to_ms)));
             Some(InstanceReport {
                 service: service.clone(),
                 instance: instance.clone(),
                 samples,
-                lag_p99_us: max(get("lag_p99_us")),
-                lag_max_us: max(get("lag_max_us")),
+                lag_p99_us: max(get(Metric::LagP99)),
+                lag_max_us: max(get(Metric::LagMax)),
                 busy_ratio: busy,
-                heap_live_bytes: last(get("heap_live_bytes")),
+                heap_live_bytes: last(get(Metric::HeapLive)),
                 memory_growth_per_min: growth,
-                rss_bytes: last(get("rss_bytes")),
+                rss_bytes: last(get(Metric::Rss)),
             })
         })
         .collect()

@@ -6,6 +6,7 @@ use lagscope_tui::state::App;
 use lagscope_tui::theme::Theme;
 use lagscope_tui::view;
 use lagscope_wire::api::*;
+use lagscope_wire::metric::Metric;
 use lagscope_wire::*;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -96,35 +97,43 @@ fn series() -> SeriesResponse {
         service: "checkout".into(),
         instance: "web-1:4242".into(),
         series: vec![
-            ramp("lag_p50_us", &|_| 80.0),
-            ramp("lag_p99_us", &|i| {
+            ramp(Metric::LagP50.series(), &|_| 80.0),
+            ramp(Metric::LagP99.series(), &|i| {
                 if i % 20 == 10 {
                     125_000.0
                 } else {
                     300.0
                 }
             }),
-            ramp("lag_max_us", &|i| {
+            ramp(Metric::LagMax.series(), &|i| {
                 if i % 20 == 10 {
                     250_000.0
                 } else {
                     900.0
                 }
             }),
-            ramp("busy_ratio.worker.0", &|i| {
+            ramp(&Metric::WorkerBusyRatio.worker_series(0), &|i| {
                 if i % 20 == 10 {
                     0.95
                 } else {
                     0.3
                 }
             }),
-            ramp("busy_ratio.worker.1", &|_| 0.2),
-            ramp("cpu_ratio", &|i| if i % 20 == 10 { 0.05 } else { 0.45 }),
-            ramp("global_queue_depth", &|i| (i % 7) as f64),
-            ramp("blocking_threads", &|_| 1.0),
-            ramp("heap_live_bytes", &|i| (10 + i / 6) as f64 * 1048576.0),
-            ramp("rss_bytes", &|i| (20 + i / 6) as f64 * 1048576.0),
-            ramp("external_bytes", &|_| 6.0 * 1048576.0),
+            ramp(&Metric::WorkerBusyRatio.worker_series(1), &|_| 0.2),
+            ramp(Metric::CpuRatio.series(), &|i| {
+                if i % 20 == 10 {
+                    0.05
+                } else {
+                    0.45
+                }
+            }),
+            ramp(Metric::GlobalQueueDepth.series(), &|i| (i % 7) as f64),
+            ramp(Metric::BlockingThreads.series(), &|_| 1.0),
+            ramp(Metric::HeapLive.series(), &|i| {
+                (10 + i / 6) as f64 * 1048576.0
+            }),
+            ramp(Metric::Rss.series(), &|i| (20 + i / 6) as f64 * 1048576.0),
+            ramp(Metric::External.series(), &|_| 6.0 * 1048576.0),
         ],
     }
 }

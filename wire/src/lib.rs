@@ -5,12 +5,15 @@
 //! - [`pb`]: the versioned protobuf schema `lagscope.v1` and its gRPC service.
 //! - [`convert`]: lossless conversion between the two.
 //! - [`api`]: the collector's HTTP JSON API types.
+//! - [`metric`]: the one metric table — series, Prometheus and OTLP names,
+//!   units and docs of every metric, and the sample field each comes from.
 
 pub mod api;
 pub mod convert;
 pub mod doctor;
 pub mod duration;
 pub mod frames;
+pub mod metric;
 pub mod sample;
 
 pub use sample::*;

@@ -161,7 +161,7 @@ pub struct RuntimeSample {
 ///
 /// A probe that has been waiting longer than any completed one counts with its
 /// current age, so a runtime that is blocked right now shows growing lag live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LagStats {
     /// Probes that completed in the interval.
     pub probes: u64,
@@ -181,6 +181,29 @@ pub struct LagStats {
     pub p999_us: u64,
     /// Largest delay.
     pub max_us: u64,
+}
+
+impl LagStats {
+    /// The distribution as (number of probes, delay in µs) at p50, p90, p99
+    /// and max — half the probes at p50, 40 % at p90, 9 % at p99 and at least
+    /// one at max — for filling a histogram whose buckets then hold the
+    /// quantiles the agent measured (a sample carries quantiles, not every
+    /// probe's delay).
+    ///
+    /// ```
+    /// let lag = lagscope_wire::LagStats { probes: 100, p50_us: 1, p90_us: 2, p99_us: 3, max_us: 4, ..Default::default() };
+    /// assert_eq!(lag.weighted_quantiles(), [(50, 1), (40, 2), (9, 3), (1, 4)]);
+    /// ```
+    pub fn weighted_quantiles(&self) -> [(u64, u64); 4] {
+        let n = self.probes.max(1) as f64;
+        let times = |share: f64| (n * share).round() as u64;
+        [
+            (times(0.5), self.p50_us),
+            (times(0.4), self.p90_us),
+            (times(0.09), self.p99_us),
+            (times(0.01).max(1), self.max_us),
+        ]
+    }
 }
 
 /// Measurements of one worker thread over the interval.
@@ -205,7 +228,7 @@ pub struct WorkerSample {
 }
 
 /// Poll-duration statistics from the poll hooks, over all workers of a runtime.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PollStats {
     /// Polls completed during the interval.
     pub polls: u64,

@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use lagscope_wire::metric::{
+    Kind, Source, LAG_HISTOGRAM_BOUNDS_S, LAG_HISTOGRAM_OTLP, MAIN_RUNTIME, TABLE,
+};
 use lagscope_wire::{Sample, StallEvent};
 use opentelemetry::metrics::{Histogram, MeterProvider as _};
 use opentelemetry::trace::{
@@ -201,88 +204,69 @@ fn instruments(provider: &SdkMeterProvider, latest: &Latest) -> Histogram<f64> {
             .with_version(env!("CARGO_PKG_VERSION"))
             .build(),
     );
-    type Read = fn(&Sample) -> Option<f64>;
-    let gauges: [(&'static str, &'static str, Read); 13] = [
-        ("tokio.eventloop.delay.max", "s", |s| {
-            Some(s.runtime("main")?.lag.as_ref()?.max_us as f64 / 1e6)
-        }),
-        ("tokio.eventloop.delay.p99", "s", |s| {
-            Some(s.runtime("main")?.lag.as_ref()?.p99_us as f64 / 1e6)
-        }),
-        ("tokio.eventloop.utilization", "1", |s| {
-            Some(s.runtime("main")?.busy_ratio)
-        }),
-        ("tokio.workers", "{worker}", |s| {
-            Some(s.runtime("main")?.workers as f64)
-        }),
-        ("tokio.tasks.alive", "{task}", |s| {
-            Some(s.runtime("main")?.alive_tasks as f64)
-        }),
-        ("tokio.queue.global.depth", "{task}", |s| {
-            Some(s.runtime("main")?.global_queue_depth as f64)
-        }),
-        ("tokio.blocking.threads", "{thread}", |s| {
-            s.runtime("main")?.blocking_threads.map(|v| v as f64)
-        }),
-        ("tokio.blocking.queue.depth", "{task}", |s| {
-            s.runtime("main")?.blocking_queue_depth.map(|v| v as f64)
-        }),
-        ("rust.memory.heap.live", "By", |s| {
-            s.memory.heap_live_bytes.map(|v| v as f64)
-        }),
-        ("rust.memory.external", "By", |s| {
-            s.memory.external_bytes.map(|v| v as f64)
-        }),
-        ("process.memory.usage", "By", |s| {
-            s.memory.rss_bytes.map(|v| v as f64)
-        }),
-        ("process.cpu.utilization", "1", |s| s.process.cpu_ratio),
-        ("system.cpu.logical.count", "{cpu}", |s| {
-            Some(s.process.host_cores as f64)
-        }),
-    ];
-    for (name, unit, read) in gauges {
+    // Every metric of the table with an OTLP name, read from the latest
+    // sample's main runtime (or the process) at each collection.
+    for def in TABLE {
+        let Some(name) = def.otlp else { continue };
+        let read = move |s: &Sample| match def.source {
+            Source::Runtime { read, .. } => {
+                read(s.runtime(MAIN_RUNTIME)?).map(|v| def.unit.to_base(v))
+            }
+            Source::Process { read, .. } => read(s).map(|v| def.unit.to_base(v)),
+            Source::Worker { .. } => None,
+        };
         let latest = latest.clone();
-        let _ = meter
-            .f64_observable_gauge(name)
-            .with_unit(unit)
-            .with_callback(move |observer| {
-                let sample = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if let Some(v) = sample.as_deref().and_then(read) {
-                    observer.observe(v, &[]);
-                }
-            })
-            .build();
+        let observe = move || {
+            latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_deref()
+                .and_then(read)
+        };
+        match def.kind {
+            Kind::Gauge => {
+                let _ = meter
+                    .f64_observable_gauge(name)
+                    .with_unit(def.unit.otlp())
+                    .with_description(def.doc)
+                    .with_callback(move |o| {
+                        if let Some(v) = observe() {
+                            o.observe(v, &[]);
+                        }
+                    })
+                    .build();
+            }
+            Kind::Counter => {
+                let _ = meter
+                    .f64_observable_counter(name)
+                    .with_unit(def.unit.otlp())
+                    .with_description(def.doc)
+                    .with_callback(move |o| {
+                        if let Some(v) = observe() {
+                            o.observe(v, &[]);
+                        }
+                    })
+                    .build();
+            }
+        }
     }
     meter
-        .f64_histogram("tokio.eventloop.delay")
+        .f64_histogram(LAG_HISTOGRAM_OTLP)
         .with_unit("s")
-        .with_description("Scheduling delay of lagscope's probe task")
-        .with_boundaries(vec![
-            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            2.5, 5.0,
-        ])
+        .with_description("Scheduling delay of lagscope's probe task.")
+        .with_boundaries(LAG_HISTOGRAM_BOUNDS_S.to_vec())
         .build()
 }
 
 /// Records a sample's probe delays into the histogram. A sample carries the
-/// distribution as quantiles, so its probes are spread over them (half at
-/// p50, 40 % at p90, 9 % at p99, 1 % at max): the buckets then hold the
-/// same quantiles the agent measured.
+/// distribution as quantiles, so its probes are spread over them
+/// ([`lagscope_wire::LagStats::weighted_quantiles`]): the buckets then hold the quantiles
+/// the agent measured.
 fn record_lag(h: &Histogram<f64>, s: &Sample) {
-    let Some(lag) = s.runtime("main").and_then(|r| r.lag.as_ref()) else {
+    let Some(lag) = s.runtime(MAIN_RUNTIME).and_then(|r| r.lag.as_ref()) else {
         return;
     };
-    let n = lag.probes.max(1) as f64;
-    for (share, us) in [
-        (0.5, lag.p50_us),
-        (0.4, lag.p90_us),
-        (0.09, lag.p99_us),
-        (0.01, lag.max_us),
-    ] {
-        let times = (n * share)
-            .round()
-            .max(if share == 0.01 { 1.0 } else { 0.0 }) as u64;
+    for (times, us) in lag.weighted_quantiles() {
         for _ in 0..times.min(10_000) {
             h.record(us as f64 / 1e6, &[]);
         }

@@ -1,11 +1,14 @@
 //! Prometheus text exposition of every live or stale instance's latest sample.
 //!
-//! Names follow the `tokio.*` / `process.*` vocabulary (documented in the
-//! README), in seconds and bytes, with `service`, `instance` and `runtime` labels.
+//! The sample's families come from the metric table
+//! ([`lagscope_wire::metric`]): names, types and help text, values in seconds
+//! and bytes, with `service`, `instance` and (per runtime) `runtime` and
+//! (per worker) `worker` labels.
 
 use std::fmt::Write;
 
 use lagscope_wire::api::{CollectorStatus, Health};
+use lagscope_wire::metric::{Source, TABLE};
 use lagscope_wire::Sample;
 
 use crate::store::StallTotals;
@@ -54,109 +57,6 @@ fn number(v: f64) -> String {
     }
 }
 
-type Getter = fn(&Sample, usize) -> Option<f64>;
-type ProcessGetter = fn(&Sample) -> Option<f64>;
-
-/// Per-runtime gauges: (name, help, getter(sample, runtime index)).
-const RUNTIME_GAUGES: &[(&str, &str, Getter)] = &[
-    (
-        "tokio_eventloop_delay_max_seconds",
-        "Largest scheduling delay of the lag probe in the last interval.",
-        |s, r| Some(s.runtimes[r].lag.as_ref()?.max_us as f64 / 1e6),
-    ),
-    (
-        "tokio_eventloop_utilization",
-        "Fraction of the interval the workers were busy (0..1).",
-        |s, r| Some(s.runtimes[r].busy_ratio),
-    ),
-    ("tokio_workers", "Worker threads.", |s, r| {
-        Some(s.runtimes[r].workers as f64)
-    }),
-    ("tokio_tasks_alive", "Tasks alive.", |s, r| {
-        Some(s.runtimes[r].alive_tasks as f64)
-    }),
-    (
-        "tokio_global_queue_depth",
-        "Tasks in the global (inject) queue.",
-        |s, r| Some(s.runtimes[r].global_queue_depth as f64),
-    ),
-    (
-        "tokio_local_queue_depth",
-        "Tasks in the workers' local queues (tokio_unstable).",
-        |s, r| {
-            s.runtimes[r]
-                .worker
-                .iter()
-                .map(|w| w.local_queue_depth)
-                .sum::<Option<usize>>()
-                .map(|v| v as f64)
-        },
-    ),
-    (
-        "tokio_blocking_threads",
-        "Threads in the blocking pool (tokio_unstable).",
-        |s, r| s.runtimes[r].blocking_threads.map(|v| v as f64),
-    ),
-    (
-        "tokio_blocking_idle_threads",
-        "Idle threads in the blocking pool (tokio_unstable).",
-        |s, r| s.runtimes[r].idle_blocking_threads.map(|v| v as f64),
-    ),
-    (
-        "tokio_blocking_queue_depth",
-        "Tasks waiting for the blocking pool (tokio_unstable).",
-        |s, r| s.runtimes[r].blocking_queue_depth.map(|v| v as f64),
-    ),
-    (
-        "tokio_poll_duration_max_seconds",
-        "Longest task poll in the last interval (poll hooks).",
-        |s, r| Some(s.runtimes[r].poll.as_ref()?.max_us as f64 / 1e6),
-    ),
-];
-
-/// Per-process gauges.
-const PROCESS_GAUGES: &[(&str, &str, ProcessGetter)] = &[
-    (
-        "process_memory_heap_live_bytes",
-        "Bytes live in the Rust heap (counting allocator).",
-        |s| s.memory.heap_live_bytes.map(|v| v as f64),
-    ),
-    ("process_memory_rss_bytes", "Resident set size.", |s| {
-        s.memory.rss_bytes.map(|v| v as f64)
-    }),
-    (
-        "process_memory_allocator_held_bytes",
-        "Bytes the C allocator holds from the OS.",
-        |s| s.memory.allocator_held_bytes.map(|v| v as f64),
-    ),
-    (
-        "process_memory_external_bytes",
-        "RSS the Rust allocator never saw (C libraries, mmap, stacks).",
-        |s| s.memory.external_bytes.map(|v| v as f64),
-    ),
-    (
-        "process_memory_alloc_rate_bytes_per_second",
-        "Bytes allocated per second.",
-        |s| s.memory.alloc_rate,
-    ),
-    (
-        "process_cpu_utilization",
-        "CPU used as a fraction of one core.",
-        |s| s.process.cpu_ratio,
-    ),
-    ("process_threads", "Threads in the process.", |s| {
-        s.process.threads.map(|v| v as f64)
-    }),
-    ("process_open_fds", "Open file descriptors.", |s| {
-        s.process.open_fds.map(|v| v as f64)
-    }),
-    (
-        "lagscope_agent_dropped_samples_total",
-        "Samples the agent dropped because its exporter fell behind.",
-        |s| Some(s.dropped_samples as f64),
-    ),
-];
-
 /// Renders the exposition text.
 pub fn render(
     latest: &[(&Sample, Health)],
@@ -186,90 +86,43 @@ pub fn render(
         );
     }
 
-    let mut f = Family::start(
-        &mut out,
-        "tokio_eventloop_delay_seconds",
-        "gauge",
-        "Scheduling delay of the lag probe over the last interval, by quantile.",
-    );
-    for s in &current {
-        for r in &s.runtimes {
-            if let Some(lag) = &r.lag {
-                for (q, v) in [
-                    ("0.5", lag.p50_us),
-                    ("0.9", lag.p90_us),
-                    ("0.99", lag.p99_us),
-                    ("0.999", lag.p999_us),
-                ] {
-                    f.point(
-                        "tokio_eventloop_delay_seconds",
-                        &[
-                            ("service", s.service.as_str()),
-                            ("instance", &s.instance),
-                            ("runtime", &r.name),
-                            ("quantile", q),
-                        ],
-                        v as f64 / 1e6,
-                    );
-                }
-            }
-        }
-    }
-    for (name, help, get) in RUNTIME_GAUGES {
-        let mut f = Family::start(&mut out, name, "gauge", help);
-        for s in &current {
-            for (i, r) in s.runtimes.iter().enumerate() {
-                if let Some(v) = get(s, i) {
-                    f.point(
-                        name,
-                        &[
-                            ("service", &s.service),
-                            ("instance", &s.instance),
-                            ("runtime", &r.name),
-                        ],
-                        v,
-                    );
-                }
-            }
-        }
-    }
-    let mut f = Family::start(
-        &mut out,
-        "tokio_worker_utilization",
-        "gauge",
-        "Fraction of the interval one worker was busy.",
-    );
-    for s in &current {
-        for r in &s.runtimes {
-            for (i, w) in r.worker.iter().enumerate() {
-                let worker = i.to_string();
-                f.point(
-                    "tokio_worker_utilization",
-                    &[
-                        ("service", &s.service),
-                        ("instance", &s.instance),
-                        ("runtime", &r.name),
-                        ("worker", &worker),
-                    ],
-                    w.busy_ratio,
-                );
-            }
-        }
-    }
-    for (name, help, get) in PROCESS_GAUGES {
-        let kind = if name.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
+    for def in TABLE {
+        let Some(name) = def.prometheus else {
+            continue;
         };
-        let mut f = Family::start(&mut out, name, kind, help);
+        let mut f = Family::start(&mut out, name, def.kind.prometheus(), def.doc);
         for s in &current {
-            if let Some(v) = get(s) {
-                f.point(
-                    name,
-                    &[("service", &s.service), ("instance", &s.instance)],
-                    v,
-                );
+            let instance = [("service", s.service.as_str()), ("instance", &s.instance)];
+            match def.source {
+                Source::Process { read, .. } => {
+                    if let Some(v) = read(s) {
+                        f.point(name, &instance, def.unit.to_base(v));
+                    }
+                }
+                Source::Runtime { read, .. } => {
+                    for r in &s.runtimes {
+                        if let Some(v) = read(r) {
+                            let labels = [instance[0], instance[1], ("runtime", &r.name)];
+                            f.point(name, &labels, def.unit.to_base(v));
+                        }
+                    }
+                }
+                Source::Worker { read } => {
+                    for r in &s.runtimes {
+                        for (i, w) in r.worker.iter().enumerate() {
+                            if let Some(v) = read(w) {
+                                let worker = i.to_string();
+                                let labels = [
+                                    instance[0],
+                                    instance[1],
+                                    ("runtime", &r.name),
+                                    ("worker", &worker),
+                                ];
+                                f.point(name, &labels, def.unit.to_base(v));
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -426,11 +279,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"tokio_stall_seconds_total{service="svc",instance="a"} 0.5"#));
-        assert!(text.contains(r#"tokio_eventloop_delay_seconds{service="svc",instance="host:\"1\"",runtime="main",quantile="0.99"} 0.25"#), "{text}");
+        assert!(text.contains(r#"tokio_eventloop_delay_p99_seconds{service="svc",instance="host:\"1\"",runtime="main"} 0.25"#), "{text}");
         assert!(text.contains(r#"tokio_eventloop_delay_max_seconds{service="svc",instance="host:\"1\"",runtime="main"} 0.3"#));
         assert!(text.contains("# TYPE lagscope_collector_samples_ingested_total counter"));
         assert!(text.contains(r#"lagscope_instance_up{service="svc",instance="host:\"1\""} 1"#));
         // Unmeasured fields are absent, not zero.
         assert!(!text.contains("tokio_blocking_threads{"));
+        assert!(text.contains(r#"tokio_worker_utilization{service="svc",instance="host:\"1\"",runtime="main",worker="1"}"#), "{text}");
+    }
+
+    #[test]
+    fn every_table_metric_with_a_prometheus_name_is_exposed() {
+        let mut s = lagscope_wire::Sample::synthetic("svc", "a", 0, 0);
+        s.runtimes[0].poll = Some(lagscope_wire::PollStats {
+            max_us: 1,
+            long_polls: 1,
+            ..Default::default()
+        });
+        let status = CollectorStatus {
+            agents_connected: 1,
+            samples_ingested: 1,
+            streams_rejected: 0,
+            history_bytes: 10,
+            history_bytes_limit: 100,
+        };
+        let text = render(&[(&s, Health::Live)], &[], &status, 0, None);
+        for def in TABLE {
+            if let Some(name) = def.prometheus {
+                assert!(
+                    text.contains(&format!("# TYPE {name} {}", def.kind.prometheus())),
+                    "{name}"
+                );
+                assert!(text.contains(&format!("\n{name}{{")), "no point for {name}");
+            }
+        }
     }
 }

@@ -20,13 +20,17 @@
 
 use std::collections::HashMap;
 
+use lagscope_wire::metric::{
+    Kind, Metric as LagscopeMetric, Source, LAG_HISTOGRAM_BOUNDS_S, LAG_HISTOGRAM_OTLP,
+    MAIN_RUNTIME, TABLE,
+};
 use lagscope_wire::{LagStats, MemorySample, ProcessSample, RuntimeSample, Sample, StallEvent};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, Gauge, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics,
+    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
@@ -126,61 +130,27 @@ fn sample_from_resource(rm: &ResourceMetrics, now_ms: u64) -> Option<Mapped> {
             _ => {}
         }
     }
-    let (runtime, prefix) = if v.get("nodejs.eventloop.utilization").is_some()
+    let runtime = if v.get("nodejs.eventloop.utilization").is_some()
         || v.get("nodejs.eventloop.delay.p99").is_some()
     {
-        ("nodejs", "nodejs.eventloop.delay.")
+        "nodejs"
     } else if v.histograms.contains_key("go.schedule.duration")
         || v.get("go.goroutine.count").is_some()
     {
-        ("go", "")
-    } else if v.get("tokio.eventloop.utilization").is_some() {
-        ("tokio", "tokio.eventloop.delay.")
-    } else if v.get("process.memory.usage").is_some() {
-        ("otlp", "")
+        "go"
+    } else if v
+        .get(LagscopeMetric::BusyRatio.def().otlp.unwrap_or_default())
+        .is_some()
+    {
+        "tokio"
+    } else if v
+        .get(LagscopeMetric::Rss.def().otlp.unwrap_or_default())
+        .is_some()
+    {
+        "otlp"
     } else {
         return None;
     };
-    let us = |name: &str| v.get(name).map(|s| (s * 1e6).max(0.0) as u64);
-    let lag = if prefix.is_empty() {
-        v.histograms
-            .get("go.schedule.duration")
-            .and_then(lag_from_histogram)
-    } else {
-        us(&format!("{prefix}p99")).map(|p99| LagStats {
-            probes: 0,
-            pending_us: None,
-            min_us: us(&format!("{prefix}min")).unwrap_or(0),
-            mean_us: us(&format!("{prefix}mean")).unwrap_or(p99),
-            p50_us: us(&format!("{prefix}p50")).unwrap_or(p99),
-            p90_us: us(&format!("{prefix}p90")).unwrap_or(p99),
-            p99_us: p99,
-            p999_us: p99,
-            max_us: us(&format!("{prefix}max")).unwrap_or(p99),
-        })
-    };
-    let busy = v
-        .get("nodejs.eventloop.utilization")
-        .or_else(|| v.get("tokio.eventloop.utilization"))
-        .unwrap_or(0.0)
-        .clamp(0.0, 1.0);
-    let workers = match runtime {
-        "go" => v
-            .get("go.processor.limit")
-            .map_or(1, |n| n.max(1.0) as usize),
-        "tokio" => v.get("tokio.workers").map_or(1, |n| n.max(1.0) as usize),
-        _ => 1,
-    };
-    let tasks = v
-        .get("go.goroutine.count")
-        .or_else(|| v.get("tokio.tasks.alive"))
-        .unwrap_or(0.0) as usize;
-    let heap = v
-        .get("v8js.memory.heap.used")
-        .or_else(|| v.get("go.memory.used"))
-        .or_else(|| v.get("rust.memory.heap.live"))
-        .map(|b| b.max(0.0) as u64);
-    let rss = v.get("process.memory.usage").map(|b| b.max(0.0) as u64);
     let service = attr_string(attrs, "service.name").unwrap_or_else(|| "unknown_service".into());
     let host = attr_string(attrs, "host.name").unwrap_or_default();
     let pid = attr_string(attrs, "process.pid")
@@ -198,50 +168,120 @@ fn sample_from_resource(rm: &ResourceMetrics, now_ms: u64) -> Option<Mapped> {
     } else {
         now_ms
     };
-    let opt = |name: &str| v.get(name).map(|x| x.max(0.0) as usize);
+    let mut sample = empty_sample(service, instance, timestamp_ms);
+    // lagscope's own names, and the semantic conventions every runtime
+    // shares (`process.*`, `system.*`), straight from the metric table.
+    for def in TABLE {
+        if let Some(value) = def.otlp.and_then(|name| v.get(name)) {
+            write(&mut sample, def.metric, def.unit.from_base(value));
+        }
+    }
+    // Other runtimes' names for the same concepts.
+    match runtime {
+        "nodejs" => {
+            for (suffix, metric) in [
+                ("min", LagscopeMetric::LagMin),
+                ("mean", LagscopeMetric::LagMean),
+                ("p50", LagscopeMetric::LagP50),
+                ("p90", LagscopeMetric::LagP90),
+                ("p99", LagscopeMetric::LagP99),
+                ("max", LagscopeMetric::LagMax),
+            ] {
+                if let Some(s) = v.get(&format!("nodejs.eventloop.delay.{suffix}")) {
+                    write(&mut sample, metric, s * 1e6);
+                }
+            }
+            if let Some(busy) = v.get("nodejs.eventloop.utilization") {
+                write(&mut sample, LagscopeMetric::BusyRatio, busy);
+            }
+            if let Some(heap) = v.get("v8js.memory.heap.used") {
+                write(&mut sample, LagscopeMetric::HeapLive, heap);
+            }
+        }
+        "go" => {
+            sample.runtimes[0].lag = v
+                .histograms
+                .get("go.schedule.duration")
+                .and_then(lag_from_histogram);
+            for (name, metric) in [
+                ("go.processor.limit", LagscopeMetric::Workers),
+                ("go.goroutine.count", LagscopeMetric::AliveTasks),
+                ("go.memory.used", LagscopeMetric::HeapLive),
+            ] {
+                if let Some(value) = v.get(name) {
+                    write(&mut sample, metric, value);
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(lag) = &mut sample.runtimes[0].lag {
+        fill_missing_quantiles(lag);
+    }
+    let m = &mut sample.memory;
+    if m.external_bytes.is_none() {
+        if let (Some(rss), Some(heap)) = (m.rss_bytes, m.heap_live_bytes) {
+            m.external_bytes = Some(rss.saturating_sub(heap));
+        }
+    }
     Some(Mapped {
-        sample: Sample {
-            service,
-            instance,
-            seq: 0,
-            timestamp_ms,
-            interval_us: 0,
-            runtimes: vec![RuntimeSample {
-                name: "main".into(),
-                lag,
-                workers,
-                alive_tasks: tasks,
-                global_queue_depth: opt("tokio.queue.global.depth").unwrap_or(0),
-                busy_ratio: busy,
-                worker: vec![],
-                blocking_threads: opt("tokio.blocking.threads"),
-                idle_blocking_threads: opt("tokio.blocking.idle_threads"),
-                blocking_queue_depth: opt("tokio.blocking.queue.depth"),
-                poll: None,
-            }],
-            memory: MemorySample {
-                heap_live_bytes: heap,
-                rss_bytes: rss,
-                external_bytes: match (rss, heap) {
-                    (Some(r), Some(h)) => Some(r.saturating_sub(h)),
-                    _ => None,
-                },
-                ..MemorySample::default()
-            },
-            process: ProcessSample {
-                cpu_ratio: v.get("process.cpu.utilization"),
-                host_cores: v.get("system.cpu.logical.count").map_or(0, |n| n as usize),
-                ..ProcessSample::default()
-            },
-            gauges: vec![],
-            dropped_samples: 0,
-            stalls: vec![],
-            profiles: vec![],
-        },
+        sample,
         pid,
         host,
         runtime: runtime.to_string(),
     })
+}
+
+/// Sets `metric` (in its table unit) in the sample's one runtime or in the sample.
+fn write(sample: &mut Sample, metric: LagscopeMetric, value: f64) {
+    match metric.def().source {
+        Source::Runtime { write, .. } => write(&mut sample.runtimes[0], value),
+        Source::Process { write, .. } => write(sample, value),
+        Source::Worker { .. } => {}
+    }
+}
+
+/// A runtime reporting only some lag quantiles (Node.js sends p50/p99/max,
+/// some exporters only p99): the missing ones are bounded by those given.
+fn fill_missing_quantiles(lag: &mut LagStats) {
+    let p99 = lag.p99_us;
+    for q in [&mut lag.mean_us, &mut lag.p50_us, &mut lag.p90_us] {
+        if *q == 0 {
+            *q = p99;
+        }
+    }
+    lag.p999_us = lag.p999_us.max(p99);
+    lag.max_us = lag.max_us.max(lag.p999_us);
+}
+
+/// A sample with one runtime, every measurement absent or zero.
+fn empty_sample(service: String, instance: String, timestamp_ms: u64) -> Sample {
+    Sample {
+        service,
+        instance,
+        seq: 0,
+        timestamp_ms,
+        interval_us: 0,
+        runtimes: vec![RuntimeSample {
+            name: MAIN_RUNTIME.into(),
+            lag: None,
+            workers: 1,
+            alive_tasks: 0,
+            global_queue_depth: 0,
+            busy_ratio: 0.0,
+            worker: vec![],
+            blocking_threads: None,
+            idle_blocking_threads: None,
+            blocking_queue_depth: None,
+            poll: None,
+        }],
+        memory: MemorySample::default(),
+        process: ProcessSample::default(),
+        gauges: vec![],
+        dropped_samples: 0,
+        stalls: vec![],
+        profiles: vec![],
+    }
 }
 
 /// Quantiles of a histogram in seconds (bucket upper bounds, the last
@@ -319,78 +359,49 @@ fn scope() -> InstrumentationScope {
     }
 }
 
-/// A sample as OTLP metrics (gauges; lag in seconds, memory in bytes).
+/// Samples as OTLP metrics: every metric of the table that has an OTLP
+/// name (gauges, counters as cumulative sums; base units), of the main
+/// runtime and the process, plus the lag histogram.
 pub fn request_from_samples(samples: &[&Sample]) -> ExportMetricsServiceRequest {
     let resource_metrics = samples
         .iter()
         .map(|s| {
             let t = s.timestamp_ms.saturating_mul(1_000_000);
-            let gauge = |name: &str, unit: &str, value: f64| Metric {
-                name: name.into(),
-                unit: unit.into(),
-                data: Some(metric::Data::Gauge(Gauge {
-                    data_points: vec![NumberDataPoint {
+            let runtime = s.runtime(MAIN_RUNTIME).or(s.runtimes.first());
+            let mut metrics: Vec<Metric> = TABLE
+                .iter()
+                .filter_map(|def| {
+                    let name = def.otlp?;
+                    let value = match def.source {
+                        Source::Runtime { read, .. } => read(runtime?),
+                        Source::Process { read, .. } => read(s),
+                        Source::Worker { .. } => None,
+                    }?;
+                    let points = vec![NumberDataPoint {
                         time_unix_nano: t,
-                        value: Some(number_data_point::Value::AsDouble(value)),
+                        value: Some(number_data_point::Value::AsDouble(def.unit.to_base(value))),
                         ..Default::default()
-                    }],
-                })),
-                ..Default::default()
-            };
-            let mut metrics = Vec::new();
-            if let Some(r) = s.runtime("main").or(s.runtimes.first()) {
-                if let Some(l) = &r.lag {
-                    for (q, us) in [
-                        ("min", l.min_us),
-                        ("mean", l.mean_us),
-                        ("p50", l.p50_us),
-                        ("p90", l.p90_us),
-                        ("p99", l.p99_us),
-                        ("max", l.max_us),
-                    ] {
-                        metrics.push(gauge(
-                            &format!("tokio.eventloop.delay.{q}"),
-                            "s",
-                            us as f64 / 1e6,
-                        ));
-                    }
-                }
-                metrics.push(gauge("tokio.eventloop.utilization", "1", r.busy_ratio));
-                metrics.push(gauge("tokio.workers", "{worker}", r.workers as f64));
-                metrics.push(gauge("tokio.tasks.alive", "{task}", r.alive_tasks as f64));
-                metrics.push(gauge(
-                    "tokio.queue.global.depth",
-                    "{task}",
-                    r.global_queue_depth as f64,
-                ));
-                for (name, v) in [
-                    ("tokio.blocking.threads", r.blocking_threads),
-                    ("tokio.blocking.idle_threads", r.idle_blocking_threads),
-                    ("tokio.blocking.queue.depth", r.blocking_queue_depth),
-                ] {
-                    if let Some(v) = v {
-                        metrics.push(gauge(name, "{thread}", v as f64));
-                    }
-                }
-            }
-            for (name, v) in [
-                ("rust.memory.heap.live", s.memory.heap_live_bytes),
-                ("process.memory.usage", s.memory.rss_bytes),
-                ("rust.memory.external", s.memory.external_bytes),
-            ] {
-                if let Some(v) = v {
-                    metrics.push(gauge(name, "By", v as f64));
-                }
-            }
-            if let Some(c) = s.process.cpu_ratio {
-                metrics.push(gauge("process.cpu.utilization", "1", c));
-            }
-            if s.process.host_cores > 0 {
-                metrics.push(gauge(
-                    "system.cpu.logical.count",
-                    "{cpu}",
-                    s.process.host_cores as f64,
-                ));
+                    }];
+                    Some(Metric {
+                        name: name.into(),
+                        description: def.doc.into(),
+                        unit: def.unit.otlp().into(),
+                        data: Some(match def.kind {
+                            Kind::Gauge => metric::Data::Gauge(Gauge {
+                                data_points: points,
+                            }),
+                            Kind::Counter => metric::Data::Sum(Sum {
+                                data_points: points,
+                                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                                is_monotonic: true,
+                            }),
+                        }),
+                        ..Default::default()
+                    })
+                })
+                .collect();
+            if let Some(lag) = runtime.and_then(|r| r.lag.as_ref()) {
+                metrics.push(lag_histogram(lag, t, s.interval_us));
             }
             ResourceMetrics {
                 resource: Some(resource(s)),
@@ -404,6 +415,44 @@ pub fn request_from_samples(samples: &[&Sample]) -> ExportMetricsServiceRequest 
         })
         .collect();
     ExportMetricsServiceRequest { resource_metrics }
+}
+
+/// The interval's probe delays as a delta histogram in seconds, rebuilt from
+/// the sample's quantiles exactly as the agent's own OTLP export does.
+fn lag_histogram(lag: &LagStats, t: u64, interval_us: u64) -> Metric {
+    let bounds = LAG_HISTOGRAM_BOUNDS_S;
+    let mut bucket_counts = vec![0u64; bounds.len() + 1];
+    let (mut count, mut sum) = (0, 0.0);
+    for (n, us) in lag.weighted_quantiles() {
+        let secs = us as f64 / 1e6;
+        let bucket = bounds
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(bounds.len());
+        bucket_counts[bucket] += n;
+        count += n;
+        sum += secs * n as f64;
+    }
+    Metric {
+        name: LAG_HISTOGRAM_OTLP.into(),
+        description: "Scheduling delay of lagscope's probe task.".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                start_time_unix_nano: t.saturating_sub(interval_us.saturating_mul(1000)),
+                time_unix_nano: t,
+                count,
+                sum: Some(sum),
+                bucket_counts,
+                explicit_bounds: bounds.to_vec(),
+                min: Some(lag.min_us as f64 / 1e6),
+                max: Some(lag.max_us as f64 / 1e6),
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        })),
+        ..Default::default()
+    }
 }
 
 /// Finished stalls as `tokio.stall` spans (one trace each).
@@ -528,7 +577,6 @@ pub fn stalls_from_spans(req: &ExportTraceServiceRequest) -> Vec<(String, String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::metrics::v1::Histogram;
 
     fn gauge(name: &str, points: &[(f64, &str)]) -> Metric {
         Metric {
@@ -654,6 +702,51 @@ mod tests {
         assert_eq!(a.workers, b.workers);
         assert_eq!(s.memory.heap_live_bytes, back.sample.memory.heap_live_bytes);
         assert_eq!(back.sample.process.host_cores, 4);
+    }
+
+    /// Every metric the table gives an OTLP name leaves through
+    /// `request_from_samples` and comes back through `samples_from_request`
+    /// with the same value: neither side can drop or rename one.
+    #[test]
+    fn every_table_metric_with_an_otlp_name_round_trips() {
+        let mut s = Sample::synthetic("svc", "a:1", 3, 1_800_000_000_000);
+        s.runtimes[0].poll = Some(lagscope_wire::PollStats {
+            max_us: 1500,
+            long_polls: 3,
+            ..Default::default()
+        });
+        s.dropped_samples = 5;
+        let back = &samples_from_request(&request_from_samples(&[&s]), 0)[0].sample;
+        for def in TABLE.iter().filter(|d| d.otlp.is_some()) {
+            let (sent, got) = match def.source {
+                Source::Runtime { read, .. } => (read(&s.runtimes[0]), read(&back.runtimes[0])),
+                Source::Process { read, .. } => (read(&s), read(back)),
+                Source::Worker { .. } => continue,
+            };
+            assert!(
+                sent.is_some(),
+                "{:?} unmeasured in the test sample",
+                def.metric
+            );
+            assert_eq!(sent, got, "{:?}", def.metric);
+        }
+    }
+
+    #[test]
+    fn the_lag_histogram_holds_every_probe_of_the_interval() {
+        let s = Sample::synthetic("svc", "a:1", 3, 1_800_000_000_000);
+        let req = request_from_samples(&[&s]);
+        let h = req.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .find(|m| m.name == LAG_HISTOGRAM_OTLP)
+            .expect("histogram");
+        let Some(metric::Data::Histogram(h)) = &h.data else {
+            panic!("not a histogram")
+        };
+        let p = &h.data_points[0];
+        assert_eq!(p.count, 100);
+        assert_eq!(p.bucket_counts.iter().sum::<u64>(), 100);
     }
 
     #[test]

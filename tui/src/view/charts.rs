@@ -1,6 +1,7 @@
 //! The selected instance: headline figures and four charts over the window.
 
 use lagscope_wire::api::{InstanceSummary, Point, Series};
+use lagscope_wire::metric::Metric;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::symbols::Marker;
@@ -18,10 +19,11 @@ struct Plot {
     use_max: bool,
 }
 
-fn line(label: &'static str, series: impl Into<String>, use_max: bool) -> Plot {
+/// A metric's line, labelled as the metric table labels it.
+fn line(metric: Metric, use_max: bool) -> Plot {
     Plot {
-        label,
-        series: series.into(),
+        label: metric.def().label,
+        series: metric.series().into(),
         use_max,
     }
 }
@@ -101,29 +103,34 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
         lag_area,
         "Lag".to_string(),
         &[
-            line("p50", "lag_p50_us", false),
-            line("p99", "lag_p99_us", false),
-            line("max", "lag_max_us", true),
+            line(Metric::LagP50, false),
+            line(Metric::LagP99, false),
+            line(Metric::LagMax, true),
         ],
         format::micros,
         None,
     );
+    let worker_prefix = format!("{}.", Metric::WorkerBusyRatio.series());
     let workers = series
         .iter()
-        .filter(|s| s.name.starts_with("busy_ratio.worker."))
+        .filter(|s| s.name.starts_with(&worker_prefix))
         .count()
         .min(6);
     const WORKER_LABELS: [&str; 6] = ["w0", "w1", "w2", "w3", "w4", "w5"];
     let mut busy_lines: Vec<Plot> = if workers == 0 {
-        vec![line("all", "busy_ratio", false)]
+        vec![line(Metric::BusyRatio, false)]
     } else {
         (0..workers)
-            .map(|w| line(WORKER_LABELS[w], format!("busy_ratio.worker.{w}"), false))
+            .map(|w| Plot {
+                label: WORKER_LABELS[w],
+                series: Metric::WorkerBusyRatio.worker_series(w),
+                use_max: false,
+            })
             .collect()
     };
     // Process CPU in the same units (fraction of one core): busy workers with
     // low CPU point at blocking syscalls rather than computation.
-    busy_lines.push(line("cpu", "cpu_ratio", false));
+    busy_lines.push(line(Metric::CpuRatio, false));
     ctx.chart(
         frame,
         busy_area,
@@ -143,18 +150,18 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
         queue_area,
         "Queues".to_string(),
         &[
-            line("global", "global_queue_depth", true),
-            line("local", "local_queue_depth", true),
-            line("blocking", "blocking_queue_depth", true),
-            line("blk thr", "blocking_threads", true),
-            line("blk idle", "idle_blocking_threads", false),
+            line(Metric::GlobalQueueDepth, true),
+            line(Metric::LocalQueueDepth, true),
+            line(Metric::BlockingQueueDepth, true),
+            line(Metric::BlockingThreads, true),
+            line(Metric::IdleBlockingThreads, false),
         ],
         |v| format!("{v:.0}"),
         None,
     );
-    let trend = growth_per_min(series, "heap_live_bytes", start_ms, end_ms)
+    let trend = growth_per_min(series, Metric::HeapLive, start_ms, end_ms)
         .map(|g| ("heap", g))
-        .or_else(|| growth_per_min(series, "rss_bytes", start_ms, end_ms).map(|g| ("rss", g)));
+        .or_else(|| growth_per_min(series, Metric::Rss, start_ms, end_ms).map(|g| ("rss", g)));
     let memory_title = match trend {
         Some((what, g)) => format!(
             "Memory ({what} {}{}/min)",
@@ -168,9 +175,9 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
         memory_area,
         memory_title,
         &[
-            line("heap", "heap_live_bytes", false),
-            line("rss", "rss_bytes", false),
-            line("external", "external_bytes", false),
+            line(Metric::HeapLive, false),
+            line(Metric::Rss, false),
+            line(Metric::External, false),
         ],
         format::bytes,
         None,
@@ -269,10 +276,10 @@ impl Ctx<'_> {
     }
 }
 
-fn growth_per_min(series: &[Series], name: &str, start_ms: u64, end_ms: u64) -> Option<f64> {
+fn growth_per_min(series: &[Series], metric: Metric, start_ms: u64, end_ms: u64) -> Option<f64> {
     series
         .iter()
-        .find(|s| s.name == name)?
+        .find(|s| s.name == metric.series())?
         .slope_per_min(start_ms, end_ms)
 }
 
