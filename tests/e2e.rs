@@ -485,12 +485,8 @@ fn the_collector_can_change_an_agents_sample_interval() {
 #[test]
 fn the_demo_dashboard_runs_in_a_terminal_and_quits_cleanly() {
     let session = format!("lagscope-e2e-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(args)
-            .output()
-            .expect("tmux is installed (.ci/run installs it)")
-    };
+    require("tmux", "apt-get install tmux");
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
     let started = tmux(&[
         "new-session",
         "-d",
@@ -614,6 +610,8 @@ fn a_stall_in_a_real_service_is_named_in_the_api_and_counted_in_metrics() {
         .and_then(|v| v.parse().ok())
         .expect("a number");
     assert!(count >= 1.0, "{line}");
+    // The whole exposition, stall and worker families included, lints clean.
+    assert_promtool_clean(&metrics);
 }
 
 #[test]
@@ -794,6 +792,8 @@ fn doctor_explains_bad_invocations() {
 
 /// Installs the Node.js test service's npm packages once (lockfile pinned).
 fn node_service() -> std::path::PathBuf {
+    require("node", "apt-get install nodejs npm");
+    require("npm", "apt-get install npm");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
     if !dir.join("node_modules/@opentelemetry/sdk-metrics").exists() {
         let status = Command::new("npm")

@@ -166,3 +166,42 @@ pub fn temp_path(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_file(&path);
     path
 }
+
+/// Panics, naming what to install, when a tool an end-to-end test drives is
+/// missing (the README lists them; `.ci/run` installs them).
+pub fn require(tool: &str, install: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    assert!(
+        found,
+        "this test needs `{tool}`, which is not on PATH: install it with `{install}` \
+         (the README lists the test prerequisites)"
+    );
+}
+
+/// Runs `promtool check metrics` over an exposition and panics with its
+/// complaints unless it is clean.
+pub fn assert_promtool_clean(exposition: &str) {
+    use std::io::Write;
+    require("promtool", "apt-get install prometheus");
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("promtool reads the exposition");
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n--- exposition ---\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

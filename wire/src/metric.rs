@@ -660,7 +660,11 @@ mod tests {
     #[test]
     fn docs_are_one_sentence_without_leading_space() {
         for d in TABLE {
-            assert!(!d.doc.starts_with(' ') && d.doc.ends_with('.'), "{:?}", d.doc);
+            assert!(
+                !d.doc.starts_with(' ') && d.doc.ends_with('.'),
+                "{:?}",
+                d.doc
+            );
         }
     }
 
