@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use lagscope_collector::shared::now_ms;
 use lagscope_fixtures::proc_usage::rss_bytes;
+use lagscope_wire::doctor::Category;
 use lagscope_wire::metric::Metric;
 use lagscope_wire::pb::{self, agent_message, collector_client::CollectorClient, AgentMessage};
-use lagscope_wire::{Sample, PROTOCOL_VERSION};
+use lagscope_wire::{Sample, StallDetection, PROTOCOL_VERSION};
 use support::*;
 
 #[test]
@@ -594,9 +595,9 @@ fn a_stall_in_a_real_service_is_named_in_the_api_and_counted_in_metrics() {
         stall.duration_us
     );
     let expected = if cfg!(tokio_unstable) {
-        "poll-hooks"
+        StallDetection::PollHooks
     } else {
-        "worker-metrics"
+        StallDetection::WorkerMetrics
     };
     assert_eq!(stall.detection, expected);
     let metrics = client.get_text("/metrics").expect("metrics");
@@ -744,7 +745,7 @@ fn doctor_diagnoses_every_fixture_under_load() {
         assert!(out.status.success(), "{name}: {stderr}");
         let response: lagscope_wire::doctor::DoctorResponse =
             serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-        let got = response.diagnoses[0].top_category().to_string();
+        let got = response.diagnoses[0].top_category();
         if got != expected {
             wrong.push(format!(
                 "{name}: expected {expected}, got {:?}",
@@ -756,7 +757,10 @@ fn doctor_diagnoses_every_fixture_under_load() {
             ));
         }
         let html = std::fs::read_to_string(&report).expect("report written");
-        assert!(html.contains(&got) && html.contains("<polyline"), "{name}");
+        assert!(
+            html.contains(got.name()) && html.contains("<polyline"),
+            "{name}"
+        );
         assert!(
             !html.contains("<script src") && !html.contains("<link"),
             "offline"
@@ -852,7 +856,7 @@ fn a_node_service_over_otlp_shows_up_and_gets_diagnosed() {
         serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(
         d.diagnoses[0].top_category(),
-        "event-loop-blocking",
+        Category::EventLoopBlocking,
         "{d:#?}"
     );
 }

@@ -66,7 +66,7 @@ pub use hooks::{PollHooks, DEFAULT_LONG_POLL_THRESHOLD};
 pub(crate) use lagscope_wire::sample;
 pub use lagscope_wire::sample::{
     GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, Profile, ProfileStack,
-    RuntimeSample, Sample, StallEvent, StallStack, WorkerSample,
+    RuntimeSample, Sample, StallDetection, StallEvent, StallStack, WorkerSample,
 };
 #[cfg(target_os = "linux")]
 pub use profiler::DEFAULT_PROFILE_HZ;

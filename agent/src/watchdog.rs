@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagscope_wire::frames::is_user_frame;
-use lagscope_wire::{StallEvent, StallStack};
+use lagscope_wire::{StallDetection, StallEvent, StallStack};
 use tokio::runtime::Handle;
 
 #[cfg(tokio_unstable)]
@@ -186,7 +186,7 @@ impl Watchdog {
         &mut self,
         key: (usize, usize),
         runtime: &str,
-        detection: &str,
+        detection: StallDetection,
         marker: u64,
         started: Instant,
         tid: i32,
@@ -198,7 +198,7 @@ impl Watchdog {
         let mut event = StallEvent {
             id,
             runtime: runtime.to_string(),
-            detection: detection.to_string(),
+            detection,
             tid,
             started_ms: self.unix_ms(started),
             duration_us: micros(started.elapsed()),
@@ -310,7 +310,7 @@ impl Watchdog {
                 self.open(
                     key,
                     &watch.runtime,
-                    "poll-hooks",
+                    StallDetection::PollHooks,
                     started,
                     began,
                     tid,
@@ -392,7 +392,7 @@ impl Watchdog {
             self.open(
                 key,
                 &watch.runtime,
-                "worker-metrics",
+                StallDetection::WorkerMetrics,
                 marker,
                 since,
                 tid,
@@ -528,7 +528,7 @@ mod tests {
         let mut e = StallEvent {
             id: 1,
             runtime: "main".into(),
-            detection: "poll-hooks".into(),
+            detection: StallDetection::PollHooks,
             tid: 1,
             started_ms: 0,
             duration_us: 0,

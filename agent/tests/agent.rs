@@ -340,9 +340,9 @@ fn watchdog_names_the_function_that_stalls_a_worker(with_hooks: bool) {
     let finished = finished.expect("the stall was reported when it ended");
     assert_eq!(finished.id, live.id);
     let expected = if with_hooks {
-        "poll-hooks"
+        lagscope::StallDetection::PollHooks
     } else {
-        "worker-metrics"
+        lagscope::StallDetection::WorkerMetrics
     };
     assert_eq!(finished.detection, expected);
     // Exact with the hooks; from published busy time without them.

@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 use lagscope_wire::api::slope;
 use lagscope_wire::metric::Metric;
 
-pub use lagscope_wire::doctor::{Diagnosis, Finding, Severity, Window};
+pub use lagscope_wire::doctor::{Category, Diagnosis, Finding, Severity, Window};
 #[cfg(test)]
-use lagscope_wire::StallEvent;
+use lagscope_wire::{StallDetection, StallEvent};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -208,7 +208,7 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
         ));
         let holder = culprit.as_deref().unwrap_or("the code that holds it");
         return vec![Finding {
-            category: "lock-contention".into(),
+            category: Category::LockContention,
             severity,
             score: 50.0 + share * 100.0 + lock_share * 20.0,
             summary: format!(
@@ -236,7 +236,7 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
     };
     let recommendation = recommend_for_stack(&place, &culprit_stack);
     vec![Finding {
-        category: "event-loop-blocking".into(),
+        category: Category::EventLoopBlocking,
         severity,
         score: 40.0 + share * 100.0 + (longest / 10_000.0).min(30.0),
         summary: format!(
@@ -293,7 +293,7 @@ fn lag_without_stalls(w: &Window) -> Vec<Finding> {
         return Vec::new();
     }
     vec![Finding {
-        category: "event-loop-blocking".into(),
+        category: Category::EventLoopBlocking,
         severity: if lag_max >= 100_000.0 {
             Severity::Critical
         } else {
@@ -358,7 +358,7 @@ fn cpu(w: &Window) -> Vec<Finding> {
     };
     if w.workers < w.host_cores {
         return vec![Finding {
-            category: "underused-cores".into(),
+            category: Category::UnderusedCores,
             severity,
             score: 55.0 + busy * 10.0,
             summary: format!(
@@ -380,7 +380,7 @@ fn cpu(w: &Window) -> Vec<Finding> {
         }];
     }
     vec![Finding {
-        category: "cpu-saturation".into(),
+        category: Category::CpuSaturation,
         severity,
         score: 55.0 + busy * 10.0,
         summary: format!(
@@ -413,7 +413,7 @@ fn blocking_pool(w: &Window) -> Vec<Finding> {
     let threads = median(&w.means(Metric::BlockingThreads)).unwrap_or(0.0);
     let idle = median(&w.means(Metric::IdleBlockingThreads)).unwrap_or(0.0);
     vec![Finding {
-        category: "blocking-pool-saturation".into(),
+        category: Category::BlockingPoolSaturation,
         severity: if q_median >= 10.0 {
             Severity::Critical
         } else {
@@ -448,7 +448,7 @@ fn heap_leak(w: &Window) -> Vec<Finding> {
         return Vec::new();
     }
     vec![Finding {
-        category: "heap-leak".into(),
+        category: Category::HeapLeak,
         severity: if rate >= 50.0 * MIB {
             Severity::Critical
         } else {
@@ -488,7 +488,7 @@ fn external_memory(w: &Window) -> Vec<Finding> {
         return Vec::new();
     }
     vec![Finding {
-        category: "external-memory".into(),
+        category: Category::ExternalMemory,
         severity: if rate >= 50.0 * MIB {
             Severity::Critical
         } else {
@@ -529,7 +529,7 @@ fn unbounded_concurrency(w: &Window) -> Vec<Finding> {
         return Vec::new();
     }
     vec![Finding {
-        category: "unbounded-concurrency".into(),
+        category: Category::UnboundedConcurrency,
         severity: Severity::Critical,
         score: 70.0 + (rate / 10_000.0).min(20.0),
         summary: format!(
@@ -561,7 +561,7 @@ fn healthy(w: &Window) -> Finding {
     }
     evidence.push(format!("{} stalls", w.stalls.len()));
     Finding {
-        category: "none".into(),
+        category: Category::None,
         severity: Severity::Info,
         score: 0.0,
         summary: "No problem found: the runtime keeps up, memory is flat".into(),
@@ -608,7 +608,7 @@ mod tests {
         StallEvent {
             id,
             runtime: "main".into(),
-            detection: "poll-hooks".into(),
+            detection: StallDetection::PollHooks,
             tid: 1,
             started_ms: id * 1000,
             duration_us: us,
@@ -628,7 +628,7 @@ mod tests {
     #[test]
     fn a_calm_window_is_none() {
         let d = diagnose(&calm());
-        assert_eq!(d.top_category(), "none");
+        assert_eq!(d.top_category(), Category::None);
         assert_eq!(d.findings.len(), 1);
     }
 
@@ -647,7 +647,7 @@ mod tests {
             .collect();
         let d = diagnose(&w);
         let f = &d.findings[0];
-        assert_eq!(f.category, "event-loop-blocking");
+        assert_eq!(f.category, Category::EventLoopBlocking);
         assert_eq!(f.severity, Severity::Critical);
         assert_eq!(f.culprit.as_deref(), Some("svc::checkout"));
         assert!(f.recommendation.contains("tokio::time::sleep"), "{f:?}");
@@ -690,7 +690,7 @@ mod tests {
             ),
         ];
         let d = diagnose(&w);
-        assert_eq!(d.top_category(), "lock-contention");
+        assert_eq!(d.top_category(), Category::LockContention);
         assert!(d.findings[0].recommendation.contains("tokio::sync::Mutex"));
     }
 
@@ -712,7 +712,7 @@ mod tests {
             ),
         ];
         let d = diagnose(&w);
-        assert_eq!(d.top_category(), "lock-contention");
+        assert_eq!(d.top_category(), Category::LockContention);
         assert!(d.findings[0].recommendation.contains("svc::hash"));
     }
 
@@ -720,7 +720,7 @@ mod tests {
     fn short_rare_stalls_are_not_a_problem() {
         let mut w = calm();
         w.stalls = vec![stall(1, 25_000, &["svc::f"], Some("svc::f"))];
-        assert_eq!(diagnose(&w).top_category(), "none");
+        assert_eq!(diagnose(&w).top_category(), Category::None);
     }
 
     #[test]
@@ -732,10 +732,10 @@ mod tests {
         );
         w.workers = 1;
         let d = diagnose(&w);
-        assert_eq!(d.top_category(), "underused-cores");
+        assert_eq!(d.top_category(), Category::UnderusedCores);
         assert!(d.findings[0].recommendation.contains("worker_threads"));
         w.workers = 2;
-        assert_eq!(diagnose(&w).top_category(), "cpu-saturation");
+        assert_eq!(diagnose(&w).top_category(), Category::CpuSaturation);
     }
 
     #[test]
@@ -745,13 +745,13 @@ mod tests {
             (Metric::Rss, &|i| 30e6 + i as f64 * 600_000.0),
             (Metric::External, &|_| 20e6),
         ]);
-        assert_eq!(diagnose(&leak).top_category(), "heap-leak");
+        assert_eq!(diagnose(&leak).top_category(), Category::HeapLeak);
         let native = window(&[
             (Metric::HeapLive, &|_| 3e6),
             (Metric::Rss, &|i| 30e6 + i as f64 * 600_000.0),
             (Metric::External, &|i| 20e6 + i as f64 * 600_000.0),
         ]);
-        assert_eq!(diagnose(&native).top_category(), "external-memory");
+        assert_eq!(diagnose(&native).top_category(), Category::ExternalMemory);
     }
 
     #[test]
@@ -760,7 +760,7 @@ mod tests {
             (Metric::AliveTasks, &|i| 10.0 + i as f64 * 100.0),
             (Metric::HeapLive, &|i| 3e6 + i as f64 * 50_000.0),
         ]);
-        assert_eq!(diagnose(&w).top_category(), "unbounded-concurrency");
+        assert_eq!(diagnose(&w).top_category(), Category::UnboundedConcurrency);
     }
 
     #[test]
@@ -774,6 +774,9 @@ mod tests {
             Metric::BlockingThreads.series().into(),
             (0..40).map(|i| (i * 500, 2.0, 2.0)).collect(),
         );
-        assert_eq!(diagnose(&w).top_category(), "blocking-pool-saturation");
+        assert_eq!(
+            diagnose(&w).top_category(),
+            Category::BlockingPoolSaturation
+        );
     }
 }

@@ -50,7 +50,7 @@ pub fn html(diagnoses: &[Diagnosis], windows: &[Window], extras: &Extras<'_>) ->
             let _ = write!(
                 out,
                 "<div class='finding {class}'><div class=cat>{} · {}</div><h3>{}</h3><ul>",
-                esc(&f.category),
+                f.category.name(),
                 class,
                 esc(&f.summary)
             );
@@ -243,7 +243,7 @@ fn stalls(out: &mut String, w: &Window) {
             "<p>{:.1} ms on thread {} ({}), {} captures{}</p><pre>",
             s.duration_us as f64 / 1000.0,
             s.tid,
-            esc(&s.detection),
+            s.detection.name(),
             s.captures(),
             s.span
                 .as_ref()
@@ -301,7 +301,7 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lagscope_wire::doctor::Finding;
+    use lagscope_wire::doctor::{Category, Finding};
 
     #[test]
     fn base64_matches_the_standard() {
@@ -330,7 +330,7 @@ mod tests {
             from_ms: 0,
             to_ms: 20_000,
             findings: vec![Finding {
-                category: "heap-leak".into(),
+                category: Category::HeapLeak,
                 severity: Severity::Warning,
                 score: 1.0,
                 summary: "grows".into(),

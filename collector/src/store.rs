@@ -647,12 +647,13 @@ mod tests {
     use super::tests_support::sample;
     use super::*;
     use lagscope_wire::metric::Metric;
+    use lagscope_wire::StallDetection;
 
     fn stall(id: u64, ongoing: bool, duration_us: u64) -> StallEvent {
         StallEvent {
             id,
             runtime: "main".into(),
-            detection: "poll-hooks".into(),
+            detection: StallDetection::PollHooks,
             tid: 7,
             started_ms: 1000 + id,
             duration_us,

@@ -6,20 +6,20 @@
 //! `lagscope doctor --duration 12s --format json --load http://127.0.0.1:PORT/ -- lagscope-fixture NAME --port PORT`
 //! and keep `windows[0]` as `tests/windows/NAME.json`.
 
-use lagscope_collector::doctor::{diagnose, Window};
+use lagscope_collector::doctor::{diagnose, Category, Window};
 
-fn expected(name: &str) -> &'static str {
+fn expected(name: &str) -> Category {
     match name {
-        "healthy" => "none",
+        "healthy" => Category::None,
         "sleep-in-async" | "cpu-in-async" | "sync-fs" | "big-json" | "regex-backtracking" => {
-            "event-loop-blocking"
+            Category::EventLoopBlocking
         }
-        "heap-leak" => "heap-leak",
-        "blocking-pool-saturation" => "blocking-pool-saturation",
-        "external-memory" => "external-memory",
-        "single-worker-cpu-bound" => "underused-cores",
-        "unbounded-concurrency" => "unbounded-concurrency",
-        "lock-contention" => "lock-contention",
+        "heap-leak" => Category::HeapLeak,
+        "blocking-pool-saturation" => Category::BlockingPoolSaturation,
+        "external-memory" => Category::ExternalMemory,
+        "single-worker-cpu-bound" => Category::UnderusedCores,
+        "unbounded-concurrency" => Category::UnboundedConcurrency,
+        "lock-contention" => Category::LockContention,
         other => panic!("no expectation for recorded window {other}"),
     }
 }

@@ -6,6 +6,7 @@ use lagscope_tui::state::App;
 use lagscope_tui::theme::Theme;
 use lagscope_tui::view;
 use lagscope_wire::api::*;
+use lagscope_wire::doctor::Category;
 use lagscope_wire::metric::Metric;
 use lagscope_wire::*;
 use ratatui::backend::TestBackend;
@@ -174,7 +175,7 @@ fn stall(id: u64, ongoing: bool, started_ms: u64, duration_us: u64) -> StallReco
         stall: StallEvent {
             id,
             runtime: "main".into(),
-            detection: "poll-hooks".into(),
+            detection: StallDetection::PollHooks,
             tid: 4242,
             started_ms,
             duration_us,
@@ -220,7 +221,7 @@ fn a_stall_in_progress_shows_its_stack_with_the_culprit_marked() {
             from_ms: T0 - 60_000,
             to_ms: T0,
             findings: vec![lagscope_wire::doctor::Finding {
-                category: "event-loop-blocking".into(),
+                category: Category::EventLoopBlocking,
                 severity: lagscope_wire::doctor::Severity::Critical,
                 score: 80.0,
                 summary: "Blocking code in async tasks stalls the runtime".into(),

@@ -31,7 +31,7 @@ impl Sample {
                 .map(|e| pb::StallEvent {
                     id: e.id,
                     runtime: e.runtime.clone(),
-                    detection: e.detection.clone(),
+                    detection: e.detection.name().to_string(),
                     tid: e.tid,
                     started_ms: e.started_ms,
                     duration_us: e.duration_us,
@@ -100,7 +100,7 @@ impl Sample {
                 .map(|e| StallEvent {
                     id: e.id,
                     runtime: e.runtime,
-                    detection: e.detection,
+                    detection: StallDetection::from_name(&e.detection),
                     tid: e.tid,
                     started_ms: e.started_ms,
                     duration_us: e.duration_us,

@@ -45,11 +45,89 @@ pub enum Severity {
     Critical,
 }
 
+/// What a finding is about: the doctor's vocabulary, written in kebab case
+/// (`event-loop-blocking`) in JSON, text and the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// A poll ran long enough to delay everything else on its worker.
+    EventLoopBlocking,
+    /// Workers waited on a lock held across work.
+    LockContention,
+    /// Every worker busy, CPU at its limit.
+    CpuSaturation,
+    /// Saturated workers on fewer workers than cores.
+    UnderusedCores,
+    /// Work waiting for a thread of the blocking pool.
+    BlockingPoolSaturation,
+    /// The Rust heap grows steadily.
+    HeapLeak,
+    /// Memory outside the Rust heap grows.
+    ExternalMemory,
+    /// Tasks pile up without bound.
+    UnboundedConcurrency,
+    /// Nothing found.
+    None,
+}
+
+impl Category {
+    /// Every category, most specific first.
+    pub const ALL: [Category; 9] = [
+        Category::EventLoopBlocking,
+        Category::LockContention,
+        Category::CpuSaturation,
+        Category::UnderusedCores,
+        Category::BlockingPoolSaturation,
+        Category::HeapLeak,
+        Category::ExternalMemory,
+        Category::UnboundedConcurrency,
+        Category::None,
+    ];
+
+    /// The kebab-case name, as in JSON.
+    ///
+    /// ```
+    /// use lagscope_wire::doctor::Category;
+    /// assert_eq!(Category::HeapLeak.name(), "heap-leak");
+    /// assert_eq!("heap-leak".parse::<Category>(), Ok(Category::HeapLeak));
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::EventLoopBlocking => "event-loop-blocking",
+            Category::LockContention => "lock-contention",
+            Category::CpuSaturation => "cpu-saturation",
+            Category::UnderusedCores => "underused-cores",
+            Category::BlockingPoolSaturation => "blocking-pool-saturation",
+            Category::HeapLeak => "heap-leak",
+            Category::ExternalMemory => "external-memory",
+            Category::UnboundedConcurrency => "unbounded-concurrency",
+            Category::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Category {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Category, String> {
+        Category::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("{s:?} is not a doctor category"))
+    }
+}
+
 /// One thing found, with the numbers behind it and what to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    /// `event-loop-blocking`, `heap-leak`, …, or `none`.
-    pub category: String,
+    /// What it is about.
+    pub category: Category,
     /// How bad.
     pub severity: Severity,
     /// Orders findings; higher first.
@@ -92,9 +170,7 @@ pub struct DoctorResponse {
 
 impl Diagnosis {
     /// The most important finding's category.
-    pub fn top_category(&self) -> &str {
-        self.findings
-            .first()
-            .map_or("none", |f| f.category.as_str())
+    pub fn top_category(&self) -> Category {
+        self.findings.first().map_or(Category::None, |f| f.category)
     }
 }

@@ -79,10 +79,8 @@ pub struct StallEvent {
     pub id: u64,
     /// Runtime name.
     pub runtime: String,
-    /// How it was seen: `poll-hooks` (exact, needs tokio_unstable) or
-    /// `worker-metrics` (stable tokio: a worker's counters froze while it was
-    /// not parked).
-    pub detection: String,
+    /// How it was seen.
+    pub detection: StallDetection,
     /// OS thread id of the stuck worker, 0 if it could not be told.
     pub tid: i32,
     /// When the poll started, ms since the Unix epoch.
@@ -109,6 +107,53 @@ pub struct StallEvent {
     /// tracing-opentelemetry: the stall's span is made its child.
     #[serde(default)]
     pub trace_parent: Option<String>,
+}
+
+/// How the stall watchdog saw a stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StallDetection {
+    /// Per-worker poll-start times from the poll hooks: exact (needs
+    /// tokio_unstable and `lagscope::PollHooks`).
+    PollHooks,
+    /// Stable tokio: a worker's published counters froze while it was not
+    /// parked.
+    WorkerMetrics,
+    /// Not said (a stall from another tool, or a newer agent's kind).
+    #[serde(other)]
+    Unknown,
+}
+
+impl StallDetection {
+    /// The kebab-case name, as in JSON, protobuf and OTLP attributes.
+    ///
+    /// ```
+    /// use lagscope_wire::StallDetection;
+    /// assert_eq!(StallDetection::PollHooks.name(), "poll-hooks");
+    /// assert_eq!(StallDetection::from_name("worker-metrics"), StallDetection::WorkerMetrics);
+    /// assert_eq!(StallDetection::from_name("ebpf"), StallDetection::Unknown);
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            StallDetection::PollHooks => "poll-hooks",
+            StallDetection::WorkerMetrics => "worker-metrics",
+            StallDetection::Unknown => "unknown",
+        }
+    }
+
+    /// The kind named `name`; [`StallDetection::Unknown`] for any other.
+    pub fn from_name(name: &str) -> StallDetection {
+        [StallDetection::PollHooks, StallDetection::WorkerMetrics]
+            .into_iter()
+            .find(|d| d.name() == name)
+            .unwrap_or(StallDetection::Unknown)
+    }
+}
+
+impl std::fmt::Display for StallDetection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One distinct stack of a stall and how many captures found it.

@@ -81,7 +81,15 @@ fn runtime() -> impl Strategy<Value = RuntimeSample> {
 
 fn stall() -> impl Strategy<Value = StallEvent> {
     (
-        ("[a-z]{1,6}", "[a-z-]{0,14}", any::<i32>()),
+        (
+            "[a-z]{1,6}",
+            prop::sample::select(vec![
+                StallDetection::PollHooks,
+                StallDetection::WorkerMetrics,
+                StallDetection::Unknown,
+            ]),
+            any::<i32>(),
+        ),
         prop::array::uniform3(any::<u64>()),
         any::<bool>(),
         prop::option::of("[a-z_:]{1,20}"),

@@ -291,7 +291,7 @@ fn span_of(e: &StallEvent) -> SpanData {
     let mut attributes = vec![
         KeyValue::new("tokio.runtime", e.runtime.clone()),
         KeyValue::new("thread.id", i64::from(e.tid)),
-        KeyValue::new("tokio.stall.detection", e.detection.clone()),
+        KeyValue::new("tokio.stall.detection", e.detection.name()),
     ];
     if let Some(f) = &e.blocking_function {
         attributes.push(KeyValue::new("code.function.name", f.clone()));

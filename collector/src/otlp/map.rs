@@ -24,7 +24,9 @@ use lagscope_wire::metric::{
     Kind, Metric as LagscopeMetric, Source, LAG_HISTOGRAM_BOUNDS_S, LAG_HISTOGRAM_OTLP,
     MAIN_RUNTIME, TABLE,
 };
-use lagscope_wire::{LagStats, MemorySample, ProcessSample, RuntimeSample, Sample, StallEvent};
+use lagscope_wire::{
+    LagStats, MemorySample, ProcessSample, RuntimeSample, Sample, StallDetection, StallEvent,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -472,7 +474,7 @@ pub fn spans_from_stalls(sample: &Sample, stalls: &[&StallEvent]) -> ExportTrace
                 kv("thread.id", any_value::Value::IntValue(i64::from(e.tid))),
                 kv(
                     "tokio.stall.detection",
-                    any_value::Value::StringValue(e.detection.clone()),
+                    any_value::Value::StringValue(e.detection.name().into()),
                 ),
             ];
             if let Some(f) = &e.blocking_function {
@@ -547,7 +549,9 @@ pub fn stalls_from_spans(req: &ExportTraceServiceRequest) -> Vec<(String, String
                 StallEvent {
                     id,
                     runtime: attr_string(a, "tokio.runtime").unwrap_or_else(|| "main".into()),
-                    detection: attr_string(a, "tokio.stall.detection").unwrap_or_default(),
+                    detection: StallDetection::from_name(
+                        &attr_string(a, "tokio.stall.detection").unwrap_or_default(),
+                    ),
                     tid: attr_string(a, "thread.id")
                         .and_then(|t| t.parse().ok())
                         .unwrap_or(0),
@@ -755,7 +759,7 @@ mod tests {
         let stall = StallEvent {
             id: 7,
             runtime: "main".into(),
-            detection: "poll-hooks".into(),
+            detection: StallDetection::PollHooks,
             tid: 9,
             started_ms: 1_800_000_000_000,
             duration_us: 250_000,

@@ -1,6 +1,7 @@
 //! The selected instance: headline figures and four charts over the window.
 
 use lagscope_wire::api::{InstanceSummary, Point, Series};
+use lagscope_wire::doctor::Category;
 use lagscope_wire::metric::Metric;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -356,7 +357,7 @@ fn headline(app: &App, summary: Option<&InstanceSummary>) -> Vec<Line<'static>> 
     let mut lines = vec![Line::from(first), Line::from(second)];
     // The doctor's live verdict, when it has something to say.
     if let Some(d) = app.diagnosis.as_ref().and_then(|d| d.findings.first()) {
-        if d.category != "none" {
+        if d.category != Category::None {
             let culprit = d
                 .culprit
                 .as_deref()
