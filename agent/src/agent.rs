@@ -13,10 +13,10 @@ use crate::error::Error;
 use crate::export::collector::{CollectorExporter, Identity};
 use crate::export::file::FileSink;
 use crate::export::queue::BoundedQueue;
+use crate::platform::procfs;
 use crate::sample::Sample;
 use crate::sampler::gauge::Gauges;
 use crate::sampler::lag::LagProbe;
-use crate::sampler::procfs;
 use crate::sampler::runtime::RuntimeSampler;
 use crate::sampler::{Sampler, Watched};
 
@@ -126,7 +126,7 @@ impl AgentHandle {
                 crate::watchdog::Watch {
                     runtime: name.clone(),
                     handle: handle.clone(),
-                    driver_tid: inside.then(crate::stack::current_tid),
+                    driver_tid: inside.then(crate::platform::current_tid),
                     #[cfg(tokio_unstable)]
                     hooks: builder
                         .poll_hooks

@@ -109,16 +109,9 @@ fn claim() -> usize {
 }
 
 fn current_tid() -> Option<u32> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `gettid` has no preconditions and cannot fail.
-        let tid = unsafe { libc::gettid() };
-        u32::try_from(tid).ok().filter(|&t| t != 0)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
+    u32::try_from(crate::platform::current_tid())
+        .ok()
+        .filter(|&t| t != 0)
 }
 
 /// The calling thread's shard, and whether it owns it (or shares an overflow one).
@@ -310,17 +303,7 @@ pub fn stats() -> Option<AllocStats> {
 /// Bytes the C allocator (glibc malloc) holds from the OS: its main arena plus
 /// its mmapped blocks. `None` where `mallinfo2` is unavailable.
 pub fn c_allocator_held_bytes() -> Option<u64> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: `mallinfo2` takes no arguments, returns a struct by value and is
-        // thread-safe (it takes the arena locks itself). glibc ≥ 2.33 provides it.
-        let info = unsafe { libc::mallinfo2() };
-        Some((info.arena + info.hblkhd) as u64)
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        None
-    }
+    crate::platform::c_allocator_held_bytes()
 }
 
 #[cfg(test)]

@@ -28,12 +28,14 @@
 
 use std::cell::Cell;
 use std::panic::Location;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::TaskMeta;
+
+use crate::platform::static_ref::AtomicStaticRef;
 
 /// Default duration from which a poll counts as long.
 pub const DEFAULT_LONG_POLL_THRESHOLD: Duration = Duration::from_millis(10);
@@ -88,7 +90,7 @@ pub(crate) struct Slot {
     pub(crate) poll_started_ns: AtomicU64,
     /// The task being polled (0 before the first poll) and where it was spawned.
     pub(crate) task_id: AtomicU64,
-    pub(crate) spawned_at: AtomicPtr<Location<'static>>,
+    pub(crate) spawned_at: AtomicStaticRef<Location<'static>>,
     pub(crate) polls: AtomicU64,
     pub(crate) long_polls: AtomicU64,
     /// Longest poll since the sampler last took it (the sampler swaps in 0).
@@ -118,7 +120,7 @@ impl PollHooks {
                 last_long_took_ns: AtomicU64::new(0),
                 poll_started_ns: AtomicU64::new(0),
                 task_id: AtomicU64::new(0),
-                spawned_at: AtomicPtr::new(std::ptr::null_mut()),
+                spawned_at: AtomicStaticRef::none(),
                 polls: AtomicU64::new(0),
                 long_polls: AtomicU64::new(0),
                 max_poll_ns: AtomicU64::new(0),
@@ -178,8 +180,7 @@ impl PollHooks {
     pub fn before_poll(&self, meta: &TaskMeta<'_>) {
         if let Some(slot) = self.slot() {
             slot.task_id.store(task_id(meta), Relaxed);
-            slot.spawned_at
-                .store(std::ptr::from_ref(meta.spawned_at()).cast_mut(), Relaxed);
+            slot.spawned_at.store(meta.spawned_at(), Relaxed);
             slot.poll_started_ns.store(self.now_ns(), Relaxed);
         }
     }
@@ -224,7 +225,7 @@ impl PollHooks {
         let slot = self.state.slots.get(index)?;
         let _ = slot.thread.set(std::thread::current().id());
         #[cfg(target_os = "linux")]
-        slot.os_tid.store(crate::stack::current_tid(), Relaxed);
+        slot.os_tid.store(crate::platform::current_tid(), Relaxed);
         let _ = THREAD_SLOT.try_with(|s| s.set((self.state.id, index)));
         Some(slot)
     }
@@ -282,12 +283,7 @@ fn task_id(meta: &TaskMeta<'_>) -> u64 {
 impl Slot {
     /// Where the task being polled was spawned, if a poll has started.
     pub(crate) fn spawned_at(&self) -> Option<&'static Location<'static>> {
-        let p = self.spawned_at.load(Relaxed);
-        // SAFETY: the pointer is null or was made from a `&'static Location`.
-        #[allow(unsafe_code)]
-        unsafe {
-            p.as_ref()
-        }
+        self.spawned_at.load(Relaxed)
     }
 }
 

@@ -44,12 +44,11 @@ mod error;
 mod export;
 #[cfg(tokio_unstable)]
 mod hooks;
+mod platform;
 #[cfg(target_os = "linux")]
 mod profiler;
 mod sampler;
 mod span;
-#[cfg(target_os = "linux")]
-pub mod stack;
 #[cfg(target_os = "linux")]
 mod watchdog;
 
@@ -68,6 +67,8 @@ pub use lagscope_wire::sample::{
     GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, Profile, ProfileStack,
     RuntimeSample, Sample, StallDetection, StallEvent, StallStack, WorkerSample,
 };
+#[cfg(target_os = "linux")]
+pub use platform::stack;
 #[cfg(target_os = "linux")]
 pub use profiler::DEFAULT_PROFILE_HZ;
 pub use span::{current_span, tracing_layer, SpanLayer};

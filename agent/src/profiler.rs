@@ -19,7 +19,6 @@
 //! The handler stays installed (inert) after the agent stops, so a timer
 //! signal still in flight can never reach the default action, which for a
 //! real-time signal is to kill the process.
-#![allow(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -28,7 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagscope_wire::{Profile, ProfileStack};
 
-use crate::stack;
+use crate::platform::stack;
+use crate::platform::timer::CpuTimer;
 
 /// Default continuous sampling rate (per CPU-second of each thread).
 pub const DEFAULT_PROFILE_HZ: u32 = 19;
@@ -165,8 +165,7 @@ extern "C" fn handler(
         return;
     }
     let n = stack::walk(context, &r.frames);
-    // SAFETY: `gettid` is a plain system call.
-    let tid = unsafe { libc::gettid() };
+    let tid = stack::current_tid();
     r.tid.store(tid as usize, Ordering::Relaxed);
     r.len.store(n, Ordering::Relaxed);
     r.state.store(READY, Ordering::Release);
@@ -176,15 +175,14 @@ extern "C" fn handler(
 struct Timers {
     signal: i32,
     hz: u32,
-    by_tid: HashMap<i32, libc::timer_t>,
+    by_tid: HashMap<i32, CpuTimer>,
 }
 
 impl Timers {
     fn set_rate(&mut self, hz: u32) {
         self.hz = hz;
-        let timers: Vec<libc::timer_t> = self.by_tid.values().copied().collect();
-        for t in timers {
-            arm(t, hz);
+        for t in self.by_tid.values() {
+            t.arm(hz);
         }
     }
 
@@ -198,72 +196,18 @@ impl Timers {
                 }
             }
         }
-        self.by_tid.retain(|tid, t| {
-            if alive.contains(tid) {
-                return true;
-            }
-            // SAFETY: `t` came from timer_create and is deleted once.
-            unsafe { libc::timer_delete(*t) };
-            false
-        });
+        // Dropping a gone thread's timer deletes it.
+        self.by_tid.retain(|tid, _| alive.contains(tid));
         for tid in alive {
             if self.by_tid.contains_key(&tid) {
                 continue;
             }
-            if let Some(t) = create_timer(tid, self.signal) {
-                arm(t, self.hz);
+            if let Some(t) = CpuTimer::new(tid, self.signal) {
+                t.arm(self.hz);
                 self.by_tid.insert(tid, t);
             }
         }
     }
-}
-
-impl Drop for Timers {
-    fn drop(&mut self) {
-        for (_, t) in self.by_tid.drain() {
-            // SAFETY: each timer came from timer_create and is deleted once.
-            unsafe { libc::timer_delete(t) };
-        }
-    }
-}
-
-/// A timer on thread `tid`'s CPU-time clock that signals that thread.
-fn create_timer(tid: i32, signal: i32) -> Option<libc::timer_t> {
-    // The kernel's encoding of a thread's CPU clock (glibc's
-    // MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)).
-    let clock: libc::clockid_t = (!tid << 3) | 6;
-    // SAFETY: a zeroed sigevent is valid; the fields used are set below.
-    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
-    event.sigev_notify = libc::SIGEV_THREAD_ID;
-    event.sigev_signo = signal;
-    event.sigev_notify_thread_id = tid;
-    let mut timer: libc::timer_t = std::ptr::null_mut();
-    // SAFETY: `event` and `timer` are valid for the call; a thread that is
-    // gone makes it fail, which is handled.
-    let ok = unsafe { libc::timer_create(clock, &mut event, &mut timer) } == 0;
-    ok.then_some(timer)
-}
-
-/// Fires every `1/hz` seconds of the thread's CPU time; `hz == 0` disarms.
-fn arm(timer: libc::timer_t, hz: u32) {
-    let period = if hz == 0 {
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        }
-    } else {
-        let ns = 1_000_000_000 / i64::from(hz);
-        libc::timespec {
-            tv_sec: (ns / 1_000_000_000) as libc::time_t,
-            tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-        }
-    };
-    let spec = libc::itimerspec {
-        it_interval: period,
-        it_value: period,
-    };
-    // SAFETY: `timer` is a live timer id and `spec` is valid.
-    unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
 }
 
 /// Stacks of one window, by address, before naming.

@@ -10,7 +10,6 @@ pub(crate) mod memory;
 #[cfg(tokio_unstable)]
 pub(crate) mod poll;
 pub(crate) mod process;
-pub(crate) mod procfs;
 pub(crate) mod runtime;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

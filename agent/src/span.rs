@@ -81,7 +81,7 @@ impl Drop for Mine {
 
 #[cfg(target_os = "linux")]
 fn tid() -> i32 {
-    crate::stack::current_tid()
+    crate::platform::current_tid()
 }
 
 #[cfg(not(target_os = "linux"))]

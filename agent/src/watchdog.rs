@@ -36,7 +36,7 @@ use tokio::runtime::Handle;
 
 #[cfg(tokio_unstable)]
 use crate::hooks::PollHooks;
-use crate::stack;
+use crate::platform::stack;
 
 /// Default time in one poll from which a worker counts as stalled.
 pub const DEFAULT_STALL_THRESHOLD: Duration = Duration::from_millis(20);

@@ -233,7 +233,7 @@ impl CollectorExporter {
                 service: id.service.clone(),
                 instance: id.instance.clone(),
                 pid: std::process::id(),
-                host: crate::sampler::procfs::hostname().unwrap_or_default(),
+                host: crate::platform::procfs::hostname().unwrap_or_default(),
                 agent_version: env!("CARGO_PKG_VERSION").into(),
                 runtimes: id
                     .runtimes

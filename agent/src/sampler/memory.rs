@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::alloc::{self, AllocStats};
+use crate::platform::procfs;
 use crate::sample::MemorySample;
-use crate::sampler::procfs;
 
 #[derive(Default)]
 pub(crate) struct MemorySampler {

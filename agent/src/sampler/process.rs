@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::platform::procfs::{self, Stat};
 use crate::sample::ProcessSample;
-use crate::sampler::procfs::{self, Stat};
 
 pub(crate) struct ProcessSampler {
     previous: Option<Stat>,

@@ -40,7 +40,6 @@
 //! t.join().unwrap();
 //! # }
 //! ```
-#![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -97,10 +96,7 @@ pub enum StackError {
 }
 
 /// The calling thread's OS thread id (what [`capture`] takes).
-pub fn current_tid() -> i32 {
-    // SAFETY: `gettid` has no preconditions and cannot fail.
-    unsafe { libc::gettid() }
-}
+pub use super::current_tid;
 
 /// Return addresses on thread `tid`'s stack, innermost first (the first is the
 /// interrupted instruction itself). Waits at most `timeout` for the thread to

@@ -1,0 +1,12 @@
+//! Platforms other than Linux: what can be answered "unknown" is; the stall
+//! watchdog and the CPU profiler do not exist there.
+
+/// No portable thread id: 0 ("unknown").
+pub fn current_tid() -> i32 {
+    0
+}
+
+/// No portable way to ask the C allocator.
+pub(crate) fn c_allocator_held_bytes() -> Option<u64> {
+    None
+}
