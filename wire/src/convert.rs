@@ -148,20 +148,38 @@ fn usize_of(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
+fn lag_to_pb(l: &LagStats) -> pb::LagStats {
+    pb::LagStats {
+        probes: l.probes,
+        pending_us: l.pending_us,
+        min_us: l.min_us,
+        mean_us: l.mean_us,
+        p50_us: l.p50_us,
+        p90_us: l.p90_us,
+        p99_us: l.p99_us,
+        p999_us: l.p999_us,
+        max_us: l.max_us,
+    }
+}
+
+fn lag_from_pb(l: pb::LagStats) -> LagStats {
+    LagStats {
+        probes: l.probes,
+        pending_us: l.pending_us,
+        min_us: l.min_us,
+        mean_us: l.mean_us,
+        p50_us: l.p50_us,
+        p90_us: l.p90_us,
+        p99_us: l.p99_us,
+        p999_us: l.p999_us,
+        max_us: l.max_us,
+    }
+}
+
 fn runtime_to_pb(r: &RuntimeSample) -> pb::RuntimeSample {
     pb::RuntimeSample {
         name: r.name.clone(),
-        lag: r.lag.as_ref().map(|l| pb::LagStats {
-            probes: l.probes,
-            pending_us: l.pending_us,
-            min_us: l.min_us,
-            mean_us: l.mean_us,
-            p50_us: l.p50_us,
-            p90_us: l.p90_us,
-            p99_us: l.p99_us,
-            p999_us: l.p999_us,
-            max_us: l.max_us,
-        }),
+        lag: r.lag.as_ref().map(lag_to_pb),
         workers: r.workers as u64,
         alive_tasks: r.alive_tasks as u64,
         global_queue_depth: r.global_queue_depth as u64,
@@ -197,17 +215,7 @@ fn runtime_to_pb(r: &RuntimeSample) -> pb::RuntimeSample {
 fn runtime_from_pb(r: pb::RuntimeSample) -> RuntimeSample {
     RuntimeSample {
         name: r.name,
-        lag: r.lag.map(|l| LagStats {
-            probes: l.probes,
-            pending_us: l.pending_us,
-            min_us: l.min_us,
-            mean_us: l.mean_us,
-            p50_us: l.p50_us,
-            p90_us: l.p90_us,
-            p99_us: l.p99_us,
-            p999_us: l.p999_us,
-            max_us: l.max_us,
-        }),
+        lag: r.lag.map(lag_from_pb),
         workers: usize_of(r.workers),
         alive_tasks: usize_of(r.alive_tasks),
         global_queue_depth: usize_of(r.global_queue_depth),

@@ -173,7 +173,7 @@ impl StallEvent {
 }
 
 /// Measurements of one tokio runtime over the interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeSample {
     /// The name given in `lagscope::Builder::runtime` (`"main"` for the runtime passed to `start`).
     pub name: String,

@@ -266,16 +266,8 @@ fn empty_sample(service: String, instance: String, timestamp_ms: u64) -> Sample 
         interval_us: 0,
         runtimes: vec![RuntimeSample {
             name: MAIN_RUNTIME.into(),
-            lag: None,
             workers: 1,
-            alive_tasks: 0,
-            global_queue_depth: 0,
-            busy_ratio: 0.0,
-            worker: vec![],
-            blocking_threads: None,
-            idle_blocking_threads: None,
-            blocking_queue_depth: None,
-            poll: None,
+            ..RuntimeSample::default()
         }],
         memory: MemorySample::default(),
         process: ProcessSample::default(),
