@@ -180,6 +180,7 @@ fn runtime_to_pb(r: &RuntimeSample) -> pb::RuntimeSample {
     pb::RuntimeSample {
         name: r.name.clone(),
         lag: r.lag.as_ref().map(lag_to_pb),
+        schedule_latency: r.schedule_latency.as_ref().map(lag_to_pb),
         workers: r.workers as u64,
         alive_tasks: r.alive_tasks as u64,
         global_queue_depth: r.global_queue_depth as u64,
@@ -216,6 +217,7 @@ fn runtime_from_pb(r: pb::RuntimeSample) -> RuntimeSample {
     RuntimeSample {
         name: r.name,
         lag: r.lag.map(lag_from_pb),
+        schedule_latency: r.schedule_latency.map(lag_from_pb),
         workers: usize_of(r.workers),
         alive_tasks: usize_of(r.alive_tasks),
         global_queue_depth: usize_of(r.global_queue_depth),

@@ -196,6 +196,10 @@ fn lag(r: &mut RuntimeSample) -> &mut LagStats {
     r.lag.get_or_insert_with(LagStats::default)
 }
 
+fn schedule_latency(r: &mut RuntimeSample) -> &mut LagStats {
+    r.schedule_latency.get_or_insert_with(LagStats::default)
+}
+
 fn poll(r: &mut RuntimeSample) -> &mut PollStats {
     r.poll.get_or_insert_with(PollStats::default)
 }
@@ -273,6 +277,39 @@ metric_table! {
         source: Source::Runtime {
             read: |r| Some(r.lag.as_ref()?.max_us as f64),
             write: |r, v| lag(r).max_us = whole(v),
+        },
+    },
+    /// Median scheduling delay of every task polled in the interval (tokio's schedule-latency histogram).
+    ScheduleLatencyP50 {
+        series: "schedule_latency_p50_us", label: "all p50", unit: Unit::Micros, kind: Gauge,
+        field: "runtimes[].schedule_latency.p50_us",
+        prometheus: Some("tokio_schedule_latency_p50_seconds"),
+        otlp: Some("tokio.schedule.latency.p50"),
+        source: Source::Runtime {
+            read: |r| Some(r.schedule_latency.as_ref()?.p50_us as f64),
+            write: |r, v| schedule_latency(r).p50_us = whole(v),
+        },
+    },
+    /// 99th percentile scheduling delay of every task polled in the interval (tokio's schedule-latency histogram).
+    ScheduleLatencyP99 {
+        series: "schedule_latency_p99_us", label: "all p99", unit: Unit::Micros, kind: Gauge,
+        field: "runtimes[].schedule_latency.p99_us",
+        prometheus: Some("tokio_schedule_latency_p99_seconds"),
+        otlp: Some("tokio.schedule.latency.p99"),
+        source: Source::Runtime {
+            read: |r| Some(r.schedule_latency.as_ref()?.p99_us as f64),
+            write: |r, v| schedule_latency(r).p99_us = whole(v),
+        },
+    },
+    /// Largest scheduling delay of any task polled in the interval (tokio's schedule-latency histogram).
+    ScheduleLatencyMax {
+        series: "schedule_latency_max_us", label: "all max", unit: Unit::Micros, kind: Gauge,
+        field: "runtimes[].schedule_latency.max_us",
+        prometheus: Some("tokio_schedule_latency_max_seconds"),
+        otlp: Some("tokio.schedule.latency.max"),
+        source: Source::Runtime {
+            read: |r| Some(r.schedule_latency.as_ref()?.max_us as f64),
+            write: |r, v| schedule_latency(r).max_us = whole(v),
         },
     },
     /// Fraction of the interval the workers were busy, averaged over workers (0..1).
@@ -797,6 +834,11 @@ mod tests {
             "runtimes[].lag.probes",
             "runtimes[].lag.pending_us",
             "runtimes[].lag.p999_us",
+            "runtimes[].schedule_latency.probes",
+            "runtimes[].schedule_latency.min_us",
+            "runtimes[].schedule_latency.mean_us",
+            "runtimes[].schedule_latency.p90_us",
+            "runtimes[].schedule_latency.p999_us",
             "runtimes[].worker[].park_count",
             "runtimes[].worker[].polls",
             "runtimes[].worker[].steals",

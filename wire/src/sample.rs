@@ -200,6 +200,13 @@ pub struct RuntimeSample {
     /// Task poll durations from the poll hooks (needs `tokio_unstable` and
     /// `lagscope::PollHooks` installed on this runtime's builder).
     pub poll: Option<PollStats>,
+    /// Every task's scheduling delay (made runnable → polled) over the
+    /// interval, from tokio's own histogram (needs `tokio_unstable` and
+    /// `Builder::enable_metrics_schedule_latency_histogram()`): the lag of all
+    /// tasks, not only the probe's. Quantiles are bucket upper bounds (the
+    /// lower bound for the last, open bucket); `probes` counts the polls.
+    #[serde(default)]
+    pub schedule_latency: Option<LagStats>,
 }
 
 /// Scheduling-delay statistics of the lag probe over one interval, in microseconds.
@@ -229,6 +236,68 @@ pub struct LagStats {
 }
 
 impl LagStats {
+    /// Statistics of a bucketed histogram: `counts[i]` delays fell in bucket
+    /// `bounds[i] = (start_us, end_us)`, `end_us` `None` for an open last
+    /// bucket. Quantiles and max are bucket upper bounds (the start of an open
+    /// bucket), min the first bucket's start, mean from bucket midpoints.
+    /// `None` when no delay was counted.
+    ///
+    /// ```
+    /// let bounds = [(0, Some(100)), (100, Some(200)), (200, None)];
+    /// let lag = lagscope_wire::LagStats::from_buckets(&[90, 9, 1], &bounds).unwrap();
+    /// assert_eq!((lag.probes, lag.p50_us, lag.p99_us, lag.max_us), (100, 100, 200, 200));
+    /// assert_eq!(lagscope_wire::LagStats::from_buckets(&[0, 0, 0], &bounds), None);
+    /// ```
+    pub fn from_buckets(counts: &[u64], bounds: &[(u64, Option<u64>)]) -> Option<LagStats> {
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let upper = |i: usize| {
+            bounds
+                .get(i)
+                .map_or(0, |&(start, end)| end.unwrap_or(start))
+        };
+        let quantile = |q: f64| {
+            let target = ((q * total as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (i, &c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= target {
+                    return upper(i);
+                }
+            }
+            upper(counts.len().saturating_sub(1))
+        };
+        let nonempty = || {
+            counts
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(i, _)| i)
+        };
+        let first = nonempty().next().unwrap_or(0);
+        let last = nonempty().next_back().unwrap_or(0);
+        let weighted: f64 = counts
+            .iter()
+            .zip(bounds)
+            .map(|(&c, &(start, end))| {
+                c as f64 * end.map_or(start as f64, |e| (start + e) as f64 / 2.0)
+            })
+            .sum();
+        Some(LagStats {
+            probes: total,
+            pending_us: None,
+            min_us: bounds.get(first).map_or(0, |b| b.0),
+            mean_us: (weighted / total as f64).round() as u64,
+            p50_us: quantile(0.5),
+            p90_us: quantile(0.9),
+            p99_us: quantile(0.99),
+            p999_us: quantile(0.999),
+            max_us: upper(last),
+        })
+    }
+
     /// The distribution as (number of probes, delay in µs) at p50, p90, p99
     /// and max — half the probes at p50, 40 % at p90, 9 % at p99 and at least
     /// one at max — for filling a histogram whose buckets then hold the
@@ -401,6 +470,17 @@ impl Sample {
                 idle_blocking_threads: Some(1),
                 blocking_queue_depth: Some(0),
                 poll: None,
+                schedule_latency: Some(LagStats {
+                    probes: 5000,
+                    pending_us: None,
+                    min_us: 0,
+                    mean_us: 60,
+                    p50_us: 50 + seq % 5,
+                    p90_us: 100,
+                    p99_us: 400,
+                    p999_us: 800,
+                    max_us: 1600,
+                }),
             }],
             memory: MemorySample {
                 heap_live_bytes: Some(20 << 20),

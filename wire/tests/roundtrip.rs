@@ -54,9 +54,10 @@ fn runtime() -> impl Strategy<Value = RuntimeSample> {
         prop::collection::vec(worker(), 0..4),
         prop::array::uniform3(any::<Option<u32>>()),
         prop::option::of(prop::array::uniform6(any::<u64>())),
+        prop::option::of(lag()),
     )
         .prop_map(
-            |(name, lag, n, busy_ratio, worker, b, poll)| RuntimeSample {
+            |(name, lag, n, busy_ratio, worker, b, poll, schedule_latency)| RuntimeSample {
                 name,
                 lag,
                 workers: n[0] as usize,
@@ -75,6 +76,7 @@ fn runtime() -> impl Strategy<Value = RuntimeSample> {
                     p99_us: p[4],
                     max_us: p[5],
                 }),
+                schedule_latency,
             },
         )
 }

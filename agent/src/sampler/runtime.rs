@@ -32,6 +32,10 @@ pub(crate) struct RuntimeSampler {
     hooks: Option<PollHooks>,
     #[cfg(tokio_unstable)]
     previous_slots: Vec<(std::thread::ThreadId, crate::sampler::poll::SlotTotals)>,
+    /// tokio's schedule-latency bucket counts summed over workers, when the
+    /// runtime was built with the histogram.
+    #[cfg(tokio_unstable)]
+    previous_schedule: Vec<u64>,
 }
 
 impl RuntimeSampler {
@@ -49,6 +53,8 @@ impl RuntimeSampler {
             hooks: None,
             #[cfg(tokio_unstable)]
             previous_slots: Vec::new(),
+            #[cfg(tokio_unstable)]
+            previous_schedule: schedule_buckets(handle.metrics()),
         }
     }
 
@@ -113,6 +119,7 @@ impl RuntimeSampler {
             idle_blocking_threads: None,
             blocking_queue_depth: None,
             poll: None,
+            schedule_latency: None,
         };
         #[cfg(tokio_unstable)]
         {
@@ -122,6 +129,7 @@ impl RuntimeSampler {
             if let Some(hooks) = &self.hooks {
                 sample.poll = Some(self.poll_stats(hooks.clone(), &mut sample.worker));
             }
+            sample.schedule_latency = self.schedule_latency();
         }
         self.previous_at = now;
         sample
@@ -151,6 +159,47 @@ impl RuntimeSampler {
         self.previous_slots = current;
         stats
     }
+}
+
+#[cfg(tokio_unstable)]
+impl RuntimeSampler {
+    /// Every task's scheduling delay over the interval, from tokio's
+    /// histogram (bucket deltas since the previous sample).
+    fn schedule_latency(&mut self) -> Option<crate::sample::LagStats> {
+        let current = schedule_buckets(self.metrics.clone());
+        let delta: Vec<u64> = current
+            .iter()
+            .zip(self.previous_schedule.iter().chain(std::iter::repeat(&0)))
+            .map(|(c, p)| c.saturating_sub(*p))
+            .collect();
+        self.previous_schedule = current;
+        let bounds: Vec<(u64, Option<u64>)> = (0..delta.len())
+            .map(|b| {
+                let r = self.metrics.schedule_latency_histogram_bucket_range(b);
+                let start = r.start.as_micros() as u64;
+                // The last bucket is open-ended (its end is "forever").
+                let end = (r.end < Duration::from_secs(3600)).then_some(r.end.as_micros() as u64);
+                (start, end)
+            })
+            .collect();
+        crate::sample::LagStats::from_buckets(&delta, &bounds)
+    }
+}
+
+/// tokio's schedule-latency bucket counts summed over workers; empty when
+/// the runtime was built without the histogram.
+#[cfg(tokio_unstable)]
+fn schedule_buckets(m: RuntimeMetrics) -> Vec<u64> {
+    if !m.schedule_latency_histogram_enabled() {
+        return Vec::new();
+    }
+    (0..m.schedule_latency_histogram_num_buckets())
+        .map(|b| {
+            (0..m.num_workers())
+                .map(|w| m.schedule_latency_histogram_bucket_count(w, b))
+                .sum()
+        })
+        .collect()
 }
 
 fn read_worker(m: &RuntimeMetrics, w: usize) -> WorkerTotals {
@@ -208,5 +257,43 @@ mod tests {
         assert_eq!(s.blocking_threads.is_some(), cfg!(tokio_unstable));
         assert_eq!(s.worker[0].polls.is_some(), cfg!(tokio_unstable));
         assert_eq!(s.poll, None, "no hooks installed");
+        assert_eq!(s.schedule_latency, None, "no histogram enabled");
+    }
+
+    #[cfg(tokio_unstable)]
+    #[test]
+    fn tokio_schedule_latency_histogram_gives_every_tasks_delay() {
+        let rt =
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_metrics_schedule_latency_histogram()
+                .metrics_schedule_latency_histogram_configuration(
+                    tokio::runtime::HistogramConfiguration::log(
+                        tokio::runtime::LogHistogram::default(),
+                    ),
+                )
+                .build()
+                .expect("runtime");
+        let mut sampler = RuntimeSampler::new("main".into(), rt.handle(), Instant::now());
+        // 200 tasks queued behind one that holds the only worker for 20 ms:
+        // most wait about that long before their first poll.
+        rt.block_on(async {
+            let blocker = tokio::spawn(async { std::thread::sleep(Duration::from_millis(20)) });
+            let tasks: Vec<_> = (0..200).map(|_| tokio::spawn(async {})).collect();
+            blocker.await.expect("blocker");
+            for t in tasks {
+                t.await.expect("task");
+            }
+        });
+        let s = sampler.sample(Instant::now());
+        let lat = s.schedule_latency.expect("histogram enabled");
+        assert!(lat.probes >= 200, "{lat:?}");
+        assert!(lat.max_us >= 10_000, "{lat:?}");
+        assert!(
+            lat.p50_us <= lat.p99_us && lat.p99_us <= lat.max_us,
+            "{lat:?}"
+        );
+        // Nothing ran since: the next interval is empty.
+        assert_eq!(sampler.sample(Instant::now()).schedule_latency, None);
     }
 }
