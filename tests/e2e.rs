@@ -405,6 +405,57 @@ fn an_unreachable_collector_never_stops_the_service() {
     drop(svc);
 }
 
+#[test]
+fn invalid_environment_values_are_warned_about_and_the_service_keeps_running() {
+    let collector = Collector::start(&[]);
+    let bad = [
+        ("LAGSCOPE_SAMPLE_INTERVAL", "abc"),
+        ("LAGSCOPE_PROFILE_HZ", "100000"),
+        ("LAGSCOPE_BUFFER_CAPACITY", "0"),
+        ("LAGSCOPE_STALL_THRESHOLD", "soon"),
+    ];
+    let svc = fixture("healthy", "e2e-badenv", &collector.grpc_url(), &bad);
+    let inst = collector.wait_for("e2e-badenv", 3, Duration::from_secs(20));
+    for (var, _) in bad {
+        assert!(
+            inst.config_warnings.iter().any(|w| w.contains(var)),
+            "{var} not in {:?}",
+            inst.config_warnings
+        );
+    }
+    // The defaults stand in: one sample a second, not the fixture's 200 ms.
+    let interval = inst.latest.as_ref().map(|s| s.interval_us).unwrap_or(0);
+    assert!((800_000..1_300_000).contains(&interval), "{interval} µs");
+    drop(collector);
+    let stderr = svc.stop_and_read_stderr();
+    for (var, _) in bad {
+        assert_eq!(stderr.matches(var).count(), 1, "{var} once in {stderr}");
+    }
+
+    // A collector URL that is not one: the service runs without exporting.
+    let port = free_port();
+    let svc = Command::new(LAGSCOPE)
+        .args(["fixture", "healthy", "--port", &port.to_string()])
+        .env("LAGSCOPE_COLLECTOR", "not-a-url")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(|child| Proc { child })
+        .expect("fixture starts");
+    let served = wait_until(Duration::from_secs(10), || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        body.starts_with("HTTP/1.1 200").then_some(())
+    });
+    assert!(served.is_some(), "the service answers");
+    let stderr = svc.stop_and_read_stderr();
+    assert!(stderr.contains("LAGSCOPE_COLLECTOR"), "{stderr}");
+}
+
 fn hello(service: &str, instance: &str) -> AgentMessage {
     AgentMessage {
         msg: Some(agent_message::Msg::Hello(pb::Hello {
@@ -416,6 +467,7 @@ fn hello(service: &str, instance: &str) -> AgentMessage {
             agent_version: "test".into(),
             runtimes: vec![],
             capabilities: vec![],
+            config_warnings: vec![],
             sample_interval_us: 1_000_000,
         })),
     }

@@ -31,6 +31,19 @@ impl Proc {
         self.child.id()
     }
 
+    /// Kills the process and returns what it wrote to stderr (if piped).
+    pub fn stop_and_read_stderr(mut self) -> String {
+        use std::io::Read;
+        let stderr = self.child.stderr.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    }
+
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.pid().to_string()])

@@ -89,7 +89,7 @@ impl std::fmt::Debug for AgentHandle {
 }
 
 impl AgentHandle {
-    pub(crate) fn start(builder: Builder) -> Result<Self, Error> {
+    pub(crate) fn start(builder: Builder, config_warnings: Vec<String>) -> Result<Self, Error> {
         let service = builder.service.clone().unwrap_or_else(default_service);
         let instance = builder.instance.clone().unwrap_or_else(default_instance);
         let now = Instant::now();
@@ -195,6 +195,7 @@ impl AgentHandle {
                 instance: instance.clone(),
                 runtimes: runtime_shapes,
                 capabilities,
+                config_warnings,
             },
             queue: Arc::new(BoundedQueue::new(builder.buffer_capacity)),
             sample_interval_us: sample_interval_us.clone(),

@@ -42,6 +42,10 @@ pub const DEFAULT_BUFFER_CAPACITY: usize = 300;
 // Name of the runtime passed to [`Builder::start`], from the metric table.
 pub use lagscope_wire::metric::MAIN_RUNTIME;
 
+/// Most samples [`Builder::buffer_capacity`] accepts (a day at 1 Hz; a few
+/// hundred MiB at worst), so a typo cannot reserve unbounded memory.
+pub const MAX_BUFFER_CAPACITY: usize = 86_400;
+
 pub(crate) const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 pub(crate) const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(3600);
 const MIN_LAG_PROBE_INTERVAL: Duration = Duration::from_micros(100);
@@ -272,111 +276,85 @@ impl Builder {
     /// [`runtime`](Self::runtime)). Works from inside or outside a runtime: the
     /// agent runs on its own OS threads, and only a tiny probe task is ever
     /// spawned on the watched runtimes.
+    ///
+    /// Options set in code that cannot be used are a typed [`Error`]. A
+    /// `LAGSCOPE_*` variable that cannot be used is the operator's, not the
+    /// program's: it is ignored (the value from code, or the default, stays),
+    /// said once on stderr, and sent to the collector with the agent's hello
+    /// so the dashboard shows it — a service never fails to start over one.
     pub fn start(mut self, handle: Handle) -> Result<AgentHandle, Error> {
         self.runtimes.insert(0, (MAIN_RUNTIME.to_string(), handle));
-        self.apply_env(|var| std::env::var(var).ok())?;
         self.validate()?;
-        AgentHandle::start(self)
+        let warnings = self.apply_env(|var| std::env::var(var).ok());
+        for w in &warnings {
+            eprintln!("lagscope: {w}");
+        }
+        AgentHandle::start(self, warnings)
     }
 
-    /// Overrides options from `LAGSCOPE_*` variables read through `get`.
-    pub(crate) fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
-        if let Some(v) = get("LAGSCOPE_SERVICE") {
-            self.service = Some(non_empty("LAGSCOPE_SERVICE", v)?);
-        }
-        if let Some(v) = get("LAGSCOPE_INSTANCE") {
-            self.instance = Some(non_empty("LAGSCOPE_INSTANCE", v)?);
-        }
-        if let Some(v) = get("LAGSCOPE_SAMPLE_INTERVAL") {
-            self.sample_interval = env_duration("LAGSCOPE_SAMPLE_INTERVAL", v)?;
-        }
-        if let Some(v) = get("LAGSCOPE_LAG_PROBE_INTERVAL") {
-            self.lag_probe_interval = env_duration("LAGSCOPE_LAG_PROBE_INTERVAL", v)?;
-        }
-        if let Some(v) = get("LAGSCOPE_BUFFER_CAPACITY") {
-            self.buffer_capacity = v.trim().parse().map_err(|_| Error::InvalidEnv {
-                var: "LAGSCOPE_BUFFER_CAPACITY",
-                value: v.clone(),
-                reason: "expected a whole number of samples, e.g. 300".into(),
-            })?;
-        }
-        if let Some(v) = get("LAGSCOPE_FILE") {
-            self.file = Some(PathBuf::from(non_empty("LAGSCOPE_FILE", v)?));
-        }
-        if let Some(v) = get("LAGSCOPE_COLLECTOR") {
-            self.collector = Some(non_empty("LAGSCOPE_COLLECTOR", v)?);
-        }
-        if let Some(v) = get("LAGSCOPE_TOKEN") {
-            self.token = Some(non_empty("LAGSCOPE_TOKEN", v)?);
-        }
-        if let Some(v) = get("LAGSCOPE_STALL_THRESHOLD") {
-            #[cfg(target_os = "linux")]
-            {
-                self.stall_threshold = if v.trim() == "0" {
-                    Duration::ZERO
-                } else {
-                    env_duration("LAGSCOPE_STALL_THRESHOLD", v)?
+    /// Overrides options from `LAGSCOPE_*` variables read through `get`. A
+    /// value that does not parse, or that would make the configuration
+    /// invalid, is left out; the returned warnings say which and why.
+    pub(crate) fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (var, set) in ENV {
+            let Some(value) = get(var) else { continue };
+            let before = self.env_snapshot();
+            let outcome = set(self, &value).and_then(|()| self.validate());
+            if let Err(e) = outcome {
+                self.env_restore(before);
+                let reason = match e {
+                    Error::InvalidEnv { reason, .. } => reason,
+                    other => other.to_string(),
                 };
+                warnings.push(format!(
+                    "ignoring {var}={value:?}: {reason}; keeping the value from code or the default"
+                ));
             }
-            #[cfg(not(target_os = "linux"))]
-            return Err(Error::InvalidEnv {
-                var: "LAGSCOPE_STALL_THRESHOLD",
-                value: v,
-                reason: "the stall watchdog needs Linux; unset it".into(),
-            });
         }
-        if let Some(v) = get("LAGSCOPE_PROFILE_HZ") {
-            let hz = v.trim().parse::<u32>().map_err(|_| Error::InvalidEnv {
-                var: "LAGSCOPE_PROFILE_HZ",
-                value: v.clone(),
-                reason: "expected a whole number of samples per second (0 for off)".into(),
-            })?;
+        warnings
+    }
+
+    /// The options the environment can change, to put back after a bad value.
+    fn env_snapshot(&self) -> EnvSnapshot {
+        EnvSnapshot {
+            service: self.service.clone(),
+            instance: self.instance.clone(),
+            sample_interval: self.sample_interval,
+            lag_probe_interval: self.lag_probe_interval,
+            buffer_capacity: self.buffer_capacity,
+            file: self.file.clone(),
+            collector: self.collector.clone(),
+            token: self.token.clone(),
+            ca_file: self.ca_file.clone(),
             #[cfg(target_os = "linux")]
-            {
-                self.profile_hz = hz;
-            }
-            #[cfg(not(target_os = "linux"))]
-            if hz != 0 {
-                return Err(Error::InvalidEnv {
-                    var: "LAGSCOPE_PROFILE_HZ",
-                    value: v,
-                    reason: "the profiler needs Linux; set 0 or unset it".into(),
-                });
-            }
-        }
-        if let Some(v) = get("LAGSCOPE_OTEL") {
-            let protocol = match v.trim() {
-                "off" | "" => None,
-                "http" | "http/protobuf" => Some("http"),
-                "grpc" => Some("grpc"),
-                _ => {
-                    return Err(Error::InvalidEnv {
-                        var: "LAGSCOPE_OTEL",
-                        value: v,
-                        reason: "expected http, grpc or off".into(),
-                    })
-                }
-            };
+            stall_threshold: self.stall_threshold,
+            #[cfg(target_os = "linux")]
+            profile_hz: self.profile_hz,
             #[cfg(feature = "otel")]
-            {
-                self.otel = protocol.map(|p| match p {
-                    "grpc" => crate::OtelProtocol::Grpc,
-                    _ => crate::OtelProtocol::HttpProtobuf,
-                });
-            }
-            #[cfg(not(feature = "otel"))]
-            if protocol.is_some() {
-                return Err(Error::InvalidEnv {
-                    var: "LAGSCOPE_OTEL",
-                    value: v,
-                    reason: "this build has no OTLP export (cargo feature `otel`); unset it".into(),
-                });
-            }
+            otel: self.otel,
         }
-        if let Some(v) = get("LAGSCOPE_CA_FILE") {
-            self.ca_file = Some(PathBuf::from(non_empty("LAGSCOPE_CA_FILE", v)?));
+    }
+
+    fn env_restore(&mut self, s: EnvSnapshot) {
+        self.service = s.service;
+        self.instance = s.instance;
+        self.sample_interval = s.sample_interval;
+        self.lag_probe_interval = s.lag_probe_interval;
+        self.buffer_capacity = s.buffer_capacity;
+        self.file = s.file;
+        self.collector = s.collector;
+        self.token = s.token;
+        self.ca_file = s.ca_file;
+        #[cfg(target_os = "linux")]
+        {
+            self.stall_threshold = s.stall_threshold;
+            self.profile_hz = s.profile_hz;
         }
-        Ok(())
+        #[cfg(feature = "otel")]
+        {
+            self.otel = s.otel;
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
@@ -415,17 +393,22 @@ impl Builder {
                 ),
             });
         }
-        if self.buffer_capacity == 0 {
+        if !(1..=MAX_BUFFER_CAPACITY).contains(&self.buffer_capacity) {
             return Err(Error::InvalidConfig {
                 option: "buffer_capacity",
-                reason: "must hold at least one sample".into(),
+                reason: format!(
+                    "{} is outside 1..={MAX_BUFFER_CAPACITY} samples",
+                    self.buffer_capacity
+                ),
             });
         }
         if let Some(url) = &self.collector {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            if !is_collector_url(url) {
                 return Err(Error::InvalidConfig {
                     option: "collector",
-                    reason: format!("{url:?} must be a URL such as http://127.0.0.1:6670"),
+                    reason: format!(
+                        "{url:?} must be a URL with a host, such as http://127.0.0.1:6670"
+                    ),
                 });
             }
         }
@@ -452,23 +435,194 @@ impl Builder {
     }
 }
 
-fn non_empty(var: &'static str, value: String) -> Result<String, Error> {
-    if value.trim().is_empty() {
-        return Err(Error::InvalidEnv {
-            var,
-            value,
-            reason: "must not be empty (unset it to use the default)".into(),
-        });
-    }
-    Ok(value)
+/// What `apply_env` saves before trying a variable.
+struct EnvSnapshot {
+    service: Option<String>,
+    instance: Option<String>,
+    sample_interval: Duration,
+    lag_probe_interval: Duration,
+    buffer_capacity: usize,
+    file: Option<PathBuf>,
+    collector: Option<String>,
+    token: Option<String>,
+    ca_file: Option<PathBuf>,
+    #[cfg(target_os = "linux")]
+    stall_threshold: Duration,
+    #[cfg(target_os = "linux")]
+    profile_hz: u32,
+    #[cfg(feature = "otel")]
+    otel: Option<crate::export::otel::OtelProtocol>,
 }
 
-fn env_duration(var: &'static str, value: String) -> Result<Duration, Error> {
-    lagscope_wire::duration::parse(&value).ok_or_else(|| Error::InvalidEnv {
+type EnvSetter = fn(&mut Builder, &str) -> Result<(), Error>;
+
+/// Every `LAGSCOPE_*` variable and how it sets its option.
+const ENV: &[(&str, EnvSetter)] = &[
+    ("LAGSCOPE_SERVICE", |b, v| {
+        b.service = Some(non_empty("LAGSCOPE_SERVICE", v)?);
+        Ok(())
+    }),
+    ("LAGSCOPE_INSTANCE", |b, v| {
+        b.instance = Some(non_empty("LAGSCOPE_INSTANCE", v)?);
+        Ok(())
+    }),
+    ("LAGSCOPE_SAMPLE_INTERVAL", |b, v| {
+        b.sample_interval = env_duration("LAGSCOPE_SAMPLE_INTERVAL", v)?;
+        Ok(())
+    }),
+    ("LAGSCOPE_LAG_PROBE_INTERVAL", |b, v| {
+        b.lag_probe_interval = env_duration("LAGSCOPE_LAG_PROBE_INTERVAL", v)?;
+        Ok(())
+    }),
+    ("LAGSCOPE_BUFFER_CAPACITY", |b, v| {
+        b.buffer_capacity = v.trim().parse().map_err(|_| Error::InvalidEnv {
+            var: "LAGSCOPE_BUFFER_CAPACITY",
+            value: v.into(),
+            reason: format!("expected a whole number of samples, 1 to {MAX_BUFFER_CAPACITY}"),
+        })?;
+        Ok(())
+    }),
+    ("LAGSCOPE_FILE", |b, v| {
+        b.file = Some(PathBuf::from(non_empty("LAGSCOPE_FILE", v)?));
+        Ok(())
+    }),
+    ("LAGSCOPE_COLLECTOR", |b, v| {
+        b.collector = Some(non_empty("LAGSCOPE_COLLECTOR", v)?);
+        Ok(())
+    }),
+    ("LAGSCOPE_TOKEN", |b, v| {
+        b.token = Some(non_empty("LAGSCOPE_TOKEN", v)?);
+        Ok(())
+    }),
+    ("LAGSCOPE_CA_FILE", |b, v| {
+        b.ca_file = Some(PathBuf::from(non_empty("LAGSCOPE_CA_FILE", v)?));
+        Ok(())
+    }),
+    ("LAGSCOPE_STALL_THRESHOLD", |b, v| {
+        #[cfg(target_os = "linux")]
+        {
+            b.stall_threshold = if v.trim() == "0" {
+                Duration::ZERO
+            } else {
+                env_duration("LAGSCOPE_STALL_THRESHOLD", v)?
+            };
+            Ok(())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = b;
+            Err(invalid(
+                "LAGSCOPE_STALL_THRESHOLD",
+                v,
+                "the stall watchdog needs Linux",
+            ))
+        }
+    }),
+    ("LAGSCOPE_PROFILE_HZ", |b, v| {
+        let hz = v.trim().parse::<u32>().map_err(|_| {
+            invalid(
+                "LAGSCOPE_PROFILE_HZ",
+                v,
+                "expected a whole number of samples per second (0 for off)",
+            )
+        })?;
+        #[cfg(target_os = "linux")]
+        {
+            b.profile_hz = hz;
+            Ok(())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = b;
+            match hz {
+                0 => Ok(()),
+                _ => Err(invalid(
+                    "LAGSCOPE_PROFILE_HZ",
+                    v,
+                    "the profiler needs Linux",
+                )),
+            }
+        }
+    }),
+    ("LAGSCOPE_OTEL", |b, v| {
+        let protocol = match v.trim() {
+            "off" | "" => None,
+            "http" | "http/protobuf" => Some("http"),
+            "grpc" => Some("grpc"),
+            _ => return Err(invalid("LAGSCOPE_OTEL", v, "expected http, grpc or off")),
+        };
+        #[cfg(feature = "otel")]
+        {
+            b.otel = protocol.map(|p| match p {
+                "grpc" => crate::OtelProtocol::Grpc,
+                _ => crate::OtelProtocol::HttpProtobuf,
+            });
+            Ok(())
+        }
+        #[cfg(not(feature = "otel"))]
+        {
+            let _ = b;
+            match protocol {
+                None => Ok(()),
+                Some(_) => Err(invalid(
+                    "LAGSCOPE_OTEL",
+                    v,
+                    "this build has no OTLP export (cargo feature `otel`)",
+                )),
+            }
+        }
+    }),
+];
+
+fn invalid(var: &'static str, value: &str, reason: &str) -> Error {
+    Error::InvalidEnv {
         var,
-        value,
-        reason: "expected a duration such as 500us, 10ms, 1s or 2m".into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+fn non_empty(var: &'static str, value: &str) -> Result<String, Error> {
+    if value.trim().is_empty() {
+        return Err(invalid(var, value, "must not be empty"));
+    }
+    Ok(value.to_string())
+}
+
+fn env_duration(var: &'static str, value: &str) -> Result<Duration, Error> {
+    lagscope_wire::duration::parse(value).ok_or_else(|| {
+        invalid(
+            var,
+            value,
+            "expected a duration such as 500us, 10ms, 1s or 2m",
+        )
     })
+}
+
+/// `http://host[:port][/]` or `https://…`, with a host and, if given, a
+/// numeric port.
+fn is_collector_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return false,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    !host.is_empty()
+        && !host.contains(|c: char| c.is_whitespace() || c == '@')
+        && port.is_none_or(|p| p.parse::<u16>().is_ok())
 }
 
 #[cfg(test)]
@@ -488,35 +642,72 @@ mod tests {
         let mut b = Builder::default()
             .service("from-code")
             .sample_interval(Duration::from_secs(5));
-        b.apply_env(env(&[
+        let warnings = b.apply_env(env(&[
             ("LAGSCOPE_SERVICE", "from-env"),
             ("LAGSCOPE_SAMPLE_INTERVAL", "200ms"),
             ("LAGSCOPE_BUFFER_CAPACITY", "7"),
-        ]))
-        .expect("valid env");
+        ]));
+        assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(b.service.as_deref(), Some("from-env"));
         assert_eq!(b.sample_interval, Duration::from_millis(200));
         assert_eq!(b.buffer_capacity, 7);
     }
 
     #[test]
-    fn invalid_environment_values_are_typed_errors() {
+    fn invalid_environment_values_are_ignored_with_a_warning_naming_the_variable() {
+        for (var, value) in [
+            ("LAGSCOPE_SAMPLE_INTERVAL", "abc"),
+            ("LAGSCOPE_PROFILE_HZ", "100000"),
+            ("LAGSCOPE_BUFFER_CAPACITY", "0"),
+            ("LAGSCOPE_BUFFER_CAPACITY", "99999999999999"),
+            ("LAGSCOPE_COLLECTOR", "not-a-url"),
+            ("LAGSCOPE_COLLECTOR", "http://"),
+            ("LAGSCOPE_TOKEN", " "),
+            ("LAGSCOPE_LAG_PROBE_INTERVAL", "5s"),
+        ] {
+            let mut b = Builder::default().sample_interval(Duration::from_millis(500));
+            let warnings = b.apply_env(env(&[(var, value)]));
+            assert_eq!(warnings.len(), 1, "{var}={value}: {warnings:?}");
+            assert!(warnings[0].contains(var), "{}", warnings[0]);
+            b.validate().expect("the configuration stays valid");
+            assert_eq!(b.sample_interval, Duration::from_millis(500), "{var}");
+            assert_eq!(b.buffer_capacity, DEFAULT_BUFFER_CAPACITY, "{var}");
+            assert_eq!(b.collector, None, "{var}");
+        }
+    }
+
+    #[test]
+    fn a_bad_variable_does_not_stop_the_good_ones() {
         let mut b = Builder::default();
-        let err = b
-            .apply_env(env(&[("LAGSCOPE_SAMPLE_INTERVAL", "fast")]))
-            .expect_err("invalid");
-        assert!(matches!(
-            err,
-            Error::InvalidEnv {
-                var: "LAGSCOPE_SAMPLE_INTERVAL",
-                ..
-            }
-        ));
-        assert!(err.to_string().contains("10ms"), "{err}");
-        let err = b
-            .apply_env(env(&[("LAGSCOPE_BUFFER_CAPACITY", "-1")]))
-            .expect_err("invalid");
-        assert!(matches!(err, Error::InvalidEnv { .. }));
+        let warnings = b.apply_env(env(&[
+            ("LAGSCOPE_SAMPLE_INTERVAL", "fast"),
+            ("LAGSCOPE_SERVICE", "from-env"),
+        ]));
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(b.service.as_deref(), Some("from-env"));
+        assert_eq!(b.sample_interval, DEFAULT_SAMPLE_INTERVAL);
+    }
+
+    #[test]
+    fn collector_urls_need_a_scheme_and_a_host() {
+        for ok in [
+            "http://127.0.0.1:6670",
+            "https://collector.example:443/",
+            "http://[::1]:6670",
+            "http://collector",
+        ] {
+            assert!(is_collector_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://",
+            "127.0.0.1:6670",
+            "http://:6670",
+            "http://host:port",
+            "http://[::1",
+            "ftp://x",
+        ] {
+            assert!(!is_collector_url(bad), "{bad}");
+        }
     }
 
     #[test]
@@ -540,6 +731,8 @@ mod tests {
             })
         ));
         let b = Builder::default().buffer_capacity(0);
+        assert!(b.validate().is_err());
+        let b = Builder::default().buffer_capacity(MAX_BUFFER_CAPACITY + 1);
         assert!(b.validate().is_err());
         let b = Builder::default().collector("127.0.0.1:6670");
         assert!(matches!(

@@ -129,6 +129,7 @@ impl collector_server::Collector for Ingest {
             host: hello.host.clone(),
             agent_version: hello.agent_version.clone(),
             capabilities: hello.capabilities.clone(),
+            config_warnings: hello.config_warnings.clone(),
         };
         let (service, instance) = (hello.service, hello.instance);
         self.shared

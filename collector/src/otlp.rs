@@ -48,6 +48,7 @@ pub fn ingest(shared: &Shared, request: &ExportMetricsServiceRequest) -> Result<
             host: m.host.clone(),
             agent_version: format!("otlp ({})", m.runtime),
             capabilities: vec!["otlp".into(), m.runtime.clone()],
+            config_warnings: Vec::new(),
         };
         let last = store
             .connect(&service, &instance, info, now)

@@ -58,6 +58,8 @@ pub struct AgentInfo {
     pub agent_version: String,
     /// What the agent's build can measure.
     pub capabilities: Vec<String>,
+    /// Settings the agent ignored, and why.
+    pub config_warnings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -397,6 +399,7 @@ impl Store {
                         host: inst.info.host.clone(),
                         agent_version: inst.info.agent_version.clone(),
                         capabilities: inst.info.capabilities.clone(),
+                        config_warnings: inst.info.config_warnings.clone(),
                         last_sample_ms: inst.latest.as_ref().map(|s| s.timestamp_ms),
                         samples: inst.samples,
                         dropped_samples: inst.latest.as_ref().map_or(0, |s| s.dropped_samples),

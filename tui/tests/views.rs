@@ -40,6 +40,7 @@ fn instance(
         host: "web-1".into(),
         agent_version: "0.1.0".into(),
         capabilities: vec!["tokio_unstable".into(), "heap".into()],
+        config_warnings: vec![],
         last_sample_ms: Some(T0),
         samples: 60,
         dropped_samples: 0,
@@ -308,6 +309,24 @@ fn collector_down_keeps_last_data_and_says_so() {
     );
     let screen = render(&app, 80, 24);
     assert!(screen.contains("checkout"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn an_ignored_agent_setting_is_shown_on_the_instance() {
+    let mut app = App::new("http://127.0.0.1:6671", Theme::new(false));
+    let mut s = services();
+    s.services[0].instances[0].config_warnings = vec![
+        "ignoring LAGSCOPE_SAMPLE_INTERVAL=\"abc\": expected a duration such as 500us, 10ms, 1s or 2m; keeping the value from code or the default".into(),
+    ];
+    apply(&mut app, Event::Services(Ok(s)));
+    apply(&mut app, Event::Series(series()));
+    app.zoom = 0;
+    let screen = render(&app, 160, 40);
+    assert!(
+        screen.contains("agent config: ignoring LAGSCOPE_SAMPLE_INTERVAL"),
+        "{screen}"
+    );
     insta::assert_snapshot!(screen);
 }
 

@@ -56,6 +56,9 @@ pub struct InstanceSummary {
     pub agent_version: String,
     /// What the agent's build can measure.
     pub capabilities: Vec<String>,
+    /// `LAGSCOPE_*` settings the agent ignored, and why.
+    #[serde(default)]
+    pub config_warnings: Vec<String>,
     /// Wall time of the latest sample, ms since the epoch.
     pub last_sample_ms: Option<u64>,
     /// Samples stored.

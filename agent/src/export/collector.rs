@@ -34,6 +34,8 @@ pub(crate) struct Identity {
     pub(crate) instance: String,
     pub(crate) runtimes: Vec<(String, usize)>,
     pub(crate) capabilities: Vec<String>,
+    /// `LAGSCOPE_*` values the agent ignored, said in the hello.
+    pub(crate) config_warnings: Vec<String>,
 }
 
 pub(crate) struct CollectorExporter {
@@ -244,6 +246,7 @@ impl CollectorExporter {
                     })
                     .collect(),
                 capabilities: id.capabilities.clone(),
+                config_warnings: id.config_warnings.clone(),
                 sample_interval_us: self.sample_interval_us.load(Relaxed),
             })),
         }

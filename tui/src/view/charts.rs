@@ -355,6 +355,18 @@ fn headline(app: &App, summary: Option<&InstanceSummary>) -> Vec<Line<'static>> 
         ));
     }
     let mut lines = vec![Line::from(first), Line::from(second)];
+    // Settings the agent ignored: the operator should know their change did
+    // not take.
+    if let Some(w) = i.config_warnings.first() {
+        let more = match i.config_warnings.len() {
+            1 => String::new(),
+            n => format!(" (+{} more)", n - 1),
+        };
+        lines.push(Line::from(Span::styled(
+            format!("agent config: {w}{more}"),
+            theme.warn(),
+        )));
+    }
     // The doctor's live verdict, when it has something to say.
     if let Some(d) = app.diagnosis.as_ref().and_then(|d| d.findings.first()) {
         if d.category != Category::None {
