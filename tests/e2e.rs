@@ -318,6 +318,51 @@ fn a_wrong_token_is_refused_clearly_on_both_sides() {
 }
 
 #[test]
+fn the_api_answers_odd_requests_clearly() {
+    let collector = Collector::start(&["--token", "s3cret"]);
+    let auth = "authorization: bearer s3cret";
+    // The scheme is case-insensitive.
+    let (status, _) = http_get(collector.http, "/api/v1/services", &[auth]);
+    assert_eq!(status, 200);
+    let (status, _) = http_get(
+        collector.http,
+        "/api/v1/services",
+        &["authorization: Bearer nope"],
+    );
+    assert_eq!(status, 401);
+    let series = "/api/v1/services/s/instances/i/series";
+    let (status, body) = http_get(collector.http, &format!("{series}?max_points=0"), &[auth]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("max_points"), "{body}");
+    let (status, body) = http_get(
+        collector.http,
+        &format!("{series}?from_ms=20&to_ms=10"),
+        &[auth],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("from_ms"), "{body}");
+    let long = format!("/api/v1/services?pad={}", "x".repeat(20_000));
+    let (status, body) = http_get(collector.http, &long, &[auth]);
+    assert_eq!(status, 414);
+    assert!(body.contains("at most"), "414 says why: {body:?}");
+
+    // A blank token is refused at start, not accepted.
+    let out = Command::new(LAGSCOPE)
+        .args([
+            "collector",
+            "--grpc",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .args(["--token", " "])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token"));
+}
+
+#[test]
 fn a_recording_survives_kill_9_and_replays_with_its_torn_tail_skipped() {
     let file = temp_path("rec.lsr");
     let collector = Collector::start(&["--record", file.to_str().expect("utf-8 path")]);

@@ -71,10 +71,14 @@ pub fn run(args: CollectorArgs) -> Result<()> {
         }),
         _ => None,
     };
+    if let Some(token) = &args.token {
+        lagscope_collector::auth::check_token(token)
+            .map_err(|e| anyhow::anyhow!("--token / LAGSCOPE_TOKEN: {e}"))?;
+    }
     let config = CollectorConfig {
         grpc_addr: args.grpc,
         http_addr: args.http,
-        token: args.token.filter(|t| !t.is_empty()),
+        token: args.token,
         insecure: args.insecure,
         record: args.record,
         store: StoreConfig {

@@ -81,6 +81,7 @@ impl Api {
         Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .merge(protected)
+            .layer(middleware::from_fn(refuse_long_uris))
             .fallback(|| async {
                 (
                     StatusCode::NOT_FOUND,
@@ -91,14 +92,30 @@ impl Api {
     }
 }
 
+/// Longest request target the API reads; every route fits in far less.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// 414 with a body that says what the limit is (hyper's own 414, for
+/// targets past its 64 KiB parser limit, has none).
+async fn refuse_long_uris(request: Request, next: Next) -> Response {
+    let len = request.uri().to_string().len();
+    if len > MAX_URI_BYTES {
+        return (
+            StatusCode::URI_TOO_LONG,
+            format!("the request target is {len} bytes; the API takes at most {MAX_URI_BYTES}\n"),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
 async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
     if let Some(token) = &api.shared.token {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+            .and_then(|v| v.to_str().ok());
+        if !crate::auth::bearer_matches(given, token) {
             return (
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong token: send Authorization: Bearer <token>\n",
@@ -184,6 +201,9 @@ async fn profile(State(api): State<Api>, Query(query): Query<HashMap<String, Str
         (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX)),
         (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
+    if let Err(e) = check_window(from, to) {
+        return (StatusCode::BAD_REQUEST, e).into_response();
+    }
     let instance = query.get("instance").map(String::as_str);
     let found = api.shared.store().profile(service, instance, from, to);
     match found {
@@ -338,6 +358,16 @@ async fn series(
             return (StatusCode::BAD_REQUEST, e).into_response()
         }
     };
+    if let Err(e) = check_window(from, to) {
+        return (StatusCode::BAD_REQUEST, e).into_response();
+    }
+    if max_points == Some(0) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "max_points must be at least 1 (leave it out for every point)\n",
+        )
+            .into_response();
+    }
     let names: Vec<String> = query
         .get("names")
         .map(|n| {
@@ -397,6 +427,16 @@ async fn set_sample_interval(
         )
             .into_response()
     }
+}
+
+/// A window must not end before it starts.
+fn check_window(from_ms: u64, to_ms: u64) -> Result<(), String> {
+    if from_ms > to_ms {
+        return Err(format!(
+            "from_ms ({from_ms}) is after to_ms ({to_ms}): the window would be empty\n"
+        ));
+    }
+    Ok(())
 }
 
 /// A whole-number query parameter, if given.

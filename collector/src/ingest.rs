@@ -83,9 +83,8 @@ impl collector_server::Collector for Ingest {
             let given = request
                 .metadata()
                 .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if given != Some(expected.as_str()) {
+                .and_then(|v| v.to_str().ok());
+            if !crate::auth::bearer_matches(given, expected) {
                 return Err(self.reject(Status::unauthenticated(
                     "missing or wrong token: start the agent with LAGSCOPE_TOKEN set to the collector's --token",
                 )));

@@ -3,6 +3,7 @@
 //! can record everything it stores to a file for later replay.
 
 pub mod api;
+pub mod auth;
 pub mod doctor;
 pub mod flame;
 pub mod ingest;

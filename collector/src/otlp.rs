@@ -127,11 +127,8 @@ fn check_token(
     metadata: &tonic::metadata::MetadataMap,
 ) -> Result<(), tonic::Status> {
     if let Some(token) = &shared.token {
-        let given = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        let given = metadata.get("authorization").and_then(|v| v.to_str().ok());
+        if !crate::auth::bearer_matches(given, token) {
             return Err(tonic::Status::unauthenticated(
                 "missing or wrong token: send authorization: Bearer <token> (OTEL_EXPORTER_OTLP_HEADERS)",
             ));
