@@ -713,6 +713,53 @@ fn a_stall_in_a_real_service_is_named_in_the_api_and_counted_in_metrics() {
 }
 
 #[test]
+fn simultaneous_profile_requests_share_one_profile_or_get_a_clear_409() {
+    let collector = Collector::start(&[]);
+    let _svc = fixture("cpu-in-async", "e2e-profiles", &collector.grpc_url(), &[]);
+    let inst = collector.wait_for("e2e-profiles", 1, Duration::from_secs(20));
+    let client = collector.client(None);
+    // Four alike (they share one profile) and two at another rate (they
+    // must wait for it), all at once.
+    let asks: Vec<u32> = vec![99, 99, 99, 99, 199, 199];
+    let started = Instant::now();
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = asks
+            .iter()
+            .enumerate()
+            .map(|(i, &hz)| {
+                let (client, instance) = (&client, &inst.instance);
+                scope.spawn(move || {
+                    // The first goes out alone so it is the one that starts.
+                    std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 100 }));
+                    let r = client.request_profile("e2e-profiles", instance, 1, hz);
+                    (hz, r, started.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("request thread"))
+            .collect()
+    });
+    let mut ok = 0;
+    for (hz, answer, took) in &answers {
+        assert!(*took <= Duration::from_secs(3), "{hz} Hz answered after {took:?}");
+        match answer {
+            Ok(p) => {
+                assert_eq!(p.hz, 99, "only the 99 Hz profile ran");
+                ok += 1;
+            }
+            Err(e) => {
+                let text = e.to_string();
+                assert!(*hz == 199 && text.contains("409"), "{text}");
+                assert!(text.contains("ends in") && text.contains("99 Hz"), "{text}");
+            }
+        }
+    }
+    assert_eq!(ok, 4, "{answers:?}");
+}
+
+#[test]
 fn profile_and_flamegraph_commands_write_svg_folded_and_pprof() {
     let collector = Collector::start(&[]);
     let _svc = fixture(

@@ -31,6 +31,7 @@ use axum::{Json, Router};
 
 use lagscope_wire::pb::{self, collector_message, CollectorMessage};
 
+use crate::profile_requests::{Claim, ANSWER_GRACE_MS};
 use crate::record::Recorder;
 use crate::shared::Shared;
 
@@ -288,28 +289,57 @@ async fn request_profile(
         )
             .into_response();
     };
-    let id = api.shared.next_request_id();
-    let command = CollectorMessage {
-        msg: Some(collector_message::Msg::StartProfile(pb::StartProfile {
-            request_id: id,
-            hz,
-            duration_ms: seconds * 1000,
-        })),
+    let claim = api.shared.claim_profile(&service, &instance, hz, seconds);
+    let running = match claim {
+        Claim::Start(r) => {
+            let command = CollectorMessage {
+                msg: Some(collector_message::Msg::StartProfile(pb::StartProfile {
+                    request_id: r.id,
+                    hz,
+                    duration_ms: seconds * 1000,
+                })),
+            };
+            if !api.shared.send_command(&service, &instance, command) {
+                api.shared.release_profile(&service, &instance, r.id);
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("{service}/{instance} is not connected\n"),
+                )
+                    .into_response();
+            }
+            r
+        }
+        Claim::Join(r) => r,
+        Claim::Busy(r) => {
+            let wait_s = r.ends_ms.saturating_sub(api.shared.now_ms()).div_ceil(1000);
+            return (
+                StatusCode::CONFLICT,
+                [(header::RETRY_AFTER, wait_s.max(1).to_string())],
+                format!(
+                    "{service}/{instance} is taking another profile ({} s at {} Hz) that ends in {wait_s} s; \
+                     retry then, or ask for at most {} s at {} Hz to share it\n",
+                    r.seconds, r.hz, r.seconds, r.hz
+                ),
+            )
+                .into_response();
+        }
     };
-    if !api.shared.send_command(&service, &instance, command) {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("{service}/{instance} is not connected\n"),
-        )
-            .into_response();
-    }
+    // The request that started the profile frees the instance when it ends,
+    // even if its client goes away mid-wait (the handler's future is dropped);
+    // those that joined leave the claim alone.
+    let _release = matches!(claim, Claim::Start(_)).then(|| ReleaseOnDrop {
+        shared: &api.shared,
+        service: &service,
+        instance: &instance,
+        id: running.id,
+    });
     // The agent answers with its next sample after the profile ends.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds + 15);
+    let deadline_ms = running.ends_ms + ANSWER_GRACE_MS;
     loop {
         let answer = api
             .shared
             .store()
-            .requested_profile(&service, &instance, id)
+            .requested_profile(&service, &instance, running.id)
             .cloned();
         if let Some(p) = answer {
             let stacks = p.stacks.iter().map(|s| (&s.frames[..], u64::from(s.count)));
@@ -321,18 +351,45 @@ async fn request_profile(
                 dropped: p.dropped,
                 folded: crate::flame::Folded::from_stacks(stacks),
             };
-            return Json(profile_response(service, vec![instance], merged)).into_response();
+            return Json(profile_response(
+                service.clone(),
+                vec![instance.clone()],
+                merged,
+            ))
+            .into_response();
         }
-        if tokio::time::Instant::now() >= deadline {
+        if api.shared.now_ms() >= deadline_ms {
+            let connected = api.shared.is_connected(&service, &instance);
+            let why = if connected {
+                "it is still connected; its samples may be delayed (see lagscope_collector metrics and the agent's dropped samples)"
+            } else {
+                "it disconnected"
+            };
             return (
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
-                    "{service}/{instance} did not send the profile in time (is its profiler on? see its stderr)\n"
+                    "{service}/{instance} did not send the profile within {} s of its end: {why}\n",
+                    ANSWER_GRACE_MS / 1000
                 ),
             )
                 .into_response();
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Frees an instance's profile claim when the request that made it ends.
+struct ReleaseOnDrop<'a> {
+    shared: &'a Shared,
+    service: &'a str,
+    instance: &'a str,
+    id: u64,
+}
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .release_profile(self.service, self.instance, self.id);
     }
 }
 

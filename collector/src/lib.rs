@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod flame;
 pub mod ingest;
 pub mod otlp;
+pub mod profile_requests;
 pub mod record;
 pub mod report;
 pub mod server;

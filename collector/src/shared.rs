@@ -9,6 +9,7 @@ use lagscope_wire::pb::CollectorMessage;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::profile_requests::{Claim, ProfileRequests};
 use crate::store::Store;
 
 /// The sending half of one agent's response stream.
@@ -28,6 +29,8 @@ pub struct Shared {
     next_session: AtomicU64,
     next_request: AtomicU64,
     forwarder: std::sync::OnceLock<std::sync::Arc<crate::otlp::forward::Forwarder>>,
+    /// On-demand profiles in flight.
+    profile_requests: Mutex<ProfileRequests>,
 }
 
 impl Shared {
@@ -41,6 +44,7 @@ impl Shared {
             next_session: AtomicU64::new(0),
             next_request: AtomicU64::new(1),
             forwarder: std::sync::OnceLock::new(),
+            profile_requests: Mutex::default(),
         }
     }
 
@@ -54,6 +58,7 @@ impl Shared {
             next_session: AtomicU64::new(0),
             next_request: AtomicU64::new(1),
             forwarder: std::sync::OnceLock::new(),
+            profile_requests: Mutex::default(),
         }
     }
 
@@ -70,6 +75,25 @@ impl Shared {
     /// A fresh id for a command that expects an answer (a profile request).
     pub fn next_request_id(&self) -> u64 {
         self.next_request.fetch_add(1, Relaxed)
+    }
+
+    /// Decides whether a profile request for an instance starts a profile,
+    /// shares the running one or must wait (see [`ProfileRequests`]).
+    pub fn claim_profile(&self, service: &str, instance: &str, hz: u32, seconds: u64) -> Claim {
+        let id = self.next_request_id();
+        let now = self.now_ms();
+        self.profile_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .claim(service, instance, hz, seconds, id, now)
+    }
+
+    /// The profile request `id` is over (answered, timed out or abandoned).
+    pub fn release_profile(&self, service: &str, instance: &str, id: u64) {
+        self.profile_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(service, instance, id);
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<(String, String), (u64, SessionSender)>> {
@@ -96,6 +120,12 @@ impl Shared {
             sessions.remove(&key);
         }
         current
+    }
+
+    /// Whether the instance has an open session now.
+    pub fn is_connected(&self, service: &str, instance: &str) -> bool {
+        self.sessions()
+            .contains_key(&(service.to_string(), instance.to_string()))
     }
 
     /// Queues a command for a connected agent; `false` if it is not connected
