@@ -386,6 +386,23 @@ fn a_recording_survives_kill_9_and_replays_with_its_torn_tail_skipped() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("damaged"), "{stderr}");
     assert!(stdout.contains("e2e-rec"), "{stdout}");
+
+    // Recording onto the torn file again: the new samples are readable.
+    let collector = Collector::start(&["--record", file.to_str().expect("utf-8 path")]);
+    let _svc = fixture("healthy", "e2e-rec-again", &collector.grpc_url(), &[]);
+    collector.wait_for("e2e-rec-again", 3, Duration::from_secs(20));
+    drop(collector);
+    let out = Command::new(LAGSCOPE)
+        .args(["replay", "--headless"])
+        .arg(&file)
+        .output()
+        .expect("replay runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("e2e-rec") && stdout.contains("e2e-rec-again"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -92,7 +92,16 @@ pub fn run(args: CollectorArgs) -> Result<()> {
         otlp_export: args.otlp_export,
     };
     runtime(args.threads)?.block_on(async {
+        let record = config.record.clone();
         let collector = lagscope_collector::start(config).await?;
+        if let Some(path) = &record {
+            for d in &collector.record_damage {
+                eprintln!(
+                    "lagscope collector: warning: {} was damaged at {d}; appending after its last intact record (a torn tail is cut, earlier ranges are skipped on replay)",
+                    path.display()
+                );
+            }
+        }
         println!(
             "lagscope collector: agents -> {} (LAGSCOPE_COLLECTOR={}), API -> {}",
             collector.grpc_addr,

@@ -12,12 +12,13 @@ use lagscope_collector::{record, server, summary, CollectorConfig};
 /// Opens `file`; with `headless`, prints a summary instead of the dashboard.
 pub fn run(file: &Path, headless: bool) -> Result<()> {
     let recording = record::read(file)?;
-    if let Some((offset, problem)) = &recording.damaged_tail {
-        eprintln!(
-            "lagscope replay: warning: {} is damaged at byte {offset} ({problem}); showing the {} samples before it",
-            file.display(),
-            recording.samples.len()
-        );
+    let notices: Vec<String> = recording
+        .damage
+        .iter()
+        .map(|d| format!("{} is damaged at {d}; skipped", file.display()))
+        .collect();
+    for n in &notices {
+        eprintln!("lagscope replay: warning: {n}");
     }
     if recording.samples.is_empty() {
         bail!("{} holds no samples", file.display());
@@ -32,5 +33,5 @@ pub fn run(file: &Path, headless: bool) -> Result<()> {
     let shared = Arc::new(Shared::frozen(store, end_ms));
     let collector = rt.block_on(server::start_with(CollectorConfig::embedded(), shared))?;
     let client = lagscope_client::Client::new(&collector.http_url(), None)?;
-    lagscope_tui::run(client).context("running the dashboard")
+    lagscope_tui::run_with_notices(client, notices).context("running the dashboard")
 }

@@ -4,10 +4,16 @@
 //! records of `[length u32 LE][crc32 u32 LE][protobuf RecordedSample]`.
 //! Writes happen on a writer thread and are flushed per batch, so after
 //! `kill -9` the file holds every record up to the last flush, possibly
-//! followed by a torn record, which the reader skips with a warning.
+//! followed by a torn record.
+//!
+//! Damage is survivable both ways: the reader skips a damaged record and
+//! resynchronises on the next intact one (each record carries its length and
+//! checksum), reporting every damaged byte range; and `--record` onto an
+//! existing file verifies it first, cuts a torn tail and appends after the
+//! last intact record, so new samples never land behind garbage.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -58,12 +64,16 @@ pub struct Recorder {
 
 impl Recorder {
     /// Opens (or creates) `path` for appending and starts the writer thread.
-    pub fn create(path: &Path) -> std::io::Result<Recorder> {
+    /// An existing recording is verified first: bytes after its last intact
+    /// record (a torn tail) are cut so that new records follow intact ones;
+    /// what was found is returned for the caller to say.
+    pub fn create(path: &Path) -> std::io::Result<(Recorder, Vec<Damage>)> {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
             .open(path)?;
+        let mut damage = Vec::new();
         if file.metadata()?.len() == 0 {
             let mut header = [0u8; HEADER_LEN];
             header[..12].copy_from_slice(MAGIC);
@@ -71,24 +81,25 @@ impl Recorder {
             file.write_all(&header)?;
         } else {
             // Appending to an existing recording: it must be one of ours.
-            let mut header = [0u8; HEADER_LEN];
-            std::io::Read::read_exact(&mut File::open(path)?, &mut header)?;
-            if &header[..12] != MAGIC {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} exists and is not a lagscope recording", path.display()),
-                ));
+            let bytes = std::fs::read(path)?;
+            check_header(&bytes, path)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+            let scan = scan(&bytes);
+            if (scan.end_of_last_record as u64) < bytes.len() as u64 {
+                file.set_len(scan.end_of_last_record as u64)?;
             }
+            damage = scan.damage;
         }
         let (tx, rx) = sync_channel(QUEUE);
         let path = path.to_path_buf();
         std::thread::Builder::new()
             .name("lagscope-record".into())
             .spawn(move || write_loop(BufWriter::new(file), rx, &path))?;
-        Ok(Recorder {
+        let recorder = Recorder {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
-        })
+        };
+        Ok((recorder, damage))
     }
 
     /// Queues a sample for writing; never blocks (drops and counts when full).
@@ -139,87 +150,158 @@ fn write_record(out: &mut impl Write, record: &pb::RecordedSample) -> std::io::R
     out.write_all(&payload)
 }
 
+/// A byte range of a recording that held no intact record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// First damaged byte.
+    pub start: u64,
+    /// One past the last damaged byte (the next intact record, or the end).
+    pub end: u64,
+    /// What was wrong at `start`.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "bytes {}..{} ({} bytes): {}",
+            self.start,
+            self.end,
+            self.end - self.start,
+            self.problem
+        )
+    }
+}
+
 /// What reading a recording found.
 #[derive(Debug, Default)]
 pub struct Recording {
-    /// The samples, in file order.
+    /// The samples of every intact record, in file order.
     pub samples: Vec<Sample>,
-    /// Problem at the end of the file (a torn or corrupt record) that ended
-    /// reading, with its byte offset: everything before it was read.
-    pub damaged_tail: Option<(u64, String)>,
+    /// Every damaged range, in file order; reading went on after each.
+    pub damage: Vec<Damage>,
 }
 
-/// Reads a whole recording.
+/// Reads a whole recording, skipping damaged ranges.
 pub fn read(path: &Path) -> Result<Recording, RecordError> {
-    let io = |source| RecordError::Io {
+    let bytes = std::fs::read(path).map_err(|source| RecordError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let mut input = BufReader::new(file);
-    let mut header = [0u8; HEADER_LEN];
-    input
-        .read_exact(&mut header)
-        .map_err(|_| RecordError::NotARecording {
-            path: path.to_path_buf(),
-        })?;
-    if &header[..12] != MAGIC {
+    })?;
+    check_header(&bytes, path)?;
+    let scan = scan(&bytes);
+    let samples = scan
+        .records
+        .into_iter()
+        .filter_map(|r| {
+            r.sample
+                .map(|s| Sample::from_pb(s, &r.service, &r.instance))
+        })
+        .collect();
+    Ok(Recording {
+        samples,
+        damage: scan.damage,
+    })
+}
+
+fn check_header(bytes: &[u8], path: &Path) -> Result<(), RecordError> {
+    if bytes.len() < HEADER_LEN || &bytes[..12] != MAGIC {
         return Err(RecordError::NotARecording {
             path: path.to_path_buf(),
         });
     }
-    let version = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
+    let version = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
     if version != FORMAT_VERSION {
         return Err(RecordError::Version {
             path: path.to_path_buf(),
             version,
         });
     }
-    let mut recording = Recording::default();
-    let mut offset = HEADER_LEN as u64;
-    loop {
-        let mut prefix = [0u8; 8];
-        match read_full(&mut input, &mut prefix).map_err(io)? {
-            0 => break,
-            8 => {}
-            n => {
-                recording.damaged_tail =
-                    Some((offset, format!("torn record header ({n} of 8 bytes)")));
-                break;
-            }
-        }
-        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        let crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
-        if len > MAX_MESSAGE_BYTES {
-            recording.damaged_tail = Some((offset, format!("record length {len} is implausible")));
-            break;
-        }
-        let mut payload = vec![0u8; len];
-        let got = read_full(&mut input, &mut payload).map_err(io)?;
-        if got < len {
-            recording.damaged_tail = Some((offset, format!("torn record ({got} of {len} bytes)")));
-            break;
-        }
-        if crc32fast::hash(&payload) != crc {
-            recording.damaged_tail = Some((offset, "checksum mismatch".into()));
-            break;
-        }
-        match pb::RecordedSample::decode(payload.as_slice()) {
-            Ok(r) => {
-                if let Some(s) = r.sample {
-                    recording
-                        .samples
-                        .push(Sample::from_pb(s, &r.service, &r.instance));
-                }
-            }
-            Err(e) => {
-                recording.damaged_tail = Some((offset, format!("undecodable record: {e}")));
-                break;
-            }
-        }
-        offset += 8 + len as u64;
+    Ok(())
+}
+
+/// The intact records of a recording's bytes (header included) and the
+/// ranges between them that held none.
+struct Scan {
+    records: Vec<pb::RecordedSample>,
+    damage: Vec<Damage>,
+    /// Offset just past the last intact record (the header's end if none).
+    end_of_last_record: usize,
+}
+
+/// Why the record at `at` is not intact, or the record and its length.
+fn record_at(bytes: &[u8], at: usize) -> Result<(pb::RecordedSample, usize), String> {
+    let Some(prefix) = bytes.get(at..at + 8) else {
+        return Err(format!(
+            "torn record header ({} of 8 bytes)",
+            bytes.len() - at
+        ));
+    };
+    let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    let crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
+    if len > MAX_MESSAGE_BYTES {
+        return Err(format!("record length {len} is implausible"));
     }
-    Ok(recording)
+    let Some(payload) = bytes.get(at + 8..at + 8 + len) else {
+        return Err(format!(
+            "torn record ({} of {len} bytes)",
+            bytes.len() - at - 8
+        ));
+    };
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let record =
+        pb::RecordedSample::decode(payload).map_err(|e| format!("undecodable record: {e}"))?;
+    if record.service.is_empty() || record.sample.is_none() {
+        return Err("record without a sample".into());
+    }
+    Ok((record, 8 + len))
+}
+
+fn scan(bytes: &[u8]) -> Scan {
+    let mut scan = Scan {
+        records: Vec::new(),
+        damage: Vec::new(),
+        end_of_last_record: HEADER_LEN.min(bytes.len()),
+    };
+    let mut at = HEADER_LEN;
+    while at < bytes.len() {
+        match record_at(bytes, at) {
+            Ok((record, len)) => {
+                scan.records.push(record);
+                at += len;
+                scan.end_of_last_record = at;
+            }
+            Err(problem) => {
+                let next = resync(bytes, at);
+                scan.damage.push(Damage {
+                    start: at as u64,
+                    end: next as u64,
+                    problem,
+                });
+                at = next;
+            }
+        }
+    }
+    scan
+}
+
+/// The offset of the next intact record after a damaged one at `bad`, or
+/// the end. The record's own length is tried first (only its payload may be
+/// damaged); otherwise every following offset is, until one checks out.
+fn resync(bytes: &[u8], bad: usize) -> usize {
+    if let Some(prefix) = bytes.get(bad..bad + 4) {
+        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        let next = bad + 8 + len;
+        if len <= MAX_MESSAGE_BYTES && next < bytes.len() && record_at(bytes, next).is_ok() {
+            return next;
+        }
+    }
+    (bad + 1..bytes.len())
+        .find(|&at| record_at(bytes, at).is_ok())
+        .unwrap_or(bytes.len())
 }
 
 /// Loads a recording into a fresh store, as if its agents had just sent it.
@@ -247,20 +329,6 @@ pub fn into_store(
     (store, end_ms)
 }
 
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,7 +341,7 @@ mod tests {
     }
 
     fn write_samples(path: &Path, n: u64) {
-        let rec = Recorder::create(path).expect("create");
+        let (rec, _) = Recorder::create(path).expect("create");
         for i in 0..n {
             rec.append(&sample("svc", "a", i, 1000 * i));
         }
@@ -297,7 +365,7 @@ mod tests {
         let r = read(&path).expect("readable");
         assert_eq!(r.samples.len(), 5);
         assert_eq!(r.samples[4], sample("svc", "a", 4, 4000));
-        assert!(r.damaged_tail.is_none());
+        assert!(r.damage.is_empty());
         let _ = std::fs::remove_file(&path);
     }
 
@@ -310,7 +378,69 @@ mod tests {
         file.set_len(len - 7).expect("truncate");
         let r = read(&path).expect("readable");
         assert_eq!(r.samples.len(), 4);
-        assert!(r.damaged_tail.expect("reported").1.contains("torn"));
+        assert_eq!(r.damage.len(), 1);
+        assert!(r.damage[0].problem.contains("torn"), "{:?}", r.damage);
+        assert_eq!(r.damage[0].end, len - 7);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_damaged_record_mid_file_hides_none_of_the_records_after_it() {
+        let path = temp("mid");
+        write_samples(&path, 25);
+        let mut bytes = std::fs::read(&path).expect("exists");
+        // Flip five bytes inside record 15 (0-based 14): its payload.
+        let scan = scan(&bytes);
+        assert_eq!(scan.records.len(), 25);
+        let mut at = HEADER_LEN;
+        for _ in 0..14 {
+            at += record_at(&bytes, at).expect("intact").1;
+        }
+        for b in &mut bytes[at + 20..at + 25] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let r = read(&path).expect("readable");
+        assert_eq!(r.samples.len(), 24, "every intact record is read");
+        assert_eq!(r.samples[14], sample("svc", "a", 15, 15_000));
+        assert_eq!(r.damage.len(), 1, "{:?}", r.damage);
+        assert_eq!(r.damage[0].start, at as u64);
+        assert_eq!(r.damage[0].problem, "checksum mismatch");
+
+        // A damaged length field too: found again by scanning.
+        bytes[at] ^= 0xff;
+        bytes[at + 1] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let r = read(&path).expect("readable");
+        assert_eq!(r.samples.len(), 24);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn recording_onto_a_torn_file_cuts_the_tail_and_every_new_sample_is_readable() {
+        let path = temp("resume");
+        write_samples(&path, 5);
+        let len = std::fs::metadata(&path).expect("exists").len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_len(len - 7)
+            .expect("tear");
+        let (rec, damage) = Recorder::create(&path).expect("resume");
+        assert_eq!(damage.len(), 1, "the torn tail is reported");
+        for i in 5..10 {
+            rec.append(&sample("svc", "a", i, 1000 * i));
+        }
+        drop(rec);
+        let r = (0..100)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                read(&path).ok().filter(|r| r.samples.len() == 9)
+            })
+            .expect("4 old and 5 new samples");
+        assert!(r.damage.is_empty(), "the tail was cut: {:?}", r.damage);
+        assert_eq!(r.samples[8], sample("svc", "a", 9, 9000));
         let _ = std::fs::remove_file(&path);
     }
 
@@ -324,7 +454,7 @@ mod tests {
         std::fs::write(&path, bytes).expect("write");
         let r = read(&path).expect("readable");
         assert_eq!(r.samples.len(), 2);
-        assert_eq!(r.damaged_tail.expect("reported").1, "checksum mismatch");
+        assert_eq!(r.damage[0].problem, "checksum mismatch");
         let _ = std::fs::remove_file(&path);
     }
 

@@ -131,6 +131,9 @@ pub struct RunningCollector {
     pub http_addr: SocketAddr,
     /// The store and token, for in-process readers.
     pub shared: Arc<Shared>,
+    /// Damage found in an existing `--record` file before appending to it
+    /// (a torn tail is cut; ranges before it are left for replay to skip).
+    pub record_damage: Vec<crate::record::Damage>,
     tls: bool,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -200,16 +203,17 @@ pub async fn start_with(
     };
     let grpc_addr = local(&grpc, config.grpc_addr)?;
     let http_addr = local(&http, config.http_addr)?;
-    let recorder = config
-        .record
-        .as_ref()
-        .map(|path| {
-            Recorder::create(path).map_err(|source| StartError::Record {
-                path: path.clone(),
-                source,
-            })
-        })
-        .transpose()?;
+    let (recorder, record_damage) = match &config.record {
+        Some(path) => {
+            let (recorder, damage) =
+                Recorder::create(path).map_err(|source| StartError::Record {
+                    path: path.clone(),
+                    source,
+                })?;
+            (Some(recorder), damage)
+        }
+        None => (None, Vec::new()),
+    };
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -283,6 +287,7 @@ pub async fn start_with(
         grpc_addr,
         http_addr,
         shared,
+        record_damage,
         tls: config.tls.is_some(),
         stop,
         tasks: {

@@ -52,22 +52,33 @@ struct Wanted {
 /// Runs the dashboard against `client` until the user quits. Fails with a
 /// clear error, rather than panicking, when there is no terminal to draw on.
 pub fn run(client: Client) -> std::io::Result<()> {
+    run_with_notices(client, Vec::new())
+}
+
+/// [`run`], with lines the user must not miss (e.g. damage found in a
+/// replayed recording) kept on the status line for the whole session.
+pub fn run_with_notices(client: Client, notices: Vec<String>) -> std::io::Result<()> {
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err(std::io::Error::other(
             "the dashboard needs a terminal on standard output (demo and replay also have --headless)",
         ));
     }
     let mut terminal = ratatui::try_init()?;
-    let result = run_in(&mut terminal, client);
+    let result = run_in(&mut terminal, client, notices);
     ratatui::restore();
     result
 }
 
-fn run_in(terminal: &mut DefaultTerminal, client: Client) -> std::io::Result<()> {
+fn run_in(
+    terminal: &mut DefaultTerminal,
+    client: Client,
+    notices: Vec<String>,
+) -> std::io::Result<()> {
     let (tx, rx) = channel();
     let stop = Arc::new(AtomicBool::new(false));
     let wanted = Arc::new(Mutex::new(Wanted::default()));
     let mut app = App::new(client.url().to_string(), Theme::from_env());
+    app.notices = notices;
 
     let input = spawn_input(tx.clone(), stop.clone())?;
     let poller = spawn_poller(client, tx, stop.clone(), wanted.clone())?;

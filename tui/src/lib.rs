@@ -9,5 +9,5 @@ pub mod state;
 pub mod theme;
 pub mod view;
 
-pub use app::run;
+pub use app::{run, run_with_notices};
 pub use lagscope_client::Client;

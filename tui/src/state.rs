@@ -85,6 +85,8 @@ pub struct App {
     pub connection: Connection,
     /// Colours (or none, with `NO_COLOR`).
     pub theme: Theme,
+    /// Lines the user must not miss, on the status line all session.
+    pub notices: Vec<String>,
     /// Set when the user asked to quit.
     pub quit: bool,
 }
@@ -109,6 +111,7 @@ impl App {
             help: false,
             connection: Connection::Connecting,
             theme,
+            notices: Vec::new(),
             quit: false,
         }
     }

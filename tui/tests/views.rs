@@ -331,6 +331,18 @@ fn an_ignored_agent_setting_is_shown_on_the_instance() {
 }
 
 #[test]
+fn damage_in_a_replayed_recording_stays_on_the_status_line() {
+    let mut app = app();
+    app.notices =
+        vec!["rec.lsr is damaged at bytes 100..160 (60 bytes): checksum mismatch; skipped".into()];
+    let screen = render(&app, 160, 24);
+    assert!(
+        screen.contains("⚠ rec.lsr is damaged at bytes 100..160"),
+        "{screen}"
+    );
+}
+
+#[test]
 fn no_agents_yet() {
     let mut app = App::new("http://127.0.0.1:6671", Theme::new(false));
     let mut empty = services();

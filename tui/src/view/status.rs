@@ -42,6 +42,13 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
             spans.push(Span::styled(format!(" │ {dropped} dropped"), theme.warn()));
         }
     }
+    if let Some(first) = app.notices.first() {
+        let more = match app.notices.len() {
+            1 => String::new(),
+            n => format!(" (+{} more)", n - 1),
+        };
+        spans.push(Span::styled(format!(" │ ⚠ {first}{more}"), theme.warn()));
+    }
     spans.push(Span::styled(" │ ? help q quit", theme.dim()));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
