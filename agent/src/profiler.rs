@@ -359,6 +359,9 @@ pub(crate) fn run(
                 if continuous_hz > 0 && done.samples > 0 {
                     exchange.finish(done.finish(&names));
                 }
+                // Threads started since the last scan are profiled too.
+                timers.rescan();
+                last_scan = now;
                 timers.set_rate(r.hz.clamp(1, MAX_PROFILE_HZ));
                 continue;
             }
@@ -410,15 +413,17 @@ mod tests {
                 })
             })
         };
+        let burner = std::thread::Builder::new()
+            .name("burner".into())
+            .spawn(|| burns_cpu(Instant::now() + Duration::from_millis(1200)))
+            .expect("thread");
+        // The request comes while the burner runs: a profile covers the
+        // threads alive when it starts.
         exchange.request(Request {
             id: 7,
             hz: 199,
             duration: Duration::from_millis(800),
         });
-        let burner = std::thread::Builder::new()
-            .name("burner".into())
-            .spawn(|| burns_cpu(Instant::now() + Duration::from_millis(1200)))
-            .expect("thread");
         let _ = burner.join();
         let profile = (0..50)
             .find_map(|_| {
