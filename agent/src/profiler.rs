@@ -359,8 +359,9 @@ pub(crate) fn run(
                 if continuous_hz > 0 && done.samples > 0 {
                     exchange.finish(done.finish(&names));
                 }
-                // Threads started since the last scan are profiled too.
+                // Threads started since the last scan are profiled (and named) too.
                 timers.rescan();
+                names.extend(thread_names());
                 last_scan = now;
                 timers.set_rate(r.hz.clamp(1, MAX_PROFILE_HZ));
                 continue;
@@ -369,6 +370,8 @@ pub(crate) fn run(
         if now >= window.ends {
             let was_request = window.request_id.is_some();
             let done = std::mem::replace(&mut window, Window::new(None, continuous_hz, WINDOW));
+            // Name threads started since the last scan before the roots are set.
+            names.extend(thread_names());
             if done.request_id.is_some() || done.samples > 0 {
                 exchange.finish(done.finish(&names));
             }
