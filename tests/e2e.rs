@@ -363,6 +363,60 @@ fn the_api_answers_odd_requests_clearly() {
 }
 
 #[test]
+fn silent_slow_and_excess_connections_are_closed_or_refused_cleanly() {
+    let collector = Collector::start(&["--max-connections", "4", "--connection-timeout", "1s"]);
+    // Silent connections to both ports, and one dripping its headers.
+    let silent_grpc = TcpStream::connect(collector.grpc).expect("connect");
+    let mut slow = TcpStream::connect(collector.http).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        .expect("start headers");
+    let closed = |mut s: &TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        matches!(s.read(&mut buf), Ok(0) | Err(_))
+    };
+    assert!(
+        closed(&silent_grpc),
+        "a silent agents'-port connection is closed"
+    );
+    let _ = slow.write_all(b"x");
+    assert!(closed(&slow), "headers that never end close the connection");
+
+    // Past the cap: a clean 503 that says why, and the port recovers.
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(collector.http).expect("connect");
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .expect("half a request");
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, body) = http_get(collector.http, "/healthz", &[]);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("--max-connections"), "{body}");
+    drop(held);
+    let healthy = wait_until(Duration::from_secs(5), || {
+        (http_get(collector.http, "/healthz", &[]).0 == 200).then_some(())
+    });
+    assert!(healthy.is_some(), "the port serves again once they close");
+    let metrics = collector
+        .client(None)
+        .get_text("/metrics")
+        .expect("metrics");
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("lagscope_collector_connections_refused_total{port=\"http\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("refusals counted");
+    assert!(refused >= 1.0, "{metrics}");
+    assert_promtool_clean(&metrics);
+}
+
+#[test]
 fn a_recording_survives_kill_9_and_replays_with_its_torn_tail_skipped() {
     let file = temp_path("rec.lsr");
     let collector = Collector::start(&["--record", file.to_str().expect("utf-8 path")]);

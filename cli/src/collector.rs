@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use lagscope_collector::store::StoreConfig;
-use lagscope_collector::{server, CollectorConfig, TlsFiles};
+use lagscope_collector::{listener, server, CollectorConfig, TlsFiles};
 
 /// `lagscope collector`.
 #[derive(clap::Args)]
@@ -26,9 +26,17 @@ pub struct CollectorArgs {
     /// Append every stored sample to FILE (open it with `lagscope replay FILE`).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
-    /// Most agents streaming at once.
+    /// Most agents streaming at once (also the cap on connections to the
+    /// agents' port).
     #[arg(long, default_value_t = server::DEFAULT_MAX_AGENTS)]
     max_agents: usize,
+    /// Most connections open at once to the HTTP port; more are refused with 503.
+    #[arg(long, default_value_t = listener::DEFAULT_MAX_HTTP_CONNECTIONS)]
+    max_connections: usize,
+    /// How long a new connection may stay silent, and an HTTP request's
+    /// headers may take, before the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = lagscope_wire::duration::parse_arg)]
+    connection_timeout: std::time::Duration,
     /// Cap on history held in memory, in MiB.
     #[arg(long, default_value_t = StoreConfig::default().max_history_bytes >> 20)]
     max_history_mib: u64,
@@ -90,6 +98,8 @@ pub fn run(args: CollectorArgs) -> Result<()> {
         quiet: false,
         tls,
         otlp_export: args.otlp_export,
+        max_http_connections: args.max_connections,
+        connection_timeout: args.connection_timeout,
     };
     runtime(args.threads)?.block_on(async {
         let record = config.record.clone();

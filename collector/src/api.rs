@@ -137,6 +137,10 @@ async fn metrics(State(api): State<Api>) -> Response {
             &store.status(),
             api.recorder.as_ref().map_or(0, Recorder::dropped),
             api.shared.forwarder(),
+            &[
+                ("http", &api.shared.http_connections),
+                ("grpc", &api.shared.grpc_connections),
+            ],
         )
     };
     (

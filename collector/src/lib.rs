@@ -7,6 +7,7 @@ pub mod auth;
 pub mod doctor;
 pub mod flame;
 pub mod ingest;
+pub mod listener;
 pub mod otlp;
 pub mod profile_requests;
 pub mod record;

@@ -10,10 +10,10 @@ use lagscope_wire::MAX_MESSAGE_BYTES;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::Api;
 use crate::ingest::Ingest;
+use crate::listener::{ConnectionLimits, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HTTP_CONNECTIONS};
 use crate::record::Recorder;
 use crate::shared::Shared;
 use crate::store::{Store, StoreConfig};
@@ -22,8 +22,11 @@ use crate::store::{Store, StoreConfig};
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:6670";
 /// Default HTTP (API, metrics) address.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:6671";
-/// Default cap on concurrent agent streams.
+/// Default cap on concurrent agent streams (and connections to their port).
 pub const DEFAULT_MAX_AGENTS: usize = 10_000;
+/// HTTP/2 streams one connection to the agents' port may have open (an
+/// agent uses one; OTLP exporters a few).
+const GRPC_STREAMS_PER_CONNECTION: u32 = 16;
 
 /// How to run a collector.
 #[derive(Debug, Clone)]
@@ -49,6 +52,11 @@ pub struct CollectorConfig {
     pub tls: Option<TlsFiles>,
     /// OTLP/gRPC endpoint to forward agents' metrics and stalls to.
     pub otlp_export: Option<String>,
+    /// Cap on open connections to the HTTP port.
+    pub max_http_connections: usize,
+    /// Time a new connection (either port) has to start talking, and an
+    /// HTTP request's headers to arrive.
+    pub connection_timeout: std::time::Duration,
 }
 
 impl CollectorConfig {
@@ -66,6 +74,8 @@ impl CollectorConfig {
             quiet: true,
             tls: None,
             otlp_export: None,
+            max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
+            connection_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -92,6 +102,8 @@ impl Default for CollectorConfig {
             quiet: false,
             tls: None,
             otlp_export: None,
+            max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
+            connection_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -259,13 +271,27 @@ pub async fn start_with(
             }
         }));
     }
+    // Agents hold one connection each: the agent cap bounds the port's
+    // connections too, and silent ones are dropped after the timeout.
+    let grpc_incoming = crate::listener::grpc_incoming(
+        grpc,
+        ConnectionLimits {
+            max_connections: config.max_agents.max(1),
+            handshake_timeout: config.connection_timeout,
+            header_timeout: config.connection_timeout,
+        },
+        shared.grpc_connections.clone(),
+    );
     let grpc_task = tokio::spawn(async move {
         let result = builder
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+            .max_concurrent_streams(Some(GRPC_STREAMS_PER_CONNECTION))
+            .http2_max_header_list_size(Some(16 * 1024))
             .add_service(service)
             .add_service(otlp)
             .add_service(otlp_traces)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stop)
+            .serve_with_incoming_shutdown(grpc_incoming, grpc_stop)
             .await;
         if let Err(e) = result {
             eprintln!("lagscope collector: gRPC server on {grpc_addr} stopped: {e}");
@@ -274,14 +300,19 @@ pub async fn start_with(
 
     let router = Api::new(shared.clone(), recorder).router();
     let http_stop = until_stopped(stopped);
-    let http_task = tokio::spawn(async move {
-        let result = axum::serve(http, router)
-            .with_graceful_shutdown(http_stop)
-            .await;
-        if let Err(e) = result {
-            eprintln!("lagscope collector: HTTP server on {http_addr} stopped: {e}");
-        }
-    });
+    let http_limits = ConnectionLimits {
+        max_connections: config.max_http_connections.max(1),
+        handshake_timeout: config.connection_timeout,
+        header_timeout: config.connection_timeout,
+    };
+    let http_stats = shared.http_connections.clone();
+    let http_task = tokio::spawn(crate::listener::serve_http(
+        http,
+        router,
+        http_limits,
+        http_stats,
+        http_stop,
+    ));
 
     Ok(RunningCollector {
         grpc_addr,

@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lagscope_wire::pb::CollectorMessage;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::listener::ConnectionStats;
 use crate::profile_requests::{Claim, ProfileRequests};
 use crate::store::Store;
 
@@ -31,6 +32,10 @@ pub struct Shared {
     forwarder: std::sync::OnceLock<std::sync::Arc<crate::otlp::forward::Forwarder>>,
     /// On-demand profiles in flight.
     profile_requests: Mutex<ProfileRequests>,
+    /// Connections to the HTTP port.
+    pub http_connections: Arc<ConnectionStats>,
+    /// Connections to the agents' (gRPC) port.
+    pub grpc_connections: Arc<ConnectionStats>,
 }
 
 impl Shared {
@@ -45,6 +50,8 @@ impl Shared {
             next_request: AtomicU64::new(1),
             forwarder: std::sync::OnceLock::new(),
             profile_requests: Mutex::default(),
+            http_connections: Arc::default(),
+            grpc_connections: Arc::default(),
         }
     }
 
@@ -59,6 +66,8 @@ impl Shared {
             next_request: AtomicU64::new(1),
             forwarder: std::sync::OnceLock::new(),
             profile_requests: Mutex::default(),
+            http_connections: Arc::default(),
+            grpc_connections: Arc::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use lagscope_wire::api::{CollectorStatus, Health};
 use lagscope_wire::metric::{Source, TABLE};
 use lagscope_wire::Sample;
 
+use crate::listener::ConnectionStats;
 use crate::store::StallTotals;
 
 /// One metric family being written.
@@ -64,6 +65,7 @@ pub fn render(
     status: &CollectorStatus,
     record_dropped: u64,
     forwarder: Option<&crate::otlp::forward::Forwarder>,
+    connections: &[(&str, &ConnectionStats)],
 ) -> String {
     let mut out = String::new();
     let current: Vec<&Sample> = latest
@@ -217,8 +219,33 @@ pub fn render(
         let mut f = Family::start(&mut out, name, kind, help);
         f.point(name, &[], v);
     }
+    use std::sync::atomic::Ordering::Relaxed;
+    for (name, kind, help, get) in [
+        (
+            "lagscope_collector_connections_open",
+            "gauge",
+            "Connections open now, by port.",
+            (|c: &ConnectionStats| c.open.load(Relaxed)) as fn(&ConnectionStats) -> u64,
+        ),
+        (
+            "lagscope_collector_connections_refused_total",
+            "counter",
+            "Connections refused because the port's connection cap was reached.",
+            |c| c.refused.load(Relaxed),
+        ),
+        (
+            "lagscope_collector_connections_timed_out_total",
+            "counter",
+            "Connections closed for staying silent or sending headers too slowly.",
+            |c| c.timed_out.load(Relaxed),
+        ),
+    ] {
+        let mut f = Family::start(&mut out, name, kind, help);
+        for (port, stats) in connections {
+            f.point(name, &[("port", port)], get(stats) as f64);
+        }
+    }
     if let Some(fw) = forwarder {
-        use std::sync::atomic::Ordering::Relaxed;
         for (name, help, v) in [
             (
                 "lagscope_collector_otlp_exported_total",
@@ -272,7 +299,7 @@ mod tests {
             finished_seconds: 0.5,
             ongoing: 1,
         }];
-        let text = render(&[(&s, Health::Live)], &stalls, &status, 0, None);
+        let text = render(&[(&s, Health::Live)], &stalls, &status, 0, None, &[]);
         assert!(text.contains("# TYPE tokio_stalls_total counter"));
         assert!(
             text.contains(r#"tokio_stalls_total{service="svc",instance="a"} 3"#),
@@ -303,7 +330,7 @@ mod tests {
             history_bytes: 10,
             history_bytes_limit: 100,
         };
-        let text = render(&[(&s, Health::Live)], &[], &status, 0, None);
+        let text = render(&[(&s, Health::Live)], &[], &status, 0, None, &[]);
         for def in TABLE {
             if let Some(name) = def.prometheus {
                 assert!(
