@@ -39,7 +39,7 @@ fn samples_from_a_real_agent_reach_the_api_and_metrics() {
     );
     assert!(metrics.contains("process_memory_rss_bytes{service=\"e2e-data\""));
     let series = client
-        .series("e2e-data", &inst.instance, 0, u64::MAX, 100)
+        .series("e2e-data", &inst.instance, 0, u64::MAX, Some(100))
         .expect("series");
     let busy = series
         .series
@@ -73,7 +73,7 @@ fn agents_reconnect_after_a_collector_restart_and_resend_the_gap() {
     std::thread::sleep(Duration::from_secs(1));
     let series = collector
         .client(None)
-        .series("e2e-restart", &inst.instance, 0, u64::MAX, 0)
+        .series("e2e-restart", &inst.instance, 0, u64::MAX, None)
         .expect("series");
     let times: Vec<u64> = series
         .series

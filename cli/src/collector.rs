@@ -40,6 +40,10 @@ pub struct CollectorArgs {
     /// Cap on history held in memory, in MiB.
     #[arg(long, default_value_t = StoreConfig::default().max_history_bytes >> 20)]
     max_history_mib: u64,
+    /// Instances held at once (agents and OTLP resources); new ones are
+    /// refused beyond it once no gone instance is left to evict.
+    #[arg(long, default_value_t = StoreConfig::default().max_instances)]
+    max_instances: usize,
     /// Full-resolution points kept per series (older ones are downsampled to 1-minute buckets).
     #[arg(long, default_value_t = StoreConfig::default().raw_points)]
     raw_points: usize,
@@ -92,6 +96,7 @@ pub fn run(args: CollectorArgs) -> Result<()> {
         store: StoreConfig {
             max_history_bytes: args.max_history_mib * 1024 * 1024,
             raw_points: args.raw_points.max(1),
+            max_instances: args.max_instances.max(1),
             ..StoreConfig::default()
         },
         max_agents: args.max_agents,

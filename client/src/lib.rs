@@ -77,17 +77,19 @@ impl Client {
         self.get_json("/api/v1/services")
     }
 
-    /// `GET .../series` of one instance over `[from_ms, to_ms]`.
+    /// `GET .../series` of one instance over `[from_ms, to_ms]`, at most
+    /// `max_points` per series (`None`: every point).
     pub fn series(
         &self,
         service: &str,
         instance: &str,
         from_ms: u64,
         to_ms: u64,
-        max_points: usize,
+        max_points: Option<usize>,
     ) -> Result<SeriesResponse, ClientError> {
+        let limit = max_points.map_or(String::new(), |m| format!("&max_points={m}"));
         self.get_json(&format!(
-            "/api/v1/services/{}/instances/{}/series?from_ms={from_ms}&to_ms={to_ms}&max_points={max_points}",
+            "/api/v1/services/{}/instances/{}/series?from_ms={from_ms}&to_ms={to_ms}{limit}",
             encode(service),
             encode(instance)
         ))

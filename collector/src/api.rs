@@ -3,8 +3,8 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz` | `ok` (no token needed) |
-//! | `GET /metrics` | Prometheus text |
-//! | `GET /api/v1/services` | services → instances with their latest sample |
+//! | `GET /metrics?service=` | Prometheus text (at most 2000 instances; narrow with `service`) |
+//! | `GET /api/v1/services?service=&limit=1000&cursor=` | services → instances with their latest sample, a page at a time (`next_cursor`) |
 //! | `GET /api/v1/services/{service}/instances/{instance}/series?names=a,b&from_ms=&to_ms=&max_points=` | series points |
 //! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
 //! | `POST /api/v1/services/{service}/instances/{instance}/sample-interval?ms=N` | tell a connected agent to sample every N ms |
@@ -127,11 +127,15 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
     next.run(request).await
 }
 
-async fn metrics(State(api): State<Api>) -> Response {
+async fn metrics(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
     let text = {
         let store = api.shared.store();
-        let latest = store.latest_all(api.shared.now_ms());
-        prometheus::render(
+        let service = query.get("service").map(String::as_str);
+        let mut latest = store.latest_all(api.shared.now_ms());
+        latest.retain(|(s, _)| service.is_none_or(|name| s.service == name));
+        let omitted = latest.len().saturating_sub(MAX_METRICS_INSTANCES);
+        latest.truncate(MAX_METRICS_INSTANCES);
+        let mut text = prometheus::render(
             &latest,
             &store.stall_totals(),
             &store.status(),
@@ -141,7 +145,9 @@ async fn metrics(State(api): State<Api>) -> Response {
                 ("http", &api.shared.http_connections),
                 ("grpc", &api.shared.grpc_connections),
             ],
-        )
+        );
+        prometheus::omitted(&mut text, omitted, MAX_METRICS_INSTANCES);
+        text
     };
     (
         [(
@@ -153,8 +159,34 @@ async fn metrics(State(api): State<Api>) -> Response {
         .into_response()
 }
 
-async fn services(State(api): State<Api>) -> Response {
-    let body = api.shared.store().services(api.shared.now_ms());
+/// Instances per `/api/v1/services` page unless `?limit=` says otherwise.
+pub const DEFAULT_PAGE: usize = 1000;
+/// Most instances one page may hold.
+pub const MAX_PAGE: usize = 10_000;
+/// Most instances one `/metrics` exposition covers; `?service=` narrows it.
+pub const MAX_METRICS_INSTANCES: usize = 2000;
+
+async fn services(
+    State(api): State<Api>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let limit = match query_number(&query, "limit") {
+        Ok(n) => n.map_or(DEFAULT_PAGE, |n| n as usize),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("limit must be between 1 and {MAX_PAGE}\n"),
+        )
+            .into_response();
+    }
+    let body = api.shared.store().services_page(
+        api.shared.now_ms(),
+        query.get("service").map(String::as_str),
+        limit,
+        query.get("cursor").map(String::as_str),
+    );
     Json(body).into_response()
 }
 

@@ -30,6 +30,9 @@ pub struct StoreConfig {
     pub max_history_bytes: u64,
     /// Series per instance; further names are ignored (and counted).
     pub max_series_per_instance: usize,
+    /// Instances held at once (agents and OTLP resources alike); new ones
+    /// are refused beyond it once no gone instance is left to evict.
+    pub max_instances: usize,
     /// A disconnected instance turns from stale to gone after this long.
     pub gone_after_ms: u64,
 }
@@ -42,6 +45,7 @@ impl Default for StoreConfig {
             buckets: 1440,
             max_history_bytes: 512 * 1024 * 1024,
             max_series_per_instance: 256,
+            max_instances: 20_000,
             gone_after_ms: 60_000,
         }
     }
@@ -152,12 +156,18 @@ pub struct StallTotals<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The history cap is reached and nothing can be evicted.
-    #[error("history is full ({used} of {limit} bytes); raise --max-history-bytes or wait for gone instances to expire")]
+    #[error("history is full ({used} of {limit} bytes); raise --max-history-mib or wait for gone instances to expire")]
     Full {
         /// Bytes in use.
         used: u64,
         /// The cap.
         limit: u64,
+    },
+    /// The instance cap is reached and nothing can be evicted.
+    #[error("the collector holds its limit of {limit} instances; raise --max-instances or wait for gone instances to expire")]
+    TooManyInstances {
+        /// The cap.
+        limit: usize,
     },
     /// Samples arrived for an instance that never said hello.
     #[error("unknown instance {service}/{instance}")]
@@ -175,6 +185,8 @@ pub struct Store {
     config: StoreConfig,
     services: BTreeMap<String, BTreeMap<String, Instance>>,
     bytes: u64,
+    /// Instances held.
+    instances: usize,
     samples_ingested: u64,
     streams_rejected: u64,
     series_dropped: u64,
@@ -187,6 +199,7 @@ impl Store {
             config,
             services: BTreeMap::new(),
             bytes: 0,
+            instances: 0,
             samples_ingested: 0,
             streams_rejected: 0,
             series_dropped: 0,
@@ -220,6 +233,14 @@ impl Store {
                 limit: self.config.max_history_bytes,
             });
         }
+        if self.instances >= self.config.max_instances {
+            return Err(StoreError::TooManyInstances {
+                limit: self.config.max_instances,
+            });
+        }
+        let overhead = instance_overhead(service, instance, &info);
+        self.bytes += overhead;
+        self.instances += 1;
         self.services
             .entry(service.to_string())
             .or_default()
@@ -233,7 +254,7 @@ impl Store {
                     latest: None,
                     samples: 0,
                     series: BTreeMap::new(),
-                    bytes: 0,
+                    bytes: overhead,
                     stalls: Stalls::default(),
                     profiles: Profiles::default(),
                 },
@@ -295,9 +316,15 @@ impl Store {
         for profile in &sample.profiles {
             inst.profiles.record(profile);
         }
-        inst.bytes = inst.series.values().map(Series::bytes).sum::<u64>()
+        inst.bytes = instance_overhead(&sample.service, &sample.instance, &inst.info)
+            + inst
+                .series
+                .iter()
+                .map(|(name, s)| name.len() as u64 + SERIES_ENTRY_BYTES + s.bytes())
+                .sum::<u64>()
             + inst.stalls.bytes
-            + inst.profiles.bytes();
+            + inst.profiles.bytes()
+            + sample_bytes(&sample);
         self.bytes = self.bytes - before + inst.bytes;
         inst.last_seq = Some(sample.seq);
         inst.samples += 1;
@@ -312,7 +339,9 @@ impl Store {
     }
 
     fn evict_gone(&mut self, now_ms: u64) {
-        while self.bytes >= self.config.max_history_bytes {
+        while self.bytes >= self.config.max_history_bytes
+            || self.instances >= self.config.max_instances
+        {
             let oldest = self
                 .services
                 .iter()
@@ -326,6 +355,7 @@ impl Store {
             if let Some(insts) = self.services.get_mut(&service) {
                 if let Some(removed) = insts.remove(&instance) {
                     self.bytes -= removed.bytes;
+                    self.instances -= 1;
                 }
                 if insts.is_empty() {
                     self.services.remove(&service);
@@ -386,12 +416,54 @@ impl Store {
 
     /// Every service with its instances' latest figures.
     pub fn services(&self, now_ms: u64) -> ServicesResponse {
-        let services = self
-            .services
-            .iter()
-            .map(|(service, insts)| {
-                let instances: Vec<InstanceSummary> = insts
-                    .iter()
+        self.services_page(now_ms, None, usize::MAX, None)
+    }
+
+    /// At most `limit` instances, in (service, instance) order, after the
+    /// one `cursor` names (from a previous page's `next_cursor`), of one
+    /// service or all; `next_cursor` is set when more follow.
+    pub fn services_page(
+        &self,
+        now_ms: u64,
+        service: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> ServicesResponse {
+        let after = cursor.and_then(decode_cursor);
+        let mut taken = 0;
+        let mut next_cursor = None;
+        let mut services = Vec::new();
+        for (name, insts) in &self.services {
+            if service.is_some_and(|s| s != name) {
+                continue;
+            }
+            let mut page = Vec::new();
+            for (id, inst) in insts {
+                if after
+                    .as_ref()
+                    .is_some_and(|(s, i)| (name.as_str(), id.as_str()) <= (s.as_str(), i.as_str()))
+                {
+                    continue;
+                }
+                if taken == limit {
+                    next_cursor = page
+                        .last()
+                        .map(|i: &(&String, &Instance)| encode_cursor(name, i.0))
+                        .or_else(|| {
+                            services.last().and_then(|s: &ServiceSummary| {
+                                s.instances
+                                    .last()
+                                    .map(|i| encode_cursor(&s.service, &i.instance))
+                            })
+                        });
+                    break;
+                }
+                page.push((id, inst));
+                taken += 1;
+            }
+            if !page.is_empty() {
+                let instances: Vec<InstanceSummary> = page
+                    .into_iter()
                     .map(|(id, inst)| InstanceSummary {
                         instance: id.clone(),
                         health: self.health_of(inst, now_ms),
@@ -406,12 +478,16 @@ impl Store {
                         latest: inst.latest.clone(),
                     })
                     .collect();
-                aggregate(service, instances)
-            })
-            .collect();
+                services.push(aggregate(name, instances));
+            }
+            if next_cursor.is_some() {
+                break;
+            }
+        }
         ServicesResponse {
             services,
             collector: self.status(),
+            next_cursor,
         }
     }
 
@@ -603,6 +679,72 @@ impl Store {
     }
 }
 
+/// A page cursor: the last (service, instance) of the page, hex-encoded so
+/// any name survives a query string.
+fn encode_cursor(service: &str, instance: &str) -> String {
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    format!("{}.{}", hex(service), hex(instance))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(String, String)> {
+    let unhex = |s: &str| -> Option<String> {
+        let bytes = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        String::from_utf8(bytes).ok()
+    };
+    let (s, i) = cursor.split_once('.')?;
+    Some((unhex(s)?, unhex(i)?))
+}
+
+/// What one series costs besides its points: its map entry and name.
+const SERIES_ENTRY_BYTES: u64 = 64;
+
+/// What an instance costs besides its series, stalls and profiles: its
+/// entry, names and what its agent said about itself.
+fn instance_overhead(service: &str, instance: &str, info: &AgentInfo) -> u64 {
+    let strings = |v: &[String]| v.iter().map(|s| s.len() as u64 + 24).sum::<u64>();
+    std::mem::size_of::<Instance>() as u64
+        + 64
+        + service.len() as u64
+        + instance.len() as u64
+        + info.host.len() as u64
+        + info.agent_version.len() as u64
+        + strings(&info.capabilities)
+        + strings(&info.config_warnings)
+}
+
+/// What keeping `sample` as an instance's latest costs.
+fn sample_bytes(sample: &Sample) -> u64 {
+    use std::mem::size_of;
+    let frames = |frames: &[String]| frames.iter().map(|f| f.len() as u64 + 24).sum::<u64>();
+    size_of::<Sample>() as u64
+        + sample.service.len() as u64
+        + sample.instance.len() as u64
+        + sample
+            .runtimes
+            .iter()
+            .map(|r| {
+                size_of::<lagscope_wire::RuntimeSample>() as u64
+                    + r.name.len() as u64
+                    + (r.worker.len() * size_of::<lagscope_wire::WorkerSample>()) as u64
+            })
+            .sum::<u64>()
+        + sample
+            .gauges
+            .iter()
+            .map(|g| g.name.len() as u64 + 40)
+            .sum::<u64>()
+        + sample.stalls.iter().map(stall_bytes).sum::<u64>()
+        + sample
+            .profiles
+            .iter()
+            .flat_map(|p| &p.stacks)
+            .map(|s| frames(&s.frames) + 32)
+            .sum::<u64>()
+}
+
 fn aggregate(service: &str, instances: Vec<InstanceSummary>) -> ServiceSummary {
     let live: Vec<&Sample> = instances
         .iter()
@@ -777,6 +919,70 @@ mod tests {
             .connect("svc", "b", AgentInfo::default(), 100_000)
             .expect("a is gone and was evicted");
         assert_eq!(store.services(100_000).services[0].instances.len(), 1);
+    }
+
+    #[test]
+    fn the_instance_cap_refuses_new_instances_naming_its_flag_and_evicts_gone_ones() {
+        let mut store = Store::new(StoreConfig {
+            max_instances: 2,
+            ..StoreConfig::default()
+        });
+        for id in ["a", "b"] {
+            store
+                .connect("svc", id, AgentInfo::default(), 0)
+                .expect("room");
+        }
+        let err = store
+            .connect("svc", "c", AgentInfo::default(), 0)
+            .expect_err("full");
+        assert!(err.to_string().contains("--max-instances"), "{err}");
+        store.disconnect("svc", "a", 0);
+        store
+            .connect("svc", "c", AgentInfo::default(), 100_000)
+            .expect("a is gone and was evicted");
+        assert!(store.status().history_bytes > 0);
+    }
+
+    #[test]
+    fn every_instance_costs_history_bytes_even_before_its_first_sample() {
+        let mut store = Store::new(StoreConfig::default());
+        store
+            .connect("svc", "a", AgentInfo::default(), 0)
+            .expect("room");
+        let empty = store.status().history_bytes;
+        assert!(empty >= std::mem::size_of::<Instance>() as u64, "{empty}");
+        store.ingest(sample("svc", "a", 0, 1000)).expect("known");
+        assert!(store.status().history_bytes > empty + 1000);
+    }
+
+    #[test]
+    fn the_services_listing_comes_in_pages() {
+        let mut store = Store::new(StoreConfig::default());
+        for (svc, id) in [("a", "1"), ("a", "2"), ("b", "1"), ("c", "1"), ("c", "2")] {
+            store
+                .connect(svc, id, AgentInfo::default(), 0)
+                .expect("room");
+        }
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.services_page(0, None, 2, cursor.as_deref());
+            let n: usize = page.services.iter().map(|s| s.instances.len()).sum();
+            assert!(n <= 2);
+            for s in &page.services {
+                for i in &s.instances {
+                    seen.push(format!("{}/{}", s.service, i.instance));
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["a/1", "a/2", "b/1", "c/1", "c/2"]);
+        let only_c = store.services_page(0, Some("c"), 10, None);
+        assert_eq!(only_c.services.len(), 1);
+        assert_eq!(only_c.services[0].instances.len(), 2);
     }
 
     #[test]

@@ -175,7 +175,8 @@ fn spawn_poller(
                 }
                 let w = wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 if let (true, Some((service, instance))) = (ok, w.instance) {
-                    if let Ok(s) = client.series(&service, &instance, w.from_ms, w.to_ms, 240) {
+                    if let Ok(s) = client.series(&service, &instance, w.from_ms, w.to_ms, Some(240))
+                    {
                         if tx.send(Event::Series(s)).is_err() {
                             break;
                         }

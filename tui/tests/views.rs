@@ -76,6 +76,7 @@ fn services() -> ServicesResponse {
             history_bytes: 3 << 20,
             history_bytes_limit: 512 << 20,
         },
+        next_cursor: None,
     }
 }
 

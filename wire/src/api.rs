@@ -24,6 +24,9 @@ pub struct ServicesResponse {
     pub services: Vec<ServiceSummary>,
     /// Collector-wide counters.
     pub collector: CollectorStatus,
+    /// Set when more instances follow: pass it as `?cursor=` for the next page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// One service: its instances and their aggregate.

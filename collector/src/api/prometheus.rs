@@ -265,6 +265,16 @@ pub fn render(
     out
 }
 
+/// Says how many instances a bounded exposition left out.
+pub fn omitted(out: &mut String, instances: usize, cap: usize) {
+    let name = "lagscope_collector_metrics_instances_omitted";
+    let help = format!(
+        "Instances left out of this exposition (it covers at most {cap}; scrape /metrics?service=NAME per service)."
+    );
+    let mut f = Family::start(out, name, "gauge", &help);
+    f.point(name, &[], instances as f64);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

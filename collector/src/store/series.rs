@@ -133,7 +133,11 @@ impl Series {
 
     /// Estimated bytes held.
     pub fn bytes(&self) -> u64 {
-        self.raw.len() as u64 * RAW_POINT_BYTES + self.buckets.len() as u64 * BUCKET_BYTES
+        // What the buffers hold from the allocator (they grow by doubling),
+        // not only what they use.
+        std::mem::size_of::<Series>() as u64
+            + self.raw.capacity() as u64 * RAW_POINT_BYTES
+            + self.buckets.capacity() as u64 * BUCKET_BYTES
     }
 }
 
@@ -185,10 +189,20 @@ mod tests {
     #[test]
     fn memory_is_bounded() {
         let mut s = Series::new(limits(5));
-        for i in 0..100_000u64 {
+        for i in 0..1_000u64 {
             s.push(i * 1000, 1.0);
         }
-        assert!(s.bytes() <= 5 * RAW_POINT_BYTES + 3 * BUCKET_BYTES);
+        let full = s.bytes();
+        for i in 1_000..100_000u64 {
+            s.push(i * 1000, 1.0);
+        }
+        assert_eq!(s.bytes(), full, "a full series stops growing");
+        // Buffers hold at most twice what they use (they grow by doubling).
+        let used = 5 * RAW_POINT_BYTES + 3 * BUCKET_BYTES;
+        assert!(
+            full <= std::mem::size_of::<Series>() as u64 + 2 * used,
+            "{full}"
+        );
     }
 
     #[test]
