@@ -306,6 +306,18 @@ pub fn c_allocator_held_bytes() -> Option<u64> {
     crate::platform::c_allocator_held_bytes()
 }
 
+/// Gives memory the C allocator holds but no longer uses back to the OS
+/// (glibc `malloc_trim`; a no-op elsewhere). A long-running server calls it
+/// now and then so that a burst of allocations (a connection flood) does not
+/// stay in its RSS.
+///
+/// ```
+/// lagscope::alloc::release_free_heap();
+/// ```
+pub fn release_free_heap() {
+    crate::platform::release_free_heap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,6 @@ pub(crate) mod static_ref;
 #[cfg(target_os = "linux")]
 pub use linux::stack;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{c_allocator_held_bytes, current_tid, timer};
+pub(crate) use linux::{c_allocator_held_bytes, current_tid, release_free_heap, timer};
 #[cfg(not(target_os = "linux"))]
-pub(crate) use other::{c_allocator_held_bytes, current_tid};
+pub(crate) use other::{c_allocator_held_bytes, current_tid, release_free_heap};

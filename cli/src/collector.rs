@@ -123,10 +123,21 @@ pub fn run(args: CollectorArgs) -> Result<()> {
             collector.grpc_url(),
             collector.http_url()
         );
+        // Give the heap a burst left behind (a connection flood, a big
+        // scrape) back to the OS instead of keeping it in RSS.
+        let trim = tokio::spawn(async {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(15));
+            loop {
+                every.tick().await;
+                // Off the runtime: trimming walks the arenas under their locks.
+                let _ = tokio::task::spawn_blocking(lagscope::alloc::release_free_heap).await;
+            }
+        });
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate() => {}
         }
+        trim.abort();
         eprintln!("lagscope collector: shutting down");
         collector.shutdown().await;
         Ok(())

@@ -10,6 +10,17 @@ pub fn current_tid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// Hands memory the C allocator holds but does not use back to the OS
+/// (glibc `malloc_trim`); a no-op on other C libraries.
+pub(crate) fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: `malloc_trim` takes a padding size, has no other preconditions
+    // and takes the arena locks itself.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Bytes the C allocator (glibc malloc) holds from the OS: its main arena
 /// plus its mmapped blocks. `None` on other C libraries.
 pub(crate) fn c_allocator_held_bytes() -> Option<u64> {

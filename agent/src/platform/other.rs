@@ -6,6 +6,9 @@ pub fn current_tid() -> i32 {
     0
 }
 
+/// No portable way to ask the C allocator to give memory back.
+pub(crate) fn release_free_heap() {}
+
 /// No portable way to ask the C allocator.
 pub(crate) fn c_allocator_held_bytes() -> Option<u64> {
     None
