@@ -46,6 +46,11 @@ pub use lagscope_wire::metric::MAIN_RUNTIME;
 /// hundred MiB at worst), so a typo cannot reserve unbounded memory.
 pub const MAX_BUFFER_CAPACITY: usize = 86_400;
 
+/// Longest [`Builder::stall_threshold`]: a poll that long is an outage, not
+/// a stall to catch.
+#[cfg(target_os = "linux")]
+pub const MAX_STALL_THRESHOLD: Duration = Duration::from_secs(60);
+
 pub(crate) const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 pub(crate) const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(3600);
 const MIN_LAG_PROBE_INTERVAL: Duration = Duration::from_micros(100);
@@ -376,10 +381,15 @@ impl Builder {
             });
         }
         #[cfg(target_os = "linux")]
-        if !self.stall_threshold.is_zero() && self.stall_threshold < Duration::from_millis(1) {
+        if !self.stall_threshold.is_zero()
+            && !(Duration::from_millis(1)..=MAX_STALL_THRESHOLD).contains(&self.stall_threshold)
+        {
             return Err(Error::InvalidConfig {
                 option: "stall_threshold",
-                reason: format!("{:?} is below 1ms", self.stall_threshold),
+                reason: format!(
+                    "{:?} is outside 1ms..={MAX_STALL_THRESHOLD:?} (0 turns the watchdog off)",
+                    self.stall_threshold
+                ),
             });
         }
         #[cfg(target_os = "linux")]
@@ -664,6 +674,7 @@ mod tests {
             ("LAGSCOPE_COLLECTOR", "http://"),
             ("LAGSCOPE_TOKEN", " "),
             ("LAGSCOPE_LAG_PROBE_INTERVAL", "5s"),
+            ("LAGSCOPE_STALL_THRESHOLD", "2h"),
         ] {
             let mut b = Builder::default().sample_interval(Duration::from_millis(500));
             let warnings = b.apply_env(env(&[(var, value)]));

@@ -53,9 +53,11 @@ mod span;
 mod watchdog;
 
 pub use agent::{Agent, AgentHandle};
+#[cfg(target_os = "linux")]
+pub use builder::MAX_STALL_THRESHOLD;
 pub use builder::{
     Builder, DEFAULT_BUFFER_CAPACITY, DEFAULT_LAG_PROBE_INTERVAL, DEFAULT_SAMPLE_INTERVAL,
-    MAIN_RUNTIME,
+    MAIN_RUNTIME, MAX_BUFFER_CAPACITY,
 };
 pub use error::Error;
 #[cfg(feature = "otel")]
