@@ -424,10 +424,25 @@ fn add_stack(event: &mut StallEvent, frames: Vec<String>) {
         None => event.stacks.push(StallStack { frames, count: 1 }),
     }
     event.stacks.sort_by_key(|s| std::cmp::Reverse(s.count));
-    event.blocking_function = event
-        .stacks
+    event.blocking_function = culprit(&event.stacks);
+}
+
+/// The blocking function of a stall's captures (most frequent first): the
+/// innermost user frame of the most frequent stack that has one — unless
+/// another capture shows a deeper user frame on top of the same chain. A
+/// capture that stops inside a leaf without a frame pointer (the vDSO's
+/// `clock_gettime`, a libc routine) loses that leaf's caller; a capture
+/// that did not stop there names it.
+fn culprit(stacks: &[StallStack]) -> Option<String> {
+    let chain = stacks.iter().find_map(|s| {
+        let user = s.frames.iter().position(|f| is_user_frame(f))?;
+        Some(&s.frames[user..])
+    })?;
+    stacks
         .iter()
-        .find_map(|s| blocking_function(&s.frames));
+        .filter(|s| s.frames.len() > chain.len() && s.frames.ends_with(chain))
+        .find_map(|s| blocking_function(&s.frames[..s.frames.len() - chain.len()]))
+        .or_else(|| blocking_function(chain))
 }
 
 /// Threads that may run `watch`'s tasks.
@@ -521,6 +536,48 @@ mod tests {
         assert_eq!(blocking_function(&idle), None);
         assert!(is_parked(&idle));
         assert!(!is_parked(&stack));
+    }
+
+    #[test]
+    fn a_capture_that_lost_the_leafs_caller_does_not_outvote_one_that_kept_it() {
+        let outer = [
+            "svc::block::run",
+            "svc::handler::{{closure}}",
+            "tokio::runtime::task::raw::poll",
+        ];
+        let lost: Vec<String> = strings(&outer);
+        let kept: Vec<String> = std::iter::once("svc::block::hash_in_handler".to_string())
+            .chain(lost.iter().cloned())
+            .collect();
+        let stacks = [
+            StallStack {
+                frames: lost.clone(),
+                count: 2,
+            },
+            StallStack {
+                frames: kept,
+                count: 1,
+            },
+        ];
+        assert_eq!(
+            culprit(&stacks).as_deref(),
+            Some("svc::block::hash_in_handler")
+        );
+        // A deeper capture that only adds library frames changes nothing.
+        let library: Vec<String> = std::iter::once("std::time::Instant::now".to_string())
+            .chain(lost.iter().cloned())
+            .collect();
+        let stacks = [
+            StallStack {
+                frames: lost,
+                count: 2,
+            },
+            StallStack {
+                frames: library,
+                count: 1,
+            },
+        ];
+        assert_eq!(culprit(&stacks).as_deref(), Some("svc::block::run"));
     }
 
     #[test]
