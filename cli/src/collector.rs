@@ -35,7 +35,7 @@ pub struct CollectorArgs {
     max_connections: usize,
     /// How long a new connection may stay silent, and an HTTP request's
     /// headers may take, before the connection is closed.
-    #[arg(long, default_value = "10s", value_parser = lagscope_wire::duration::parse_arg)]
+    #[arg(long, default_value = listener::DEFAULT_HANDSHAKE_TIMEOUT_FLAG, value_parser = lagscope_wire::duration::parse_arg)]
     connection_timeout: std::time::Duration,
     /// Cap on history held in memory, in MiB.
     #[arg(long, default_value_t = StoreConfig::default().max_history_bytes >> 20)]

@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 1024;
 /// How long a new connection may stay silent.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// [`DEFAULT_HANDSHAKE_TIMEOUT`] as a flag writes it.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_FLAG: &str = "10s";
 /// How long a request's headers may take to arrive (and how long a
 /// keep-alive connection may sit idle) on the HTTP port.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -172,10 +174,12 @@ fn admit(
 
 /// Whether `n` bytes arrive on `stream` within `timeout` (peeked, not read).
 async fn spoke_in_time(stream: &TcpStream, n: usize, timeout: Duration) -> bool {
-    let mut buf = vec![0u8; n];
+    let mut buf = [0u8; GRPC_FIRST_BYTES];
+    let buf = &mut buf[..n.min(GRPC_FIRST_BYTES)];
+    let n = buf.len();
     tokio::time::timeout(timeout, async {
         loop {
-            match stream.peek(&mut buf).await {
+            match stream.peek(buf).await {
                 Ok(0) | Err(_) => return false,
                 Ok(got) if got >= n => return true,
                 // Part of it: wait for more without spinning.
@@ -243,6 +247,14 @@ pub async fn serve_http(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_flag_default_is_the_library_default() {
+        assert_eq!(
+            lagscope_wire::duration::parse(DEFAULT_HANDSHAKE_TIMEOUT_FLAG),
+            Some(DEFAULT_HANDSHAKE_TIMEOUT)
+        );
+    }
 
     #[test]
     fn the_refusal_is_a_complete_http_response() {

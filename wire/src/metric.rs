@@ -586,22 +586,6 @@ impl Metric {
             _ => None,
         }
     }
-
-    /// The value of a process metric, if it is one and was measured.
-    pub fn read_process(self, s: &Sample) -> Option<f64> {
-        match self.def().source {
-            Source::Process { read, .. } => read(s),
-            _ => None,
-        }
-    }
-
-    /// The metric whose OTLP name is `name`.
-    pub fn from_otlp(name: &str) -> Option<Metric> {
-        Metric::ALL
-            .iter()
-            .copied()
-            .find(|m| m.def().otlp == Some(name))
-    }
 }
 
 /// Every (series name, value) of `sample` under lagscope's one vocabulary:

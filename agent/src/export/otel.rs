@@ -223,31 +223,23 @@ fn instruments(provider: &SdkMeterProvider, latest: &Latest) -> Histogram<f64> {
                 .as_deref()
                 .and_then(read)
         };
+        // Gauge and counter builders are different types with the same steps.
+        macro_rules! register {
+            ($builder:expr) => {{
+                let _ = $builder
+                    .with_unit(def.unit.otlp())
+                    .with_description(def.doc)
+                    .with_callback(move |o| {
+                        if let Some(v) = observe() {
+                            o.observe(v, &[]);
+                        }
+                    })
+                    .build();
+            }};
+        }
         match def.kind {
-            Kind::Gauge => {
-                let _ = meter
-                    .f64_observable_gauge(name)
-                    .with_unit(def.unit.otlp())
-                    .with_description(def.doc)
-                    .with_callback(move |o| {
-                        if let Some(v) = observe() {
-                            o.observe(v, &[]);
-                        }
-                    })
-                    .build();
-            }
-            Kind::Counter => {
-                let _ = meter
-                    .f64_observable_counter(name)
-                    .with_unit(def.unit.otlp())
-                    .with_description(def.doc)
-                    .with_callback(move |o| {
-                        if let Some(v) = observe() {
-                            o.observe(v, &[]);
-                        }
-                    })
-                    .build();
-            }
+            Kind::Gauge => register!(meter.f64_observable_gauge(name)),
+            Kind::Counter => register!(meter.f64_observable_counter(name)),
         }
     }
     meter

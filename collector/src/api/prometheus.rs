@@ -280,6 +280,16 @@ mod tests {
     use super::*;
     use crate::store::tests_support::sample;
 
+    fn status() -> CollectorStatus {
+        CollectorStatus {
+            agents_connected: 1,
+            samples_ingested: 1,
+            streams_rejected: 0,
+            history_bytes: 10,
+            history_bytes_limit: 100,
+        }
+    }
+
     #[test]
     fn exposition_has_labelled_families_and_escapes_values() {
         let mut s = sample("svc", "host:\"1\"", 0, 0);
@@ -295,13 +305,7 @@ mod tests {
             p999_us: 250_000,
             max_us: 300_000,
         });
-        let status = CollectorStatus {
-            agents_connected: 1,
-            samples_ingested: 1,
-            streams_rejected: 0,
-            history_bytes: 10,
-            history_bytes_limit: 100,
-        };
+        let status = status();
         let stalls = [StallTotals {
             service: "svc",
             instance: "a",
@@ -333,13 +337,7 @@ mod tests {
             long_polls: 1,
             ..Default::default()
         });
-        let status = CollectorStatus {
-            agents_connected: 1,
-            samples_ingested: 1,
-            streams_rejected: 0,
-            history_bytes: 10,
-            history_bytes_limit: 100,
-        };
+        let status = status();
         let text = render(&[(&s, Health::Live)], &[], &status, 0, None, &[]);
         for def in TABLE {
             if let Some(name) = def.prometheus {
