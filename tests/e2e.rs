@@ -608,6 +608,8 @@ fn batch(seq: u64) -> AgentMessage {
                 dropped_samples: 0,
                 stalls: vec![],
                 profiles: vec![],
+                tasks: vec![],
+                task_names_folded: 0,
             }],
         })),
     }

@@ -93,6 +93,7 @@ impl AgentHandle {
         let service = builder.service.clone().unwrap_or_else(default_service);
         let instance = builder.instance.clone().unwrap_or_else(default_instance);
         let now = Instant::now();
+        crate::tasks::set_max_names(builder.max_task_names);
 
         let runtime_shapes: Vec<(String, usize)> = builder
             .runtimes
@@ -330,6 +331,21 @@ impl AgentHandle {
     /// ```
     pub fn gauge(&self, name: impl Into<String>, read: impl Fn() -> f64 + Send + Sync + 'static) {
         self.shared.gauges.set(name.into(), Box::new(read));
+    }
+
+    /// The monitor for the futures named `name` (see [`crate::instrument`]):
+    /// keep it where one name wraps many futures, to skip the name lookup.
+    ///
+    /// ```
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let agent = lagscope::Agent::builder().start(rt.handle().clone()).unwrap();
+    /// let jobs = agent.task_monitor("job: resize image");
+    /// rt.block_on(jobs.instrument(async {}));
+    /// assert_eq!(jobs.completed(), 1);
+    /// agent.shutdown();
+    /// ```
+    pub fn task_monitor(&self, name: &str) -> crate::TaskMonitor {
+        crate::TaskMonitor::named(name)
     }
 
     /// Stops the agent and waits for its threads to finish (promptly: they wait

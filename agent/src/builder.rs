@@ -18,6 +18,7 @@
 //! | [`ca_file`](Builder::ca_file) | Mozilla's root certificates | `LAGSCOPE_CA_FILE` |
 //! | [`stall_threshold`](Builder::stall_threshold) (Linux) | 20 ms | `LAGSCOPE_STALL_THRESHOLD` |
 //! | [`profile_hz`](Builder::profile_hz) (Linux) | 19 | `LAGSCOPE_PROFILE_HZ` |
+//! | [`max_task_names`](Builder::max_task_names) | [`DEFAULT_MAX_TASK_NAMES`](crate::DEFAULT_MAX_TASK_NAMES) | `LAGSCOPE_MAX_TASK_NAMES` |
 //! | `otel` (cargo feature `otel`) | off | `LAGSCOPE_OTEL` (`http`, `grpc`, `off`) plus the standard `OTEL_*` variables |
 //!
 //! Durations in the environment are written `250ms`, `1s`, `2m`, `500us`.
@@ -90,6 +91,7 @@ pub struct Builder {
     #[cfg(target_os = "linux")]
     pub(crate) profile_hz: u32,
     pub(crate) gauges: Vec<(String, GaugeFn)>,
+    pub(crate) max_task_names: usize,
 }
 
 impl Default for Builder {
@@ -114,6 +116,7 @@ impl Default for Builder {
             #[cfg(target_os = "linux")]
             profile_hz: crate::profiler::DEFAULT_PROFILE_HZ,
             gauges: Vec::new(),
+            max_task_names: crate::tasks::DEFAULT_MAX_TASK_NAMES,
         }
     }
 }
@@ -266,6 +269,15 @@ impl Builder {
         self
     }
 
+    /// Most distinct names [`crate::instrument`] and the tower layer keep
+    /// (1 to [`crate::tasks::MAX_TASK_NAMES`]); futures with a new name past
+    /// it count under `other`, and the fold is counted. Default:
+    /// [`crate::DEFAULT_MAX_TASK_NAMES`]. Environment: `LAGSCOPE_MAX_TASK_NAMES`.
+    pub fn max_task_names(mut self, names: usize) -> Self {
+        self.max_task_names = names;
+        self
+    }
+
     /// Reports a user gauge, read on the agent's thread once per sample (keep it
     /// cheap and non-blocking). See [`AgentHandle::gauge`] to add one later.
     pub fn gauge(
@@ -332,6 +344,7 @@ impl Builder {
             collector: self.collector.clone(),
             token: self.token.clone(),
             ca_file: self.ca_file.clone(),
+            max_task_names: self.max_task_names,
             #[cfg(target_os = "linux")]
             stall_threshold: self.stall_threshold,
             #[cfg(target_os = "linux")]
@@ -351,6 +364,7 @@ impl Builder {
         self.collector = s.collector;
         self.token = s.token;
         self.ca_file = s.ca_file;
+        self.max_task_names = s.max_task_names;
         #[cfg(target_os = "linux")]
         {
             self.stall_threshold = s.stall_threshold;
@@ -389,6 +403,16 @@ impl Builder {
                 reason: format!(
                     "{:?} is outside 1ms..={MAX_STALL_THRESHOLD:?} (0 turns the watchdog off)",
                     self.stall_threshold
+                ),
+            });
+        }
+        if !(1..=crate::tasks::MAX_TASK_NAMES).contains(&self.max_task_names) {
+            return Err(Error::InvalidConfig {
+                option: "max_task_names",
+                reason: format!(
+                    "{} is outside 1..={}",
+                    self.max_task_names,
+                    crate::tasks::MAX_TASK_NAMES
                 ),
             });
         }
@@ -456,6 +480,7 @@ struct EnvSnapshot {
     collector: Option<String>,
     token: Option<String>,
     ca_file: Option<PathBuf>,
+    max_task_names: usize,
     #[cfg(target_os = "linux")]
     stall_threshold: Duration,
     #[cfg(target_os = "linux")]
@@ -553,6 +578,19 @@ const ENV: &[(&str, EnvSetter)] = &[
                 )),
             }
         }
+    }),
+    ("LAGSCOPE_MAX_TASK_NAMES", |b, v| {
+        b.max_task_names = v.trim().parse().map_err(|_| {
+            invalid(
+                "LAGSCOPE_MAX_TASK_NAMES",
+                v,
+                &format!(
+                    "expected a whole number of names, 1 to {}",
+                    crate::tasks::MAX_TASK_NAMES
+                ),
+            )
+        })?;
+        Ok(())
     }),
     ("LAGSCOPE_OTEL", |b, v| {
         let protocol = match v.trim() {

@@ -49,6 +49,7 @@ mod platform;
 mod profiler;
 mod sampler;
 mod span;
+pub mod tasks;
 #[cfg(target_os = "linux")]
 mod watchdog;
 
@@ -67,12 +68,16 @@ pub use hooks::{PollHooks, DEFAULT_LONG_POLL_THRESHOLD};
 pub(crate) use lagscope_wire::sample;
 pub use lagscope_wire::sample::{
     GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, Profile, ProfileStack,
-    RuntimeSample, Sample, StallDetection, StallEvent, StallStack, WorkerSample,
+    RuntimeSample, Sample, StallDetection, StallEvent, StallStack, TaskSample, TaskTimes,
+    WorkerSample,
 };
 #[cfg(target_os = "linux")]
 pub use platform::stack;
 #[cfg(target_os = "linux")]
 pub use profiler::DEFAULT_PROFILE_HZ;
 pub use span::{current_span, tracing_layer, SpanLayer};
+#[cfg(feature = "tower")]
+pub use tasks::route;
+pub use tasks::{instrument, Instrumented, TaskMonitor, DEFAULT_MAX_TASK_NAMES};
 #[cfg(target_os = "linux")]
 pub use watchdog::DEFAULT_STALL_THRESHOLD;

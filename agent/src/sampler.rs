@@ -40,6 +40,7 @@ pub(crate) struct Sampler {
     watched: Vec<Watched>,
     memory: MemorySampler,
     process: ProcessSampler,
+    tasks: crate::tasks::TaskSampler,
     seq: u64,
     previous_at: Instant,
     next_sample: Instant,
@@ -66,6 +67,7 @@ impl Sampler {
             watched,
             memory: MemorySampler::new(),
             process: ProcessSampler::new(),
+            tasks: crate::tasks::TaskSampler::default(),
             seq: 0,
             previous_at: now,
             next_sample: now + interval,
@@ -153,6 +155,7 @@ impl Sampler {
                 r
             })
             .collect();
+        let (tasks, task_names_folded) = self.tasks.sample();
         let sample = Sample {
             service: self.service.clone(),
             instance: self.instance.clone(),
@@ -178,6 +181,8 @@ impl Sampler {
             profiles: self.profiles.as_ref().map(|e| e.take()).unwrap_or_default(),
             #[cfg(not(target_os = "linux"))]
             profiles: Vec::new(),
+            tasks,
+            task_names_folded,
         };
         self.seq += 1;
         sample

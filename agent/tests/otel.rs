@@ -102,6 +102,7 @@ fn metrics_and_a_parented_stall_span_reach_an_otlp_receiver() {
         .otel(lagscope::OtelProtocol::Grpc)
         .start(rt.handle().clone())
         .expect("start");
+    rt.block_on(lagscope::instrument("GET /otel", tokio::task::yield_now()));
     std::thread::sleep(Duration::from_millis(300));
     let (tx, rx) = std::sync::mpsc::channel();
     rt.spawn(async move {
@@ -162,7 +163,30 @@ fn metrics_and_a_parented_stall_span_reach_an_otlp_receiver() {
             .map(|m| (m.name.clone(), m.unit.clone()))
             .collect();
         let has = |name: &str, unit: &str| metrics.iter().any(|m| m.0 == name && m.1 == unit);
-        if has("tokio.eventloop.delay", "s")
+        // Per-name task metrics carry the name as the `task` attribute.
+        let task_point = got
+            .iter()
+            .flat_map(|r| &r.resource_metrics)
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name == "tokio.task.completed")
+            .filter_map(|m| match &m.data {
+                Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) => {
+                    Some(s.data_points.clone())
+                }
+                _ => None,
+            })
+            .flatten()
+            .any(|p| {
+                p.attributes.iter().any(|a| {
+                    a.key == "task"
+                        && a.value.as_ref().and_then(|v| v.value.clone())
+                            == Some(any_value::Value::StringValue("GET /otel".into()))
+                })
+            });
+        if task_point
+            && has("tokio.task.poll.time", "s")
+            && has("tokio.eventloop.delay", "s")
             && has("tokio.eventloop.utilization", "1")
             && has("process.memory.usage", "By")
             && has("tokio.workers", "{worker}")

@@ -44,7 +44,7 @@ impl Default for StoreConfig {
             bucket_ms: 60_000,
             buckets: 1440,
             max_history_bytes: 512 * 1024 * 1024,
-            max_series_per_instance: 256,
+            max_series_per_instance: 768,
             max_instances: 20_000,
             gone_after_ms: 60_000,
         }

@@ -71,6 +71,8 @@ impl Sample {
                         .collect(),
                 })
                 .collect(),
+            tasks: self.tasks.iter().map(task_to_pb).collect(),
+            task_names_folded: self.task_names_folded,
         }
     }
 
@@ -140,7 +142,55 @@ impl Sample {
                         .collect(),
                 })
                 .collect(),
+            tasks: p.tasks.into_iter().map(task_from_pb).collect(),
+            task_names_folded: p.task_names_folded,
         }
+    }
+}
+
+fn task_to_pb(t: &TaskSample) -> pb::TaskSample {
+    let times = |t: &Option<TaskTimes>| {
+        t.map(|t| pb::TaskTimes {
+            mean_us: t.mean_us,
+            p99_us: t.p99_us,
+        })
+    };
+    pb::TaskSample {
+        name: t.name.clone(),
+        instrumented: t.instrumented,
+        completed: t.completed,
+        slow_polls: t.slow_polls,
+        scheduled_us: t.scheduled_us,
+        poll_us: t.poll_us,
+        idle_us: t.idle_us,
+        requests: t.requests,
+        scheduled: times(&t.scheduled),
+        poll: times(&t.poll),
+        idle: times(&t.idle),
+        first_poll_delay: times(&t.first_poll_delay),
+    }
+}
+
+fn task_from_pb(t: pb::TaskSample) -> TaskSample {
+    let times = |t: Option<pb::TaskTimes>| {
+        t.map(|t| TaskTimes {
+            mean_us: t.mean_us,
+            p99_us: t.p99_us,
+        })
+    };
+    TaskSample {
+        name: t.name,
+        instrumented: t.instrumented,
+        completed: t.completed,
+        slow_polls: t.slow_polls,
+        scheduled_us: t.scheduled_us,
+        poll_us: t.poll_us,
+        idle_us: t.idle_us,
+        requests: t.requests,
+        scheduled: times(t.scheduled),
+        poll: times(t.poll),
+        idle: times(t.idle),
+        first_poll_delay: times(t.first_poll_delay),
     }
 }
 

@@ -24,7 +24,7 @@
 //! assert_eq!(p99.unit.to_base(300.0), 0.0003);
 //! ```
 
-use crate::{LagStats, PollStats, RuntimeSample, Sample, WorkerSample};
+use crate::{LagStats, PollStats, RuntimeSample, Sample, TaskSample, TaskTimes, WorkerSample};
 
 /// The unit a metric's value is stored and charted in. Exports convert to
 /// the base unit ([`Unit::to_base`]): seconds for durations, bytes for sizes.
@@ -91,7 +91,8 @@ impl Kind {
 }
 
 /// What a metric describes, and so the labels it carries: a runtime
-/// (`runtime`), one worker of a runtime (`runtime`, `worker`), or the process.
+/// (`runtime`), one worker of a runtime (`runtime`, `worker`), the futures
+/// instrumented under one name (`task`), or the process.
 #[derive(Debug, Clone, Copy)]
 pub enum Source {
     /// Read from and written to one runtime's sample.
@@ -105,6 +106,14 @@ pub enum Source {
     Worker {
         /// The value, if this build measured it.
         read: fn(&WorkerSample) -> Option<f64>,
+    },
+    /// Read from and written to one name's [`TaskSample`]; series
+    /// `<series>.<name>`.
+    Task {
+        /// The value, if this build measured it.
+        read: fn(&TaskSample) -> Option<f64>,
+        /// Sets the value (OTLP in).
+        write: fn(&mut TaskSample, f64),
     },
     /// Read from and written to the sample as a whole.
     Process {
@@ -541,6 +550,171 @@ metric_table! {
             write: |s, v| s.dropped_samples = whole(v),
         },
     },
+    /// Futures instrumented under the name (cumulative).
+    TaskInstrumented {
+        series: "task_instrumented", label: "started", unit: Unit::Count("{task}"), kind: Counter,
+        field: "tasks[].instrumented",
+        prometheus: Some("tokio_task_instrumented_total"),
+        otlp: Some("tokio.task.instrumented"),
+        source: Source::Task {
+            read: |t| Some(t.instrumented as f64),
+            write: |t, v| t.instrumented = whole(v),
+        },
+    },
+    /// Instrumented futures that completed or were dropped (cumulative).
+    TaskCompleted {
+        series: "task_completed", label: "done", unit: Unit::Count("{task}"), kind: Counter,
+        field: "tasks[].completed",
+        prometheus: Some("tokio_task_completed_total"),
+        otlp: Some("tokio.task.completed"),
+        source: Source::Task {
+            read: |t| Some(t.completed as f64),
+            write: |t, v| t.completed = whole(v),
+        },
+    },
+    /// Polls of instrumented futures that took at least the slow-poll threshold (cumulative).
+    TaskSlowPolls {
+        series: "task_slow_polls", label: "slow polls", unit: Unit::Count("{poll}"), kind: Counter,
+        field: "tasks[].slow_polls",
+        prometheus: Some("tokio_task_slow_polls_total"),
+        otlp: Some("tokio.task.slow_polls"),
+        source: Source::Task {
+            read: |t| Some(t.slow_polls as f64),
+            write: |t, v| t.slow_polls = whole(v),
+        },
+    },
+    /// Time instrumented futures spent woken and waiting for a worker (cumulative).
+    TaskScheduledTime {
+        series: "task_scheduled_us", label: "scheduled", unit: Unit::Micros, kind: Counter,
+        field: "tasks[].scheduled_us",
+        prometheus: Some("tokio_task_scheduled_seconds_total"),
+        otlp: Some("tokio.task.scheduled.time"),
+        source: Source::Task {
+            read: |t| Some(t.scheduled_us as f64),
+            write: |t, v| t.scheduled_us = whole(v),
+        },
+    },
+    /// Time instrumented futures spent being polled (cumulative).
+    TaskPollTime {
+        series: "task_poll_us", label: "polled", unit: Unit::Micros, kind: Counter,
+        field: "tasks[].poll_us",
+        prometheus: Some("tokio_task_poll_seconds_total"),
+        otlp: Some("tokio.task.poll.time"),
+        source: Source::Task {
+            read: |t| Some(t.poll_us as f64),
+            write: |t, v| t.poll_us = whole(v),
+        },
+    },
+    /// Time instrumented futures spent idle, waiting to be woken (cumulative).
+    TaskIdleTime {
+        series: "task_idle_us", label: "idle", unit: Unit::Micros, kind: Counter,
+        field: "tasks[].idle_us",
+        prometheus: Some("tokio_task_idle_seconds_total"),
+        otlp: Some("tokio.task.idle.time"),
+        source: Source::Task {
+            read: |t| Some(t.idle_us as f64),
+            write: |t, v| t.idle_us = whole(v),
+        },
+    },
+    /// Mean time a request completed in the interval spent waiting for a worker.
+    TaskScheduledMean {
+        series: "task_scheduled_mean_us", label: "scheduled mean", unit: Unit::Micros, kind: Gauge,
+        field: "tasks[].scheduled.mean_us",
+        prometheus: Some("tokio_task_scheduled_mean_seconds"),
+        otlp: Some("tokio.task.scheduled.mean"),
+        source: Source::Task {
+            read: |t| Some(t.scheduled.as_ref()?.mean_us as f64),
+            write: |t, v| t.scheduled.get_or_insert_with(TaskTimes::default).mean_us = whole(v),
+        },
+    },
+    /// 99th percentile time a request completed in the interval spent waiting for a worker.
+    TaskScheduledP99 {
+        series: "task_scheduled_p99_us", label: "scheduled p99", unit: Unit::Micros, kind: Gauge,
+        field: "tasks[].scheduled.p99_us",
+        prometheus: Some("tokio_task_scheduled_p99_seconds"),
+        otlp: Some("tokio.task.scheduled.p99"),
+        source: Source::Task {
+            read: |t| Some(t.scheduled.as_ref()?.p99_us as f64),
+            write: |t, v| t.scheduled.get_or_insert_with(TaskTimes::default).p99_us = whole(v),
+        },
+    },
+    /// Mean time a request completed in the interval spent being polled.
+    TaskPollMean {
+        series: "task_poll_mean_us", label: "polled mean", unit: Unit::Micros, kind: Gauge,
+        field: "tasks[].poll.mean_us",
+        prometheus: Some("tokio_task_poll_mean_seconds"),
+        otlp: Some("tokio.task.poll.mean"),
+        source: Source::Task {
+            read: |t| Some(t.poll.as_ref()?.mean_us as f64),
+            write: |t, v| t.poll.get_or_insert_with(TaskTimes::default).mean_us = whole(v),
+        },
+    },
+    /// 99th percentile time a request completed in the interval spent being polled.
+    TaskPollP99 {
+        series: "task_poll_p99_us", label: "polled p99", unit: Unit::Micros, kind: Gauge,
+        field: "tasks[].poll.p99_us",
+        prometheus: Some("tokio_task_poll_p99_seconds"),
+        otlp: Some("tokio.task.poll.p99"),
+        source: Source::Task {
+            read: |t| Some(t.poll.as_ref()?.p99_us as f64),
+            write: |t, v| t.poll.get_or_insert_with(TaskTimes::default).p99_us = whole(v),
+        },
+    },
+    /// Mean time a request completed in the interval spent idle.
+    TaskIdleMean {
+        series: "task_idle_mean_us", label: "idle mean", unit: Unit::Micros, kind: Gauge,
+        field: "tasks[].idle.mean_us",
+        prometheus: Some("tokio_task_idle_mean_seconds"),
+        otlp: Some("tokio.task.idle.mean"),
+        source: Source::Task {
+            read: |t| Some(t.idle.as_ref()?.mean_us as f64),
+            write: |t, v| t.idle.get_or_insert_with(TaskTimes::default).mean_us = whole(v),
+        },
+    },
+    /// 99th percentile time a request completed in the interval spent idle.
+    TaskIdleP99 {
+        series: "task_idle_p99_us", label: "idle p99", unit: Unit::Micros, kind: Gauge,
+        field: "tasks[].idle.p99_us",
+        prometheus: Some("tokio_task_idle_p99_seconds"),
+        otlp: Some("tokio.task.idle.p99"),
+        source: Source::Task {
+            read: |t| Some(t.idle.as_ref()?.p99_us as f64),
+            write: |t, v| t.idle.get_or_insert_with(TaskTimes::default).p99_us = whole(v),
+        },
+    },
+    /// Mean time a request completed in the interval spent between creation and first poll.
+    TaskFirstPollDelayMean {
+        series: "task_first_poll_delay_mean_us", label: "first poll mean", unit: Unit::Micros, kind: Gauge,
+        field: "tasks[].first_poll_delay.mean_us",
+        prometheus: Some("tokio_task_first_poll_delay_mean_seconds"),
+        otlp: Some("tokio.task.first_poll.delay.mean"),
+        source: Source::Task {
+            read: |t| Some(t.first_poll_delay.as_ref()?.mean_us as f64),
+            write: |t, v| t.first_poll_delay.get_or_insert_with(TaskTimes::default).mean_us = whole(v),
+        },
+    },
+    /// 99th percentile time a request completed in the interval spent between creation and first poll.
+    TaskFirstPollDelayP99 {
+        series: "task_first_poll_delay_p99_us", label: "first poll p99", unit: Unit::Micros, kind: Gauge,
+        field: "tasks[].first_poll_delay.p99_us",
+        prometheus: Some("tokio_task_first_poll_delay_p99_seconds"),
+        otlp: Some("tokio.task.first_poll.delay.p99"),
+        source: Source::Task {
+            read: |t| Some(t.first_poll_delay.as_ref()?.p99_us as f64),
+            write: |t, v| t.first_poll_delay.get_or_insert_with(TaskTimes::default).p99_us = whole(v),
+        },
+    },
+    /// Instrumentations folded into the name `other` because the name cap was reached.
+    TaskNamesFolded {
+        series: "task_names_folded", label: "folded", unit: Unit::Count("{task}"), kind: Counter,
+        field: "task_names_folded",
+        prometheus: Some("lagscope_task_names_folded_total"),
+        otlp: Some("lagscope.task.names.folded"),
+        source: Source::Process {
+            read: |s| Some(s.task_names_folded as f64),
+            write: |s, v| s.task_names_folded = whole(v),
+        },
+    },
 }
 
 /// The OTLP histogram of the lag probe's delays (seconds), exported beside
@@ -579,6 +753,11 @@ impl Metric {
         format!("{}.{index}", self.def().series)
     }
 
+    /// The series of the futures instrumented as `name` (for [`Source::Task`] metrics).
+    pub fn task_series(self, name: &str) -> String {
+        task_series(self.def().series, name)
+    }
+
     /// The value for one runtime, if it is a runtime metric and was measured.
     pub fn read_runtime(self, r: &RuntimeSample) -> Option<f64> {
         match self.def().source {
@@ -586,6 +765,26 @@ impl Metric {
             _ => None,
         }
     }
+}
+
+/// `<series>.<task name>`: the name is the rest of the series name, dots and all.
+fn task_series(series: &str, name: &str) -> String {
+    format!("{series}.{name}")
+}
+
+/// The task name of a series of `metric` (`task_poll_us./orders` → `/orders`).
+///
+/// ```
+/// use lagscope_wire::metric::{task_name_of, Metric};
+/// let series = Metric::TaskPollTime.task_series("GET /a.b");
+/// assert_eq!(task_name_of(Metric::TaskPollTime, &series), Some("GET /a.b"));
+/// assert_eq!(task_name_of(Metric::TaskIdleTime, &series), None);
+/// ```
+pub fn task_name_of(metric: Metric, series: &str) -> Option<&str> {
+    series
+        .strip_prefix(metric.def().series)?
+        .strip_prefix('.')
+        .filter(|name| !name.is_empty())
 }
 
 /// Every (series name, value) of `sample` under lagscope's one vocabulary:
@@ -620,15 +819,25 @@ pub fn series_of(sample: &Sample) -> Vec<(String, f64)> {
                         }
                     }
                 }
-                Source::Process { .. } => {}
+                Source::Process { .. } | Source::Task { .. } => {}
             }
         }
     }
     for def in TABLE {
-        if let Source::Process { read, .. } = def.source {
-            if let Some(v) = read(sample) {
-                out.push((def.series.to_string(), v));
+        match def.source {
+            Source::Process { read, .. } => {
+                if let Some(v) = read(sample) {
+                    out.push((def.series.to_string(), v));
+                }
             }
+            Source::Task { read, .. } => {
+                for t in &sample.tasks {
+                    if let Some(v) = read(t) {
+                        out.push((task_series(def.series, &t.name), v));
+                    }
+                }
+            }
+            Source::Runtime { .. } | Source::Worker { .. } => {}
         }
     }
     for g in &sample.gauges {
@@ -660,6 +869,7 @@ pub fn markdown() -> String {
         };
         let series = match d.source {
             Source::Worker { .. } => format!("{}.<i>", d.series),
+            Source::Task { .. } => format!("{}.<name>", d.series),
             _ => d.series.to_string(),
         };
         out.push_str(&format!(
@@ -731,10 +941,11 @@ mod tests {
                     "{name}"
                 );
             }
+            let base = name.strip_suffix("_total").unwrap_or(name);
             match d.unit {
-                Unit::Micros => assert!(name.ends_with("_seconds"), "{name}"),
-                Unit::Bytes => assert!(name.ends_with("_bytes"), "{name}"),
-                Unit::BytesPerSecond => assert!(name.ends_with("_bytes_per_second"), "{name}"),
+                Unit::Micros => assert!(base.ends_with("_seconds"), "{name}"),
+                Unit::Bytes => assert!(base.ends_with("_bytes"), "{name}"),
+                Unit::BytesPerSecond => assert!(base.ends_with("_bytes_per_second"), "{name}"),
                 _ => {}
             }
             for reserved in ["_count", "_sum", "_bucket"] {
@@ -769,6 +980,7 @@ mod tests {
         for d in TABLE {
             let name = match d.source {
                 Source::Worker { .. } => format!("{}.0", d.series),
+                Source::Task { .. } => d.metric.task_series(&s.tasks[0].name),
                 _ => d.series.to_string(),
             };
             assert!(
@@ -800,6 +1012,10 @@ mod tests {
                 Source::Process { read, write } => {
                     write(&mut s, value);
                     assert_eq!(read(&s), Some(value), "{:?}", d.metric);
+                }
+                Source::Task { read, write } => {
+                    write(&mut s.tasks[0], value);
+                    assert_eq!(read(&s.tasks[0]), Some(value), "{:?}", d.metric);
                 }
                 Source::Worker { .. } => {}
             }
@@ -837,6 +1053,7 @@ mod tests {
             "memory.allocated_bytes",
             "process.cpu_user_us",
             "process.cpu_system_us",
+            "tasks[].requests",
         ];
         let mut s = Sample::synthetic("svc", "a", 0, 0);
         s.runtimes[0].poll = Some(crate::PollStats {

@@ -39,6 +39,88 @@ pub struct Sample {
     /// windows and answers to profile requests.
     #[serde(default)]
     pub profiles: Vec<Profile>,
+    /// Futures instrumented by name (`lagscope::instrument`, the tower
+    /// layer), one entry per name in first-seen order.
+    #[serde(default)]
+    pub tasks: Vec<TaskSample>,
+    /// Instrumentations folded into [`OTHER_TASK`] because the name cap was
+    /// reached (cumulative).
+    #[serde(default)]
+    pub task_names_folded: u64,
+}
+
+/// The name instrumentations fold into once the name cap is reached.
+pub const OTHER_TASK: &str = "other";
+
+/// Where the futures instrumented under one name spent their time.
+///
+/// The cumulative fields come from tokio-metrics' `TaskMonitor` and cover
+/// every instrumented future, in flight or done: *scheduled* is time woken
+/// and waiting for a worker, *poll* time running on one, *idle* time waiting
+/// for I/O, a timer or another task. The [`TaskTimes`] cover the requests
+/// that completed during the interval, each request's total.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskSample {
+    /// The name (`GET /orders/:id`, or what the caller chose).
+    pub name: String,
+    /// Futures instrumented under this name (cumulative).
+    pub instrumented: u64,
+    /// Futures that completed or were dropped (cumulative).
+    pub completed: u64,
+    /// Polls that took at least the slow-poll threshold (cumulative).
+    pub slow_polls: u64,
+    /// Time woken and waiting for a worker, in µs (cumulative).
+    pub scheduled_us: u64,
+    /// Time being polled, in µs (cumulative).
+    pub poll_us: u64,
+    /// Time waiting to be woken, in µs (cumulative).
+    pub idle_us: u64,
+    /// Requests that completed during the interval (the population of the
+    /// figures below).
+    pub requests: u64,
+    /// Per request: time waiting for a worker.
+    pub scheduled: Option<TaskTimes>,
+    /// Per request: time being polled.
+    pub poll: Option<TaskTimes>,
+    /// Per request: time idle.
+    pub idle: Option<TaskTimes>,
+    /// Per request: from instrumentation (creation) to first poll.
+    pub first_poll_delay: Option<TaskTimes>,
+}
+
+/// Mean and 99th percentile of one per-request time over an interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskTimes {
+    /// Mean, in microseconds.
+    pub mean_us: u64,
+    /// 99th percentile, in microseconds (bucketed: within 10 %).
+    pub p99_us: u64,
+}
+
+impl TaskSample {
+    /// Shares of the time accounted between two cumulative readings
+    /// (`earlier` of the same name, or `None` for since the start):
+    /// (scheduled, poll, idle), summing to 1, or `None` if no time passed.
+    ///
+    /// ```
+    /// use lagscope_wire::TaskSample;
+    /// let t = TaskSample { scheduled_us: 60, poll_us: 30, idle_us: 10, ..Default::default() };
+    /// assert_eq!(t.shares_since(None), Some((0.6, 0.3, 0.1)));
+    /// ```
+    pub fn shares_since(&self, earlier: Option<&TaskSample>) -> Option<(f64, f64, f64)> {
+        let (s0, p0, i0) = earlier.map_or((0, 0, 0), |e| (e.scheduled_us, e.poll_us, e.idle_us));
+        shares(
+            self.scheduled_us.saturating_sub(s0) as f64,
+            self.poll_us.saturating_sub(p0) as f64,
+            self.idle_us.saturating_sub(i0) as f64,
+        )
+    }
+}
+
+/// (scheduled, poll, idle) as fractions of their sum, or `None` when it is 0.
+pub fn shares(scheduled: f64, poll: f64, idle: f64) -> Option<(f64, f64, f64)> {
+    let total = scheduled + poll + idle;
+    (total > 0.0).then(|| (scheduled / total, poll / total, idle / total))
 }
 
 /// Stacks sampled on CPU time over a window: each thread is sampled every
@@ -504,6 +586,33 @@ impl Sample {
             dropped_samples: 0,
             stalls: vec![],
             profiles: vec![],
+            tasks: vec![TaskSample {
+                name: "GET /orders/:id".into(),
+                instrumented: 1000 + seq * 10,
+                completed: 990 + seq * 10,
+                slow_polls: 3,
+                scheduled_us: 20_000 + seq * 200,
+                poll_us: 30_000 + seq * 300,
+                idle_us: 150_000 + seq * 1500,
+                requests: 10,
+                scheduled: Some(TaskTimes {
+                    mean_us: 20,
+                    p99_us: 90,
+                }),
+                poll: Some(TaskTimes {
+                    mean_us: 30,
+                    p99_us: 120,
+                }),
+                idle: Some(TaskTimes {
+                    mean_us: 150,
+                    p99_us: 900,
+                }),
+                first_poll_delay: Some(TaskTimes {
+                    mean_us: 15,
+                    p99_us: 60,
+                }),
+            }],
+            task_names_folded: 0,
         }
     }
 }

@@ -154,6 +154,33 @@ fn profile() -> impl Strategy<Value = Profile> {
         })
 }
 
+fn task() -> impl Strategy<Value = TaskSample> {
+    let times = || prop::option::of(any::<(u64, u64)>());
+    (
+        "[ -~]{1,16}",
+        prop::array::uniform7(any::<u64>()),
+        (times(), times(), times(), times()),
+    )
+        .prop_map(|(name, v, (s, p, i, f))| {
+            let t =
+                |x: Option<(u64, u64)>| x.map(|(mean_us, p99_us)| TaskTimes { mean_us, p99_us });
+            TaskSample {
+                name,
+                instrumented: v[0],
+                completed: v[1],
+                slow_polls: v[2],
+                scheduled_us: v[3],
+                poll_us: v[4],
+                idle_us: v[5],
+                requests: v[6],
+                scheduled: t(s),
+                poll: t(p),
+                idle: t(i),
+                first_poll_delay: t(f),
+            }
+        })
+}
+
 fn sample() -> impl Strategy<Value = Sample> {
     (
         prop::array::uniform3(any::<u64>()),
@@ -170,6 +197,8 @@ fn sample() -> impl Strategy<Value = Sample> {
             any::<u64>(),
             prop::collection::vec(stall(), 0..3),
             prop::collection::vec(profile(), 0..2),
+            prop::collection::vec(task(), 0..3),
+            any::<u64>(),
         ),
     )
         .prop_map(
@@ -180,7 +209,7 @@ fn sample() -> impl Strategy<Value = Sample> {
                 alloc_rate,
                 (p, cpu_ratio, cores),
                 gauges,
-                (dropped, stalls, profiles),
+                (dropped, stalls, profiles, tasks, task_names_folded),
             )| {
                 Sample {
                     service: "svc".into(),
@@ -214,6 +243,8 @@ fn sample() -> impl Strategy<Value = Sample> {
                     dropped_samples: dropped,
                     stalls,
                     profiles,
+                    tasks,
+                    task_names_folded,
                 }
             },
         )

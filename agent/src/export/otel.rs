@@ -208,12 +208,26 @@ fn instruments(provider: &SdkMeterProvider, latest: &Latest) -> Histogram<f64> {
     // sample's main runtime (or the process) at each collection.
     for def in TABLE {
         let Some(name) = def.otlp else { continue };
-        let read = move |s: &Sample| match def.source {
-            Source::Runtime { read, .. } => {
-                read(s.runtime(MAIN_RUNTIME)?).map(|v| def.unit.to_base(v))
+        // One observation per runtime-less value, or per task name.
+        let read = move |s: &Sample| -> Vec<(f64, Option<String>)> {
+            match def.source {
+                Source::Runtime { read, .. } => s
+                    .runtime(MAIN_RUNTIME)
+                    .and_then(read)
+                    .map(|v| (def.unit.to_base(v), None))
+                    .into_iter()
+                    .collect(),
+                Source::Process { read, .. } => read(s)
+                    .map(|v| (def.unit.to_base(v), None))
+                    .into_iter()
+                    .collect(),
+                Source::Task { read, .. } => s
+                    .tasks
+                    .iter()
+                    .filter_map(|t| Some((def.unit.to_base(read(t)?), Some(t.name.clone()))))
+                    .collect(),
+                Source::Worker { .. } => Vec::new(),
             }
-            Source::Process { read, .. } => read(s).map(|v| def.unit.to_base(v)),
-            Source::Worker { .. } => None,
         };
         let latest = latest.clone();
         let observe = move || {
@@ -221,7 +235,8 @@ fn instruments(provider: &SdkMeterProvider, latest: &Latest) -> Histogram<f64> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .as_deref()
-                .and_then(read)
+                .map(read)
+                .unwrap_or_default()
         };
         // Gauge and counter builders are different types with the same steps.
         macro_rules! register {
@@ -230,8 +245,11 @@ fn instruments(provider: &SdkMeterProvider, latest: &Latest) -> Histogram<f64> {
                     .with_unit(def.unit.otlp())
                     .with_description(def.doc)
                     .with_callback(move |o| {
-                        if let Some(v) = observe() {
-                            o.observe(v, &[]);
+                        for (v, task) in observe() {
+                            match task {
+                                Some(name) => o.observe(v, &[KeyValue::new("task", name)]),
+                                None => o.observe(v, &[]),
+                            }
                         }
                     })
                     .build();

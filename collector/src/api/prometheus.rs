@@ -109,6 +109,14 @@ pub fn render(
                         }
                     }
                 }
+                Source::Task { read, .. } => {
+                    for t in &s.tasks {
+                        if let Some(v) = read(t) {
+                            let labels = [instance[0], instance[1], ("task", t.name.as_str())];
+                            f.point(name, &labels, def.unit.to_base(v));
+                        }
+                    }
+                }
                 Source::Worker { read } => {
                     for r in &s.runtimes {
                         for (i, w) in r.worker.iter().enumerate() {

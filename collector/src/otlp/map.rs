@@ -82,24 +82,59 @@ fn point_value(p: &NumberDataPoint) -> Option<f64> {
     }
 }
 
+/// The attribute naming the futures a `tokio.task.*` point describes.
+pub const TASK_ATTRIBUTE: &str = "task";
+
+/// Most task names taken from one resource's export; further names are
+/// ignored, so a sender cannot grow the collector's series without bound.
+pub const MAX_OTLP_TASK_NAMES: usize = 256;
+
 /// Latest value per metric name, summed over the points of that time
 /// (several attribute sets, like V8's heap spaces); histograms kept whole.
+/// Points with a `task` attribute are kept per task name instead.
 #[derive(Default)]
 struct Values {
     numbers: HashMap<String, (u64, f64)>,
     histograms: HashMap<String, HistogramDataPoint>,
+    /// (metric name, task name) → (time, value).
+    tasks: HashMap<(String, String), (u64, f64)>,
+    task_names: Vec<String>,
     newest_ns: u64,
 }
 
 impl Values {
     fn add_points(&mut self, name: &str, points: &[NumberDataPoint]) {
+        let (tasks, points): (Vec<&NumberDataPoint>, Vec<&NumberDataPoint>) = points
+            .iter()
+            .partition(|p| attr(&p.attributes, TASK_ATTRIBUTE).is_some());
+        for p in tasks {
+            let (Some(task), Some(value)) =
+                (attr_string(&p.attributes, TASK_ATTRIBUTE), point_value(p))
+            else {
+                continue;
+            };
+            if !self.task_names.contains(&task) {
+                if self.task_names.len() >= MAX_OTLP_TASK_NAMES {
+                    continue;
+                }
+                self.task_names.push(task.clone());
+            }
+            self.newest_ns = self.newest_ns.max(p.time_unix_nano);
+            let e = self
+                .tasks
+                .entry((name.to_string(), task))
+                .or_insert((0, 0.0));
+            if p.time_unix_nano >= e.0 && value.is_finite() {
+                *e = (p.time_unix_nano, value);
+            }
+        }
         let Some(latest) = points.iter().map(|p| p.time_unix_nano).max() else {
             return;
         };
         let sum: f64 = points
             .iter()
             .filter(|p| p.time_unix_nano == latest)
-            .filter_map(point_value)
+            .filter_map(|p| point_value(p))
             .sum();
         self.newest_ns = self.newest_ns.max(latest);
         let e = self.numbers.entry(name.to_string()).or_insert((0, 0.0));
@@ -178,6 +213,21 @@ fn sample_from_resource(rm: &ResourceMetrics, now_ms: u64) -> Option<Mapped> {
             write(&mut sample, def.metric, def.unit.from_base(value));
         }
     }
+    // Per-name task metrics, in the order the names first appeared.
+    for task in &v.task_names {
+        let mut t = lagscope_wire::TaskSample {
+            name: task.clone(),
+            ..Default::default()
+        };
+        for def in TABLE {
+            if let (Source::Task { write, .. }, Some(name)) = (def.source, def.otlp) {
+                if let Some(&(_, value)) = v.tasks.get(&(name.to_string(), task.clone())) {
+                    write(&mut t, def.unit.from_base(value));
+                }
+            }
+        }
+        sample.tasks.push(t);
+    }
     // Other runtimes' names for the same concepts.
     match runtime {
         "nodejs" => {
@@ -239,7 +289,7 @@ fn write(sample: &mut Sample, metric: LagscopeMetric, value: f64) {
     match metric.def().source {
         Source::Runtime { write, .. } => write(&mut sample.runtimes[0], value),
         Source::Process { write, .. } => write(sample, value),
-        Source::Worker { .. } => {}
+        Source::Worker { .. } | Source::Task { .. } => {}
     }
 }
 
@@ -275,6 +325,8 @@ fn empty_sample(service: String, instance: String, timestamp_ms: u64) -> Sample 
         dropped_samples: 0,
         stalls: vec![],
         profiles: vec![],
+        tasks: vec![],
+        task_names_folded: 0,
     }
 }
 
@@ -366,16 +418,39 @@ pub fn request_from_samples(samples: &[&Sample]) -> ExportMetricsServiceRequest 
                 .iter()
                 .filter_map(|def| {
                     let name = def.otlp?;
-                    let value = match def.source {
-                        Source::Runtime { read, .. } => read(runtime?),
-                        Source::Process { read, .. } => read(s),
-                        Source::Worker { .. } => None,
-                    }?;
-                    let points = vec![NumberDataPoint {
+                    let point = |value: f64, attributes: Vec<KeyValue>| NumberDataPoint {
                         time_unix_nano: t,
                         value: Some(number_data_point::Value::AsDouble(def.unit.to_base(value))),
+                        attributes,
                         ..Default::default()
-                    }];
+                    };
+                    let points: Vec<NumberDataPoint> = match def.source {
+                        Source::Runtime { read, .. } => read(runtime?)
+                            .map(|v| point(v, vec![]))
+                            .into_iter()
+                            .collect(),
+                        Source::Process { read, .. } => {
+                            read(s).map(|v| point(v, vec![])).into_iter().collect()
+                        }
+                        Source::Task { read, .. } => s
+                            .tasks
+                            .iter()
+                            .filter_map(|task| {
+                                let v = read(task)?;
+                                Some(point(
+                                    v,
+                                    vec![kv(
+                                        TASK_ATTRIBUTE,
+                                        any_value::Value::StringValue(task.name.clone()),
+                                    )],
+                                ))
+                            })
+                            .collect(),
+                        Source::Worker { .. } => Vec::new(),
+                    };
+                    if points.is_empty() {
+                        return None;
+                    }
                     Some(Metric {
                         name: name.into(),
                         description: def.doc.into(),
@@ -717,6 +792,7 @@ mod tests {
             let (sent, got) = match def.source {
                 Source::Runtime { read, .. } => (read(&s.runtimes[0]), read(&back.runtimes[0])),
                 Source::Process { read, .. } => (read(&s), read(back)),
+                Source::Task { read, .. } => (read(&s.tasks[0]), read(&back.tasks[0])),
                 Source::Worker { .. } => continue,
             };
             assert!(
