@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use lagscope_wire::api::slope;
 use lagscope_wire::metric::Metric;
+use lagscope_wire::tasks::TaskSplit;
 
 pub use lagscope_wire::doctor::{Category, Diagnosis, Finding, Severity, Window};
 #[cfg(test)]
@@ -282,6 +283,65 @@ fn recommend_for_stack(place: &str, frames: &[String]) -> String {
     }
 }
 
+/// Requests and accounted time a task name needs in the window before the
+/// doctor speaks of its split.
+const TASK_MIN_REQUESTS: f64 = 10.0;
+const TASK_MIN_SECONDS: f64 = 0.1;
+/// A name whose requests wait this share of their time for a worker points
+/// at the runtime (saturated or blocked).
+const TASK_SCHEDULED_SHARE: f64 = 0.3;
+/// A name whose requests are idle this share of their time waits on
+/// something outside the runtime.
+const TASK_IDLE_SHARE: f64 = 0.8;
+
+/// Per-name splits of the window with enough requests to judge, busiest first.
+pub(crate) fn task_splits(w: &Window) -> Vec<TaskSplit> {
+    lagscope_wire::tasks::task_splits(w.series.keys().map(String::as_str), |series| {
+        w.series
+            .get(series)
+            .map(|p| p.iter().map(|&(t, mean, _)| (t, mean)).collect())
+    })
+    .into_iter()
+    .filter(|t| t.requests >= TASK_MIN_REQUESTS && t.seconds >= TASK_MIN_SECONDS)
+    .collect()
+}
+
+/// "requests to X spend 64 % of their time waiting for a worker", for the
+/// name that waits the most, if any waits a telling share.
+fn waiting_for_workers(w: &Window) -> Option<String> {
+    let t = task_splits(w)
+        .into_iter()
+        .filter(|t| t.scheduled >= TASK_SCHEDULED_SHARE)
+        .max_by(|a, b| a.scheduled.total_cmp(&b.scheduled))?;
+    Some(format!(
+        "requests to {} spend {:.0} % of their time waiting for a worker{}",
+        t.name,
+        t.scheduled * 100.0,
+        t.scheduled_p99_us
+            .map(|p| format!(" (p99 {} per request)", ms(p)))
+            .unwrap_or_default()
+    ))
+}
+
+/// "requests to X are idle 90 % …" for every name that mostly waits
+/// outside the runtime.
+fn idle_requests(w: &Window) -> Vec<String> {
+    task_splits(w)
+        .into_iter()
+        .filter(|t| t.idle >= TASK_IDLE_SHARE)
+        .map(|t| {
+            format!(
+                "requests to {} are idle {:.0} % of their time (waiting on I/O, timers or other \
+                 tasks); {:.0} % polled, {:.0} % waiting for a worker",
+                t.name,
+                t.idle * 100.0,
+                t.poll * 100.0,
+                t.scheduled * 100.0
+            )
+        })
+        .collect()
+}
+
 fn lag_without_stalls(w: &Window) -> Vec<Finding> {
     let p99 = median(&w.means(Metric::LagP99));
     let lag_max = max(&w.maxes(Metric::LagMax));
@@ -305,11 +365,14 @@ fn lag_without_stalls(w: &Window) -> Vec<Finding> {
             ms(p99),
             ms(lag_max)
         ),
-        evidence: vec![
+        evidence: [
             format!("lag p99 median {}", ms(p99)),
             format!("lag max {}", ms(lag_max)),
             format!("busy ratio median {:.0} %", busy * 100.0),
-        ],
+        ]
+        .into_iter()
+        .chain(waiting_for_workers(w))
+        .collect(),
         recommendation: "Something blocks a worker but no stack was captured (stall watchdog off \
             or unsupported here): enable it (LAGSCOPE_STALL_THRESHOLD) or take a profile \
             (lagscope profile) and look for blocking calls in async code."
@@ -351,6 +414,7 @@ fn cpu(w: &Window) -> Vec<Finding> {
     if !hot.is_empty() {
         evidence.push(format!("hottest functions: {}", hot.join(", ")));
     }
+    evidence.extend(waiting_for_workers(w));
     let severity = if busy >= 0.95 {
         Severity::Critical
     } else {
@@ -560,13 +624,29 @@ fn healthy(w: &Window) -> Finding {
         evidence.push(format!("heap {:+.1} MiB/min", r / MIB));
     }
     evidence.push(format!("{} stalls", w.stalls.len()));
+    let idle = idle_requests(w);
+    let waiting = !idle.is_empty();
+    evidence.extend(idle);
     Finding {
         category: Category::None,
         severity: Severity::Info,
         score: 0.0,
-        summary: "No problem found: the runtime keeps up, memory is flat".into(),
+        summary: if waiting {
+            "No problem found in the runtime: it keeps up and memory is flat; requests spend \
+             their time waiting outside it"
+                .into()
+        } else {
+            "No problem found: the runtime keeps up, memory is flat".into()
+        },
         evidence,
-        recommendation: "Nothing to do. Keep the agent on to catch regressions.".into(),
+        recommendation: if waiting {
+            "The runtime is not what makes these requests slow: look at what they wait on \
+             (a database, a downstream call, a lock or channel) — a trace of one slow request \
+             shows which."
+                .into()
+        } else {
+            "Nothing to do. Keep the agent on to catch regressions.".into()
+        },
         culprit: None,
     }
 }
@@ -721,6 +801,79 @@ mod tests {
         let mut w = calm();
         w.stalls = vec![stall(1, 25_000, &["svc::f"], Some("svc::f"))];
         assert_eq!(diagnose(&w).top_category(), Category::None);
+    }
+
+    /// Adds a task name whose requests split their time as given, 200
+    /// requests over the window.
+    fn with_task(w: &mut Window, name: &str, scheduled: f64, poll: f64, idle: f64) {
+        for (metric, per_point) in [
+            (Metric::TaskScheduledTime, scheduled * 50_000.0),
+            (Metric::TaskPollTime, poll * 50_000.0),
+            (Metric::TaskIdleTime, idle * 50_000.0),
+            (Metric::TaskCompleted, 5.0),
+        ] {
+            let points = (0..40u64)
+                .map(|i| {
+                    let v = i as f64 * per_point;
+                    (i * 500, v, v)
+                })
+                .collect();
+            w.series.insert(metric.task_series(name), points);
+        }
+        w.series.insert(
+            Metric::TaskScheduledP99.task_series(name),
+            (0..40u64).map(|i| (i * 500, 12_000.0, 12_000.0)).collect(),
+        );
+    }
+
+    #[test]
+    fn requests_waiting_for_a_worker_support_the_saturation_verdict() {
+        let mut w = calm();
+        w.series.insert(
+            Metric::BusyRatio.series().into(),
+            (0..40).map(|i| (i * 500, 0.99, 1.0)).collect(),
+        );
+        w.workers = 1;
+        with_task(&mut w, "GET /checkout", 0.64, 0.3, 0.06);
+        with_task(&mut w, "GET /health", 0.1, 0.1, 0.8);
+        let d = diagnose(&w);
+        assert_eq!(d.top_category(), Category::UnderusedCores);
+        assert!(
+            d.findings[0].evidence.iter().any(|e| e
+                == "requests to GET /checkout spend 64 % of their time waiting for a worker \
+                    (p99 12.0 ms per request)"),
+            "{:?}",
+            d.findings[0].evidence
+        );
+    }
+
+    #[test]
+    fn idle_requests_say_the_runtime_is_not_the_problem() {
+        let mut w = calm();
+        with_task(&mut w, "GET /orders/:id", 0.02, 0.03, 0.95);
+        let d = diagnose(&w);
+        assert_eq!(d.top_category(), Category::None);
+        let f = &d.findings[0];
+        assert!(f.summary.contains("waiting outside it"), "{}", f.summary);
+        assert!(
+            f.evidence
+                .iter()
+                .any(|e| e.starts_with("requests to GET /orders/:id are idle 95 %")),
+            "{:?}",
+            f.evidence
+        );
+        // Too few requests: no claim.
+        let mut few = calm();
+        with_task(&mut few, "GET /rare", 0.0, 0.05, 0.95);
+        for (name, points) in few.series.iter_mut() {
+            if name.starts_with(Metric::TaskCompleted.series()) {
+                for p in points.iter_mut() {
+                    p.1 = 0.0;
+                    p.2 = 0.0;
+                }
+            }
+        }
+        assert!(!diagnose(&few).findings[0].summary.contains("outside"));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub fn html(diagnoses: &[Diagnosis], windows: &[Window], extras: &Extras<'_>) ->
         }
         if let Some(w) = windows.get(i) {
             charts(&mut out, w);
+            tasks(&mut out, w);
             stalls(&mut out, w);
         }
         out.push_str("</section>");
@@ -95,7 +96,10 @@ h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd}.dim{color:#777
 .cat{font-size:12px;text-transform:uppercase;color:#555}.fix{background:#eef6ee;padding:.4em}\
 .charts{display:grid;grid-template-columns:1fr 1fr;gap:12px}.chart{border:1px solid #eee}\
 pre{background:#f4f4f4;padding:.5em;overflow:auto;font-size:12px}.culprit{background:#ffe0b2;font-weight:bold}\
-img.flame{width:100%;border:1px solid #eee}code{background:#f4f4f4}";
+img.flame{width:100%;border:1px solid #eee}code{background:#f4f4f4}\
+table.tasks{border-collapse:collapse}table.tasks td,table.tasks th{padding:2px 8px;text-align:left}\
+.split{display:flex;width:200px;height:12px;background:#eee}.split .s{background:#c62828}\
+.split .p{background:#1565c0}.split .i{background:#9e9e9e}";
 
 /// Plots of the window: lag, busy, queues and tasks, memory.
 fn charts(out: &mut String, w: &Window) {
@@ -218,6 +222,41 @@ fn chart(
 }
 
 /// The window's longest stalls with their stacks, blocking function marked.
+/// Per instrumented name: where its requests spent their time.
+fn tasks(out: &mut String, w: &Window) {
+    let splits = crate::doctor::task_splits(w);
+    if splits.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h3>Where requests spend their time</h3><table class=tasks><tr><th>name</th>\
+         <th>requests</th><th>waiting for a worker</th><th>polled</th><th>idle</th>\
+         <th>split</th><th>p99 per request (scheduled / poll / idle)</th></tr>",
+    );
+    let ms = |us: Option<f64>| us.map_or_else(|| "—".into(), |v| format!("{:.1} ms", v / 1000.0));
+    for t in splits.iter().take(20) {
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td>{:.0}</td><td>{:.0} %</td><td>{:.0} %</td>\
+             <td>{:.0} %</td><td><div class=split><span class=s style='width:{:.1}%'></span>\
+             <span class=p style='width:{:.1}%'></span><span class=i style='width:{:.1}%'></span>\
+             </div></td><td>{} / {} / {}</td></tr>",
+            esc(&t.name),
+            t.requests,
+            t.scheduled * 100.0,
+            t.poll * 100.0,
+            t.idle * 100.0,
+            t.scheduled * 100.0,
+            t.poll * 100.0,
+            t.idle * 100.0,
+            ms(t.scheduled_p99_us),
+            ms(t.poll_p99_us),
+            ms(t.idle_p99_us),
+        );
+    }
+    out.push_str("</table>");
+}
+
 fn stalls(out: &mut String, w: &Window) {
     if w.stalls.is_empty() {
         return;
@@ -324,6 +363,19 @@ mod tests {
             Metric::LagP99.series().into(),
             (0..20).map(|i| (i * 1000, 300.0, 900.0)).collect(),
         );
+        for (metric, step) in [
+            (Metric::TaskScheduledTime, 60_000.0),
+            (Metric::TaskPollTime, 30_000.0),
+            (Metric::TaskIdleTime, 10_000.0),
+            (Metric::TaskCompleted, 10.0),
+        ] {
+            w.series.insert(
+                metric.task_series("GET /<x>"),
+                (0..20u64)
+                    .map(|i| (i * 1000, i as f64 * step, i as f64 * step))
+                    .collect(),
+            );
+        }
         let d = Diagnosis {
             service: "svc".into(),
             instance: "a<b>".into(),
@@ -350,6 +402,10 @@ mod tests {
         );
         assert!(html.contains("a&lt;b&gt;"));
         assert!(html.contains("<polyline"));
+        assert!(
+            html.contains("<td><code>GET /&lt;x&gt;</code></td><td>190</td><td>60 %</td>"),
+            "the per-name split is in the report"
+        );
         assert!(html.contains("data:image/svg+xml;base64,"));
         assert!(
             !html.contains("http://") || !html.contains("<script src"),

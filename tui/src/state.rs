@@ -65,6 +65,8 @@ pub struct App {
     pub profile: Option<ProfileResponse>,
     /// Whether the top-functions table replaces the queue and memory charts.
     pub show_top: bool,
+    /// Whether the requests pane (per task name) replaces the lower charts.
+    pub show_tasks: bool,
     /// The doctor's live diagnosis of the selected instance (last minute).
     pub diagnosis: Option<Diagnosis>,
     /// Index of the selected instance among the visible instance rows.
@@ -101,6 +103,7 @@ impl App {
             stalls: Vec::new(),
             profile: None,
             show_top: false,
+            show_tasks: false,
             diagnosis: None,
             selected: 0,
             focus: Focus::List,
@@ -334,7 +337,14 @@ impl App {
             KeyCode::Left | KeyCode::Char('h') => self.focus = Focus::List,
             KeyCode::Right | KeyCode::Char('l') => self.focus = Focus::Charts,
             KeyCode::Home | KeyCode::Char('0') => self.pan_ms = 0,
-            KeyCode::Char('f') => self.show_top = !self.show_top,
+            KeyCode::Char('f') => {
+                self.show_top = !self.show_top;
+                self.show_tasks = false;
+            }
+            KeyCode::Char('t') => {
+                self.show_tasks = !self.show_tasks;
+                self.show_top = false;
+            }
             _ => {}
         }
     }

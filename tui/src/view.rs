@@ -6,6 +6,7 @@ mod help;
 mod incidents;
 mod list;
 mod status;
+mod tasks;
 mod top;
 
 use ratatui::layout::{Constraint, Layout};

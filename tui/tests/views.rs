@@ -282,6 +282,54 @@ fn f_shows_where_the_cpu_went() {
 }
 
 #[test]
+fn t_shows_where_requests_wait() {
+    let mut app = app();
+    let (service, instance) = app.selection().expect("selected");
+    let ramp = |name: String, per_s: f64| Series {
+        name,
+        points: (0..60u64)
+            .map(|i| {
+                let v = i as f64 * per_s;
+                Point {
+                    t_ms: T0 - (59 - i) * 1000,
+                    min: v,
+                    max: v,
+                    mean: v,
+                }
+            })
+            .collect(),
+    };
+    let mut series = series();
+    for (name, scheduled, poll, idle, done) in [
+        ("POST /checkout", 640_000.0, 300_000.0, 60_000.0, 40.0),
+        ("GET /orders/:id", 10_000.0, 40_000.0, 950_000.0, 120.0),
+    ] {
+        series.series.extend([
+            ramp(Metric::TaskScheduledTime.task_series(name), scheduled),
+            ramp(Metric::TaskPollTime.task_series(name), poll),
+            ramp(Metric::TaskIdleTime.task_series(name), idle),
+            ramp(Metric::TaskCompleted.task_series(name), done),
+            ramp(Metric::TaskScheduledP99.task_series(name), 200.0),
+        ]);
+    }
+    assert_eq!(
+        (series.service.as_str(), series.instance.as_str()),
+        (service.as_str(), instance.as_str())
+    );
+    apply(&mut app, Event::Series(series));
+    key(&mut app, KeyCode::Char('t'));
+    let screen = render(&app, 110, 30);
+    assert!(screen.contains("POST /checkout"), "{screen}");
+    assert!(
+        screen.contains("█████████████▓▓▓▓▓▓░"),
+        "64/30/6 split: {screen}"
+    );
+    insta::assert_snapshot!(screen);
+    key(&mut app, KeyCode::Char('t'));
+    assert!(render(&app, 110, 30).contains("Queues"));
+}
+
+#[test]
 fn help_overlay() {
     let mut app = app();
     key(&mut app, KeyCode::Char('?'));

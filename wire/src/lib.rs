@@ -15,6 +15,7 @@ pub mod duration;
 pub mod frames;
 pub mod metric;
 pub mod sample;
+pub mod tasks;
 
 pub use sample::*;
 

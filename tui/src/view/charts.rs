@@ -140,10 +140,14 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
         format::percent,
         Some(1.0),
     );
-    if app.show_top {
+    if app.show_top || app.show_tasks {
         let [_, bottom_row] =
             Layout::vertical([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(grid);
-        super::top::draw(frame, app, bottom_row);
+        if app.show_tasks {
+            super::tasks::draw(frame, app, bottom_row);
+        } else {
+            super::top::draw(frame, app, bottom_row);
+        }
         return;
     }
     ctx.chart(

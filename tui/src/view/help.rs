@@ -13,6 +13,7 @@ const KEYS: &str = " ↑↓ / j k    select instance
  0 / Home    back to now
  + / -       zoom window in / out
  f           top CPU functions / charts
+ t           requests by name / charts
  /           filter by name (Esc clears)
  ?           this help
  q / Esc     quit
@@ -27,7 +28,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App) {
     let [area] = Layout::horizontal([Constraint::Length(46)])
         .flex(Flex::Center)
         .areas(frame.area());
-    let [area] = Layout::vertical([Constraint::Length(19)])
+    let [area] = Layout::vertical([Constraint::Length(20)])
         .flex(Flex::Center)
         .areas(area);
     frame.render_widget(Clear, area);
