@@ -307,12 +307,13 @@ pub(crate) fn task_splits(w: &Window) -> Vec<TaskSplit> {
 }
 
 /// "requests to X spend 64 % of their time waiting for a worker", for the
-/// name that waits the most, if any waits a telling share.
+/// name that spent the most time waiting, among those that wait a telling
+/// share of theirs.
 fn waiting_for_workers(w: &Window) -> Option<String> {
     let t = task_splits(w)
         .into_iter()
         .filter(|t| t.scheduled >= TASK_SCHEDULED_SHARE)
-        .max_by(|a, b| a.scheduled.total_cmp(&b.scheduled))?;
+        .max_by(|a, b| (a.scheduled * a.seconds).total_cmp(&(b.scheduled * b.seconds)))?;
     Some(format!(
         "requests to {} spend {:.0} % of their time waiting for a worker{}",
         t.name,
