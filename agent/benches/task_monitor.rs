@@ -36,16 +36,28 @@ impl Future for Steps {
 
 const STEPS: u32 = 1000;
 
+/// How the futures are wrapped.
+#[derive(Clone, Copy, PartialEq)]
+enum Wrap {
+    /// Not at all.
+    Bare,
+    /// tokio-metrics' `TaskMonitor` alone (its defaults), for reference.
+    TokioMetrics,
+    /// `lagscope::instrument`: tokio-metrics plus per-request histograms.
+    Lagscope,
+}
+
 /// `futures` futures of `STEPS` polls each; returns the wall time.
-fn many_polls(rt: &tokio::runtime::Runtime, futures: u64, instrumented: bool) -> Duration {
+fn many_polls(rt: &tokio::runtime::Runtime, futures: u64, wrap: Wrap) -> Duration {
     let monitor = lagscope::TaskMonitor::named("bench: polls");
+    let reference = tokio_metrics::TaskMonitor::new();
     let start = Instant::now();
     for _ in 0..futures {
         let f = Steps { left: STEPS };
-        if instrumented {
-            rt.block_on(monitor.instrument(f));
-        } else {
-            rt.block_on(f);
+        match wrap {
+            Wrap::Bare => rt.block_on(f),
+            Wrap::TokioMetrics => rt.block_on(reference.instrument(f)),
+            Wrap::Lagscope => rt.block_on(monitor.instrument(f)),
         }
     }
     start.elapsed()
@@ -76,10 +88,13 @@ fn criterion_benches(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("task_monitor");
     group.bench_function("1000 polls bare", |b| {
-        b.iter_custom(|iters| many_polls(&rt, iters, false))
+        b.iter_custom(|iters| many_polls(&rt, iters, Wrap::Bare))
     });
-    group.bench_function("1000 polls instrumented", |b| {
-        b.iter_custom(|iters| many_polls(&rt, iters, true))
+    group.bench_function("1000 polls tokio-metrics TaskMonitor", |b| {
+        b.iter_custom(|iters| many_polls(&rt, iters, Wrap::TokioMetrics))
+    });
+    group.bench_function("1000 polls lagscope::instrument", |b| {
+        b.iter_custom(|iters| many_polls(&rt, iters, Wrap::Lagscope))
     });
     group.bench_function("future bare", |b| {
         b.iter_custom(|iters| many_futures(&rt, iters, false))
@@ -103,6 +118,7 @@ fn interleaved() {
     const ONE_POLL: u64 = 200_000;
     let rt = runtime();
     let mut per_poll = Vec::new();
+    let mut per_poll_reference = Vec::new();
     let mut poll_ratio = Vec::new();
     let mut per_future = Vec::new();
     let mut future_ratio = Vec::new();
@@ -117,10 +133,14 @@ fn interleaved() {
                 (f(false), i)
             }
         };
-        let (bare, inst) = pair(&|i| many_polls(&rt, FUTURES, i));
+        let wrap = |lagscope: bool| if lagscope { Wrap::Lagscope } else { Wrap::Bare };
+        let (bare, inst) = pair(&|i| many_polls(&rt, FUTURES, wrap(i)));
         let polls = (FUTURES * u64::from(STEPS + 1)) as f64;
         per_poll.push((inst.as_secs_f64() - bare.as_secs_f64()) * 1e9 / polls);
         poll_ratio.push(inst.as_secs_f64() / bare.as_secs_f64());
+        let reference = |tm: bool| if tm { Wrap::TokioMetrics } else { Wrap::Bare };
+        let (bare, tm) = pair(&|i| many_polls(&rt, FUTURES, reference(i)));
+        per_poll_reference.push((tm.as_secs_f64() - bare.as_secs_f64()) * 1e9 / polls);
         let (bare, inst) = pair(&|i| many_futures(&rt, ONE_POLL, i));
         per_future.push((inst.as_secs_f64() - bare.as_secs_f64()) * 1e9 / ONE_POLL as f64);
         future_ratio.push(inst.as_secs_f64() / bare.as_secs_f64());
@@ -131,6 +151,10 @@ fn interleaved() {
     println!(
         "  cost per instrumented poll: {m:.1} ns ({a:.1}–{b:.1}); time ratio vs bare {r:.2} \
          (bare = a poll that does nothing but wake itself, on a current-thread runtime)"
+    );
+    let (m, a, b) = quartiles(per_poll_reference);
+    println!(
+        "  for reference, tokio-metrics' TaskMonitor alone: {m:.1} ns per poll ({a:.1}–{b:.1})"
     );
     let (m, a, b) = quartiles(per_future);
     let (r, _, _) = quartiles(future_ratio);

@@ -74,14 +74,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         ],
     )
     .header(
-        Row::new(vec![
-            "name",
-            "req/s",
-            "split",
-            "  % s   p   i",
-            "p99 wait",
-        ])
-        .style(theme.dim()),
+        Row::new(vec!["name", "req/s", "split", "  % s   p   i", "p99 wait"]).style(theme.dim()),
     )
     .block(Block::default().borders(Borders::TOP).title(title));
     frame.render_widget(table, area);
