@@ -21,6 +21,9 @@ pub struct TaskSplit {
     pub idle: f64,
     /// Time accounted in the window, in seconds (all three states).
     pub seconds: f64,
+    /// Seconds between the first and last reading of the name in the
+    /// window (the span `requests` were counted over).
+    pub span_s: f64,
     /// Highest per-interval p99 of a request's scheduled time, µs.
     pub scheduled_p99_us: Option<f64>,
     /// Highest per-interval p99 of a request's poll time, µs.
@@ -49,7 +52,7 @@ pub struct TaskSplit {
 /// };
 /// let names = [Metric::TaskScheduledTime.task_series(name)];
 /// let split = &task_splits(names.iter().map(String::as_str), points)[0];
-/// assert_eq!((split.requests, split.seconds), (100.0, 1.0));
+/// assert_eq!((split.requests, split.seconds, split.span_s), (100.0, 1.0, 1.0));
 /// assert!((split.scheduled - 0.6).abs() < 1e-9);
 /// ```
 pub fn task_splits<'a>(
@@ -62,6 +65,13 @@ pub fn task_splits<'a>(
             // A restarted agent starts its counters again from zero.
             (Some(&(_, first)), Some(&(_, last))) if last >= first => last - first,
             (Some(_), Some(&(_, last))) => last,
+            _ => 0.0,
+        }
+    };
+    let span_s = |name: &str| -> f64 {
+        let p = points(&Metric::TaskCompleted.task_series(name)).unwrap_or_default();
+        match (p.first(), p.last()) {
+            (Some(&(first, _)), Some(&(last, _))) => last.saturating_sub(first) as f64 / 1000.0,
             _ => 0.0,
         }
     };
@@ -88,6 +98,7 @@ pub fn task_splits<'a>(
                 poll,
                 idle,
                 seconds: (s + p + i) / 1e6,
+                span_s: span_s(name),
                 scheduled_p99_us: highest(Metric::TaskScheduledP99, name),
                 poll_p99_us: highest(Metric::TaskPollP99, name),
                 idle_p99_us: highest(Metric::TaskIdleP99, name),

@@ -38,7 +38,6 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         );
         return;
     }
-    let window_s = app.window().as_secs_f64().max(1.0);
     let rows = splits.iter().map(|t| {
         // Whole cells per state, the remainder to the largest share.
         let cells = |share: f64| (share * BAR as f64).round() as usize;
@@ -52,7 +51,11 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         let p99 = |us: Option<f64>| us.map_or_else(|| "—".into(), format::micros);
         Row::new(vec![
             Cell::from(t.name.clone()),
-            Cell::from(format!("{:.1}", t.requests / window_s)),
+            Cell::from(if t.span_s > 0.0 {
+                format!("{:.1}", t.requests / t.span_s)
+            } else {
+                "—".into()
+            }),
             Cell::from(bar),
             Cell::from(format!(
                 "{:>3.0} {:>3.0} {:>3.0}",
