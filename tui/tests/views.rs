@@ -81,8 +81,9 @@ fn services() -> ServicesResponse {
 }
 
 /// One minute of series for checkout/web-1: a lag spike, a growing heap.
-fn series() -> SeriesResponse {
-    let ramp = |name: &str, f: &dyn Fn(u64) -> f64| Series {
+/// A minute of one point per second ending at `T0`, valued `f(second)`.
+fn ramp(name: &str, f: &dyn Fn(u64) -> f64) -> Series {
+    Series {
         name: name.into(),
         points: (0..60u64)
             .map(|i| {
@@ -95,7 +96,10 @@ fn series() -> SeriesResponse {
                 }
             })
             .collect(),
-    };
+    }
+}
+
+fn series() -> SeriesResponse {
     SeriesResponse {
         service: "checkout".into(),
         instance: "web-1:4242".into(),
@@ -285,20 +289,8 @@ fn f_shows_where_the_cpu_went() {
 fn t_shows_where_requests_wait() {
     let mut app = app();
     let (service, instance) = app.selection().expect("selected");
-    let ramp = |name: String, per_s: f64| Series {
-        name,
-        points: (0..60u64)
-            .map(|i| {
-                let v = i as f64 * per_s;
-                Point {
-                    t_ms: T0 - (59 - i) * 1000,
-                    min: v,
-                    max: v,
-                    mean: v,
-                }
-            })
-            .collect(),
-    };
+    // Counters growing by `per_s` a second.
+    let ramp = |name: String, per_s: f64| ramp(&name, &|i| i as f64 * per_s);
     let mut series = series();
     for (name, scheduled, poll, idle, done) in [
         ("POST /checkout", 640_000.0, 300_000.0, 60_000.0, 40.0),
