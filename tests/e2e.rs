@@ -1004,6 +1004,136 @@ fn doctor_diagnoses_every_fixture_under_load() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+/// `lagscope doctor --format json -- …` until the command ends by itself
+/// or is interrupted: the JSON and the doctor's exit status.
+fn doctor_json(output: std::process::Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "doctor failed: {stderr}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON on stdout ({e}): {}\n{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+#[test]
+fn doctor_diagnoses_what_it_saw_when_the_command_exits_early() {
+    // No --duration: doctor watches until the command exits, as clinic does.
+    let out = Command::new(LAGSCOPE)
+        .args(["doctor", "--format", "json", "--no-report", "--", LAGSCOPE])
+        .args(["fixture", "healthy", "--duration", "3s"])
+        .output()
+        .expect("doctor runs");
+    let json = doctor_json(out);
+    let run = &json["run"];
+    assert_eq!(run["ended_by"], "command-exited", "{run}");
+    assert_eq!(run["command_status"], "exit status: 0", "{run}");
+    assert_eq!(
+        run["too_short"], true,
+        "3 s is below the 5 s doctor needs: {run}"
+    );
+    let window = json["window_ms"].as_u64().expect("window_ms");
+    assert!((2_000..20_000).contains(&window), "{window}");
+    // What was seen is still diagnosed.
+    assert_eq!(json["diagnoses"][0]["service"], "fixture-healthy");
+    assert!(json["diagnoses"][0]["findings"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty()));
+
+    // In words: the exit status, and plainly that the window is too short.
+    let out = Command::new(LAGSCOPE)
+        .args(["doctor", "--no-report", "--", LAGSCOPE])
+        .args(["fixture", "healthy", "--duration", "2s"])
+        .output()
+        .expect("doctor runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("the command exited (exit status: 0) after"),
+        "{text}"
+    );
+    assert!(text.contains("too short to judge"), "{text}");
+    assert!(text.contains("fixture-healthy /"), "{text}");
+}
+
+#[test]
+fn ctrl_c_stops_the_command_and_diagnoses_the_window() {
+    let port = free_port().to_string();
+    let doctor = Command::new(LAGSCOPE)
+        .args([
+            "doctor",
+            "--format",
+            "json",
+            "--no-report",
+            "--grace",
+            "10s",
+            "--",
+            LAGSCOPE,
+        ])
+        .args(["fixture", "healthy", "--port", &port])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("doctor starts");
+    let mut doctor = Proc { child: doctor };
+    // Past the 5 s doctor needs to judge, with the agent reporting.
+    let url = format!("127.0.0.1:{port}");
+    let end = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&url).is_err() {
+        assert!(Instant::now() < end, "the fixture never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(7));
+    // What a terminal's Ctrl-C sends doctor (the child gets it from doctor).
+    doctor.signal("INT");
+    let end = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = doctor.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < end, "doctor did not finish after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut o) = doctor.child.stdout.take() {
+        let _ = o.read_to_end(&mut stdout);
+    }
+    if let Some(mut e) = doctor.child.stderr.take() {
+        let _ = e.read_to_end(&mut stderr);
+    }
+    let json = doctor_json(std::process::Output {
+        status,
+        stdout,
+        stderr,
+    });
+    let run = &json["run"];
+    assert_eq!(run["ended_by"], "interrupted", "{run}");
+    assert_eq!(
+        run["stopped_with"], "SIGINT",
+        "the fixture exits on SIGINT: {run}"
+    );
+    assert!(
+        run["command_status"]
+            .as_str()
+            .is_some_and(|s| s.contains("signal: 2")),
+        "{run}"
+    );
+    assert_eq!(run["too_short"], false, "{run}");
+    assert!(
+        json["window_ms"].as_u64().is_some_and(|w| w >= 7_000),
+        "{json}"
+    );
+    assert_eq!(json["diagnoses"][0]["findings"][0]["category"], "none");
+    // The command is gone: its port no longer answers.
+    assert!(TcpStream::connect(&url).is_err(), "the fixture still runs");
+}
+
 #[test]
 fn doctor_explains_bad_invocations() {
     let run = |args: &[&str]| {

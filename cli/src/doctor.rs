@@ -6,6 +6,8 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::load;
@@ -16,6 +18,8 @@ use lagscope_collector::report::{self, Extras};
 use lagscope_collector::shared::now_ms;
 use lagscope_collector::CollectorConfig;
 use lagscope_wire::doctor::{DoctorResponse, Severity};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,9 +52,15 @@ pub struct DoctorArgs {
     /// With --collector: the window to look at.
     #[arg(long, default_value = "5m", value_parser = lagscope_wire::duration::parse_arg)]
     window: Duration,
-    /// With a command: how long to watch it.
-    #[arg(long, default_value = "20s", value_parser = lagscope_wire::duration::parse_arg)]
-    duration: Duration,
+    /// With a command: stop watching after this long (the command is then
+    /// stopped with SIGINT, SIGTERM, SIGKILL). Without it, doctor watches
+    /// until the command exits or Ctrl-C, then diagnoses what it saw.
+    #[arg(long, value_parser = lagscope_wire::duration::parse_arg)]
+    duration: Option<Duration>,
+    /// How long a stopped command gets after SIGINT, and again after
+    /// SIGTERM, before the next signal.
+    #[arg(long, default_value = "5s", value_parser = lagscope_wire::duration::parse_arg)]
+    grace: Duration,
     /// Send HTTP load to this loopback URL while watching.
     #[arg(long, value_name = "URL")]
     load: Option<String>,
@@ -86,7 +96,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             None => first_service(&client)?,
         };
         let window_ms = u64::try_from(args.window.as_millis()).unwrap_or(u64::MAX);
-        return conclude(&args, &client, &service, window_ms, None);
+        return conclude(&args, &client, &service, window_ms, None, None);
     }
     if args.collector.is_some() {
         bail!("give either a command or --collector, not both");
@@ -97,11 +107,23 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         .block_on(lagscope_collector::start(CollectorConfig::embedded()))
         .context("starting the embedded collector")?;
     let client = Client::new(&collector.http_url(), None)?;
+    // Ctrl-C ends the watch, not doctor: the command is stopped and what was
+    // seen is diagnosed. A second Ctrl-C skips the grace periods.
+    let interrupts = Arc::new(AtomicUsize::new(0));
+    {
+        let interrupts = interrupts.clone();
+        rt.spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                interrupts.fetch_add(1, Relaxed);
+            }
+        });
+    }
     let mut child = Watched(spawn(&args.command, &collector.grpc_url())?);
-    let service = wait_for_agent(&client, &mut child.0, args.service.as_deref())?;
+    let service = wait_for_agent(&client, &mut child.0, args.service.as_deref(), &interrupts)?;
     let started = Instant::now();
     let progress = Progress::new(args.duration);
-    let load_report = match load_target {
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let load = match load_target {
         Some((addr, path)) => {
             wait_connectable(addr, &mut child.0)?;
             let config = load::LoadConfig {
@@ -109,27 +131,44 @@ pub fn run(args: DoctorArgs) -> Result<()> {
                 path,
                 connections: usize::from(args.connections),
                 requests: u64::MAX,
-                deadline: args.duration,
+                deadline: args.duration.unwrap_or(LOAD_AT_MOST),
                 rate: (args.rate > 0.0).then_some(args.rate),
+                stop: Some(stop_load.clone()),
             };
-            let handle = rt.spawn(async move { load::run(&config).await });
-            while !handle.is_finished() {
-                progress.show(started.elapsed(), &service);
-                check_alive(&mut child.0)?;
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            Some(rt.block_on(handle).context("the load generator")??)
+            Some(rt.spawn(async move { load::run(&config).await }))
         }
-        None => {
-            while started.elapsed() < args.duration {
-                progress.show(started.elapsed(), &service);
-                check_alive(&mut child.0)?;
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            None
+        None => None,
+    };
+    let ended = loop {
+        progress.show(started.elapsed(), &service);
+        if interrupts.load(Relaxed) > 0 {
+            break Ended::Interrupted;
         }
+        if let Some(status) = child.0.try_wait().context("checking the command")? {
+            // A terminal's Ctrl-C reaches the whole process group: the
+            // command may die of it a moment before doctor sees its own.
+            std::thread::sleep(Duration::from_millis(100));
+            if interrupts.load(Relaxed) > 0 {
+                break Ended::Interrupted;
+            }
+            break Ended::CommandExited(status);
+        }
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break Ended::Duration;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     };
     progress.done();
+    let watched = started.elapsed();
+    stop_load.store(true, Relaxed);
+    let load_report = match load {
+        Some(handle) => Some(rt.block_on(handle).context("the load generator")??),
+        None => None,
+    };
+    let stopped = match ended {
+        Ended::CommandExited(_) => None,
+        Ended::Duration | Ended::Interrupted => Some(stop(&mut child.0, args.grace, &interrupts)?),
+    };
     // The last sample of the window reaches the collector within one interval.
     std::thread::sleep(Duration::from_millis(700));
     let window_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -142,16 +181,135 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             r.latency_us.value_at_quantile(0.99) as f64 / 1000.0
         );
     }
+    let run = RunInfo {
+        watched_ms: u64::try_from(watched.as_millis()).unwrap_or(u64::MAX),
+        ended_by: ended.name(),
+        command_status: match &ended {
+            Ended::CommandExited(status) => Some(status.to_string()),
+            _ => stopped.as_ref().map(|s| s.status.to_string()),
+        },
+        stopped_with: stopped.as_ref().map(|s| s.signal),
+        too_short: watched < MIN_WINDOW,
+    };
     let result = conclude(
         &args,
         &client,
         &service,
         window_ms,
         Some(args.command.join(" ")),
+        Some(&run),
     );
     drop(child);
     rt.block_on(collector.shutdown());
     result
+}
+
+/// Load runs at most this long when doctor watches until the command ends.
+const LOAD_AT_MOST: Duration = Duration::from_secs(24 * 3600);
+
+/// Shorter windows are diagnosed, but said to be too short to judge: the
+/// rules look at medians and trends over many samples.
+const MIN_WINDOW: Duration = Duration::from_secs(5);
+
+/// Why doctor stopped watching.
+enum Ended {
+    /// `--duration` passed.
+    Duration,
+    /// The command exited on its own.
+    CommandExited(std::process::ExitStatus),
+    /// The user pressed Ctrl-C (doctor got SIGINT).
+    Interrupted,
+}
+
+impl Ended {
+    fn name(&self) -> &'static str {
+        match self {
+            Ended::Duration => "duration",
+            Ended::CommandExited(_) => "command-exited",
+            Ended::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What happened to the command, for the output (`run` in JSON).
+#[derive(Debug, Clone, serde::Serialize)]
+struct RunInfo {
+    /// How long doctor watched the command.
+    watched_ms: u64,
+    /// `duration`, `command-exited` or `interrupted`.
+    ended_by: &'static str,
+    /// The command's exit status, as the OS reported it.
+    command_status: Option<String>,
+    /// The signal that ended the command, when doctor stopped it.
+    stopped_with: Option<&'static str>,
+    /// The window was shorter than doctor needs to judge.
+    too_short: bool,
+}
+
+impl RunInfo {
+    fn describe(&self) -> String {
+        let secs = self.watched_ms as f64 / 1000.0;
+        let status = self.command_status.as_deref().unwrap_or("unknown status");
+        let mut line = match (self.ended_by, self.stopped_with) {
+            ("command-exited", _) => format!("the command exited ({status}) after {secs:.1} s"),
+            ("interrupted", Some(signal)) => {
+                format!(
+                    "interrupted after {secs:.1} s; stopped the command with {signal} ({status})"
+                )
+            }
+            (_, Some(signal)) => {
+                format!("watched for {secs:.1} s; stopped the command with {signal} ({status})")
+            }
+            _ => format!("watched for {secs:.1} s"),
+        };
+        if self.too_short {
+            line.push_str(&format!(
+                "; {secs:.1} s is too short to judge (doctor needs at least {} s of samples): \
+                 below is only what was seen",
+                MIN_WINDOW.as_secs()
+            ));
+        }
+        line
+    }
+}
+
+/// How a stopped command ended.
+struct Stopped {
+    signal: &'static str,
+    status: std::process::ExitStatus,
+}
+
+/// Stops the command: SIGINT, then SIGTERM, each with `grace` to exit, then
+/// SIGKILL. Another Ctrl-C skips the rest of the grace.
+fn stop(child: &mut Child, grace: Duration, interrupts: &AtomicUsize) -> Result<Stopped> {
+    let pid = Pid::from_raw(i32::try_from(child.id()).context("the command's pid")?);
+    let seen = interrupts.load(Relaxed);
+    for (signal, name) in [(Signal::SIGINT, "SIGINT"), (Signal::SIGTERM, "SIGTERM")] {
+        if let Some(status) = child.try_wait().context("checking the command")? {
+            return Ok(Stopped {
+                signal: name,
+                status,
+            });
+        }
+        // The command may have exited between the check and the signal.
+        let _ = kill(pid, signal);
+        let end = Instant::now() + grace;
+        while Instant::now() < end && interrupts.load(Relaxed) <= seen {
+            if let Some(status) = child.try_wait().context("checking the command")? {
+                return Ok(Stopped {
+                    signal: name,
+                    status,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let status = child.wait().context("waiting for the command")?;
+    Ok(Stopped {
+        signal: "SIGKILL",
+        status,
+    })
 }
 
 /// Fetches the diagnosis and the data for the report, and prints.
@@ -161,15 +319,34 @@ fn conclude(
     service: &str,
     window_ms: u64,
     command: Option<String>,
+    run: Option<&RunInfo>,
 ) -> Result<()> {
     let response = client
         .doctor(service, args.instance.as_deref(), window_ms, true)
         .context("asking the collector for a diagnosis")?;
     match args.format {
         Format::Json => {
-            println!("{}", serde_json::to_string_pretty(&response)?);
+            /// The diagnosis with the window it covers and, with a command, how it ended.
+            #[derive(serde::Serialize)]
+            struct Out<'a> {
+                window_ms: u64,
+                run: Option<&'a RunInfo>,
+                #[serde(flatten)]
+                response: &'a DoctorResponse,
+            }
+            let out = Out {
+                window_ms,
+                run,
+                response: &response,
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Format::Text => print_text(&response),
+        Format::Text => {
+            if let Some(run) = run {
+                println!("{}", run.describe());
+            }
+            print_text(&response);
+        }
     }
     if !args.no_report {
         let to = now_ms();
@@ -264,18 +441,29 @@ fn spawn(command: &[String], grpc_url: &str) -> Result<Child> {
     cmd.spawn().with_context(|| format!("starting {program:?}"))
 }
 
+/// Before an agent reports there is nothing to diagnose.
 fn check_alive(child: &mut Child) -> Result<()> {
     if let Some(status) = child.try_wait().context("checking the command")? {
-        bail!("the command exited ({status}) before the diagnosis was done");
+        bail!(
+            "the command exited ({status}) before a lagscope agent reported: nothing to diagnose"
+        );
     }
     Ok(())
 }
 
 /// The service of the first agent that connects.
-fn wait_for_agent(client: &Client, child: &mut Child, want: Option<&str>) -> Result<String> {
+fn wait_for_agent(
+    client: &Client,
+    child: &mut Child,
+    want: Option<&str>,
+    interrupts: &AtomicUsize,
+) -> Result<String> {
     let end = Instant::now() + Duration::from_secs(20);
     while Instant::now() < end {
         check_alive(child)?;
+        if interrupts.load(Relaxed) > 0 {
+            bail!("interrupted before a lagscope agent reported: nothing to diagnose");
+        }
         if let Ok(s) = client.services() {
             let found = s
                 .services
@@ -337,12 +525,12 @@ fn wait_connectable(addr: SocketAddr, child: &mut Child) -> Result<()> {
 /// A progress bar on stderr when it is a terminal, a line every few seconds
 /// otherwise.
 struct Progress {
-    total: Duration,
+    total: Option<Duration>,
     terminal: bool,
 }
 
 impl Progress {
-    fn new(total: Duration) -> Self {
+    fn new(total: Option<Duration>) -> Self {
         Progress {
             total,
             terminal: std::io::stderr().is_terminal(),
@@ -350,7 +538,21 @@ impl Progress {
     }
 
     fn show(&self, elapsed: Duration, service: &str) {
-        let done = (elapsed.as_secs_f64() / self.total.as_secs_f64().max(1e-9)).min(1.0);
+        let Some(total) = self.total else {
+            if self.terminal {
+                eprint!(
+                    "\rwatching {service}: {:>4.0} s (until the command exits or Ctrl-C) ",
+                    elapsed.as_secs_f64()
+                );
+            } else if elapsed.as_millis() % 5000 < 100 {
+                eprintln!(
+                    "watching {service}: {:.0} s (until the command exits or Ctrl-C)",
+                    elapsed.as_secs_f64()
+                );
+            }
+            return;
+        };
+        let done = (elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9)).min(1.0);
         if self.terminal {
             let width = 30;
             let filled = (done * width as f64) as usize;
@@ -359,13 +561,13 @@ impl Progress {
                 "#".repeat(filled),
                 " ".repeat(width - filled),
                 elapsed.as_secs_f64(),
-                self.total.as_secs_f64()
+                total.as_secs_f64()
             );
-        } else if elapsed.as_millis() % 5000 < 250 {
+        } else if elapsed.as_millis() % 5000 < 100 {
             eprintln!(
                 "watching {service}: {:.0}/{:.0} s",
                 elapsed.as_secs_f64(),
-                self.total.as_secs_f64()
+                total.as_secs_f64()
             );
         }
     }
