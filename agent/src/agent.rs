@@ -151,6 +151,7 @@ impl AgentHandle {
                 }
                 Watched {
                     runtime,
+                    blocking: crate::sampler::blocking::BlockingProbe::new(handle.clone(), now),
                     probe: LagProbe::new(handle, builder.lag_probe_interval, now),
                 }
             })

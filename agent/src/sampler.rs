@@ -4,6 +4,7 @@
 //! It runs on its own OS thread (`lagscope-sampler`), never on a watched
 //! runtime, so it keeps reporting while every worker is blocked.
 
+pub(crate) mod blocking;
 pub(crate) mod gauge;
 pub(crate) mod lag;
 pub(crate) mod memory;
@@ -22,10 +23,11 @@ use self::process::ProcessSampler;
 use self::runtime::RuntimeSampler;
 use crate::sample::Sample;
 
-/// One watched runtime: its counters and its lag probe.
+/// One watched runtime: its counters, its lag probe and its blocking-pool probe.
 pub(crate) struct Watched {
     pub(crate) runtime: RuntimeSampler,
     pub(crate) probe: LagProbe,
+    pub(crate) blocking: blocking::BlockingProbe,
 }
 
 /// Shortest time between an early (stall news) sample and the one before.
@@ -99,6 +101,7 @@ impl Sampler {
     ) -> Option<Sample> {
         for w in &mut self.watched {
             w.probe.collect();
+            w.blocking.tick(now);
         }
         let requested = Duration::from_micros(self.requested_interval_us.load(Relaxed)).clamp(
             crate::builder::MIN_SAMPLE_INTERVAL,
@@ -139,7 +142,7 @@ impl Sampler {
     pub(crate) fn next_deadline(&self) -> Instant {
         self.watched
             .iter()
-            .map(|w| w.probe.next_deadline())
+            .flat_map(|w| [w.probe.next_deadline(), w.blocking.next_deadline()])
             .fold(self.next_sample, Instant::min)
     }
 
@@ -152,6 +155,7 @@ impl Sampler {
             .map(|w| {
                 let mut r = w.runtime.sample(now);
                 r.lag = w.probe.take_stats(now);
+                r.blocking_wait_us = w.blocking.take(now);
                 r
             })
             .collect();

@@ -466,34 +466,71 @@ fn cpu(w: &Window) -> Vec<Finding> {
     }]
 }
 
+/// A blocking job that waits this long (median over the window) for a
+/// thread means the pool is saturated, whatever the build can count.
+const BLOCKING_WAIT_MEDIAN_US: f64 = 100_000.0;
+const BLOCKING_WAIT_MAX_US: f64 = 500_000.0;
+
 fn blocking_pool(w: &Window) -> Vec<Finding> {
-    let queue = w.means(Metric::BlockingQueueDepth);
-    let (Some(q_median), Some(q_max)) = (median(&queue), max(&w.maxes(Metric::BlockingQueueDepth)))
-    else {
-        return Vec::new();
-    };
-    if q_median < 1.0 || q_max < 10.0 {
+    // With tokio_unstable: the pool's queue. On any tokio: how long
+    // lagscope's no-op spawn_blocking probe waited for a thread.
+    let queue =
+        median(&w.means(Metric::BlockingQueueDepth)).zip(max(&w.maxes(Metric::BlockingQueueDepth)));
+    let wait = median(&w.means(Metric::BlockingWait)).zip(max(&w.maxes(Metric::BlockingWait)));
+    let queued = queue.is_some_and(|(median, max)| median >= 1.0 && max >= 10.0);
+    let waiting = wait.is_some_and(|(median, max)| {
+        median >= BLOCKING_WAIT_MEDIAN_US && max >= BLOCKING_WAIT_MAX_US
+    });
+    if !queued && !waiting {
         return Vec::new();
     }
-    let threads = median(&w.means(Metric::BlockingThreads)).unwrap_or(0.0);
-    let idle = median(&w.means(Metric::IdleBlockingThreads)).unwrap_or(0.0);
+    let mut evidence = Vec::new();
+    if let Some((median, max)) = queue {
+        evidence.push(format!("blocking queue median {median:.0}, max {max:.0}"));
+    }
+    if let Some((median, max)) = wait {
+        evidence.push(format!(
+            "a no-op spawn_blocking job waited up to {} for a thread (median {} per interval)",
+            ms(max),
+            ms(median)
+        ));
+    }
+    let threads = median(&w.means(Metric::BlockingThreads));
+    if let Some(threads) = threads {
+        let idle = median(&w.means(Metric::IdleBlockingThreads)).unwrap_or(0.0);
+        evidence.push(format!(
+            "{threads:.0} blocking threads, {idle:.0} idle (median)"
+        ));
+    }
+    let critical =
+        queue.is_some_and(|(m, _)| m >= 10.0) || wait.is_some_and(|(m, _)| m >= 1_000_000.0);
+    let score = 60.0
+        + queue
+            .map_or(0.0, |(m, _)| (m / 10.0).min(20.0))
+            .max(wait.map_or(0.0, |(m, _)| (m / 100_000.0).min(20.0)));
+    let summary = match (queue.filter(|_| queued), wait) {
+        (Some((median, max)), _) => {
+            format!("spawn_blocking jobs wait for a thread: queue median {median:.0}, max {max:.0}")
+        }
+        (None, Some((_, max))) => format!(
+            "spawn_blocking jobs wait for a thread: up to {} before they start",
+            ms(max)
+        ),
+        (None, None) => "spawn_blocking jobs wait for a thread".into(),
+    };
+    let all = threads.map_or_else(|| "the".to_string(), |t| format!("{t:.0}"));
     vec![Finding {
         category: Category::BlockingPoolSaturation,
-        severity: if q_median >= 10.0 {
+        severity: if critical {
             Severity::Critical
         } else {
             Severity::Warning
         },
-        score: 60.0 + (q_median / 10.0).min(20.0),
-        summary: format!(
-            "spawn_blocking jobs wait for a thread: queue median {q_median:.0}, max {q_max:.0}"
-        ),
-        evidence: vec![
-            format!("blocking queue median {q_median:.0}, max {q_max:.0}"),
-            format!("{threads:.0} blocking threads, {idle:.0} idle (median)"),
-        ],
+        score,
+        summary,
+        evidence,
         recommendation: format!(
-            "All {threads:.0} blocking threads are busy and jobs queue behind them: raise \
+            "All {all} blocking threads are busy and jobs queue behind them: raise \
              max_blocking_threads on the runtime builder, bound submissions with a \
              tokio::sync::Semaphore, and move CPU-bound jobs to a rayon pool sized to the cores."
         ),
@@ -932,5 +969,34 @@ mod tests {
             diagnose(&w).top_category(),
             Category::BlockingPoolSaturation
         );
+    }
+
+    #[test]
+    fn a_long_blocking_wait_is_pool_saturation_without_unstable_metrics() {
+        let mut w = calm();
+        // Stable tokio: no queue depth, no thread counts; the probe waits seconds.
+        w.series.insert(
+            Metric::BlockingWait.series().into(),
+            (0..40)
+                .map(|i| (i * 500, 2_000_000.0 + i as f64 * 1e5, 2e6 + i as f64 * 1e5))
+                .collect(),
+        );
+        let d = diagnose(&w);
+        assert_eq!(d.top_category(), Category::BlockingPoolSaturation);
+        let f = &d.findings[0];
+        assert_eq!(f.severity, Severity::Critical);
+        assert!(f.summary.contains("up to 5.90 s"), "{}", f.summary);
+        assert!(
+            f.recommendation.starts_with("All the blocking threads"),
+            "{}",
+            f.recommendation
+        );
+        // A pool that answers at once is fine.
+        let mut ok = calm();
+        ok.series.insert(
+            Metric::BlockingWait.series().into(),
+            (0..40).map(|i| (i * 500, 80.0, 300.0)).collect(),
+        );
+        assert_eq!(diagnose(&ok).top_category(), Category::None);
     }
 }

@@ -418,6 +418,17 @@ metric_table! {
             write: |r, v| r.blocking_queue_depth = Some(count(v)),
         },
     },
+    /// Longest time a no-op spawn_blocking job waited for a blocking thread in the interval.
+    BlockingWait {
+        series: "blocking_wait_us", label: "blocking wait", unit: Unit::Micros, kind: Gauge,
+        field: "runtimes[].blocking_wait_us",
+        prometheus: Some("tokio_blocking_wait_max_seconds"),
+        otlp: Some("tokio.blocking.wait.max"),
+        source: Source::Runtime {
+            read: |r| r.blocking_wait_us.map(|v| v as f64),
+            write: |r, v| r.blocking_wait_us = Some(whole(v)),
+        },
+    },
     /// Longest task poll in the interval (poll hooks).
     PollMax {
         series: "poll_max_us", label: "max poll", unit: Unit::Micros, kind: Gauge,

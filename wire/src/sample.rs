@@ -289,6 +289,11 @@ pub struct RuntimeSample {
     /// lower bound for the last, open bucket); `probes` counts the polls.
     #[serde(default)]
     pub schedule_latency: Option<LagStats>,
+    /// Longest wait of lagscope's no-op `spawn_blocking` probe for a
+    /// blocking thread over the interval, counting one still waiting, in
+    /// µs: how long a blocking job waits to start (any tokio).
+    #[serde(default)]
+    pub blocking_wait_us: Option<u64>,
 }
 
 /// Scheduling-delay statistics of the lag probe over one interval, in microseconds.
@@ -563,6 +568,7 @@ impl Sample {
                     p999_us: 800,
                     max_us: 1600,
                 }),
+                blocking_wait_us: Some(40),
             }],
             memory: MemorySample {
                 heap_live_bytes: Some(20 << 20),

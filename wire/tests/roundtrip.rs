@@ -54,29 +54,32 @@ fn runtime() -> impl Strategy<Value = RuntimeSample> {
         prop::collection::vec(worker(), 0..4),
         prop::array::uniform3(any::<Option<u32>>()),
         prop::option::of(prop::array::uniform6(any::<u64>())),
-        prop::option::of(lag()),
+        (prop::option::of(lag()), any::<Option<u64>>()),
     )
         .prop_map(
-            |(name, lag, n, busy_ratio, worker, b, poll, schedule_latency)| RuntimeSample {
-                name,
-                lag,
-                workers: n[0] as usize,
-                alive_tasks: n[1] as usize,
-                global_queue_depth: n[2] as usize,
-                busy_ratio,
-                worker,
-                blocking_threads: b[0].map(|v| v as usize),
-                idle_blocking_threads: b[1].map(|v| v as usize),
-                blocking_queue_depth: b[2].map(|v| v as usize),
-                poll: poll.map(|p| PollStats {
-                    polls: p[0],
-                    long_polls: p[1],
-                    long_poll_threshold_us: p[2],
-                    p50_us: p[3],
-                    p99_us: p[4],
-                    max_us: p[5],
-                }),
-                schedule_latency,
+            |(name, lag, n, busy_ratio, worker, b, poll, (schedule_latency, blocking_wait_us))| {
+                RuntimeSample {
+                    name,
+                    lag,
+                    workers: n[0] as usize,
+                    alive_tasks: n[1] as usize,
+                    global_queue_depth: n[2] as usize,
+                    busy_ratio,
+                    worker,
+                    blocking_threads: b[0].map(|v| v as usize),
+                    idle_blocking_threads: b[1].map(|v| v as usize),
+                    blocking_queue_depth: b[2].map(|v| v as usize),
+                    poll: poll.map(|p| PollStats {
+                        polls: p[0],
+                        long_polls: p[1],
+                        long_poll_threshold_us: p[2],
+                        p50_us: p[3],
+                        p99_us: p[4],
+                        max_us: p[5],
+                    }),
+                    schedule_latency,
+                    blocking_wait_us,
+                }
             },
         )
 }

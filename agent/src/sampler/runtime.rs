@@ -120,6 +120,7 @@ impl RuntimeSampler {
             blocking_queue_depth: None,
             poll: None,
             schedule_latency: None,
+            blocking_wait_us: None,
         };
         #[cfg(tokio_unstable)]
         {
