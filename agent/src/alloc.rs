@@ -23,7 +23,7 @@
 //! ```
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
@@ -74,6 +74,9 @@ static MOVE_EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Held by the one reclaim allowed at a time (two would move a shard twice).
 static RECLAIMING: AtomicBool = AtomicBool::new(false);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Whether the allocator `Counting` wraps is `std::alloc::System` (C malloc),
+/// so Rust's heap is part of what malloc reports in use.
+static INNER_IS_SYSTEM: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     // `const` and without a destructor: reading it never allocates (which would
@@ -82,13 +85,13 @@ thread_local! {
 }
 
 #[inline]
-fn slot() -> usize {
+fn slot<A>() -> usize {
     SLOT.try_with(|slot| {
         let current = slot.get();
         if current != NO_SLOT {
             return current;
         }
-        let claimed = claim();
+        let claimed = claim::<A>();
         slot.set(claimed);
         claimed
     })
@@ -97,8 +100,12 @@ fn slot() -> usize {
 
 /// Cold path, once per thread: take a free shard, or a shared one.
 #[cold]
-fn claim() -> usize {
+fn claim<A>() -> usize {
     INSTALLED.store(true, Relaxed);
+    INNER_IS_SYSTEM.store(
+        std::any::type_name::<A>() == std::any::type_name::<System>(),
+        Relaxed,
+    );
     let Some(tid) = current_tid() else {
         return SHARDS;
     };
@@ -116,8 +123,8 @@ fn current_tid() -> Option<u32> {
 
 /// The calling thread's shard, and whether it owns it (or shares an overflow one).
 #[inline]
-fn my_shard() -> (&'static Shard, bool) {
-    let index = slot();
+fn my_shard<A>() -> (&'static Shard, bool) {
+    let index = slot::<A>();
     // `slot()` only returns indices into TABLE; `get` keeps this panic-free.
     match TABLE.get(index) {
         Some(shard) => (shard, index < SHARDS),
@@ -196,7 +203,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
         // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
         let ptr = unsafe { self.inner.alloc(layout) };
         if !ptr.is_null() {
-            record_alloc(layout.size());
+            record_alloc::<A>(layout.size());
         }
         ptr
     }
@@ -206,7 +213,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
         // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            record_alloc(layout.size());
+            record_alloc::<A>(layout.size());
         }
         ptr
     }
@@ -215,7 +222,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded unchanged; `ptr` was allocated by `inner` via `alloc`.
         unsafe { self.inner.dealloc(ptr, layout) };
-        record_free(layout.size());
+        record_free::<A>(layout.size());
     }
 
     #[inline]
@@ -224,7 +231,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             // A move to a new block: the old size is freed, the new one allocated.
-            let (shard, owned) = my_shard();
+            let (shard, owned) = my_shard::<A>();
             add(&shard.allocations, owned, 1);
             add(&shard.allocated_bytes, owned, new_size as u64);
             add(&shard.freed_bytes, owned, layout.size() as u64);
@@ -234,15 +241,15 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
 }
 
 #[inline]
-fn record_alloc(size: usize) {
-    let (shard, owned) = my_shard();
+fn record_alloc<A>(size: usize) {
+    let (shard, owned) = my_shard::<A>();
     add(&shard.allocations, owned, 1);
     add(&shard.allocated_bytes, owned, size as u64);
 }
 
 #[inline]
-fn record_free(size: usize) {
-    let (shard, owned) = my_shard();
+fn record_free<A>(size: usize) {
+    let (shard, owned) = my_shard::<A>();
     add(&shard.freed_bytes, owned, size as u64);
 }
 
@@ -304,6 +311,30 @@ pub fn stats() -> Option<AllocStats> {
 /// its mmapped blocks. `None` where `mallinfo2` is unavailable.
 pub fn c_allocator_held_bytes() -> Option<u64> {
     crate::platform::c_allocator_held_bytes()
+}
+
+/// Bytes the C allocator (glibc malloc) has handed out and not had back,
+/// Rust's included when [`Counting`] wraps `System`. `None` where
+/// `mallinfo2` is unavailable.
+pub fn c_allocator_in_use_bytes() -> Option<u64> {
+    crate::platform::c_allocator_in_use_bytes()
+}
+
+/// Bytes C code holds through malloc: what malloc has handed out, less the
+/// Rust heap when the Rust allocator is malloc too (`Counting<System>`).
+/// `None` without [`Counting`] (Rust's and C's allocations cannot be told
+/// apart) or off glibc.
+///
+/// Malloc's per-block overhead for Rust's allocations (8–16 bytes a block)
+/// counts here too, so a Rust heap of many small blocks adds to it.
+pub fn c_heap_bytes() -> Option<u64> {
+    let rust = stats()?.live_bytes;
+    let in_use = c_allocator_in_use_bytes()?;
+    Some(if INNER_IS_SYSTEM.load(Relaxed) {
+        in_use.saturating_sub(rust)
+    } else {
+        in_use
+    })
 }
 
 /// Gives memory the C allocator holds but no longer uses back to the OS

@@ -20,6 +20,12 @@ pub(crate) mod static_ref;
 #[cfg(target_os = "linux")]
 pub use linux::stack;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{c_allocator_held_bytes, current_tid, release_free_heap, timer};
+#[cfg(test)]
+pub(crate) use linux::test_support;
+pub(crate) use linux::{
+    c_allocator_held_bytes, c_allocator_in_use_bytes, current_tid, release_free_heap, timer,
+};
 #[cfg(not(target_os = "linux"))]
-pub(crate) use other::{c_allocator_held_bytes, current_tid, release_free_heap};
+pub(crate) use other::{
+    c_allocator_held_bytes, c_allocator_in_use_bytes, current_tid, release_free_heap,
+};

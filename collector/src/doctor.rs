@@ -41,6 +41,7 @@ pub fn diagnose(w: &Window) -> Diagnosis {
     findings.extend(blocking_pool(w));
     findings.extend(heap_leak(w));
     findings.extend(external_memory(w));
+    findings.extend(c_heap_growth(w));
     findings.extend(unbounded_concurrency(w));
     findings.sort_by(|a, b| b.score.total_cmp(&a.score));
     if findings.is_empty() {
@@ -574,6 +575,62 @@ fn heap_leak(w: &Window) -> Vec<Finding> {
     }]
 }
 
+/// Memory C code allocates with malloc (the C heap class) growing while the
+/// Rust heap does not explain it.
+fn c_heap_growth(w: &Window) -> Vec<Finding> {
+    let values = w.means(Metric::CHeap);
+    let (Some(rate), Some(&first), Some(&last)) = (
+        w.slope_per_min(Metric::CHeap),
+        values.first(),
+        values.last(),
+    ) else {
+        return Vec::new();
+    };
+    let heap_rate = w.slope_per_min(Metric::HeapLive).unwrap_or(0.0);
+    // Malloc's per-block overhead on Rust's own allocations lands in the C
+    // heap too: growth that the Rust heap's explains is not C code's.
+    if rate < 5.0 * MIB || last - first < 10.0 * MIB || rate < 2.0 * heap_rate.max(0.0) {
+        return Vec::new();
+    }
+    let mapped = w.slope_per_min(Metric::External).map(|r| {
+        format!(
+            "mapped/other (RSS − allocator-held) {:+.1} MiB/min",
+            r / MIB
+        )
+    });
+    vec![Finding {
+        category: Category::ExternalMemory,
+        severity: if rate >= 50.0 * MIB {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        score: 50.0 + (rate / MIB / 10.0).min(25.0),
+        summary: format!(
+            "The C heap grows: code outside Rust allocates with malloc, +{:.1} MiB/min, while \
+             the Rust heap is flat",
+            rate / MIB
+        ),
+        evidence: [
+            format!(
+                "C heap (malloc by C code, Rust's own allocations excluded) {:.1} MiB → {:.1} MiB",
+                first / MIB,
+                last / MIB
+            ),
+            format!("Rust heap {:+.1} MiB/min", heap_rate / MIB),
+        ]
+        .into_iter()
+        .chain(mapped)
+        .collect(),
+        recommendation: "A C library or -sys crate allocates with malloc and does not free: \
+            check that every object or handle it returns is released (its *_free / *_destroy \
+            call, or Drop on the Rust wrapper), and bound its own caches. heaptrack or \
+            valgrind --tool=massif on a test run name the allocating C function."
+            .into(),
+        culprit: None,
+    }]
+}
+
 fn external_memory(w: &Window) -> Vec<Finding> {
     let heap_rate = w.slope_per_min(Metric::HeapLive).unwrap_or(0.0);
     let (name, values) = if w.series.contains_key(Metric::External.series()) {
@@ -969,6 +1026,36 @@ mod tests {
             diagnose(&w).top_category(),
             Category::BlockingPoolSaturation
         );
+    }
+
+    #[test]
+    fn c_heap_growth_is_named_by_its_class() {
+        let mut w = calm();
+        w.series.insert(
+            Metric::CHeap.series().into(),
+            (0..40u64)
+                .map(|i| (i * 500, (4 + i) as f64 * MIB, (4 + i) as f64 * MIB))
+                .collect(),
+        );
+        let d = diagnose(&w);
+        assert_eq!(d.top_category(), Category::ExternalMemory);
+        assert!(d.findings[0].summary.starts_with("The C heap grows"));
+        assert!(
+            d.findings[0].evidence[0].starts_with("C heap (malloc by C code"),
+            "{:?}",
+            d.findings[0].evidence
+        );
+        // The same growth with the Rust heap growing as fast is Rust's overhead.
+        w.series.insert(
+            Metric::HeapLive.series().into(),
+            (0..40u64)
+                .map(|i| (i * 500, (4 + i) as f64 * MIB, (4 + i) as f64 * MIB))
+                .collect(),
+        );
+        assert!(diagnose(&w)
+            .findings
+            .iter()
+            .all(|f| !f.summary.starts_with("The C heap grows")));
     }
 
     #[test]

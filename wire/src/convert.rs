@@ -311,6 +311,7 @@ fn memory_to_pb(m: &MemorySample) -> pb::MemorySample {
         alloc_rate: m.alloc_rate,
         rss_bytes: m.rss_bytes,
         allocator_held_bytes: m.allocator_held_bytes,
+        c_heap_bytes: m.c_heap_bytes,
         external_bytes: m.external_bytes,
     }
 }
@@ -324,6 +325,7 @@ fn memory_from_pb(m: pb::MemorySample) -> MemorySample {
         alloc_rate: m.alloc_rate,
         rss_bytes: m.rss_bytes,
         allocator_held_bytes: m.allocator_held_bytes,
+        c_heap_bytes: m.c_heap_bytes,
         external_bytes: m.external_bytes,
     }
 }

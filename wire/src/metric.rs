@@ -495,7 +495,18 @@ metric_table! {
             write: |s, v| s.memory.allocator_held_bytes = Some(whole(v)),
         },
     },
-    /// RSS the Rust allocator never saw (C libraries' mappings, mmap, thread stacks, code).
+    /// Bytes C code holds through malloc, the Rust heap excluded (C libraries, -sys crates).
+    CHeap {
+        series: "c_heap_bytes", label: "C heap", unit: Unit::Bytes, kind: Gauge,
+        field: "memory.c_heap_bytes",
+        prometheus: Some("process_memory_c_heap_bytes"),
+        otlp: Some("process.memory.c_heap"),
+        source: Source::Process {
+            read: |s| s.memory.c_heap_bytes.map(|v| v as f64),
+            write: |s, v| s.memory.c_heap_bytes = Some(whole(v)),
+        },
+    },
+    /// Mapped and other memory: RSS the C allocator does not hold (mmap, thread stacks, code).
     External {
         series: "external_bytes", label: "external", unit: Unit::Bytes, kind: Gauge,
         field: "memory.external_bytes",

@@ -462,6 +462,11 @@ pub struct MemorySample {
     pub rss_bytes: Option<u64>,
     /// Bytes the C allocator holds from the OS (glibc `mallinfo2`: arena + mmapped).
     pub allocator_held_bytes: Option<u64>,
+    /// Bytes C code holds through malloc (C libraries, `-sys` crates): what
+    /// malloc handed out less the Rust heap when Rust allocates through it
+    /// (needs `lagscope::alloc::Counting`; glibc).
+    #[serde(default)]
+    pub c_heap_bytes: Option<u64>,
     /// `rss_bytes - allocator_held_bytes`: memory the Rust allocator never saw
     /// (C libraries' own mappings, mmap, thread stacks, code). The analogue of
     /// Node's `external`.
@@ -578,6 +583,7 @@ impl Sample {
                 alloc_rate: Some(1048576.0),
                 rss_bytes: Some(30 << 20),
                 allocator_held_bytes: Some(24 << 20),
+                c_heap_bytes: Some(3 << 20),
                 external_bytes: Some(6 << 20),
             },
             process: ProcessSample {

@@ -202,6 +202,7 @@ fn sample() -> impl Strategy<Value = Sample> {
             prop::collection::vec(profile(), 0..2),
             prop::collection::vec(task(), 0..3),
             any::<u64>(),
+            any::<Option<u64>>(),
         ),
     )
         .prop_map(
@@ -212,7 +213,7 @@ fn sample() -> impl Strategy<Value = Sample> {
                 alloc_rate,
                 (p, cpu_ratio, cores),
                 gauges,
-                (dropped, stalls, profiles, tasks, task_names_folded),
+                (dropped, stalls, profiles, tasks, task_names_folded, c_heap),
             )| {
                 Sample {
                     service: "svc".into(),
@@ -229,6 +230,7 @@ fn sample() -> impl Strategy<Value = Sample> {
                         alloc_rate,
                         rss_bytes: m[4],
                         allocator_held_bytes: m[5],
+                        c_heap_bytes: c_heap,
                         external_bytes: m[6],
                     },
                     process: ProcessSample {

@@ -21,6 +21,22 @@ pub(crate) fn release_free_heap() {
     }
 }
 
+/// Bytes in blocks the C allocator (glibc malloc) has handed out and not
+/// had back: arena chunks in use plus mmapped blocks. `None` on other C
+/// libraries.
+pub(crate) fn c_allocator_in_use_bytes() -> Option<u64> {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: as in `c_allocator_held_bytes`.
+        let info = unsafe { libc::mallinfo2() };
+        Some((info.uordblks + info.hblkhd) as u64)
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        None
+    }
+}
+
 /// Bytes the C allocator (glibc malloc) holds from the OS: its main arena
 /// plus its mmapped blocks. `None` on other C libraries.
 pub(crate) fn c_allocator_held_bytes() -> Option<u64> {
@@ -34,5 +50,32 @@ pub(crate) fn c_allocator_held_bytes() -> Option<u64> {
     #[cfg(not(target_env = "gnu"))]
     {
         None
+    }
+}
+
+/// What tests need of the C library, kept with the other unsafe code.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Bytes from C `malloc`, written to so they are resident, freed on drop:
+    /// what a C library's allocations look like to lagscope.
+    pub(crate) struct CMalloc {
+        ptr: *mut libc::c_void,
+    }
+
+    /// `bytes` from `malloc`, touched.
+    pub(crate) fn c_malloc_touched(bytes: usize) -> CMalloc {
+        // SAFETY: malloc has no preconditions; null is checked below.
+        let ptr = unsafe { libc::malloc(bytes) };
+        assert!(!ptr.is_null(), "malloc({bytes}) failed");
+        // SAFETY: `ptr` points to `bytes` writable bytes we own.
+        unsafe { std::ptr::write_bytes(ptr.cast::<u8>(), 0x5a, bytes) };
+        CMalloc { ptr }
+    }
+
+    impl Drop for CMalloc {
+        fn drop(&mut self) {
+            // SAFETY: `ptr` came from malloc and is freed once.
+            unsafe { libc::free(self.ptr) };
+        }
     }
 }

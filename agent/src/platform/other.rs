@@ -10,6 +10,11 @@ pub fn current_tid() -> i32 {
 pub(crate) fn release_free_heap() {}
 
 /// No portable way to ask the C allocator.
+/// Not measured off glibc.
+pub(crate) fn c_allocator_in_use_bytes() -> Option<u64> {
+    None
+}
+
 pub(crate) fn c_allocator_held_bytes() -> Option<u64> {
     None
 }

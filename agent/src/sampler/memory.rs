@@ -1,5 +1,7 @@
-//! Memory: Rust heap (from [`crate::alloc::Counting`]), RSS, what the C
-//! allocator holds, and external memory (RSS the Rust allocator never saw).
+//! Memory in three classes: the Rust heap (from [`crate::alloc::Counting`]),
+//! the C heap (what malloc handed out to code other than Rust), and mapped /
+//! other memory (RSS the C allocator does not hold: mmap, stacks, code); plus
+//! RSS and what the C allocator holds from the OS.
 
 use std::time::Duration;
 
@@ -52,6 +54,7 @@ impl MemorySampler {
             alloc_rate: delta.map(|d| d.1 as f64 / interval.as_secs_f64().max(1e-9)),
             rss_bytes: rss,
             allocator_held_bytes: held,
+            c_heap_bytes: alloc::c_heap_bytes(),
             external_bytes: external_bytes(rss, held),
         }
     }
@@ -85,5 +88,29 @@ mod tests {
         assert!(s.alloc_rate.expect("rate") >= (8 << 20) as f64);
         assert!(s.rss_bytes.expect("linux") >= 8 << 20);
         drop(keep);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn malloc_from_c_shows_in_the_c_heap_not_the_rust_heap() {
+        let mut m = MemorySampler::new();
+        let before = m.sample(Duration::from_secs(1));
+        // What a C library does: malloc outside the Rust allocator.
+        let c = crate::platform::test_support::c_malloc_touched(16 << 20);
+        let after = m.sample(Duration::from_secs(1));
+        let grew = |f: fn(&MemorySample) -> Option<u64>| {
+            f(&after).unwrap_or(0) as i64 - f(&before).unwrap_or(0) as i64
+        };
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            assert!(
+                grew(|s| s.c_heap_bytes) >= 15 << 20,
+                "{before:?} → {after:?}"
+            );
+            assert!(
+                grew(|s| s.heap_live_bytes) < 4 << 20,
+                "{before:?} → {after:?}"
+            );
+        }
+        drop(c);
     }
 }

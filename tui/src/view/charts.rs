@@ -182,6 +182,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
         &[
             line(Metric::HeapLive, false),
             line(Metric::Rss, false),
+            line(Metric::CHeap, false),
             line(Metric::External, false),
         ],
         format::bytes,
