@@ -139,6 +139,14 @@ fn is_lock_wait(frames: &[String]) -> bool {
         })
 }
 
+/// Waiting for a lock must be at least this share of the stalled time to
+/// call it contention…
+const LOCK_WAIT_FLOOR: f64 = 0.1;
+/// …and waiting plus working under the lock this share.
+const LOCK_STALL_SHARE: f64 = 0.5;
+/// Waiting alone this share is contention whoever holds the lock.
+const LOCK_WAIT_ALONE: f64 = 0.3;
+
 fn stall_findings(w: &Window) -> Vec<Finding> {
     if w.stalls.is_empty() {
         return Vec::new();
@@ -203,19 +211,57 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
         evidence.push(format!("lag p99 median {}", ms(p99)));
     }
     let lock_share = waiting_us / total_us.max(1.0);
-    if lock_share >= 0.3 {
+    // The functions that waited for a lock, and the stalled time of tasks
+    // working inside one of them (holding the lock) rather than waiting.
+    let lockers: Vec<&str> = w
+        .stalls
+        .iter()
+        .filter(|s| s.stacks.first().is_some_and(|st| is_lock_wait(&st.frames)))
+        .filter_map(|s| s.blocking_function.as_deref())
+        .collect();
+    let held_us: f64 = w
+        .stalls
+        .iter()
+        .filter(|s| !s.stacks.first().is_some_and(|st| is_lock_wait(&st.frames)))
+        .filter(|s| {
+            s.stacks
+                .first()
+                .is_some_and(|st| st.frames.iter().any(|f| lockers.contains(&f.as_str())))
+        })
+        .map(|s| s.duration_us as f64)
+        .sum();
+    let held_share = held_us / total_us.max(1.0);
+    // Lock contention when tasks wait for a lock that other stalled tasks
+    // hold while they work — judged on both together, so the verdict does not
+    // flip with the split between waiting and working from run to run — or
+    // when waiting alone is most of the stalled time.
+    let contended = (lock_share >= LOCK_WAIT_FLOOR && lock_share + held_share >= LOCK_STALL_SHARE)
+        || lock_share >= LOCK_WAIT_ALONE;
+    if waiting_us > 0.0 {
         evidence.push(format!(
-            "{:.0} % of the stalled time is tasks waiting for a mutex",
-            lock_share * 100.0
+            "{:.0} % of the stalled time is tasks waiting for a mutex{}",
+            lock_share * 100.0,
+            if held_us > 0.0 {
+                format!(
+                    ", {:.0} % tasks working while they hold it",
+                    held_share * 100.0
+                )
+            } else {
+                String::new()
+            }
         ));
+    }
+    if contended {
         let holder = culprit.as_deref().unwrap_or("the code that holds it");
         return vec![Finding {
             category: Category::LockContention,
             severity,
             score: 50.0 + share * 100.0 + lock_share * 20.0,
             summary: format!(
-                "Workers block waiting for a std::sync::Mutex held across slow work ({:.0} % of stalled time)",
-                lock_share * 100.0
+                "Workers block on a std::sync::Mutex held across slow work: {:.0} % of stalled \
+                 time waiting for it, {:.0} % working while holding it",
+                lock_share * 100.0,
+                held_share * 100.0
             ),
             evidence,
             recommendation: format!(
@@ -867,6 +913,66 @@ mod tests {
         let d = diagnose(&w);
         assert_eq!(d.top_category(), Category::LockContention);
         assert!(d.findings[0].recommendation.contains("tokio::sync::Mutex"));
+    }
+
+    #[test]
+    fn a_lock_held_across_work_is_contention_however_the_time_splits() {
+        // Waiting is only 15-35 % of the stalled time; the rest is tasks
+        // working inside the same function while they hold the lock.
+        for waiting_ms in [30_000u64, 50_000, 70_000] {
+            let mut w = calm();
+            w.stalls = vec![
+                stall(
+                    1,
+                    130_000,
+                    &["svc::hash", "svc::work_under_lock"],
+                    Some("svc::hash"),
+                ),
+                stall(
+                    2,
+                    waiting_ms,
+                    &[
+                        "syscall",
+                        "std::sys::sync::mutex::futex::Mutex::lock_contended",
+                        "svc::work_under_lock",
+                    ],
+                    Some("svc::work_under_lock"),
+                ),
+            ];
+            let d = diagnose(&w);
+            assert_eq!(d.top_category(), Category::LockContention, "{waiting_ms}");
+            let both = d.findings[0].evidence.iter().any(|e| {
+                e.contains("waiting for a mutex") && e.contains("working while they hold it")
+            });
+            assert!(both, "{:?}", d.findings[0].evidence);
+        }
+        // A wait for some other lock beside a long CPU stall: blocking, and
+        // the wait is still said.
+        let mut w = calm();
+        w.stalls = vec![
+            stall(
+                1,
+                400_000,
+                &["svc::hash_in_handler"],
+                Some("svc::hash_in_handler"),
+            ),
+            stall(
+                2,
+                50_000,
+                &[
+                    "syscall",
+                    "std::sys::sync::mutex::futex::Mutex::lock_contended",
+                    "svc::other",
+                ],
+                Some("svc::other"),
+            ),
+        ];
+        let d = diagnose(&w);
+        assert_eq!(d.top_category(), Category::EventLoopBlocking);
+        assert!(d.findings[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("waiting for a mutex")));
     }
 
     #[test]
