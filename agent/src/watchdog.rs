@@ -26,8 +26,8 @@
 //! stacks are counted so a long stall shows where its time went.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagscope_wire::frames::is_user_frame;
@@ -117,6 +117,50 @@ struct Active {
     marker: u64,
     last_capture: Instant,
     tid: i32,
+}
+
+/// Slots of [`PROBE_RAN`], keyed by thread id.
+const PROBE_SLOTS: usize = 64;
+
+/// Where lag probes last ran: a thread id and when (ns since [`probe_epoch`]).
+struct ProbeRan {
+    tid: AtomicI32,
+    at_ns: AtomicU64,
+}
+
+/// Written by the lag probe on whatever worker polls it, read by the stable
+/// detector: a worker thread that ran a probe after its counters froze is
+/// going through many short polls, not stuck in one.
+static PROBE_RAN: [ProbeRan; PROBE_SLOTS] = [const {
+    ProbeRan {
+        tid: AtomicI32::new(0),
+        at_ns: AtomicU64::new(0),
+    }
+}; PROBE_SLOTS];
+
+fn probe_epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn since_epoch_ns(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(probe_epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Called by the lag probe task when a worker polls it.
+pub(crate) fn probe_ran_here() {
+    let tid = crate::platform::current_tid();
+    let slot = &PROBE_RAN[tid.unsigned_abs() as usize % PROBE_SLOTS];
+    slot.tid.store(tid, Ordering::Relaxed);
+    slot.at_ns
+        .store(since_epoch_ns(Instant::now()), Ordering::Release);
+}
+
+/// Whether thread `tid` ran a lag probe at or after `since`.
+fn probe_ran_since(tid: i32, since: Instant) -> bool {
+    let slot = &PROBE_RAN[tid.unsigned_abs() as usize % PROBE_SLOTS];
+    let at = slot.at_ns.load(Ordering::Acquire);
+    slot.tid.load(Ordering::Relaxed) == tid && at >= since_epoch_ns(since)
 }
 
 /// What the stable detector remembers of each worker.
@@ -367,17 +411,41 @@ impl Watchdog {
         if suspects.is_empty() {
             return;
         }
-        // Find the stuck threads: the runtime's threads whose stack is in
-        // user code rather than parked, and not already blamed for a stall.
-        let mut stuck: Vec<(i32, Vec<String>)> = runtime_threads(watch)
+        // A thread that ran a lag probe since its worker's counters froze,
+        // and within the last threshold, is going through other tasks: many
+        // short polls between two publications of the counters, not one long
+        // poll. (The second condition keeps a probe run just before a real
+        // stall from hiding it: the stall is seen one threshold later, its
+        // start and duration unchanged.)
+        let recent = now.checked_sub(self.threshold).unwrap_or(now);
+        let progressing = |tid: i32, since: Instant| probe_ran_since(tid, since.max(recent));
+        let threads: Vec<i32> = runtime_threads(watch)
             .into_iter()
             .filter(|tid| !self.active.values().any(|a| a.tid == *tid))
+            .collect();
+        suspects.retain(|&(_, since)| threads.iter().any(|&t| !progressing(t, since)));
+        let Some(latest) = suspects.iter().map(|&(_, since)| since).max() else {
+            return;
+        };
+        let (progressed, candidates): (Vec<i32>, Vec<i32>) = threads
+            .into_iter()
+            .partition(|&tid| progressing(tid, latest));
+        // Find the stuck threads: the runtime's threads whose stack is in
+        // user code rather than parked, and not already blamed for a stall.
+        let mut stuck: Vec<(i32, Vec<String>)> = candidates
+            .into_iter()
             .filter_map(|tid| {
                 let frames = take_stack(tid)?;
                 (!is_parked(&frames) && blocking_function(&frames).is_some())
                     .then_some((tid, frames))
             })
             .collect();
+        if stuck.is_empty() && !progressed.is_empty() {
+            // No thread without a recent probe is in user code, and some
+            // thread went through probes: the frozen counters are a busy
+            // worker's between two publications.
+            return;
+        }
         for (key, since) in suspects {
             // With more stuck threads than suspects the pairing is a guess;
             // the stacks still say what each thread was doing.
@@ -512,6 +580,19 @@ mod tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_probe_run_marks_its_thread_from_that_moment() {
+        let before = Instant::now();
+        probe_ran_here();
+        let tid = crate::platform::current_tid();
+        assert!(probe_ran_since(tid, before));
+        assert!(!probe_ran_since(
+            tid,
+            Instant::now() + Duration::from_millis(5)
+        ));
+        assert!(!probe_ran_since(tid + 1, before), "another thread");
     }
 
     #[test]

@@ -107,6 +107,9 @@ impl LagProbe {
         let task = self.handle.spawn(async move {
             let us = u64::try_from(spawned_at.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
             written.store(us, Ordering::Release);
+            // The stable stall detector's proof that this worker is not stuck.
+            #[cfg(target_os = "linux")]
+            crate::watchdog::probe_ran_here();
         });
         self.in_flight = Some(InFlight {
             spawned_at,
