@@ -110,4 +110,3 @@ fn short_cpu_polls_on_one_busy_worker_are_not_a_stall_but_a_block_is() {
     );
     assert!(stall.duration_us >= 250_000, "{}", stall.duration_us);
 }
-
