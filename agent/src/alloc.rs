@@ -328,10 +328,14 @@ pub fn c_allocator_in_use_bytes() -> Option<u64> {
 /// Malloc's per-block overhead for Rust's allocations (8–16 bytes a block)
 /// counts here too, so a Rust heap of many small blocks adds to it.
 pub fn c_heap_bytes() -> Option<u64> {
-    let rust = stats()?.live_bytes;
+    c_heap_bytes_beside(stats()?.live_bytes)
+}
+
+/// [`c_heap_bytes`] for a Rust heap of `rust_live` bytes already read.
+pub(crate) fn c_heap_bytes_beside(rust_live: u64) -> Option<u64> {
     let in_use = c_allocator_in_use_bytes()?;
     Some(if INNER_IS_SYSTEM.load(Relaxed) {
-        in_use.saturating_sub(rust)
+        in_use.saturating_sub(rust_live)
     } else {
         in_use
     })

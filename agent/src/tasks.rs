@@ -387,13 +387,18 @@ impl Registry {
         }
         // A poisoned lock only means a panic elsewhere mid-insert; the map
         // itself is always whole.
-        if let Some(e) = self
-            .names
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
         {
-            return e.clone();
+            let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = names.get(name) {
+                return e.clone();
+            }
+            // Full: fold without taking the write lock, so a flood of new
+            // names (paths with ids) does not serialize the callers.
+            if names.len() >= self.cap.load(Relaxed) {
+                drop(names);
+                self.folded.fetch_add(1, Relaxed);
+                return self.other();
+            }
         }
         let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = names.get(name) {

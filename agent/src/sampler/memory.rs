@@ -54,7 +54,7 @@ impl MemorySampler {
             alloc_rate: delta.map(|d| d.1 as f64 / interval.as_secs_f64().max(1e-9)),
             rss_bytes: rss,
             allocator_held_bytes: held,
-            c_heap_bytes: alloc::c_heap_bytes(),
+            c_heap_bytes: heap.and_then(|h| alloc::c_heap_bytes_beside(h.live_bytes)),
             external_bytes: external_bytes(rss, held),
         }
     }
