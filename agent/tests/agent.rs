@@ -3,29 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use lagscope::{Agent, AgentHandle, Sample, MAIN_RUNTIME};
+mod common;
 
-fn runtime(workers: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// Waits for a sample newer than `after`, for at most `timeout`.
-fn next_sample(agent: &AgentHandle, after: Option<u64>, timeout: Duration) -> Sample {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(s) = agent.snapshot() {
-            if after.is_none_or(|seq| s.seq > seq) {
-                return s;
-            }
-        }
-        assert!(Instant::now() < end, "no sample within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use common::{next_sample, runtime};
+use lagscope::{Agent, Sample, MAIN_RUNTIME};
 
 #[test]
 fn blocking_a_worker_is_reported_as_max_lag_close_to_the_block() {

@@ -4,27 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use lagscope::{Agent, AgentHandle, Sample};
+mod common;
 
-fn runtime(workers: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// Waits for a sample newer than `after`, for at most `timeout`.
-fn next_sample(agent: &AgentHandle, after: Option<u64>, timeout: Duration) -> Sample {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(s) = agent.snapshot().filter(|s| after.is_none_or(|a| s.seq > a)) {
-            return s;
-        }
-        assert!(Instant::now() < end, "no sample within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use common::{next_sample, runtime};
+use lagscope::Agent;
 
 /// One worker saturated by CPU-bound tasks that yield every ~0.5 ms: its
 /// counters are published only every few dozen polls, so they freeze for
