@@ -33,9 +33,15 @@ pub fn diagnose(w: &Window) -> Diagnosis {
     let mut findings: Vec<Finding> = Vec::new();
     let stalled = stall_findings(w);
     let blocked = !stalled.is_empty();
+    // A few short stalls (no critical one) beside saturated workers — a
+    // worker descheduled on a loaded host looks like that — do not hide the
+    // CPU verdict; the scores rank the two.
+    let marginal = stalled.iter().all(|f| f.severity != Severity::Critical);
     findings.extend(stalled);
     if !blocked {
         findings.extend(lag_without_stalls(w));
+    }
+    if !blocked || marginal {
         findings.extend(cpu(w));
     }
     findings.extend(blocking_pool(w));
@@ -1075,6 +1081,31 @@ mod tests {
             }
         }
         assert!(!diagnose(&few).findings[0].summary.contains("outside"));
+    }
+
+    #[test]
+    fn a_few_short_stalls_do_not_hide_saturated_workers() {
+        let mut w = calm();
+        w.series.insert(
+            Metric::BusyRatio.series().into(),
+            (0..40).map(|i| (i * 500, 0.99, 1.0)).collect(),
+        );
+        w.workers = 1;
+        // A loaded host descheduled the busy worker mid-poll a few times.
+        w.stalls = (1..=4)
+            .map(|id| stall(id, 55_000, &["svc::render"], Some("svc::render")))
+            .collect();
+        let d = diagnose(&w);
+        assert_eq!(
+            d.top_category(),
+            Category::UnderusedCores,
+            "{:?}",
+            d.findings
+        );
+        assert!(d
+            .findings
+            .iter()
+            .any(|f| f.category == Category::EventLoopBlocking));
     }
 
     #[test]
