@@ -396,8 +396,7 @@ impl Registry {
             // names (paths with ids) does not serialize the callers.
             if names.len() >= self.cap.load(Relaxed) {
                 drop(names);
-                self.folded.fetch_add(1, Relaxed);
-                return self.other();
+                return self.fold();
             }
         }
         let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
@@ -406,12 +405,17 @@ impl Registry {
         }
         if names.len() >= self.cap.load(Relaxed) {
             drop(names);
-            self.folded.fetch_add(1, Relaxed);
-            return self.other();
+            return self.fold();
         }
         let e = self.entry(name);
         names.insert(e.name.clone(), e.clone());
         e
+    }
+
+    /// A new name past the cap: counted, and its futures go under `other`.
+    fn fold(&self) -> Arc<Entry> {
+        self.folded.fetch_add(1, Relaxed);
+        self.other()
     }
 
     fn other(&self) -> Arc<Entry> {

@@ -627,6 +627,20 @@ fn heap_leak(w: &Window) -> Vec<Finding> {
     }]
 }
 
+/// How bad native memory growing at `rate` bytes/min is.
+fn memory_growth_severity(rate: f64) -> Severity {
+    if rate >= 50.0 * MIB {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    }
+}
+
+/// The score of a native-memory growth finding at `rate` bytes/min.
+fn memory_growth_score(rate: f64) -> f64 {
+    50.0 + (rate / MIB / 10.0).min(25.0)
+}
+
 /// Memory C code allocates with malloc (the C heap class) growing while the
 /// Rust heap does not explain it.
 fn c_heap_growth(w: &Window) -> Vec<Finding> {
@@ -652,12 +666,8 @@ fn c_heap_growth(w: &Window) -> Vec<Finding> {
     });
     vec![Finding {
         category: Category::ExternalMemory,
-        severity: if rate >= 50.0 * MIB {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
-        score: 50.0 + (rate / MIB / 10.0).min(25.0),
+        severity: memory_growth_severity(rate),
+        score: memory_growth_score(rate),
         summary: format!(
             "The C heap grows: code outside Rust allocates with malloc, +{:.1} MiB/min, while \
              the Rust heap is flat",
@@ -700,12 +710,8 @@ fn external_memory(w: &Window) -> Vec<Finding> {
     }
     vec![Finding {
         category: Category::ExternalMemory,
-        severity: if rate >= 50.0 * MIB {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
-        score: 50.0 + (rate / MIB / 10.0).min(25.0),
+        severity: memory_growth_severity(rate),
+        score: memory_growth_score(rate),
         summary: format!(
             "Memory outside the Rust heap grows: +{:.1} MiB/min while the heap is flat",
             rate / MIB
