@@ -956,13 +956,13 @@ fn doctor_diagnoses_every_fixture_under_load() {
             serde_json::from_slice(&out.stdout).expect("JSON on stdout");
         let got = response.diagnoses[0].top_category();
         // The per-name split of request time that supports the verdict.
-        if let Some(says) = scenario.expected_evidence() {
-            let evidence = response.diagnoses[0]
-                .findings
-                .first()
-                .map(|f| f.evidence.clone())
-                .unwrap_or_default();
-            if !evidence.iter().any(|e| e.contains(says)) {
+        let evidence = response.diagnoses[0]
+            .findings
+            .first()
+            .map(|f| f.evidence.clone())
+            .unwrap_or_default();
+        for says in scenario.expected_evidence() {
+            if !evidence.iter().any(|e| Scenario::says(e, says)) {
                 wrong.push(format!("{name}: evidence lacks {says:?}: {evidence:#?}"));
             }
         }

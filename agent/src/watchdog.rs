@@ -25,7 +25,7 @@
 //! [`RECAPTURE`] while it lasts (at most [`MAX_CAPTURES`] times); distinct
 //! stacks are counted so a long stall shows where its time went.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -54,6 +54,11 @@ const DISTINCT_STACKS: usize = 8;
 const CAPTURE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Captures tried for one stack when the chain breaks early.
 const CAPTURE_ATTEMPTS: usize = 4;
+/// How often the watchdog takes one unclassified runtime thread's stack to
+/// tell workers from blocking-pool threads.
+const CLASSIFY_EVERY: Duration = Duration::from_millis(500);
+/// Captures tried per thread to classify it.
+const CLASSIFY_TRIES: u8 = 3;
 /// Thread name tokio gives its workers (`/proc/<pid>/task/<tid>/comm`).
 const WORKER_THREAD_NAME: &str = "tokio-rt-worker";
 
@@ -178,6 +183,12 @@ struct Watchdog {
     /// Keyed by (runtime index, slot or worker index).
     active: HashMap<(usize, usize), Active>,
     workers: HashMap<(usize, usize), WorkerSeen>,
+    /// Threads named `tokio-rt-worker` known to be blocking-pool threads
+    /// (tokio gives workers and its blocking pool the same name), and how
+    /// many captures tried to tell the others apart.
+    pool_threads: HashSet<i32>,
+    classify_tries: HashMap<i32, u8>,
+    last_classify: Instant,
     epoch_instant: Instant,
     epoch_system: SystemTime,
 }
@@ -196,6 +207,9 @@ pub(crate) fn run(
         next_id: 1,
         active: HashMap::new(),
         workers: HashMap::new(),
+        pool_threads: HashSet::new(),
+        classify_tries: HashMap::new(),
+        last_classify: Instant::now(),
         epoch_instant: Instant::now(),
         epoch_system: SystemTime::now(),
     };
@@ -279,12 +293,13 @@ impl Watchdog {
         let Some(a) = self.active.get_mut(&key) else {
             return;
         };
-        let due = a.last_capture.elapsed() >= RECAPTURE;
         let (id, tid) = (a.id, a.tid);
-        let captures = lock(&self.book)
-            .ongoing
-            .get(&id)
-            .map_or(0, |e| e.captures());
+        let (captures, named) = lock(&self.book).ongoing.get(&id).map_or((0, false), |e| {
+            (e.captures(), e.blocking_function.is_some())
+        });
+        // Until a capture names the function (the thread may have been
+        // interrupted where the frame chain breaks), try at every check.
+        let due = a.last_capture.elapsed() >= RECAPTURE || !named;
         let frames = if due && captures < MAX_CAPTURES {
             a.last_capture = Instant::now();
             take_stack(tid)
@@ -320,6 +335,149 @@ impl Watchdog {
             }
             b.finished.push_back(e);
             self.book.news.store(true, Relaxed);
+        }
+    }
+
+    /// Learns from a capture that reached the thread's start whether the
+    /// thread is a worker or one of the blocking pool's.
+    fn note_kind(&mut self, tid: i32, frames: &[String]) {
+        if frames.iter().any(|f| f.contains("thread_start")) {
+            self.classify_tries.insert(tid, CLASSIFY_TRIES);
+            if is_blocking_pool_thread(frames) {
+                self.pool_threads.insert(tid);
+            } else {
+                self.pool_threads.remove(&tid);
+            }
+        }
+    }
+
+    /// Takes the stack of one runtime thread not yet known as a worker or
+    /// a pool thread (a few tries each), so that a pool thread is never
+    /// taken for a stalled worker; forgets threads that are gone.
+    fn classify_one_thread(&mut self, watch: &Watch) {
+        let threads = runtime_threads(watch);
+        self.classify_tries.retain(|tid, _| threads.contains(tid));
+        self.pool_threads.retain(|tid| threads.contains(tid));
+        let Some(&tid) = threads
+            .iter()
+            .find(|tid| self.classify_tries.get(tid).copied().unwrap_or(0) < CLASSIFY_TRIES)
+        else {
+            return;
+        };
+        *self.classify_tries.entry(tid).or_default() += 1;
+        if let Some(frames) = take_stack(tid) {
+            self.note_kind(tid, &frames);
+        }
+    }
+
+    /// Stall `key` was opened without a thread (no stuck thread could be
+    /// told when it was seen): adopt the one runtime thread, if there is
+    /// exactly one, that no other stall holds and that is not parked.
+    fn adopt_a_thread(&mut self, key: (usize, usize), watch: &Watch) {
+        let loose: Vec<(i32, Vec<String>)> = runtime_threads(watch)
+            .into_iter()
+            .filter(|tid| !self.active.values().any(|a| a.tid == *tid))
+            .filter_map(|tid| take_stack(tid).map(|frames| (tid, frames)))
+            .filter(|(_, frames)| !is_parked(frames) && !is_blocking_pool_thread(frames))
+            .collect();
+        let [(tid, frames)] = &loose[..] else {
+            return;
+        };
+        let Some(a) = self.active.get_mut(&key) else {
+            return;
+        };
+        a.tid = *tid;
+        a.last_capture = Instant::now();
+        let mut b = lock(&self.book);
+        if let Some(e) = b.ongoing.get_mut(&a.id) {
+            e.tid = *tid;
+            add_stack(e, frames.clone());
+        }
+    }
+
+    /// Worker `key` came back from a stall while other workers of its
+    /// runtime are still stalled. Stable tokio does not say which thread
+    /// runs which worker, so the stalls were paired with the stuck threads
+    /// by guess; now the thread whose stall ended is the one that left the
+    /// function it was stuck in. If the thread paired with `key` is still
+    /// there and another stall's thread has left, the two were swapped:
+    /// each worker takes the other's thread and stacks, and keeps its start.
+    fn pair_with_the_thread_that_left(&mut self, key: (usize, usize)) {
+        let others: Vec<(usize, usize)> = self
+            .active
+            .keys()
+            .filter(|k| k.0 == key.0 && **k != key)
+            .copied()
+            .collect();
+        let mine = self.left_its_stall(key);
+        if others.is_empty() || mine == Some(true) {
+            return;
+        }
+        // One that left; else, if this thread is surely still stuck, one
+        // that cannot be told (its thread was never captured well): that
+        // one is the thread that left.
+        let left: Vec<((usize, usize), Option<bool>)> = others
+            .into_iter()
+            .map(|k| (k, self.left_its_stall(k)))
+            .collect();
+        let Some(other) = left
+            .iter()
+            .find(|(_, l)| *l == Some(true))
+            .or_else(|| {
+                left.iter()
+                    .find(|(_, l)| mine == Some(false) && l.is_none())
+            })
+            .map(|(k, _)| *k)
+        else {
+            return;
+        };
+        let (Some(mine), Some(theirs)) = (self.active.remove(&key), self.active.remove(&other))
+        else {
+            return;
+        };
+        let mut b = lock(&self.book);
+        let starts = (
+            b.ongoing.get(&mine.id).map(|e| e.started_ms),
+            b.ongoing.get(&theirs.id).map(|e| e.started_ms),
+        );
+        if let (Some(mine_started), Some(theirs_started)) = starts {
+            if let Some(e) = b.ongoing.get_mut(&mine.id) {
+                e.started_ms = theirs_started;
+            }
+            if let Some(e) = b.ongoing.get_mut(&theirs.id) {
+                e.started_ms = mine_started;
+            }
+        }
+        drop(b);
+        self.active.insert(key, theirs);
+        self.active.insert(other, mine);
+    }
+
+    /// Whether the thread of stall `key` has left the function its stall
+    /// names (parked, or in other code): `None` when that cannot be told.
+    fn left_its_stall(&self, key: (usize, usize)) -> Option<bool> {
+        let a = self.active.get(&key)?;
+        let now = take_stack(a.tid)?;
+        if is_parked(&now) {
+            return Some(true);
+        }
+        // A stack cut short (the chain broke before the thread's start), or
+        // one that lost the caller of a library routine, tells nothing.
+        if !now.iter().any(|f| f.contains("thread_start")) || capture_quality(&now) == LOST_CALLER {
+            return None;
+        }
+        let b = lock(&self.book);
+        let stall = b.ongoing.get(&a.id)?;
+        let (deep, outer) = stall_frames(&stall.stacks);
+        let has = |frames: &[&str]| now.iter().any(|f| frames.contains(&f.as_str()));
+        if has(&deep) {
+            Some(false)
+        } else if has(&outer) {
+            // In the same kind of task, with none of the stall's own frames
+            // seen: another poll of it, or a capture that lost them.
+            None
+        } else {
+            Some(true)
         }
     }
 
@@ -394,12 +552,16 @@ impl Watchdog {
                     } else {
                         busy_delta.min(frozen_for + self.threshold / 2)
                     };
+                    self.pair_with_the_thread_that_left(key);
                     self.close(key, Some(d));
                 }
                 continue;
             }
             let frozen_for = now - seen.changed_at;
-            if self.active.contains_key(&key) {
+            if let Some(a) = self.active.get(&key) {
+                if a.tid == 0 {
+                    self.adopt_a_thread(key, watch);
+                }
                 self.update(key, frozen_for);
                 continue;
             }
@@ -409,6 +571,10 @@ impl Watchdog {
             }
         }
         if suspects.is_empty() {
+            if now.duration_since(self.last_classify) >= CLASSIFY_EVERY {
+                self.last_classify = now;
+                self.classify_one_thread(watch);
+            }
             return;
         }
         // A thread that ran a lag probe since its worker's counters froze,
@@ -422,6 +588,7 @@ impl Watchdog {
         let threads: Vec<i32> = runtime_threads(watch)
             .into_iter()
             .filter(|tid| !self.active.values().any(|a| a.tid == *tid))
+            .filter(|tid| !self.pool_threads.contains(tid))
             .collect();
         suspects.retain(|&(_, since)| threads.iter().any(|&t| !progressing(t, since)));
         let Some(latest) = suspects.iter().map(|&(_, since)| since).max() else {
@@ -432,20 +599,27 @@ impl Watchdog {
             .partition(|&tid| progressing(tid, latest));
         // Find the stuck threads: the runtime's threads whose stack is in
         // user code rather than parked, and not already blamed for a stall.
-        let mut stuck: Vec<(i32, Vec<String>)> = candidates
+        // A stack cut short (inside malloc, say) may be one too, behind them.
+        let mut captured = Vec::new();
+        for tid in candidates {
+            let Some(frames) = take_stack(tid) else {
+                continue;
+            };
+            self.note_kind(tid, &frames);
+            if !is_parked(&frames) && !is_blocking_pool_thread(&frames) {
+                captured.push((tid, frames));
+            }
+        }
+        let (mut stuck, unsure): (Vec<(i32, Vec<String>)>, Vec<_>) = captured
             .into_iter()
-            .filter_map(|tid| {
-                let frames = take_stack(tid)?;
-                (!is_parked(&frames) && blocking_function(&frames).is_some())
-                    .then_some((tid, frames))
-            })
-            .collect();
+            .partition(|(_, frames)| blocking_function(frames).is_some());
         if stuck.is_empty() && !progressed.is_empty() {
             // No thread without a recent probe is in user code, and some
             // thread went through probes: the frozen counters are a busy
             // worker's between two publications.
             return;
         }
+        stuck.extend(unsure);
         for (key, since) in suspects {
             // With more stuck threads than suspects the pairing is a guess;
             // the stacks still say what each thread was doing.
@@ -513,6 +687,37 @@ fn culprit(stacks: &[StallStack]) -> Option<String> {
         .or_else(|| blocking_function(chain))
 }
 
+/// The user frames a thread still in this stall would show: those of its
+/// captures below each capture's outermost user frame ("deep"), and those
+/// outermost frames — the task's own future, which other polls of the same
+/// kind of task share ("outer"). A capture with one user frame has it in
+/// both.
+fn stall_frames(stacks: &[StallStack]) -> (Vec<&str>, Vec<&str>) {
+    fn add<'a>(to: &mut Vec<&'a str>, f: &'a str) {
+        if !to.contains(&f) {
+            to.push(f);
+        }
+    }
+    let (mut deep, mut outer): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for s in stacks {
+        let user: Vec<&str> = s
+            .frames
+            .iter()
+            .map(String::as_str)
+            .filter(|f| is_user_frame(f))
+            .collect();
+        let Some((&last, inner)) = user.split_last() else {
+            continue;
+        };
+        add(&mut outer, last);
+        let inner = if inner.is_empty() { &user[..] } else { inner };
+        for &f in inner {
+            add(&mut deep, f);
+        }
+    }
+    (deep, outer)
+}
+
 /// Threads that may run `watch`'s tasks.
 fn runtime_threads(watch: &Watch) -> Vec<i32> {
     let mut tids: Vec<i32> = watch.driver_tid.into_iter().collect();
@@ -533,13 +738,14 @@ fn runtime_threads(watch: &Watch) -> Vec<i32> {
 /// The symbolized stack of thread `tid`, innermost first.
 ///
 /// A thread interrupted inside a library built without frame pointers (glibc's
-/// `malloc`, say) can leave a chain that ends at once; such a capture has no
-/// user frame, so it is retried a few times before being kept as it is.
+/// `malloc`, `memcpy`, `free`, say) leaves a chain that skips the function
+/// that called into it, or ends at once; such a capture is retried a few
+/// times, and the best one kept.
 fn take_stack(tid: i32) -> Option<Vec<String>> {
     if tid == 0 {
         return None;
     }
-    let mut last = None;
+    let mut best: Option<(u8, Vec<String>)> = None;
     for attempt in 0..CAPTURE_ATTEMPTS {
         if attempt > 0 {
             std::thread::sleep(Duration::from_micros(200));
@@ -552,19 +758,63 @@ fn take_stack(tid: i32) -> Option<Vec<String>> {
             .take(STACK_DEPTH)
             .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
             .collect();
-        let useful = blocking_function(&frames).is_some() || is_parked(&frames);
-        last = Some(frames);
-        if useful {
+        let quality = capture_quality(&frames);
+        if best.as_ref().is_none_or(|(q, _)| quality > *q) {
+            best = Some((quality, frames));
+        }
+        if quality == GOOD_CAPTURE {
             break;
         }
     }
-    last
+    best.map(|(_, frames)| frames)
+}
+
+/// A capture that shows where the thread is: parked, or in user code with
+/// the caller of its innermost frame kept.
+const GOOD_CAPTURE: u8 = 3;
+/// A capture in user code that stopped in an unnamed library routine: the
+/// routine's caller is probably missing.
+const LOST_CALLER: u8 = 1;
+
+/// How much a capture can be trusted to name what the thread runs: 0 (no
+/// user frame, not parked), [`LOST_CALLER`], or [`GOOD_CAPTURE`].
+fn capture_quality(frames: &[String]) -> u8 {
+    // Caught inside the CPU profiler's signal handler, the capture has lost
+    // the interrupted function.
+    if frames.iter().any(|f| f.starts_with("lagscope::profiler::")) {
+        return 0;
+    }
+    if is_parked(frames) {
+        return GOOD_CAPTURE;
+    }
+    if blocking_function(frames).is_none() {
+        return 0;
+    }
+    // Stopped in an unnamed library routine (`[libc.so.6]`) or at a bare
+    // address: the frame that called it is usually lost.
+    match frames.first() {
+        Some(leaf) if leaf.starts_with('[') || leaf.starts_with("0x") => LOST_CALLER,
+        _ => GOOD_CAPTURE,
+    }
 }
 
 /// The innermost frame that belongs to user code (see
 /// [`lagscope_wire::frames::is_user_frame`]).
 pub(crate) fn blocking_function(stack: &[String]) -> Option<String> {
     stack.iter().find(|name| is_user_frame(name)).cloned()
+}
+
+/// Whether a stack is a thread of tokio's blocking pool (idle, or running
+/// `spawn_blocking` work), not a worker: tokio names both `tokio-rt-worker`
+/// and starts workers through the pool too, but only a worker's stack has
+/// the scheduler in it.
+fn is_blocking_pool_thread(stack: &[String]) -> bool {
+    stack
+        .iter()
+        .any(|f| f.starts_with("tokio::runtime::blocking::pool"))
+        && !stack
+            .iter()
+            .any(|f| f.starts_with("tokio::runtime::scheduler::"))
 }
 
 /// Whether a stack is a worker waiting for work (in tokio's park).
@@ -659,6 +909,74 @@ mod tests {
             },
         ];
         assert_eq!(culprit(&stacks).as_deref(), Some("svc::block::run"));
+    }
+
+    #[test]
+    fn a_capture_that_stopped_in_an_unnamed_library_routine_is_not_trusted() {
+        let good = strings(&["clock_nanosleep", "std::thread::sleep", "svc::handler"]);
+        let lost = strings(&["[libc.so.6]", "svc::handler", "tokio::poll"]);
+        let bare = strings(&["0x7f00dead", "svc::handler"]);
+        let parked = strings(&[
+            "epoll_wait",
+            "tokio::runtime::scheduler::multi_thread::park::Parker::park",
+        ]);
+        let in_profiler = strings(&[
+            "process_vm_readv",
+            "lagscope::profiler::handler",
+            "svc::handler",
+        ]);
+        let pool = strings(&[
+            "std::sync::Condvar::wait_timeout",
+            "tokio::runtime::blocking::pool::Inner::run",
+        ]);
+        assert_eq!(capture_quality(&good), GOOD_CAPTURE);
+        assert_eq!(capture_quality(&parked), GOOD_CAPTURE);
+        assert_eq!(capture_quality(&lost), LOST_CALLER);
+        assert_eq!(capture_quality(&bare), LOST_CALLER);
+        assert_eq!(capture_quality(&in_profiler), 0);
+        assert_eq!(capture_quality(&pool), 0);
+        assert!(is_blocking_pool_thread(&pool));
+        let worker = strings(&[
+            "svc::handler",
+            "tokio::runtime::scheduler::multi_thread::worker::run",
+            "tokio::runtime::blocking::pool::Inner::run",
+        ]);
+        assert!(!is_blocking_pool_thread(&worker));
+    }
+
+    #[test]
+    fn a_thread_is_still_in_its_stall_while_it_shows_the_stalls_own_frames() {
+        let task = "svc::run_pair::{{closure}}";
+        let stacks = [
+            StallStack {
+                frames: strings(&[
+                    "serde_json::parse_str",
+                    "svc::parse_body",
+                    task,
+                    "tokio::poll",
+                ]),
+                count: 1,
+            },
+            StallStack {
+                frames: strings(&[
+                    "[libc.so.6]",
+                    "serde_json::visit_map",
+                    "svc::parse_body",
+                    task,
+                ]),
+                count: 1,
+            },
+        ];
+        let (deep, outer) = stall_frames(&stacks);
+        assert!(deep.contains(&"svc::parse_body") && deep.contains(&"serde_json::visit_map"));
+        // The task's own future is shared by other polls of the same task.
+        assert!(!deep.contains(&task));
+        assert_eq!(outer, vec![task]);
+        let only_task = [StallStack {
+            frames: strings(&["memcpy", task, "tokio::poll"]),
+            count: 1,
+        }];
+        assert_eq!(stall_frames(&only_task), (vec![task], vec![task]));
     }
 
     #[test]

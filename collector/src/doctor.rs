@@ -170,21 +170,27 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
         .map(|s| s.duration_us as f64)
         .sum();
     // The function to blame: most stalled time among stalls not waiting on a lock.
-    let mut by_function: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    let mut by_function: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for s in &w.stalls {
         let waiting = s.stacks.first().is_some_and(|st| is_lock_wait(&st.frames));
         if waiting {
             continue;
         }
         let name = s.blocking_function.as_deref().unwrap_or("(unknown)");
-        let e = by_function.entry(name).or_default();
-        e.0 += s.duration_us as f64;
-        e.1 += 1;
+        by_function
+            .entry(name)
+            .or_default()
+            .push(s.duration_us as f64);
     }
+    // Most stalled time first.
+    let mut by_function: Vec<(&str, f64, Vec<f64>)> = by_function
+        .into_iter()
+        .map(|(name, us)| (name, us.iter().sum(), us))
+        .collect();
+    by_function.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
     let culprit = by_function
-        .iter()
-        .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
-        .map(|(name, _)| name.to_string())
+        .first()
+        .map(|(name, _, _)| name.to_string())
         .filter(|n| n != "(unknown)");
     let culprit_stack: Vec<String> = culprit
         .as_deref()
@@ -210,8 +216,13 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
         ),
         format!("longest stall {}", ms(longest)),
     ];
-    for (name, (us, n)) in by_function.iter().take(3) {
-        evidence.push(format!("{n} stalls ({}) in {name}", ms(*us)));
+    for (name, total, each) in by_function.iter().take(3) {
+        evidence.push(format!(
+            "{} stalls of typically {} in {name} ({} in all)",
+            each.len(),
+            ms(median(each).unwrap_or(0.0)),
+            ms(*total)
+        ));
     }
     if let Some(p99) = median(&w.means(Metric::LagP99)) {
         evidence.push(format!("lag p99 median {}", ms(p99)));

@@ -4,7 +4,11 @@
 //! diagnosis).
 
 /// Crates whose frames are never "the function that blocked".
-pub const RUNTIME_CRATES: [&str; 7] = ["std", "core", "alloc", "tokio", "mio", "lagscope", "libc"];
+pub const RUNTIME_CRATES: [&str; 8] = [
+    "std", "core", "alloc", "tokio", "mio", "lagscope", "libc",
+    // The allocator shim rustc generates (`__rustc::__rust_dealloc`).
+    "__rustc",
+];
 
 /// Whether a frame name is user code: a Rust path whose crate is not the
 /// standard library, tokio, mio, libc or lagscope. C functions and raw
@@ -15,6 +19,7 @@ pub const RUNTIME_CRATES: [&str; 7] = ["std", "core", "alloc", "tokio", "mio", "
 /// assert!(is_user_frame("checkout::handlers::price_cart"));
 /// assert!(!is_user_frame("std::thread::sleep"));
 /// assert!(!is_user_frame("clock_nanosleep"));
+/// assert!(!is_user_frame("__rustc::__rust_dealloc"));
 /// ```
 pub fn is_user_frame(name: &str) -> bool {
     frame_crate(name).is_some_and(|krate| !RUNTIME_CRATES.contains(&krate))
