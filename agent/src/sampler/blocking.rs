@@ -67,7 +67,16 @@ impl BlockingProbe {
                 self.in_flight = None;
             }
         }
-        if self.gone || self.in_flight.is_some() || now < self.next_send {
+        if self.gone || self.in_flight.is_some() {
+            // Nothing to send until the job runs: look again an interval
+            // later, never at a deadline already past (the sampler thread
+            // would wake at once, again and again).
+            if now >= self.next_send {
+                self.next_send = now + PROBE_INTERVAL;
+            }
+            return;
+        }
+        if now < self.next_send {
             return;
         }
         let wait_us = Arc::new(AtomicU64::new(NOT_RUN));
@@ -131,7 +140,18 @@ mod tests {
         rx.recv().expect("the job started");
         probe.next_send = Instant::now();
         probe.tick(Instant::now());
-        std::thread::sleep(Duration::from_millis(200));
+        // While the job waits (past the next send time too), the sampler is
+        // not woken before the next interval, however often it ticks.
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(60));
+            let now = Instant::now();
+            probe.tick(now);
+            assert!(probe.in_flight.is_some(), "the job cannot have run yet");
+            assert!(
+                probe.next_deadline() > now,
+                "a deadline in the past would spin the sampler"
+            );
+        }
         let waiting = probe.take(Instant::now()).expect("pending age");
         assert!(waiting >= 150_000, "{waiting} µs while the pool is busy");
     }
