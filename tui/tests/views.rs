@@ -136,6 +136,13 @@ fn series() -> SeriesResponse {
             }),
             ramp(Metric::GlobalQueueDepth.series(), &|i| (i % 7) as f64),
             ramp(Metric::BlockingThreads.series(), &|_| 1.0),
+            ramp(Metric::BlockingWait.series(), &|i| {
+                if i % 20 == 10 {
+                    640_000.0
+                } else {
+                    300.0
+                }
+            }),
             ramp(Metric::HeapLive.series(), &|i| {
                 (10 + i / 6) as f64 * 1048576.0
             }),

@@ -150,10 +150,24 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
         }
         return;
     }
+    // The blocking probe's wait is a time, not a count: in the title, where
+    // it is also the only blocking-pool figure on stable tokio.
+    let blocking_wait = series
+        .iter()
+        .find(|s| s.name == Metric::BlockingWait.series())
+        .and_then(|s| {
+            s.within(start_ms, end_ms)
+                .map(|p| p.max)
+                .max_by(f64::total_cmp)
+        });
+    let queue_title = match blocking_wait {
+        Some(us) if us >= 1000.0 => format!("Queues (blk wait {})", format::micros(us)),
+        _ => "Queues".to_string(),
+    };
     ctx.chart(
         frame,
         queue_area,
-        "Queues".to_string(),
+        queue_title,
         &[
             line(Metric::GlobalQueueDepth, true),
             line(Metric::LocalQueueDepth, true),

@@ -20,7 +20,8 @@ const KEYS: &str = " ↑↓ / j k    select instance
 
  Charts: lag (probe delay p50/p99/max),
  busy ratio per worker and CPU, queues,
- blocking pool, memory (heap, RSS,
+ blocking pool (title: longest blocking
+ wait), memory (heap, RSS, C heap,
  external) with its growth trend; stalls
  with the blocking function's stack.";
 
