@@ -333,12 +333,16 @@ pub fn c_heap_bytes() -> Option<u64> {
 
 /// [`c_heap_bytes`] for a Rust heap of `rust_live` bytes already read.
 pub(crate) fn c_heap_bytes_beside(rust_live: u64) -> Option<u64> {
-    let in_use = c_allocator_in_use_bytes()?;
-    Some(if INNER_IS_SYSTEM.load(Relaxed) {
-        in_use.saturating_sub(rust_live)
+    Some(c_heap_bytes_of(c_allocator_in_use_bytes()?, rust_live))
+}
+
+/// The C heap from malloc's in-use bytes and the Rust heap, both read.
+pub(crate) fn c_heap_bytes_of(malloc_in_use: u64, rust_live: u64) -> u64 {
+    if INNER_IS_SYSTEM.load(Relaxed) {
+        malloc_in_use.saturating_sub(rust_live)
     } else {
-        in_use
-    })
+        malloc_in_use
+    }
 }
 
 /// Gives memory the C allocator holds but no longer uses back to the OS

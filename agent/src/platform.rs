@@ -22,10 +22,27 @@ pub use linux::stack;
 #[cfg(target_os = "linux")]
 #[cfg(test)]
 pub(crate) use linux::test_support;
-pub(crate) use linux::{
-    c_allocator_held_bytes, c_allocator_in_use_bytes, current_tid, release_free_heap, timer,
-};
+#[cfg(target_os = "linux")]
+pub(crate) use linux::{c_allocator, current_tid, release_free_heap, timer};
 #[cfg(not(target_os = "linux"))]
-pub(crate) use other::{
-    c_allocator_held_bytes, c_allocator_in_use_bytes, current_tid, release_free_heap,
-};
+pub(crate) use other::{c_allocator, current_tid, release_free_heap};
+
+/// One reading of the C allocator's figures (glibc malloc's `mallinfo2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CAllocator {
+    /// Bytes it holds from the OS: the main arena plus mmapped blocks.
+    pub(crate) held: u64,
+    /// Bytes in blocks it handed out and did not get back: arena chunks in
+    /// use plus mmapped blocks.
+    pub(crate) in_use: u64,
+}
+
+/// Bytes the C allocator holds from the OS; `None` off glibc.
+pub(crate) fn c_allocator_held_bytes() -> Option<u64> {
+    c_allocator().map(|c| c.held)
+}
+
+/// Bytes the C allocator handed out and did not get back; `None` off glibc.
+pub(crate) fn c_allocator_in_use_bytes() -> Option<u64> {
+    c_allocator().map(|c| c.in_use)
+}

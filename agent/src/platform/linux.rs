@@ -21,31 +21,19 @@ pub(crate) fn release_free_heap() {
     }
 }
 
-/// Bytes in blocks the C allocator (glibc malloc) has handed out and not
-/// had back: arena chunks in use plus mmapped blocks. `None` on other C
-/// libraries.
-pub(crate) fn c_allocator_in_use_bytes() -> Option<u64> {
-    #[cfg(target_env = "gnu")]
-    {
-        // SAFETY: as in `c_allocator_held_bytes`.
-        let info = unsafe { libc::mallinfo2() };
-        Some((info.uordblks + info.hblkhd) as u64)
-    }
-    #[cfg(not(target_env = "gnu"))]
-    {
-        None
-    }
-}
-
-/// Bytes the C allocator (glibc malloc) holds from the OS: its main arena
-/// plus its mmapped blocks. `None` on other C libraries.
-pub(crate) fn c_allocator_held_bytes() -> Option<u64> {
+/// glibc malloc's figures, `None` on other C libraries. `mallinfo2` walks
+/// every free chunk while it holds each arena's lock, so on a fragmented
+/// heap it costs milliseconds; read it sparingly.
+pub(crate) fn c_allocator() -> Option<super::CAllocator> {
     #[cfg(target_env = "gnu")]
     {
         // SAFETY: `mallinfo2` takes no arguments, returns a struct by value and is
         // thread-safe (it takes the arena locks itself). glibc ≥ 2.33 provides it.
         let info = unsafe { libc::mallinfo2() };
-        Some((info.arena + info.hblkhd) as u64)
+        Some(super::CAllocator {
+            held: (info.arena + info.hblkhd) as u64,
+            in_use: (info.uordblks + info.hblkhd) as u64,
+        })
     }
     #[cfg(not(target_env = "gnu"))]
     {

@@ -9,12 +9,7 @@ pub fn current_tid() -> i32 {
 /// No portable way to ask the C allocator to give memory back.
 pub(crate) fn release_free_heap() {}
 
-/// No portable way to ask the C allocator.
-/// Not measured off glibc.
-pub(crate) fn c_allocator_in_use_bytes() -> Option<u64> {
-    None
-}
-
-pub(crate) fn c_allocator_held_bytes() -> Option<u64> {
+/// No portable way to ask the C allocator: not measured off glibc.
+pub(crate) fn c_allocator() -> Option<super::CAllocator> {
     None
 }

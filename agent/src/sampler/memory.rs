@@ -3,16 +3,26 @@
 //! other memory (RSS the C allocator does not hold: mmap, stacks, code); plus
 //! RSS and what the C allocator holds from the OS.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::alloc::{self, AllocStats};
-use crate::platform::procfs;
+use crate::platform::{self, procfs, CAllocator};
 use crate::sample::MemorySample;
 
-#[derive(Default)]
+/// The C allocator's figures are read at most this often.
+const C_ALLOCATOR_EVERY: Duration = Duration::from_secs(1);
+/// …and less often when reading them is slow: glibc's `mallinfo2` walks every
+/// free chunk holding each arena's lock (the host's `malloc` waits on it),
+/// which on a fragmented heap takes milliseconds. The gap is at least this
+/// many times the last read's cost, so reading stays under 0.1 % of the time.
+const C_ALLOCATOR_COST_FACTOR: u32 = 1000;
+
 pub(crate) struct MemorySampler {
     previous: Option<AllocStats>,
     peak: u64,
+    /// The last reading of the C allocator, and when the next is due.
+    c_allocator: Option<CAllocator>,
+    next_c_read: Instant,
 }
 
 impl MemorySampler {
@@ -20,7 +30,20 @@ impl MemorySampler {
         MemorySampler {
             previous: alloc::stats(),
             peak: 0,
+            c_allocator: None,
+            next_c_read: Instant::now(),
         }
+    }
+
+    /// The C allocator's figures: read anew when due, else the last reading.
+    fn c_allocator(&mut self) -> Option<CAllocator> {
+        let now = Instant::now();
+        if now >= self.next_c_read {
+            self.c_allocator = platform::c_allocator();
+            let took = now.elapsed();
+            self.next_c_read = now + C_ALLOCATOR_EVERY.max(took * C_ALLOCATOR_COST_FACTOR);
+        }
+        self.c_allocator
     }
 
     pub(crate) fn sample(&mut self, interval: Duration) -> MemorySample {
@@ -45,7 +68,8 @@ impl MemorySampler {
         }
         self.previous = heap;
         let rss = procfs::rss_bytes();
-        let held = alloc::c_allocator_held_bytes();
+        let c = self.c_allocator();
+        let held = c.map(|c| c.held);
         MemorySample {
             heap_live_bytes: heap.map(|h| h.live_bytes),
             heap_peak_bytes: heap.map(|_| self.peak),
@@ -54,7 +78,9 @@ impl MemorySampler {
             alloc_rate: delta.map(|d| d.1 as f64 / interval.as_secs_f64().max(1e-9)),
             rss_bytes: rss,
             allocator_held_bytes: held,
-            c_heap_bytes: heap.and_then(|h| alloc::c_heap_bytes_beside(h.live_bytes)),
+            c_heap_bytes: heap
+                .zip(c)
+                .map(|(h, c)| alloc::c_heap_bytes_of(c.in_use, h.live_bytes)),
             external_bytes: external_bytes(rss, held),
         }
     }
@@ -97,6 +123,10 @@ mod tests {
         let before = m.sample(Duration::from_secs(1));
         // What a C library does: malloc outside the Rust allocator.
         let c = crate::platform::test_support::c_malloc_touched(16 << 20);
+        // Within a second the last reading of malloc's figures stands.
+        let cached = m.sample(Duration::from_secs(1));
+        assert_eq!(cached.allocator_held_bytes, before.allocator_held_bytes);
+        m.next_c_read = Instant::now();
         let after = m.sample(Duration::from_secs(1));
         let grew = |f: fn(&MemorySample) -> Option<u64>| {
             f(&after).unwrap_or(0) as i64 - f(&before).unwrap_or(0) as i64
