@@ -20,6 +20,11 @@
 //!   current-thread runtime) as the one whose stack is in user code rather
 //!   than parked. The final duration is the busy time the worker published
 //!   when it came back, which covers the stall plus the few polls around it.
+//!   Several workers stalled at once are paired with the stuck threads by
+//!   guess, then checked when one comes back: the thread that left the
+//!   function it was stuck in is that worker's, and a wrong guess is
+//!   swapped. Blocking-pool threads (also `tokio-rt-worker`) are told apart
+//!   by their stacks and never paired.
 //!
 //! A stall's stack is taken when it is first seen and again every
 //! [`RECAPTURE`] while it lasts (at most [`MAX_CAPTURES`] times); distinct
