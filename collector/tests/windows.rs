@@ -11,12 +11,12 @@ use lagscope_collector::doctor::{diagnose, Category, Window};
 fn expected(name: &str) -> Category {
     match name {
         "healthy" => Category::None,
-        "sleep-in-async" | "cpu-in-async" | "sync-fs" | "big-json" | "regex-backtracking" => {
-            Category::EventLoopBlocking
-        }
+        "sleep-in-async" | "cpu-in-async" | "sync-fs" | "big-json" | "regex-backtracking"
+        | "concurrent-stalls" => Category::EventLoopBlocking,
         "heap-leak" => Category::HeapLeak,
         "blocking-pool-saturation" => Category::BlockingPoolSaturation,
-        "external-memory" => Category::ExternalMemory,
+        "external-memory" | "c-heap-growth" => Category::ExternalMemory,
+        "slow-downstream" => Category::None,
         "single-worker-cpu-bound" => Category::UnderusedCores,
         "unbounded-concurrency" => Category::UnboundedConcurrency,
         "lock-contention" => Category::LockContention,
@@ -51,7 +51,7 @@ fn every_recorded_fixture_gets_its_diagnosis() {
         }
         seen += 1;
     }
-    assert_eq!(seen, 12, "one recorded window per fixture");
+    assert_eq!(seen, 15, "one recorded window per fixture");
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
@@ -64,6 +64,11 @@ fn event_loop_blocking_names_the_function_from_the_stack() {
         ("big-json", "parse_json_in_handler", "spawn_blocking"),
         ("regex-backtracking", "match_in_handler", "regex"),
         ("cpu-in-async", "hash_in_handler", "spawn_blocking"),
+        (
+            "concurrent-stalls",
+            "sleep_in_handler",
+            "tokio::time::sleep",
+        ),
     ] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("recorded");
         let window: Window = serde_json::from_str(&text).expect("a window");
@@ -75,4 +80,32 @@ fn event_loop_blocking_names_the_function_from_the_stack() {
         );
         assert!(top.recommendation.contains(advice), "{name}: {top:#?}");
     }
+}
+
+#[test]
+fn concurrent_stalls_keep_each_functions_own_length() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/windows");
+    let text = std::fs::read_to_string(dir.join("concurrent-stalls.json")).expect("recorded");
+    let window: Window = serde_json::from_str(&text).expect("a window");
+    let top = diagnose(&window).findings.remove(0);
+    // 300 ms sleeps and 100 ms hashing loops, two workers at once: each
+    // function's typical stall is its own length, not the other's.
+    let typical = |function: &str| {
+        top.evidence
+            .iter()
+            .find(|e| e.contains(function) && e.contains("typically"))
+            .and_then(|e| {
+                e.split("typically ")
+                    .nth(1)?
+                    .split(" ms")
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no typical length for {function}: {top:#?}"))
+    };
+    let sleep = typical("sleep_in_handler");
+    let hash = typical("hash_in_handler");
+    assert!((290.0..330.0).contains(&sleep), "{sleep} ms: {top:#?}");
+    assert!((95.0..130.0).contains(&hash), "{hash} ms: {top:#?}");
 }
