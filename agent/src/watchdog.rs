@@ -378,7 +378,12 @@ impl Watchdog {
     /// Stall `key` was opened without a thread (no stuck thread could be
     /// told when it was seen): adopt the one runtime thread, if there is
     /// exactly one, that no other stall holds and that is not parked.
+    /// Called every [`RECAPTURE`] while the stall has no thread.
     fn adopt_a_thread(&mut self, key: (usize, usize), watch: &Watch) {
+        // Tried at the recapture pace, not at every check.
+        if let Some(a) = self.active.get_mut(&key) {
+            a.last_capture = Instant::now();
+        }
         let loose: Vec<(i32, Vec<String>)> = runtime_threads(watch)
             .into_iter()
             .filter(|tid| !self.active.values().any(|a| a.tid == *tid))
@@ -414,8 +419,11 @@ impl Watchdog {
             .filter(|k| k.0 == key.0 && **k != key)
             .copied()
             .collect();
+        if others.is_empty() {
+            return;
+        }
         let mine = self.left_its_stall(key);
-        if others.is_empty() || mine == Some(true) {
+        if mine == Some(true) {
             return;
         }
         // One that left; else, if this thread is surely still stuck, one
@@ -564,7 +572,7 @@ impl Watchdog {
             }
             let frozen_for = now - seen.changed_at;
             if let Some(a) = self.active.get(&key) {
-                if a.tid == 0 {
+                if a.tid == 0 && a.last_capture.elapsed() >= RECAPTURE {
                     self.adopt_a_thread(key, watch);
                 }
                 self.update(key, frozen_for);
