@@ -57,6 +57,9 @@ struct Record {
     state: AtomicU8,
     tid: AtomicUsize,
     len: AtomicUsize,
+    /// 1 + the index of the [`COPIES`] slot holding this sample's stack
+    /// copy; 0 if none was free.
+    copy: AtomicUsize,
     frames: [AtomicUsize; DEPTH],
 }
 
@@ -65,9 +68,22 @@ static RECORDS: [Record; RING] = [const {
         state: AtomicU8::new(FREE),
         tid: AtomicUsize::new(0),
         len: AtomicUsize::new(0),
+        copy: AtomicUsize::new(0),
         frames: [const { AtomicUsize::new(0) }; DEPTH],
     }
 }; RING];
+
+/// Stack bytes copied per sample for CFI unwinding: the user function a
+/// CPU-bound sample is in sits within a few KiB of the leaf.
+const COPY_BYTES: usize = 32 * 1024;
+/// Stack copies between the handlers and the profiler thread. The handler
+/// takes the first free one, so at low rates only the first few are ever
+/// touched (resident); a sample that finds none keeps its frame-pointer
+/// walk alone. The ring is drained often enough ([`drain_every`]) that
+/// this happens only in bursts.
+const COPY_SLOTS: usize = 32;
+
+static COPIES: stack::CopyPool<COPY_SLOTS, { COPY_BYTES / 8 }> = stack::CopyPool::new();
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 static RING_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Whether the handler records anything.
@@ -168,6 +184,8 @@ extern "C" fn handler(
     let tid = stack::current_tid();
     r.tid.store(tid as usize, Ordering::Relaxed);
     r.len.store(n, Ordering::Relaxed);
+    let copy = COPIES.fill(context).map_or(0, |i| i + 1);
+    r.copy.store(copy, Ordering::Relaxed);
     r.state.store(READY, Ordering::Release);
 }
 
@@ -294,10 +312,15 @@ fn drain(window: &mut Window) {
             continue;
         }
         let len = r.len.load(Ordering::Relaxed).min(DEPTH);
-        let mut frames: Vec<usize> = r.frames[..len]
+        let fp_frames: Vec<usize> = r.frames[..len]
             .iter()
             .map(|f| f.load(Ordering::Relaxed))
             .collect();
+        let mut frames = match r.copy.load(Ordering::Relaxed).checked_sub(1) {
+            Some(i) => COPIES.unwind(i, &fp_frames, DEPTH),
+            None => fp_frames,
+        };
+        let len = frames.len();
         frames.push(r.tid.load(Ordering::Relaxed));
         r.state.store(FREE, Ordering::Release);
         if len > 0 {
@@ -305,6 +328,14 @@ fn drain(window: &mut Window) {
         }
     }
     window.dropped += RING_DROPPED.swap(0, Ordering::Relaxed);
+}
+
+/// How often to drain at `hz`: at most [`DRAIN`], and often enough that the
+/// samples of all CPUs between two drains fill at most half the stack copies.
+fn drain_every(hz: u32, cpus: usize) -> Duration {
+    let per_second = f64::from(hz.max(1)) * cpus as f64;
+    Duration::from_secs_f64(COPY_SLOTS as f64 / 2.0 / per_second)
+        .clamp(Duration::from_millis(5), DRAIN)
 }
 
 /// Thread names by tid (`/proc/self/task/<tid>/comm`), for the profile roots.
@@ -342,7 +373,8 @@ pub(crate) fn run(
     let mut window = Window::new(None, continuous_hz, WINDOW);
     let mut names = thread_names();
     let mut last_scan = Instant::now();
-    while !stop(DRAIN) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    while !stop(drain_every(window.hz, cpus)) {
         drain(&mut window);
         let now = Instant::now();
         if now.duration_since(last_scan) >= RESCAN {

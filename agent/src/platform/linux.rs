@@ -1,6 +1,8 @@
 //! Linux: thread ids, another thread's stack by signal, per-thread CPU
 //! timers and glibc's allocator figures.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod mapped;
 pub mod stack;
 pub(crate) mod timer;
 

@@ -6,12 +6,17 @@
 //! chain from the interrupted registers into preallocated static memory —
 //! no allocation, no locks, every memory read checked by the kernel
 //! (`process_vm_readv`) so a broken chain ends the walk instead of crashing —
-//! and sets a flag. The caller then copies the return addresses out and can
-//! [`symbolize`] them off the signal path. Frame pointers come from
-//! `-C force-frame-pointers=yes`; a leaf without one loses at most a frame.
+//! and copies the registers and the top [`CAPTURE_COPY_BYTES`] of the stack
+//! the same way, then sets a flag. The caller unwinds the copy off the
+//! signal path with the binaries' `.eh_frame` call-frame information, which
+//! every Rust binary carries (panics need it), so code built without frame
+//! pointers — cargo's default release profile, glibc, serde_json — is
+//! walked through; the frame-pointer chain supplies frames beyond the copy.
+//! Then [`symbolize`] names them.
 //!
 //! Linux on x86_64 or aarch64 only; elsewhere [`capture`] returns
-//! [`StackError::Unsupported`].
+//! [`StackError::Unsupported`]. On aarch64 the walk is the frame-pointer
+//! chain alone.
 //!
 //! ```
 //! # #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -41,6 +46,7 @@
 //! # }
 //! ```
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -71,6 +77,14 @@ static SLOT: Slot = Slot {
     len: AtomicUsize::new(0),
     frames: [const { AtomicUsize::new(0) }; MAX_FRAMES],
 };
+
+/// Bytes of the stack the capture handler copies for CFI unwinding: deep
+/// enough for a tokio worker's whole stack in the common case.
+pub const CAPTURE_COPY_BYTES: usize = 128 * 1024;
+
+/// The capture's registers and stack copy, written by the handler while the
+/// slot is `REQUESTED` and read by [`capture`] once it is `DONE`.
+static SLOT_COPY: StackCopy<{ CAPTURE_COPY_BYTES / 8 }> = StackCopy::new();
 
 /// Serialises captures: the slot holds one at a time.
 static CAPTURING: Mutex<()> = Mutex::new(());
@@ -140,10 +154,14 @@ pub fn capture(tid: i32, timeout: Duration) -> Result<Vec<usize>, StackError> {
         std::thread::sleep(Duration::from_micros(50));
     }
     let len = SLOT.len.load(Ordering::Relaxed).min(MAX_FRAMES);
-    let frames = SLOT.frames[..len]
+    let fp_frames: Vec<usize> = SLOT.frames[..len]
         .iter()
         .map(|f| f.load(Ordering::Relaxed))
         .collect();
+    // SAFETY: the slot is DONE and we hold CAPTURING: the handler has
+    // finished writing the copy and no other handler or capture touches it
+    // until the state goes back to IDLE below.
+    let frames = unsafe { SLOT_COPY.unwind(&fp_frames, MAX_FRAMES) };
     SLOT.state.store(IDLE, Ordering::Release);
     Ok(frames)
 }
@@ -213,7 +231,208 @@ extern "C" fn handler(
     }
     let n = walk(context, &SLOT.frames);
     SLOT.len.store(n, Ordering::Relaxed);
+    // SAFETY: the state is REQUESTED for this thread: only this handler
+    // writes the copy until it sets DONE, and the capturing thread reads it
+    // only after that.
+    unsafe { SLOT_COPY.fill(context) };
     SLOT.state.store(DONE, Ordering::Release);
+}
+
+/// An interrupted thread's registers and the top of its stack, copied by a
+/// signal handler into static memory and unwound afterwards with the
+/// binaries' call-frame information (see [`unwind`]). `WORDS` words of stack
+/// are kept. Who may touch it when is up to the owner's state machine, so
+/// [`StackCopy::fill`] and [`StackCopy::unwind`] are `unsafe`.
+struct StackCopy<const WORDS: usize> {
+    pc: AtomicUsize,
+    sp: AtomicUsize,
+    fp: AtomicUsize,
+    bytes: AtomicUsize,
+    words: UnsafeCell<[usize; WORDS]>,
+}
+
+// SAFETY: the words are written only by `fill` and read only by `unwind`,
+// whose callers guarantee (through an atomic state with acquire/release
+// ordering) that the two never overlap.
+unsafe impl<const WORDS: usize> Sync for StackCopy<WORDS> {}
+
+/// Stack copies shared between a signal handler, which fills any free one,
+/// and one thread that unwinds and frees them: the CPU profiler's. Free
+/// slots are taken lowest first, so at low sampling rates only the first
+/// few are ever touched (resident).
+pub(crate) struct CopyPool<const SLOTS: usize, const WORDS: usize> {
+    slots: [PoolSlot<WORDS>; SLOTS],
+}
+
+struct PoolSlot<const WORDS: usize> {
+    state: AtomicU8,
+    copy: StackCopy<WORDS>,
+}
+
+const SLOT_FREE: u8 = 0;
+const SLOT_WRITING: u8 = 1;
+const SLOT_READY: u8 = 2;
+
+impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
+    pub(crate) const fn new() -> Self {
+        CopyPool {
+            slots: [const {
+                PoolSlot {
+                    state: AtomicU8::new(SLOT_FREE),
+                    copy: StackCopy::new(),
+                }
+            }; SLOTS],
+        }
+    }
+
+    /// In a signal handler: copies the interrupted stack into the first free
+    /// slot and returns its index; `None` if every slot is taken.
+    /// Async-signal-safe.
+    pub(crate) fn fill(&self, context: *mut libc::c_void) -> Option<usize> {
+        let i = self.slots.iter().position(|s| {
+            s.state
+                .compare_exchange(
+                    SLOT_FREE,
+                    SLOT_WRITING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        })?;
+        let slot = &self.slots[i];
+        // SAFETY: the slot went FREE -> WRITING above, so this handler alone
+        // touches its copy until it is published READY below.
+        unsafe { slot.copy.fill(context) };
+        slot.state.store(SLOT_READY, Ordering::Release);
+        Some(i)
+    }
+
+    /// Unwinds slot `i` (see [`StackCopy::unwind`]) and frees it. A slot
+    /// that is not ready gives `fp_frames` back. Only one thread may call
+    /// this.
+    pub(crate) fn unwind(&self, i: usize, fp_frames: &[usize], max: usize) -> Vec<usize> {
+        let Some(slot) = self.slots.get(i) else {
+            return fp_frames.to_vec();
+        };
+        if slot.state.load(Ordering::Acquire) != SLOT_READY {
+            return fp_frames.to_vec();
+        }
+        // SAFETY: the handler published the slot READY (acquire above); no
+        // handler writes it again until it is FREE, and a single thread
+        // unwinds.
+        let frames = unsafe { slot.copy.unwind(fp_frames, max) };
+        slot.state.store(SLOT_FREE, Ordering::Release);
+        frames
+    }
+}
+
+/// Stack pages read per `process_vm_readv` call while copying.
+const PAGES_PER_READ: usize = 16;
+const PAGE: usize = 4096;
+
+impl<const WORDS: usize> StackCopy<WORDS> {
+    const fn new() -> Self {
+        StackCopy {
+            pc: AtomicUsize::new(0),
+            sp: AtomicUsize::new(0),
+            fp: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            words: UnsafeCell::new([0; WORDS]),
+        }
+    }
+
+    /// Copies the interrupted registers and as much of the stack above the
+    /// stack pointer as is mapped, up to `WORDS` words. Async-signal-safe:
+    /// `process_vm_readv` into this static memory, page by page so that the
+    /// copy stops cleanly at the stack's top.
+    ///
+    /// # Safety
+    /// No other thread may call `fill` or `unwind` on this copy until the
+    /// caller publishes it (with release ordering) to the one that unwinds.
+    unsafe fn fill(&self, context: *mut libc::c_void) {
+        self.bytes.store(0, Ordering::Relaxed);
+        let Some((pc, fp, sp)) = registers(context) else {
+            return;
+        };
+        self.pc.store(pc, Ordering::Relaxed);
+        self.sp.store(sp, Ordering::Relaxed);
+        self.fp.store(fp, Ordering::Relaxed);
+        let dest = self.words.get().cast::<u8>();
+        let total = WORDS * std::mem::size_of::<usize>();
+        let mut copied = 0;
+        while copied < total {
+            let mut remote = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; PAGES_PER_READ];
+            let mut n = 0;
+            let mut planned = 0;
+            while n < PAGES_PER_READ && copied + planned < total {
+                let at = sp + copied + planned;
+                let to_page_end = PAGE - at % PAGE;
+                let len = to_page_end.min(total - copied - planned);
+                remote[n] = libc::iovec {
+                    iov_base: at as *mut libc::c_void,
+                    iov_len: len,
+                };
+                planned += len;
+                n += 1;
+            }
+            let local = libc::iovec {
+                // SAFETY: `copied + planned <= total`, the buffer's size.
+                iov_base: unsafe { dest.add(copied) }.cast(),
+                iov_len: planned,
+            };
+            // SAFETY: `local` lies inside our static buffer, which the
+            // caller gives us alone; the kernel checks every remote range
+            // and stops at the first unmapped one instead of faulting.
+            let read = unsafe {
+                libc::process_vm_readv(libc::getpid(), &local, 1, remote.as_ptr(), n as _, 0)
+            };
+            if read <= 0 {
+                break;
+            }
+            copied += read as usize;
+            if (read as usize) < planned {
+                break;
+            }
+        }
+        self.bytes.store(copied, Ordering::Relaxed);
+    }
+
+    /// Unwinds the copy (CFI, then `fp_frames` beyond its end); at most
+    /// `max` frames, innermost first.
+    ///
+    /// # Safety
+    /// The copy must have been published to this thread by the one that
+    /// filled it (acquire ordering), and no `fill` may run until this returns.
+    unsafe fn unwind(&self, fp_frames: &[usize], max: usize) -> Vec<usize> {
+        let bytes = self
+            .bytes
+            .load(Ordering::Relaxed)
+            .min(WORDS * std::mem::size_of::<usize>());
+        if bytes == 0 || cfg!(not(target_arch = "x86_64")) {
+            return fp_frames.iter().take(max).copied().collect();
+        }
+        // SAFETY: the caller guarantees no writer; `bytes` of the buffer
+        // were written by `fill`.
+        let stack = unsafe { std::slice::from_raw_parts(self.words.get().cast::<u8>(), bytes) };
+        #[cfg(target_arch = "x86_64")]
+        {
+            let copy = unwind::Copied {
+                pc: self.pc.load(Ordering::Relaxed),
+                sp: self.sp.load(Ordering::Relaxed),
+                fp: self.fp.load(Ordering::Relaxed),
+                stack,
+            };
+            unwind::unwind(&copy, fp_frames, max)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = stack;
+            fp_frames.iter().take(max).copied().collect()
+        }
+    }
 }
 
 /// Words above the stack pointer searched for a saved frame pointer when the
@@ -366,9 +585,18 @@ fn read_words(address: usize, out: &mut [usize]) -> bool {
     read == bytes as isize
 }
 
+mod elf;
 mod symbols;
+#[cfg(target_arch = "x86_64")]
+mod unwind;
 
-pub(crate) use symbols::warm_up;
+/// Loads the symbol and unwind tables of every mapped file now, so the
+/// first capture is fast.
+pub(crate) fn warm_up() {
+    symbols::warm_up();
+    #[cfg(target_arch = "x86_64")]
+    unwind::warm_up();
+}
 
 /// One symbolized frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -498,6 +726,58 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         target.join().expect("target");
         assert_eq!(ok, 200);
+    }
+
+    /// A comparator that sleeps, called by glibc's `qsort`, which is built
+    /// without frame pointers: the frame-pointer chain breaks inside
+    /// `qsort`, so only the call-frame information leads back to the caller.
+    extern "C" fn sleepy_comparator(a: *const libc::c_void, b: *const libc::c_void) -> i32 {
+        sleeping_marker(Duration::from_millis(150));
+        // SAFETY: qsort passes pointers to elements of the i32 array below.
+        let (a, b) = unsafe { (*a.cast::<i32>(), *b.cast::<i32>()) };
+        a.cmp(&b) as i32
+    }
+
+    #[inline(never)]
+    fn sorts_through_libc() {
+        let mut v = [3i32, 1, 2];
+        // SAFETY: a valid array of 3 i32s and a comparator for i32s.
+        unsafe {
+            libc::qsort(
+                v.as_mut_ptr().cast(),
+                v.len(),
+                std::mem::size_of::<i32>(),
+                Some(sleepy_comparator),
+            );
+        }
+        std::hint::black_box(v);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn unwinds_through_c_code_without_frame_pointers() {
+        let (tx, rx) = mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let _ = tx.send(current_tid());
+            sorts_through_libc();
+        });
+        let tid = rx.recv().expect("tid");
+        std::thread::sleep(Duration::from_millis(50));
+        let frames = capture(tid, Duration::from_secs(2)).expect("captured");
+        let names = names(&frames);
+        t.join().expect("thread");
+        let at = |needle: &str| names.iter().position(|n| n.contains(needle));
+        let (Some(comparator), Some(caller)) = (at("sleepy_comparator"), at("sorts_through_libc"))
+        else {
+            panic!("{names:#?}");
+        };
+        assert!(comparator < caller, "{names:#?}");
+        assert!(
+            names
+                .iter()
+                .any(|n| n.contains("thread_start") || n.contains("clone")),
+            "the walk should reach the thread's start: {names:#?}"
+        );
     }
 
     #[test]

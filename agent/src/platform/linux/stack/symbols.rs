@@ -18,6 +18,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::elf::{u32_at, u64_at, vaddr_of, Elf, Segment};
+
 /// Demangled names kept; beyond it the cache starts over.
 const NAME_CACHE: usize = 8192;
 /// Longest symbol name read from a file.
@@ -44,8 +46,8 @@ struct Symbol {
 #[derive(Debug)]
 struct Table {
     file: File,
-    /// (file offset, virtual address, size) of each PT_LOAD segment.
-    segments: Vec<(u64, u64, u64)>,
+    /// Its PT_LOAD segments.
+    segments: Vec<Segment>,
     /// File offset of the string table the symbols' names point into.
     strings_at: u64,
     strings_len: u64,
@@ -104,11 +106,7 @@ impl Symbolizer {
     fn symbol_name(&mut self, address: usize, mapping: &Mapping) -> Option<Arc<str>> {
         let file_offset = (address - mapping.start) as u64 + mapping.offset;
         let table = self.tables.get(mapping.file)?.as_ref()?;
-        let vaddr = table
-            .segments
-            .iter()
-            .find(|&&(off, _, size)| file_offset >= off && file_offset < off + size)
-            .map(|&(off, vaddr, _)| file_offset - off + vaddr)?;
+        let vaddr = vaddr_of(&table.segments, file_offset)?;
         let i = table
             .symbols
             .partition_point(|s| s.address <= vaddr)
@@ -170,7 +168,7 @@ impl Symbolizer {
 }
 
 /// (start, end, file offset, path) of an executable file mapping.
-fn parse_maps_line(line: &str) -> Option<(usize, usize, u64, &Path)> {
+pub(super) fn parse_maps_line(line: &str) -> Option<(usize, usize, u64, &Path)> {
     let mut parts = line.split_whitespace();
     let range = parts.next()?;
     let perms = parts.next()?;
@@ -190,19 +188,8 @@ fn parse_maps_line(line: &str) -> Option<(usize, usize, u64, &Path)> {
     ))
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
 const SHT_SYMTAB: u32 = 2;
 const SHT_DYNSYM: u32 = 11;
-const PT_LOAD: u32 = 1;
 const STT_FUNC: u8 = 2;
 const SYM_SIZE: usize = 24;
 
@@ -210,45 +197,22 @@ impl Table {
     /// Reads a 64-bit little-endian ELF file's function symbols (the full
     /// `.symtab`, or `.dynsym` when the file is stripped).
     fn load(path: &Path) -> Option<Self> {
-        let file = File::open(path).ok()?;
-        let mut header = [0u8; 64];
-        file.read_exact_at(&mut header, 0).ok()?;
-        // Magic, 64-bit class, little-endian.
-        if header[..4] != *b"\x7fELF" || header[4] != 2 || header[5] != 1 {
-            return None;
-        }
-        let phoff = u64_at(&header, 0x20)?;
-        let shoff = u64_at(&header, 0x28)?;
-        let phentsize = usize::from(u16_at(&header, 0x36)?);
-        let phnum = usize::from(u16_at(&header, 0x38)?);
-        let shentsize = usize::from(u16_at(&header, 0x3a)?);
-        let shnum = usize::from(u16_at(&header, 0x3c)?);
-
-        let mut ph = vec![0u8; phentsize * phnum];
-        file.read_exact_at(&mut ph, phoff).ok()?;
-        let segments = ph
-            .chunks_exact(phentsize.max(56))
-            .filter(|p| u32_at(p, 0) == Some(PT_LOAD))
-            .filter_map(|p| Some((u64_at(p, 8)?, u64_at(p, 16)?, u64_at(p, 32)?)))
-            .collect();
-
-        let mut sh = vec![0u8; shentsize * shnum];
-        file.read_exact_at(&mut sh, shoff).ok()?;
-        let sections: Vec<&[u8]> = sh.chunks_exact(shentsize.max(64)).collect();
+        let elf = Elf::open(path)?;
+        let sections = &elf.sections;
         let table = sections
             .iter()
-            .find(|s| u32_at(s, 4) == Some(SHT_SYMTAB))
-            .or_else(|| sections.iter().find(|s| u32_at(s, 4) == Some(SHT_DYNSYM)))?;
-        let (at, len) = (u64_at(table, 0x18)?, u64_at(table, 0x20)?);
-        let strings = sections.get(usize::try_from(u32_at(table, 0x28)?).ok()?)?;
-        let (strings_at, strings_len) = (u64_at(strings, 0x18)?, u64_at(strings, 0x20)?);
+            .find(|s| s.kind == SHT_SYMTAB)
+            .or_else(|| sections.iter().find(|s| s.kind == SHT_DYNSYM))?;
+        let (at, len) = (table.offset, table.size);
+        let strings = sections.get(usize::try_from(table.link).ok()?)?;
+        let (strings_at, strings_len) = (strings.offset, strings.size);
 
         let mut symbols = Vec::new();
         let mut chunk = vec![0u8; SYM_SIZE * 2048];
         let mut done = 0u64;
         while done < len {
             let n = usize::try_from((len - done).min(chunk.len() as u64)).ok()?;
-            file.read_exact_at(&mut chunk[..n], at + done).ok()?;
+            elf.file.read_exact_at(&mut chunk[..n], at + done).ok()?;
             for s in chunk[..n].chunks_exact(SYM_SIZE) {
                 let (name, info, value, size) =
                     (u32_at(s, 0)?, s[4], u64_at(s, 8)?, u64_at(s, 16)?);
@@ -266,8 +230,8 @@ impl Table {
         symbols.dedup_by_key(|s| s.address);
         symbols.shrink_to_fit();
         Some(Table {
-            file,
-            segments,
+            segments: elf.segments.clone(),
+            file: elf.file,
             strings_at,
             strings_len,
             symbols,
