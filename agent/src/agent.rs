@@ -111,6 +111,13 @@ impl AgentHandle {
         if crate::alloc::stats().is_some() {
             capabilities.push("heap".to_string());
         }
+        // What the build gives stack names: the dashboard says what is missing.
+        if crate::platform::build_keeps_frame_pointers() {
+            capabilities.push("frame-pointers".to_string());
+        }
+        if crate::platform::executable_has_line_tables() {
+            capabilities.push("line-tables".to_string());
+        }
         #[cfg(target_os = "linux")]
         let watches: Vec<crate::watchdog::Watch> = builder
             .runtimes

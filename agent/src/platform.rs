@@ -23,9 +23,15 @@ pub use linux::stack;
 #[cfg(test)]
 pub(crate) use linux::test_support;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{c_allocator, current_tid, release_free_heap, timer};
+pub(crate) use linux::{
+    build_keeps_frame_pointers, c_allocator, current_tid, executable_has_line_tables,
+    release_free_heap, timer,
+};
 #[cfg(not(target_os = "linux"))]
-pub(crate) use other::{c_allocator, current_tid, release_free_heap};
+pub(crate) use other::{
+    build_keeps_frame_pointers, c_allocator, current_tid, executable_has_line_tables,
+    release_free_heap,
+};
 
 /// One reading of the C allocator's figures (glibc malloc's `mallinfo2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

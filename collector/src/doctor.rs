@@ -299,7 +299,13 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
         (Some(c), None) => c.clone(),
         _ => "the stalled task".to_string(),
     };
-    let recommendation = recommend_for_stack(&place, &culprit_stack);
+    let mut recommendation = recommend_for_stack(&place, &culprit_stack);
+    let named = caller.as_deref().or(culprit.as_deref());
+    if let Some(note) = named.and_then(|n| inlined_note(n, &w.capabilities)) {
+        evidence.push(note.clone());
+        recommendation.push(' ');
+        recommendation.push_str(&note);
+    }
     vec![Finding {
         category: Category::EventLoopBlocking,
         severity,
@@ -312,6 +318,23 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
         recommendation,
         culprit: caller.or(culprit),
     }]
+}
+
+/// What to say when the function blamed is an async block or closure
+/// (`…::{{closure}}`) of a build without line tables: the async fns and
+/// small functions the compiler inlined into it have no symbol of their own,
+/// so the code that blocked may be one of them.
+fn inlined_note(function: &str, capabilities: &[String]) -> Option<String> {
+    let function = function.split(" (").next().unwrap_or(function);
+    if !function.ends_with("{{closure}}") || capabilities.iter().any(|c| c == "line-tables") {
+        return None;
+    }
+    Some(format!(
+        "The blocking code may be inlined into {function}: an async fn or a small function \
+         the compiler inlined has no symbol of its own. Build with \
+         `[profile.release] debug = \"limited\"` to name it, or \"line-tables-only\" for its \
+         file:line; neither changes the generated code."
+    ))
 }
 
 /// Advice for a stall, from what its stack shows.
@@ -1018,6 +1041,40 @@ mod tests {
         let d = diagnose(&w);
         assert_eq!(d.top_category(), Category::LockContention);
         assert!(d.findings[0].recommendation.contains("svc::hash"));
+    }
+
+    #[test]
+    fn an_async_block_without_line_tables_says_code_may_be_inlined_into_it() {
+        let closure = "svc::main::{{closure}}::{{closure}}";
+        let mut w = calm();
+        w.stalls = (1..=5)
+            .map(|i| {
+                stall(
+                    i,
+                    150_000,
+                    &[closure, "tokio::runtime::task::core::Core<T,S>::poll"],
+                    Some(closure),
+                )
+            })
+            .collect();
+        let d = diagnose(&w);
+        assert_eq!(d.top_category(), Category::EventLoopBlocking);
+        let f = &d.findings[0];
+        assert!(
+            f.evidence
+                .iter()
+                .any(|e| e.contains("may be inlined into svc::main::{{closure}}::{{closure}}")),
+            "{f:#?}"
+        );
+        assert!(f.recommendation.contains("debug = \"limited\""), "{f:#?}");
+
+        // With line tables the inlined function would have been named.
+        w.capabilities = vec!["line-tables".into()];
+        let f = &diagnose(&w).findings[0];
+        assert!(
+            !f.evidence.iter().any(|e| e.contains("may be inlined")),
+            "{f:#?}"
+        );
     }
 
     #[test]

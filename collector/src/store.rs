@@ -637,6 +637,7 @@ impl Store {
             stalls,
             profile_samples: merged.samples,
             top: merged.folded.top_functions(10),
+            capabilities: inst.info.capabilities.clone(),
         })
     }
 

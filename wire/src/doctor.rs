@@ -31,6 +31,10 @@ pub struct Window {
     pub profile_samples: u64,
     /// Functions with the most CPU samples.
     pub top: Vec<TopFunction>,
+    /// What the agent said it can do (`frame-pointers`, `line-tables`,
+    /// `tokio_unstable`, …): what its build gives stack names.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// How bad a finding is.

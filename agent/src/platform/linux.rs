@@ -1,7 +1,6 @@
 //! Linux: thread ids, another thread's stack by signal, per-thread CPU
 //! timers and glibc's allocator figures.
 
-#[cfg(target_arch = "x86_64")]
 pub(crate) mod mapped;
 pub mod stack;
 pub(crate) mod timer;
@@ -10,6 +9,41 @@ pub(crate) mod timer;
 pub fn current_tid() -> i32 {
     // SAFETY: `gettid` has no preconditions and cannot fail.
     unsafe { libc::gettid() }
+}
+
+/// Whether this crate was compiled keeping frame pointers (so the user's
+/// crate most likely was too: both take the same `RUSTFLAGS`): on x86_64,
+/// whether a function that needs no frame still opens with `push rbp;
+/// mov rbp, rsp`.
+pub(crate) fn build_keeps_frame_pointers() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let code = frameless as fn(u64) -> u64 as *const u8;
+        let mut first = [0u8; 4];
+        // SAFETY: `code` is the entry of a function of this binary, mapped
+        // readable and executable for the life of the process; every
+        // function is longer than 4 bytes of code (a return alone is 1
+        // byte, but `frameless` computes before it returns).
+        unsafe { std::ptr::copy_nonoverlapping(code, first.as_mut_ptr(), 4) };
+        first == [0x55, 0x48, 0x89, 0xe5]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A leaf that needs no stack frame: compiled without frame pointers it
+/// begins with its computation, with them with the frame setup.
+#[inline(never)]
+fn frameless(x: u64) -> u64 {
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
+}
+
+/// Whether the executable carries DWARF line tables (`debug =
+/// "line-tables-only"` or more), which name inlined functions.
+pub(crate) fn executable_has_line_tables() -> bool {
+    stack::executable_has_line_tables()
 }
 
 /// Hands memory the C allocator holds but does not use back to the OS
@@ -67,5 +101,23 @@ pub(crate) mod test_support {
             // SAFETY: `ptr` came from malloc and is freed once.
             unsafe { libc::free(self.ptr) };
         }
+    }
+}
+
+#[cfg(test)]
+mod build_tests {
+    #[test]
+    fn frame_pointers_are_seen_as_this_build_has_them() {
+        // The workspace builds with `-C force-frame-pointers=yes`
+        // (.cargo/config.toml, and CI's stable pass keeps it).
+        #[cfg(target_arch = "x86_64")]
+        assert!(super::build_keeps_frame_pointers());
+        assert_eq!(super::frameless(0), 0);
+    }
+
+    #[test]
+    fn test_binaries_have_line_tables() {
+        // The default test profile has full debuginfo.
+        assert!(super::executable_has_line_tables());
     }
 }

@@ -13,3 +13,13 @@ pub(crate) fn release_free_heap() {}
 pub(crate) fn c_allocator() -> Option<super::CAllocator> {
     None
 }
+
+/// Unknown off Linux.
+pub(crate) fn build_keeps_frame_pointers() -> bool {
+    false
+}
+
+/// Unknown off Linux.
+pub(crate) fn executable_has_line_tables() -> bool {
+    false
+}

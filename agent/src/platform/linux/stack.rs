@@ -586,9 +586,16 @@ fn read_words(address: usize, out: &mut [usize]) -> bool {
 }
 
 mod elf;
+mod lines;
 mod symbols;
 #[cfg(target_arch = "x86_64")]
 mod unwind;
+
+/// Whether `/proc/self/exe` has a `.debug_line` section.
+pub(crate) fn executable_has_line_tables() -> bool {
+    elf::Elf::open(std::path::Path::new("/proc/self/exe"))
+        .is_some_and(|e| e.section(".debug_line").is_some_and(|s| s.size > 0))
+}
 
 /// Loads the symbol and unwind tables of every mapped file now, so the
 /// first capture is fast.
@@ -603,23 +610,44 @@ pub(crate) fn warm_up() {
 pub struct Frame {
     /// The address.
     pub address: usize,
-    /// Demangled function name (without the hash), if a symbol table has it.
+    /// Demangled function name (without the hash), if a symbol table has
+    /// it; a function inlined at the address ends with its `(file:line)`.
     pub function: Option<String>,
+    /// Whether the function was inlined into the next frame's (same
+    /// address): known only where the binary has line tables.
+    pub inlined: bool,
 }
 
 /// Names for captured addresses, from the ELF symbol tables of the mapped
-/// files (no debug info: inlined functions show as the function they were
-/// inlined into). The first call reads the tables and keeps a sorted index of
-/// 16 bytes per function (about 1 MiB for a large service); later calls are a
-/// binary search plus, the first time a name is seen, one small file read.
-/// Never call it on a host thread's hot path.
+/// files, plus the functions inlined at each address where the file has
+/// DWARF line tables (`debug = "line-tables-only"`): such an address gives
+/// one frame per inlined function, innermost first, then the function they
+/// were inlined into. Without line tables, inlined functions show as the
+/// function they were inlined into. The first call reads the symbol tables
+/// and keeps a sorted index of 16 bytes per function (about 1 MiB for a
+/// large service); line tables are read through a mapping of the file and
+/// parsed one compilation unit at a time, as addresses fall in them. Never
+/// call it on a host thread's hot path.
 pub fn symbolize(addresses: &[usize]) -> Vec<Frame> {
     addresses
         .iter()
-        .zip(symbols::names(addresses))
-        .map(|(&address, name)| Frame {
-            address,
-            function: name.map(|n| n.to_string()),
+        .zip(symbols::frames(addresses))
+        .flat_map(|(&address, names)| {
+            if names.is_empty() {
+                return vec![Frame {
+                    address,
+                    function: None,
+                    inlined: false,
+                }];
+            }
+            names
+                .into_iter()
+                .map(|n| Frame {
+                    address,
+                    function: Some(n.name.to_string()),
+                    inlined: n.inlined,
+                })
+                .collect()
         })
         .collect()
 }

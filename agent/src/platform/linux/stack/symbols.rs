@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::elf::{u32_at, u64_at, vaddr_of, Elf, Segment};
+use super::lines::{Inlined, Lines};
 
 /// Demangled names kept; beyond it the cache starts over.
 const NAME_CACHE: usize = 8192;
@@ -59,8 +60,20 @@ struct Table {
 struct Symbolizer {
     paths: Vec<PathBuf>,
     tables: Vec<Option<Table>>,
+    /// Each file's line tables, loaded at its first lookup (`None`: not
+    /// tried yet; `Some(None)`: it has none).
+    lines: Vec<Option<Option<Lines>>>,
     mappings: Vec<Mapping>,
     names: HashMap<(usize, u32), Arc<str>>,
+}
+
+/// One name found for an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Named {
+    /// The function; an inlined one with its `(file:line)`.
+    pub(crate) name: Arc<str>,
+    /// Whether it was inlined into the next one.
+    pub(crate) inlined: bool,
 }
 
 static SYMBOLIZER: Mutex<Option<Symbolizer>> = Mutex::new(None);
@@ -69,12 +82,22 @@ static SYMBOLIZER: Mutex<Option<Symbolizer>> = Mutex::new(None);
 /// `addresses[0]` is taken as the interrupted instruction and the rest as
 /// return addresses, which point just after their call.
 pub(crate) fn names(addresses: &[usize]) -> Vec<Option<Arc<str>>> {
+    frames(addresses)
+        .into_iter()
+        .map(|names| names.last().map(|n| n.name.clone()))
+        .collect()
+}
+
+/// Like [`names`], with the functions inlined at each address before the
+/// one they were inlined into (innermost first), where the file has line
+/// tables; empty where nothing names the address.
+pub(crate) fn frames(addresses: &[usize]) -> Vec<Vec<Named>> {
     let mut guard = SYMBOLIZER.lock().unwrap_or_else(|p| p.into_inner());
     let s = guard.get_or_insert_with(Symbolizer::default);
     addresses
         .iter()
         .enumerate()
-        .map(|(i, &a)| s.name(if i == 0 { a } else { a.saturating_sub(1) }))
+        .map(|(i, &a)| s.lookup(if i == 0 { a } else { a.saturating_sub(1) }))
         .collect()
 }
 
@@ -85,16 +108,61 @@ pub(crate) fn warm_up() {
 }
 
 impl Symbolizer {
-    fn name(&mut self, address: usize) -> Option<Arc<str>> {
+    fn lookup(&mut self, address: usize) -> Vec<Named> {
         let mapping = match self.find(address) {
             Some(m) => m,
             None => {
                 self.reload_maps();
-                self.find(address)?
+                match self.find(address) {
+                    Some(m) => m,
+                    None => return Vec::new(),
+                }
             }
         };
-        self.symbol_name(address, &mapping)
+        let Some(name) = self
+            .symbol_name(address, &mapping)
             .or_else(|| self.file_name(mapping.file))
+        else {
+            return Vec::new();
+        };
+        let mut all: Vec<Named> = self
+            .inlined(address, &mapping, &name)
+            .into_iter()
+            .map(|i| Named {
+                name: match i.location {
+                    Some(at) => format!("{} ({at})", i.name).into(),
+                    None => i.name.into(),
+                },
+                inlined: true,
+            })
+            .collect();
+        all.push(Named {
+            name,
+            inlined: false,
+        });
+        all
+    }
+
+    /// The functions inlined at `address`, from the file's line tables.
+    fn inlined(&mut self, address: usize, mapping: &Mapping, enclosing: &str) -> Vec<Inlined> {
+        let Some(slot) = self.lines.get_mut(mapping.file) else {
+            return Vec::new();
+        };
+        let Some(path) = self.paths.get(mapping.file) else {
+            return Vec::new();
+        };
+        let Some(table) = self.tables.get(mapping.file).and_then(Option::as_ref) else {
+            return Vec::new();
+        };
+        let lines = slot.get_or_insert_with(|| Lines::load(path));
+        let Some(lines) = lines.as_mut() else {
+            return Vec::new();
+        };
+        let file_offset = (address - mapping.start) as u64 + mapping.offset;
+        match vaddr_of(&table.segments, file_offset) {
+            Some(vaddr) => lines.inlined_at(vaddr, enclosing),
+            None => Vec::new(),
+        }
     }
 
     /// `[libc.so.6]`: where an address without a symbol lies.
@@ -152,6 +220,7 @@ impl Symbolizer {
                 None => {
                     self.paths.push(m.3.to_path_buf());
                     self.tables.push(Table::load(m.3));
+                    self.lines.push(None);
                     self.paths.len() - 1
                 }
             };

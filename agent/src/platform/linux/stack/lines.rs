@@ -1,0 +1,298 @@
+//! Inlined functions from DWARF line tables, when the binary has them
+//! (`[profile.release] debug = "line-tables-only"`, which changes no
+//! generated code).
+//!
+//! The ELF symbol table names only the function an address was compiled
+//! into; an `async fn` the compiler inlined into its caller's future has no
+//! symbol of its own. The line tables' inlined-subroutine entries do name
+//! it, with the file and line. They are read through a read-only mapping of
+//! the file (nothing copied), and addr2line parses a compilation unit only
+//! when an address falls in it, so the cost in the host is the parsed
+//! units of the code that was actually sampled.
+
+use std::collections::HashMap;
+
+use gimli::Reader as _;
+use std::ops::{Deref, Range};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::elf::Elf;
+use crate::platform::linux::mapped::MappedFile;
+
+/// A section of a mapped file, as gimli reads it.
+#[derive(Debug, Clone)]
+pub(super) struct SectionData {
+    file: Arc<MappedFile>,
+    range: Range<usize>,
+}
+
+impl Deref for SectionData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.file.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+// SAFETY: the bytes live in `MappedFile`'s mapping, which does not move and
+// lives as long as any clone of the `Arc` does: the target address is
+// stable across moves and clones, as `StableDeref` requires.
+unsafe impl gimli::StableDeref for SectionData {}
+// SAFETY: as above; a clone points at the same mapping.
+unsafe impl gimli::CloneStableDeref for SectionData {}
+
+type Reader = gimli::EndianReader<gimli::RunTimeEndian, SectionData>;
+
+/// One file's line tables.
+pub(super) struct Lines {
+    context: addr2line::Context<Reader>,
+    /// Full paths of inlined functions, by (unit, DIE) offset.
+    paths: HashMap<(usize, usize), Option<Arc<str>>>,
+}
+
+/// Function paths kept per file; beyond it the cache starts over.
+const PATH_CACHE: usize = 4096;
+
+/// A function inlined at an address: its name and where in it the address is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Inlined {
+    pub(super) name: String,
+    pub(super) location: Option<String>,
+}
+
+impl Lines {
+    /// The line tables of the ELF file at `path`; `None` if it has none.
+    pub(super) fn load(path: &Path) -> Option<Self> {
+        let elf = Elf::open(path)?;
+        elf.section(".debug_line")?;
+        elf.section(".debug_info")?;
+        let file = Arc::new(MappedFile::open(path)?);
+        let empty = SectionData {
+            file: file.clone(),
+            range: 0..0,
+        };
+        let dwarf = gimli::Dwarf::load(|id| -> Result<Reader, ()> {
+            let data = elf
+                .section(id.name())
+                .and_then(|s| {
+                    let from = usize::try_from(s.offset).ok()?;
+                    let to = from.checked_add(usize::try_from(s.size).ok()?)?;
+                    file.get(from..to)?;
+                    Some(SectionData {
+                        file: file.clone(),
+                        range: from..to,
+                    })
+                })
+                .unwrap_or_else(|| empty.clone());
+            Ok(gimli::EndianReader::new(data, gimli::RunTimeEndian::Little))
+        })
+        .ok()?;
+        let context = addr2line::Context::from_dwarf(dwarf).ok()?;
+        Some(Lines {
+            context,
+            paths: HashMap::new(),
+        })
+    }
+
+    /// The functions inlined at `vaddr`, innermost first, without the
+    /// function they were inlined into (the symbol table names that one)
+    /// and without the standard library's and tokio's helpers, which are
+    /// folded into their caller.
+    ///
+    /// Names are full paths where the DWARF has namespaces (`debug =
+    /// "limited"` or more). Line tables alone (`"line-tables-only"`) give a
+    /// function's own name only (`hash_upload`, or `{{closure}}` for an
+    /// async fn's body); such a frame is kept when its source is the
+    /// service's own (not the toolchain's or a registry crate's) and is
+    /// named `<crate>::…::<name>` with the crate of `enclosing`, the
+    /// function it was inlined into; its `(file:line)` locates it.
+    pub(super) fn inlined_at(&mut self, vaddr: u64, enclosing: &str) -> Vec<Inlined> {
+        let Ok(mut frames) = self.context.find_frames(vaddr).skip_all_loads() else {
+            return Vec::new();
+        };
+        let unit = self.context.find_dwarf_and_unit(vaddr).skip_all_loads();
+        let mut all = Vec::new();
+        while let Ok(Some(frame)) = frames.next() {
+            let path = match (unit, frame.dw_die_offset) {
+                (Some(unit), Some(die)) => path_of(&mut self.paths, unit, die),
+                _ => None,
+            };
+            let file = frame.location.as_ref().and_then(|l| l.file);
+            let location = frame.location.as_ref().and_then(|l| {
+                let file = short_path(l.file?);
+                Some(match l.line {
+                    Some(line) => format!("{file}:{line}"),
+                    None => file.to_string(),
+                })
+            });
+            let own_source = file.is_some_and(|f| !is_library_source(f));
+            all.push((path, location, own_source));
+        }
+        // The last frame is the function the code was compiled into.
+        all.pop();
+        let krate = lagscope_wire::frames::frame_crate(enclosing);
+        all.into_iter()
+            .filter_map(|(path, location, own_source)| {
+                let path = path?;
+                let name = if path.contains("::") {
+                    path.to_string()
+                } else {
+                    format!("{}::…::{path}", krate.filter(|_| own_source)?)
+                };
+                lagscope_wire::frames::is_user_frame(&name).then_some(Inlined { name, location })
+            })
+            .collect()
+    }
+}
+
+/// Whether a source path is the toolchain's (`/rustc/<hash>/library/…`) or
+/// a dependency's from a cargo registry or git checkout.
+fn is_library_source(path: &str) -> bool {
+    path.starts_with("/rustc/")
+        || path.contains("/.cargo/registry/")
+        || path.contains("/.cargo/git/")
+        || path.contains("/library/core/src/")
+        || path.contains("/library/std/src/")
+        || path.contains("/library/alloc/src/")
+}
+
+/// The full path of the function whose inlined (or concrete) entry is at
+/// `die` (its abstract origin's name inside its namespaces), through `cache`.
+fn path_of(
+    cache: &mut HashMap<(usize, usize), Option<Arc<str>>>,
+    unit: gimli::UnitRef<'_, Reader>,
+    die: gimli::UnitOffset,
+) -> Option<Arc<str>> {
+    let key = (unit_key(unit), die.0);
+    if let Some(known) = cache.get(&key) {
+        return known.clone();
+    }
+    let path = function_path(unit, die).map(Arc::<str>::from);
+    if cache.len() >= PATH_CACHE {
+        cache.clear();
+    }
+    cache.insert(key, path.clone());
+    path
+}
+
+fn unit_key(unit: gimli::UnitRef<'_, Reader>) -> usize {
+    unit.unit.header.offset().0
+}
+
+/// Walks `unit` from its root to the function `die` refers to, keeping the
+/// names of the namespaces and types around it.
+fn function_path(unit: gimli::UnitRef<'_, Reader>, die: gimli::UnitOffset) -> Option<String> {
+    let entry = unit.entry(die).ok()?;
+    let target = match entry.attr_value(gimli::DW_AT_abstract_origin) {
+        Some(gimli::AttributeValue::UnitRef(origin)) => origin,
+        Some(_) => return None,
+        None => die,
+    };
+    let name_of = |e: &gimli::DebuggingInformationEntry<Reader>| -> Option<String> {
+        let value = e.attr_value(gimli::DW_AT_name)?;
+        let raw = unit.attr_string(value).ok()?;
+        Some(segment(&raw.to_string_lossy().ok()?))
+    };
+    let mut cursor = unit.entries();
+    let mut scopes: Vec<(isize, String)> = Vec::new();
+    while let Ok(Some(e)) = cursor.next_dfs() {
+        let depth = e.depth();
+        while scopes.last().is_some_and(|(d, _)| *d >= depth) {
+            scopes.pop();
+        }
+        if e.offset() == target {
+            let mut path: Vec<String> = scopes.into_iter().map(|(_, n)| n).collect();
+            path.push(name_of(e)?);
+            return Some(path.join("::"));
+        }
+        let scope = matches!(
+            e.tag(),
+            gimli::DW_TAG_namespace
+                | gimli::DW_TAG_structure_type
+                | gimli::DW_TAG_enumeration_type
+                | gimli::DW_TAG_union_type
+        );
+        if scope {
+            if let Some(n) = name_of(e) {
+                scopes.push((depth, n));
+            }
+        }
+    }
+    None
+}
+
+/// A DWARF name as the symbol demangler writes it: closures and async
+/// bodies (`{closure#0}`, `{async_fn#0}`) as `{{closure}}`, impl blocks
+/// (`{impl#3}`) as `<impl>`, generic arguments dropped.
+fn segment(name: &str) -> String {
+    let body = ["{closure#", "{async_fn#", "{async_block#"];
+    if body.iter().any(|b| name.starts_with(b)) {
+        return "{{closure}}".into();
+    }
+    if name.starts_with("{impl#") {
+        return "<impl>".into();
+    }
+    match name.find('<') {
+        Some(at) if at > 0 => name[..at].to_string(),
+        _ => name.to_string(),
+    }
+}
+
+/// `src/checkout.rs` of `/home/me/checkout/src/checkout.rs`: the path from
+/// the last `src/` on, else the file name.
+fn short_path(path: &str) -> &str {
+    match path.rfind("/src/") {
+        Some(at) => &path[at + 1..],
+        None => path.rsplit('/').next().unwrap_or(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_shortened_to_the_crate_source() {
+        assert_eq!(
+            short_path("/home/me/checkout/src/checkout.rs"),
+            "src/checkout.rs"
+        );
+        assert_eq!(
+            short_path("/rustc/abc/library/core/src/iter/range.rs"),
+            "src/iter/range.rs"
+        );
+        assert_eq!(short_path("/tmp/build.rs"), "build.rs");
+        assert_eq!(short_path("main.rs"), "main.rs");
+    }
+
+    #[test]
+    fn dwarf_names_are_written_as_the_demangler_does() {
+        assert_eq!(segment("{async_fn#0}"), "{{closure}}");
+        assert_eq!(segment("{closure#2}"), "{{closure}}");
+        assert_eq!(segment("{async_block#1}"), "{{closure}}");
+        assert_eq!(segment("{impl#3}"), "<impl>");
+        assert_eq!(segment("rotate_left<u64>"), "rotate_left");
+        assert_eq!(segment("<impl Foo for Bar>"), "<impl Foo for Bar>");
+        assert_eq!(segment("digest_request"), "digest_request");
+    }
+
+    #[test]
+    fn library_sources_are_told_from_the_services_own() {
+        assert!(is_library_source(
+            "/rustc/59807616/library/core/src/num/mod.rs"
+        ));
+        assert!(is_library_source(
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/serde_json-1.0.1/src/de.rs"
+        ));
+        assert!(!is_library_source("src/main.rs"));
+        assert!(!is_library_source("/home/me/checkout/src/checkout.rs"));
+    }
+
+    #[test]
+    fn a_file_without_line_tables_has_none() {
+        let path = std::env::temp_dir().join(format!("lagscope-nolines-{}", std::process::id()));
+        std::fs::write(&path, b"not an ELF file").expect("write");
+        assert!(Lines::load(&path).is_none());
+        std::fs::remove_file(&path).expect("remove");
+    }
+}
