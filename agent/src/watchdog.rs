@@ -750,10 +750,11 @@ fn runtime_threads(watch: &Watch) -> Vec<i32> {
 
 /// The symbolized stack of thread `tid`, innermost first.
 ///
-/// A thread interrupted inside a library built without frame pointers (glibc's
-/// `malloc`, `memcpy`, `free`, say) leaves a chain that skips the function
-/// that called into it, or ends at once; such a capture is retried a few
-/// times, and the best one kept.
+/// The capture is unwound with the binaries' call-frame information, so it
+/// goes through code built without frame pointers; a capture that still
+/// stops short (code without CFI, such as the vDSO, or a stack deeper than
+/// the copy where frame pointers are missing too) is retried a few times,
+/// and the best one kept.
 fn take_stack(tid: i32) -> Option<Vec<String>> {
     if tid == 0 {
         return None;

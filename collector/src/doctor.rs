@@ -176,7 +176,11 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
         if waiting {
             continue;
         }
-        let name = s.blocking_function.as_deref().unwrap_or("(unknown)");
+        // One inlined function is one culprit, whatever line it stopped on.
+        let name = s
+            .blocking_function
+            .as_deref()
+            .map_or("(unknown)", lagscope_wire::frames::function_name);
         by_function
             .entry(name)
             .or_default()
@@ -195,9 +199,12 @@ fn stall_findings(w: &Window) -> Vec<Finding> {
     let culprit_stack: Vec<String> = culprit
         .as_deref()
         .and_then(|c| {
-            w.stalls
-                .iter()
-                .find(|s| s.blocking_function.as_deref() == Some(c))
+            w.stalls.iter().find(|s| {
+                s.blocking_function
+                    .as_deref()
+                    .map(lagscope_wire::frames::function_name)
+                    == Some(c)
+            })
         })
         .and_then(|s| s.stacks.first())
         .map(|st| st.frames.clone())
@@ -1073,6 +1080,30 @@ mod tests {
         let f = &diagnose(&w).findings[0];
         assert!(
             !f.evidence.iter().any(|e| e.contains("may be inlined")),
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn an_inlined_function_is_one_culprit_whatever_line_it_stopped_on() {
+        let mut w = calm();
+        w.capabilities = vec!["line-tables".into()];
+        w.stalls = (1..=4)
+            .map(|i| {
+                let f = format!("svc::digest::{{{{closure}}}} (src/main.rs:{})", 57 + i % 2);
+                stall(i, 150_000, &[&f, "svc::main::{{closure}}"], Some(&f))
+            })
+            .collect();
+        let f = &diagnose(&w).findings[0];
+        assert_eq!(
+            f.culprit.as_deref(),
+            Some("svc::digest::{{closure}}"),
+            "{f:#?}"
+        );
+        assert!(
+            f.evidence
+                .iter()
+                .any(|e| e.starts_with("4 stalls of typically")),
             "{f:#?}"
         );
     }

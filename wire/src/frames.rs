@@ -49,6 +49,34 @@ pub fn frame_crate(name: &str) -> Option<&str> {
     }
 }
 
+/// A frame's function without the `(file:line)` an inlined frame carries:
+/// `checkout::hash_upload (src/checkout.rs:88)` is `checkout::hash_upload`.
+/// Stalls in one inlined function are one function, whatever line they
+/// stopped on.
+///
+/// ```
+/// use lagscope_wire::frames::function_name;
+/// assert_eq!(function_name("checkout::hash_upload (src/checkout.rs:88)"), "checkout::hash_upload");
+/// assert_eq!(function_name("checkout::hash_upload"), "checkout::hash_upload");
+/// assert_eq!(function_name("<(A, B) as x::T>::f"), "<(A, B) as x::T>::f");
+/// ```
+pub fn function_name(frame: &str) -> &str {
+    let Some((name, location)) = frame.rsplit_once(" (") else {
+        return frame;
+    };
+    let located = location
+        .strip_suffix(')')
+        .and_then(|l| l.rsplit_once(':'))
+        .is_some_and(|(file, line)| {
+            !file.is_empty() && !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit())
+        });
+    if located {
+        name
+    } else {
+        frame
+    }
+}
+
 /// The first user frame outside `culprit`'s crate, further out on the stack
 /// (innermost first) and inside the same task: who called into a library
 /// that blocked, e.g. the handler that called `serde_json`. Future adapters
@@ -56,7 +84,8 @@ pub fn frame_crate(name: &str) -> Option<&str> {
 /// callers, and the search stops at the runtime's task poll.
 pub fn caller_outside(frames: &[String], culprit: &str) -> Option<String> {
     let krate = frame_crate(culprit)?;
-    let at = frames.iter().position(|f| f == culprit)?;
+    let culprit = function_name(culprit);
+    let at = frames.iter().position(|f| function_name(f) == culprit)?;
     frames[at + 1..]
         .iter()
         .take_while(|f| frame_crate(f) != Some("tokio"))
