@@ -57,9 +57,15 @@ pub(super) struct Elf {
 impl Elf {
     /// Reads the headers of a 64-bit little-endian ELF file.
     pub(super) fn open(path: &Path) -> Option<Self> {
-        let file = File::open(path).ok()?;
+        Self::read_from(File::open(path).ok()?, 0)
+    }
+
+    /// Reads the headers of an ELF image that starts at offset `base` of
+    /// `file` (an image in memory through `/proc/self/mem`, say). Offsets in
+    /// the result are the image's own.
+    pub(super) fn read_from(file: File, base: u64) -> Option<Self> {
         let mut header = [0u8; 64];
-        file.read_exact_at(&mut header, 0).ok()?;
+        file.read_exact_at(&mut header, base).ok()?;
         // Magic, 64-bit class, little-endian.
         if header[..4] != *b"\x7fELF" || header[4] != 2 || header[5] != 1 {
             return None;
@@ -73,7 +79,7 @@ impl Elf {
         let names_section = usize::from(u16_at(&header, 0x3e)?);
 
         let mut ph = vec![0u8; phentsize * phnum];
-        file.read_exact_at(&mut ph, phoff).ok()?;
+        file.read_exact_at(&mut ph, base + phoff).ok()?;
         let segments = ph
             .chunks_exact(phentsize.max(56))
             .filter(|p| u32_at(p, 0) == Some(PT_LOAD))
@@ -88,7 +94,7 @@ impl Elf {
             .collect();
 
         let mut sh = vec![0u8; shentsize * shnum];
-        file.read_exact_at(&mut sh, shoff).ok()?;
+        file.read_exact_at(&mut sh, base + shoff).ok()?;
         let sections: Vec<Section> = sh
             .chunks_exact(shentsize.max(SECTION_HEADER))
             .filter_map(|s| {
@@ -105,7 +111,7 @@ impl Elf {
         let section_names = match sections.get(names_section) {
             Some(t) if t.size <= MAX_SECTION_NAMES => {
                 let mut names = vec![0u8; usize::try_from(t.size).ok()?];
-                file.read_exact_at(&mut names, t.offset).ok()?;
+                file.read_exact_at(&mut names, base + t.offset).ok()?;
                 names
             }
             _ => Vec::new(),

@@ -33,6 +33,8 @@ use crate::platform::linux::mapped::MappedFile;
 /// Shortest time between two reads of `/proc/self/maps` prompted by an
 /// address outside every known module.
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
+/// Largest vDSO image copied (they are a few KiB).
+const MAX_VDSO: usize = 64 * 1024;
 
 /// Registers and stack bytes of an interrupted thread.
 #[derive(Debug, Clone, Copy)]
@@ -56,19 +58,37 @@ impl Copied<'_> {
     }
 }
 
-/// A section of a mapped file, as framehop reads it (empty by default).
+/// Where a module's unwind sections are read from.
+#[derive(Clone)]
+enum Image {
+    /// A file mapped read-only.
+    File(Arc<MappedFile>),
+    /// A copy of an image that is not a file (the vDSO).
+    Copy(Arc<[u8]>),
+}
+
+impl Image {
+    fn get(&self, range: Range<usize>) -> Option<&[u8]> {
+        match self {
+            Image::File(f) => f.get(range),
+            Image::Copy(bytes) => bytes.get(range),
+        }
+    }
+}
+
+/// A section of a module's image, as framehop reads it (empty by default).
 #[derive(Clone, Default)]
 struct SectionBytes {
-    file: Option<Arc<MappedFile>>,
+    image: Option<Image>,
     range: Range<usize>,
 }
 
 impl Deref for SectionBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.file
+        self.image
             .as_ref()
-            .and_then(|f| f.get(self.range.clone()))
+            .and_then(|i| i.get(self.range.clone()))
             .unwrap_or_default()
     }
 }
@@ -156,6 +176,10 @@ impl Unwinding {
             return;
         };
         for line in maps.lines() {
+            if line.ends_with("[vdso]") {
+                self.add_vdso(line);
+                continue;
+            }
             let Some((start, end, offset, path)) = parse_maps_line(line) else {
                 continue;
             };
@@ -170,10 +194,48 @@ impl Unwinding {
             let Some(file) = file else {
                 continue;
             };
-            if let Some(module) = module(&file, start, end, offset, path) {
+            let Some(elf) = Elf::open(file.path()) else {
+                continue;
+            };
+            let name = path.to_string_lossy().into_owned();
+            if let Some(module) = module(&elf, Image::File(file), start, end, offset, name) {
                 self.unwinder.add_module(module);
                 self.known.push(start..end);
             }
+        }
+    }
+
+    /// The vDSO (`clock_gettime` behind `Instant::now`) is no file: its
+    /// image is copied from memory (a few KiB) for its unwind tables.
+    fn add_vdso(&mut self, line: &str) {
+        let Some((range, _)) = line.split_once(' ') else {
+            return;
+        };
+        let Some((start, end)) = range.split_once('-').and_then(|(s, e)| {
+            Some((
+                usize::from_str_radix(s, 16).ok()?,
+                usize::from_str_radix(e, 16).ok()?,
+            ))
+        }) else {
+            return;
+        };
+        if self.knows(start) || end <= start || end - start > MAX_VDSO {
+            return;
+        }
+        let Ok(mem) = std::fs::File::open("/proc/self/mem") else {
+            return;
+        };
+        let mut image = vec![0u8; end - start];
+        if std::os::unix::fs::FileExt::read_exact_at(&mem, &mut image, start as u64).is_err() {
+            return;
+        }
+        let Some(elf) = Elf::read_from(mem, start as u64) else {
+            return;
+        };
+        let image = Image::Copy(image.into());
+        if let Some(module) = module(&elf, image, start, end, 0, "[vdso]".into()) {
+            self.unwinder.add_module(module);
+            self.known.push(start..end);
         }
     }
 
@@ -216,25 +278,25 @@ fn map_file(start: usize, end: usize, path: &Path) -> Option<Arc<MappedFile>> {
         .map(Arc::new)
 }
 
-/// framehop's module for the executable mapping `start..end` of `file`,
-/// which maps file offset `offset` at `start`.
+/// framehop's module for the executable mapping `start..end` of `image`
+/// (whose headers `elf` holds), which maps image offset `offset` at `start`.
 fn module(
-    file: &Arc<MappedFile>,
+    elf: &Elf,
+    image: Image,
     start: usize,
     end: usize,
     offset: u64,
-    path: &Path,
+    name: String,
 ) -> Option<Module<SectionBytes>> {
-    let elf = Elf::open(file.path())?;
     let bias = load_bias(&elf.segments, start as u64, offset, (end - start) as u64)?;
     let svma = |name: &str| elf.section(name).map(|s| s.addr..s.addr + s.size);
     let bytes = |name: &str| {
         let s = elf.section(name)?;
         let from = usize::try_from(s.offset).ok()?;
         let to = from.checked_add(usize::try_from(s.size).ok()?)?;
-        file.get(from..to)?;
+        image.get(from..to)?;
         Some(SectionBytes {
-            file: Some(file.clone()),
+            image: Some(image.clone()),
             range: from..to,
         })
     };
@@ -249,12 +311,7 @@ fn module(
         eh_frame_hdr: bytes(".eh_frame_hdr"),
         ..Default::default()
     };
-    Some(Module::new(
-        path.to_string_lossy().into_owned(),
-        start as u64..end as u64,
-        bias,
-        info,
-    ))
+    Some(Module::new(name, start as u64..end as u64, bias, info))
 }
 
 #[cfg(test)]
@@ -279,6 +336,22 @@ mod tests {
     fn a_cfi_walk_that_went_nowhere_yields_to_frame_pointers() {
         assert_eq!(merge(vec![1], false, &[1, 7, 8], 64), vec![1, 7, 8]);
         assert_eq!(merge(vec![1, 2], false, &[1, 7, 8], 64), vec![1, 2]);
+    }
+
+    #[test]
+    fn the_vdso_and_this_binary_have_unwind_tables() {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        let u = Unwinding::new();
+        let here = Unwinding::new as fn() -> Unwinding as usize;
+        assert!(u.knows(here), "this binary has no module");
+        if let Some(vdso) = maps.lines().find(|l| l.ends_with("[vdso]")) {
+            let start = vdso
+                .split('-')
+                .next()
+                .and_then(|s| usize::from_str_radix(s, 16).ok())
+                .expect("vdso start");
+            assert!(u.knows(start), "no module for the vDSO: {vdso}");
+        }
     }
 
     #[test]
