@@ -258,6 +258,23 @@ fn a_stall_in_progress_shows_its_stack_with_the_culprit_marked() {
 }
 
 #[test]
+fn a_stall_in_an_async_block_of_a_build_without_line_tables_says_it_may_be_inlined() {
+    let mut app = app();
+    let (service, instance) = app.selection().expect("selected");
+    let mut s = stall(3, false, T0 - 2_000, 150_000);
+    s.stall.blocking_function = Some("checkout::main::{{closure}}::{{closure}}".into());
+    s.stall.stacks[0].frames = [
+        "checkout::main::{{closure}}::{{closure}}",
+        "tokio::runtime::task::core::Core<T,S>::poll",
+    ]
+    .map(String::from)
+    .into();
+    apply(&mut app, Event::Stalls(service, instance, vec![s]));
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("may hold inlined code"), "{screen}");
+}
+
+#[test]
 fn f_shows_where_the_cpu_went() {
     let mut app = app();
     let (service, instance) = app.selection().expect("selected");

@@ -102,11 +102,32 @@ fn stack_lines(app: &App, r: &StallRecord) -> Vec<Line<'static>> {
                 format!("▶ {frame}"),
                 theme.warn().add_modifier(Modifier::BOLD),
             )));
+            if frame.ends_with("{{closure}}") && !has_line_tables(app) {
+                lines.push(Line::from(Span::styled(
+                    "    may hold inlined code (an async fn): build with debug = \"limited\" to name it",
+                    theme.warn(),
+                )));
+            }
         } else {
             lines.push(Line::from(Span::styled(format!("  {frame}"), theme.dim())));
         }
     }
     lines
+}
+
+/// Whether the selected instance's build has line tables (its agent says
+/// so in its capabilities), which name inlined functions.
+fn has_line_tables(app: &App) -> bool {
+    let Some((service, instance)) = app.selection() else {
+        return false;
+    };
+    app.services
+        .iter()
+        .flat_map(|s| &s.services)
+        .filter(|s| s.service == service)
+        .flat_map(|s| &s.instances)
+        .find(|i| i.instance == instance)
+        .is_some_and(|i| i.capabilities.iter().any(|c| c == "line-tables"))
 }
 
 #[cfg(test)]
