@@ -56,6 +56,22 @@ impl MappedFile {
         &self.path
     }
 
+    /// Drops the pages read so far from this process's resident memory; the
+    /// next read maps them again from the page cache. What has been parsed
+    /// out of them stays valid: the mapping itself is unchanged.
+    pub(crate) fn release_pages(&self) {
+        // SAFETY: `address..address + len` is our own private read-only
+        // mapping of a file; MADV_DONTNEED on it only drops resident pages,
+        // which are refilled from the file on the next access.
+        unsafe {
+            libc::madvise(
+                self.address.cast_mut().cast(),
+                self.len,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+
     /// Bytes `range` of the file, if it lies inside it.
     ///
     /// A file truncated on disk after it was mapped would make reads past
@@ -94,6 +110,8 @@ mod tests {
         assert_eq!(m.get(0..5), Some(&b"hello"[..]));
         assert_eq!(m.get(7..14), Some(&b"mapping"[..]));
         assert_eq!(m.get(7..15), None);
+        m.release_pages();
+        assert_eq!(m.get(0..5), Some(&b"hello"[..]), "read again after release");
         drop(m);
         std::fs::remove_file(&path).expect("remove");
     }

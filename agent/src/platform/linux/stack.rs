@@ -188,6 +188,7 @@ pub(crate) fn install_handler(
     name: &str,
     hint: &str,
 ) -> Result<i32, String> {
+    decide_frame_walk();
     // SAFETY: a zeroed sigaction is a valid "query" argument; sigaction only
     // writes the current disposition into `old`.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -444,11 +445,14 @@ const SCAN_WORDS: usize = 512;
 /// how many were written. Async-signal-safe: reads go through
 /// `process_vm_readv`, writes only to `out`.
 ///
-/// Code without frame pointers (glibc's `malloc`, say) may use the frame
-/// pointer register for data, which breaks the chain at once; then the
-/// words just above the stack pointer are searched for the frame pointer the
-/// function saved, and the walk resumes from there (losing the one frame
-/// that called it).
+/// On x86_64 the stack copy's CFI unwinding does the real work and this walk
+/// only supplies frames beyond the copy, so it runs only where the build
+/// keeps frame pointers ([`FRAME_WALK`]); elsewhere only the instruction is
+/// written. On aarch64 it is the whole walk: code without frame pointers
+/// (glibc's `malloc`, say) may use the frame-pointer register for data,
+/// which breaks the chain at once, so then the words just above the stack
+/// pointer are searched for the frame pointer the function saved, and the
+/// walk resumes from there (losing the one frame that called it).
 pub(crate) fn walk(context: *mut libc::c_void, out: &[AtomicUsize]) -> usize {
     let Some((pc, fp, sp)) = registers(context) else {
         return 0;
@@ -457,6 +461,12 @@ pub(crate) fn walk(context: *mut libc::c_void, out: &[AtomicUsize]) -> usize {
         return 0;
     }
     out[0].store(pc, Ordering::Relaxed);
+    if cfg!(target_arch = "x86_64") {
+        if !FRAME_WALK.load(Ordering::Relaxed) {
+            return 1;
+        }
+        return 1 + follow(fp, sp, &out[1..]);
+    }
     let mut n = 1 + follow(fp, sp, &out[1..]);
     if n == 1 {
         if let Some(saved) = scan_for_frame(sp) {
@@ -464,6 +474,17 @@ pub(crate) fn walk(context: *mut libc::c_void, out: &[AtomicUsize]) -> usize {
         }
     }
     n
+}
+
+/// Whether handlers walk the frame-pointer chain on x86_64: only when this
+/// build keeps frame pointers. Without them the chain is the frame-pointer
+/// register's garbage, and following it costs system calls for nothing.
+static FRAME_WALK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Decides [`FRAME_WALK`] for this build; called before a handler is
+/// installed.
+pub(crate) fn decide_frame_walk() {
+    FRAME_WALK.store(super::build_keeps_frame_pointers(), Ordering::Relaxed);
 }
 
 /// Whether `fp` can be a frame pointer of a stack whose pointer is `sp`:

@@ -45,6 +45,7 @@ type Reader = gimli::EndianReader<gimli::RunTimeEndian, SectionData>;
 
 /// One file's line tables.
 pub(super) struct Lines {
+    file: Arc<MappedFile>,
     context: addr2line::Context<Reader>,
     /// Full paths of inlined functions, by (unit, DIE) offset.
     paths: HashMap<(usize, usize), Option<Arc<str>>>,
@@ -88,10 +89,19 @@ impl Lines {
         })
         .ok()?;
         let context = addr2line::Context::from_dwarf(dwarf).ok()?;
+        file.release_pages();
         Some(Lines {
+            file,
             context,
             paths: HashMap::new(),
         })
+    }
+
+    /// Drops the DWARF pages read so far from resident memory (they are
+    /// read again from the page cache when needed): lookups are rare, and
+    /// the sections are tens of MiB.
+    pub(super) fn release_pages(&self) {
+        self.file.release_pages();
     }
 
     /// The functions inlined at `vaddr`, innermost first, without the

@@ -94,11 +94,15 @@ pub(crate) fn names(addresses: &[usize]) -> Vec<Option<Arc<str>>> {
 pub(crate) fn frames(addresses: &[usize]) -> Vec<Vec<Named>> {
     let mut guard = SYMBOLIZER.lock().unwrap_or_else(|p| p.into_inner());
     let s = guard.get_or_insert_with(Symbolizer::default);
-    addresses
+    let found = addresses
         .iter()
         .enumerate()
         .map(|(i, &a)| s.lookup(if i == 0 { a } else { a.saturating_sub(1) }))
-        .collect()
+        .collect();
+    for lines in s.lines.iter().flatten().flatten() {
+        lines.release_pages();
+    }
+    found
 }
 
 /// Loads the tables of every mapped file now, so the first real lookup is fast.
