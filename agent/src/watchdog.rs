@@ -804,10 +804,10 @@ fn capture_quality(frames: &[String]) -> u8 {
     if blocking_function(frames).is_none() {
         return 0;
     }
-    // Stopped in an unnamed library routine (`[libc.so.6]`) or at a bare
-    // address: the frame that called it is usually lost.
+    // Stopped in an unnamed library routine (`libc.so.6+0x…`) or at a bare
+    // address: the frame that called it may be lost.
     match frames.first() {
-        Some(leaf) if leaf.starts_with('[') || leaf.starts_with("0x") => LOST_CALLER,
+        Some(leaf) if lagscope_wire::frames::is_unnamed(leaf) => LOST_CALLER,
         _ => GOOD_CAPTURE,
     }
 }
@@ -928,7 +928,7 @@ mod tests {
     #[test]
     fn a_capture_that_stopped_in_an_unnamed_library_routine_is_not_trusted() {
         let good = strings(&["clock_nanosleep", "std::thread::sleep", "svc::handler"]);
-        let lost = strings(&["[libc.so.6]", "svc::handler", "tokio::poll"]);
+        let lost = strings(&["libc.so.6+0x9ca94", "svc::handler", "tokio::poll"]);
         let bare = strings(&["0x7f00dead", "svc::handler"]);
         let parked = strings(&[
             "epoll_wait",

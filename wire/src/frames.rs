@@ -49,6 +49,26 @@ pub fn frame_crate(name: &str) -> Option<&str> {
     }
 }
 
+/// Whether a frame has no function name: a bare address (`0x7f…`) or a
+/// place in a file no symbol covers (`libc.so.6+0x9ca94`, or the older
+/// `[libc.so.6]`).
+///
+/// ```
+/// use lagscope_wire::frames::is_unnamed;
+/// assert!(is_unnamed("0x7f3a2c001840"));
+/// assert!(is_unnamed("libc.so.6+0x9ca94"));
+/// assert!(is_unnamed("[libc.so.6]"));
+/// assert!(!is_unnamed("malloc"));
+/// assert!(!is_unnamed("checkout::price_cart"));
+/// ```
+pub fn is_unnamed(frame: &str) -> bool {
+    frame.starts_with("0x")
+        || frame.starts_with('[')
+        || frame.rsplit_once("+0x").is_some_and(|(file, at)| {
+            !file.contains("::") && !at.is_empty() && at.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+}
+
 /// A frame's function without the `(file:line)` an inlined frame carries:
 /// `checkout::hash_upload (src/checkout.rs:88)` is `checkout::hash_upload`.
 /// Stalls in one inlined function are one function, whatever line they

@@ -42,16 +42,68 @@ pub fn span(secs: u64) -> String {
 }
 
 /// The last two path segments, so `a::b::c::handler` reads `c::handler`.
-pub fn short_name(path: &str) -> &str {
-    let trimmed = path.trim_end_matches("::{{closure}}");
-    let mut cut = trimmed.len();
-    for _ in 0..2 {
-        match trimmed[..cut].rfind("::") {
-            Some(i) => cut = i,
-            None => return trimmed,
+pub fn short_name(path: &str) -> String {
+    // An inlined frame's location stays: it is what tells lines apart.
+    let (name, location) = match path.rsplit_once(" (") {
+        Some((name, at)) if at.ends_with(')') => (name, Some(at)),
+        _ => (path, None),
+    };
+    let trimmed = name.trim_end_matches("::{{closure}}");
+    let short = match qualified_self(trimmed) {
+        // `<checkout::Cart as core::fmt::Debug>::fmt` is `Cart::fmt`.
+        Some((ty, rest)) => format!("{}::{rest}", last_segments(ty, 1)),
+        None => last_segments(trimmed, 2).to_string(),
+    };
+    match location {
+        Some(at) => format!("{short} ({at}"),
+        None => short,
+    }
+}
+
+/// `(Type, rest)` of `<Type as Trait>::rest` or `<Type>::rest`.
+fn qualified_self(name: &str) -> Option<(&str, &str)> {
+    let inner = name.strip_prefix('<')?;
+    let mut depth = 1;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => {
+                depth -= 1;
+                if depth == 0 {
+                    let ty = inner[..i].split(" as ").next().unwrap_or(&inner[..i]);
+                    let rest = inner[i + 1..].strip_prefix("::")?;
+                    return Some((ty, rest));
+                }
+            }
+            _ => {}
         }
     }
-    &trimmed[cut + 2..]
+    None
+}
+
+/// The last `n` `::`-separated segments of `path`, not counting `::`
+/// inside generic arguments.
+fn last_segments(path: &str, n: usize) -> &str {
+    let bytes = path.as_bytes();
+    let mut depth = 0i32;
+    let mut found = 0;
+    let mut i = bytes.len();
+    while i > 0 {
+        i -= 1;
+        match bytes[i] {
+            b'>' => depth += 1,
+            b'<' => depth -= 1,
+            b':' if depth == 0 && i > 0 && bytes[i - 1] == b':' => {
+                found += 1;
+                if found == n {
+                    return &path[i + 1..];
+                }
+                i -= 1;
+            }
+            _ => {}
+        }
+    }
+    path
 }
 
 #[cfg(test)]

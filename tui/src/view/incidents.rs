@@ -58,7 +58,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
             let place = s
                 .blocking_function
                 .as_deref()
-                .map_or("?", format::short_name);
+                .map_or_else(|| "?".to_string(), format::short_name);
             let style = if s.ongoing { theme.warn() } else { theme.dim() };
             Line::from(vec![
                 Span::styled(format!("{when:>4} "), style),
@@ -139,5 +139,22 @@ mod tests {
         assert_eq!(short_name("svc::api::orders::checkout"), "orders::checkout");
         assert_eq!(short_name("svc::handler::{{closure}}"), "svc::handler");
         assert_eq!(short_name("checkout"), "checkout");
+    }
+
+    #[test]
+    fn methods_keep_their_type_and_inlined_frames_their_line() {
+        assert_eq!(short_name("<std::time::Instant>::now"), "Instant::now");
+        assert_eq!(
+            short_name("<svc::db::Pool as svc::Store>::get"),
+            "Pool::get"
+        );
+        assert_eq!(
+            short_name("tokio::runtime::task::core::Core<T,S>::poll"),
+            "Core<T,S>::poll"
+        );
+        assert_eq!(
+            short_name("svc::digest::{{closure}} (src/main.rs:58)"),
+            "svc::digest (src/main.rs:58)"
+        );
     }
 }

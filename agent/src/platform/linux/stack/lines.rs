@@ -72,7 +72,7 @@ impl Lines {
             file: file.clone(),
             range: 0..0,
         };
-        let dwarf = gimli::Dwarf::load(|id| -> Result<Reader, ()> {
+        let mut dwarf = gimli::Dwarf::load(|id| -> Result<Reader, ()> {
             let data = elf
                 .section(id.name())
                 .and_then(|s| {
@@ -88,6 +88,9 @@ impl Lines {
             Ok(gimli::EndianReader::new(data, gimli::RunTimeEndian::Little))
         })
         .ok()?;
+        // Units of one crate share abbreviation tables (here 1761 units, 318
+        // tables): parse each once, not once per unit.
+        dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
         let context = addr2line::Context::from_dwarf(dwarf).ok()?;
         file.release_pages();
         Some(Lines {

@@ -125,12 +125,19 @@ impl Symbolizer {
         };
         let Some(name) = self
             .symbol_name(address, &mapping)
-            .or_else(|| self.file_name(mapping.file))
+            .or_else(|| self.file_and_offset(address, &mapping))
         else {
             return Vec::new();
         };
-        let mut all: Vec<Named> = self
-            .inlined(address, &mapping, &name)
+        // Only code compiled into a user function is looked up: inlined
+        // frames inside the standard library's or tokio's own functions are
+        // folded into them anyway, and their DWARF units are the largest.
+        let inlined = if lagscope_wire::frames::is_user_frame(&name) {
+            self.inlined(address, &mapping, &name)
+        } else {
+            Vec::new()
+        };
+        let mut all: Vec<Named> = inlined
             .into_iter()
             .map(|i| Named {
                 name: match i.location {
@@ -169,10 +176,18 @@ impl Symbolizer {
         }
     }
 
-    /// `[libc.so.6]`: where an address without a symbol lies.
-    fn file_name(&self, file: usize) -> Option<Arc<str>> {
-        let name = self.paths.get(file)?.file_name()?.to_string_lossy();
-        Some(format!("[{name}]").into())
+    /// `libc.so.6+0x9ca94`: an address no symbol covers, as the file and
+    /// the virtual address in it (what `objdump` and `addr2line` take).
+    fn file_and_offset(&self, address: usize, mapping: &Mapping) -> Option<Arc<str>> {
+        let name = self.paths.get(mapping.file)?.file_name()?.to_string_lossy();
+        let file_offset = (address - mapping.start) as u64 + mapping.offset;
+        let at = self
+            .tables
+            .get(mapping.file)
+            .and_then(Option::as_ref)
+            .and_then(|t| vaddr_of(&t.segments, file_offset))
+            .unwrap_or(file_offset);
+        Some(format!("{name}+{at:#x}").into())
     }
 
     fn symbol_name(&mut self, address: usize, mapping: &Mapping) -> Option<Arc<str>> {
