@@ -43,16 +43,27 @@ unsafe impl gimli::CloneStableDeref for SectionData {}
 
 type Reader = gimli::EndianReader<gimli::RunTimeEndian, SectionData>;
 
-/// One file's line tables.
+/// One file's line tables: an index of which compilation unit holds which
+/// addresses (from `.debug_aranges`), and an addr2line context for each of
+/// the few units that sampled user code falls in — never for all of them,
+/// which for a service with its dependencies means thousands of units and
+/// tens of MiB.
 pub(super) struct Lines {
     file: Arc<MappedFile>,
-    context: addr2line::Context<Reader>,
+    /// Each DWARF section by name; `.debug_info` is sliced per unit.
+    sections: HashMap<&'static str, SectionData>,
+    /// (start, end, unit offset in `.debug_info`), sorted by start.
+    ranges: Vec<(u64, u64, usize)>,
+    /// Contexts of the units used most recently, newest last.
+    units: Vec<(usize, addr2line::Context<Reader>)>,
     /// Full paths of inlined functions, by (unit, DIE) offset.
     paths: HashMap<(usize, usize), Option<Arc<str>>>,
 }
 
 /// Function paths kept per file; beyond it the cache starts over.
 const PATH_CACHE: usize = 4096;
+/// Unit contexts kept per file.
+const UNITS: usize = 16;
 
 /// A function inlined at an address: its name and where in it the address is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,41 +72,65 @@ pub(super) struct Inlined {
     pub(super) location: Option<String>,
 }
 
+/// The sections a unit's lookup reads.
+const SECTIONS: [&str; 10] = [
+    ".debug_abbrev",
+    ".debug_addr",
+    ".debug_info",
+    ".debug_line",
+    ".debug_line_str",
+    ".debug_ranges",
+    ".debug_rnglists",
+    ".debug_str",
+    ".debug_str_offsets",
+    ".debug_aranges",
+];
+
 impl Lines {
-    /// The line tables of the ELF file at `path`; `None` if it has none.
+    /// The line tables of the ELF file at `path`; `None` if it has none
+    /// (or no `.debug_aranges` to find a unit by address).
     pub(super) fn load(path: &Path) -> Option<Self> {
         let elf = Elf::open(path)?;
         elf.section(".debug_line")?;
-        elf.section(".debug_info")?;
         let file = Arc::new(MappedFile::open(path)?);
-        let empty = SectionData {
-            file: file.clone(),
-            range: 0..0,
-        };
-        let mut dwarf = gimli::Dwarf::load(|id| -> Result<Reader, ()> {
-            let data = elf
-                .section(id.name())
-                .and_then(|s| {
-                    let from = usize::try_from(s.offset).ok()?;
-                    let to = from.checked_add(usize::try_from(s.size).ok()?)?;
-                    file.get(from..to)?;
-                    Some(SectionData {
-                        file: file.clone(),
-                        range: from..to,
-                    })
-                })
-                .unwrap_or_else(|| empty.clone());
-            Ok(gimli::EndianReader::new(data, gimli::RunTimeEndian::Little))
-        })
-        .ok()?;
-        // Units of one crate share abbreviation tables (here 1761 units, 318
-        // tables): parse each once, not once per unit.
-        dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
-        let context = addr2line::Context::from_dwarf(dwarf).ok()?;
+        let mut sections = HashMap::new();
+        for name in SECTIONS {
+            let Some(s) = elf.section(name) else {
+                continue;
+            };
+            let from = usize::try_from(s.offset).ok()?;
+            let to = from.checked_add(usize::try_from(s.size).ok()?)?;
+            file.get(from..to)?;
+            sections.insert(
+                name,
+                SectionData {
+                    file: file.clone(),
+                    range: from..to,
+                },
+            );
+        }
+        sections.get(".debug_info")?;
+        let aranges = gimli::DebugAranges::from(sections.get(".debug_aranges")?.reader());
+        let mut ranges = Vec::new();
+        let mut headers = aranges.headers();
+        while let Ok(Some(header)) = headers.next() {
+            let unit = header.debug_info_offset().0;
+            let mut entries = header.entries();
+            while let Ok(Some(e)) = entries.next() {
+                if e.length() > 0 {
+                    let r = e.range();
+                    ranges.push((r.begin, r.end, unit));
+                }
+            }
+        }
+        ranges.sort_unstable();
+        ranges.shrink_to_fit();
         file.release_pages();
         Some(Lines {
             file,
-            context,
+            sections,
+            ranges,
+            units: Vec::new(),
             paths: HashMap::new(),
         })
     }
@@ -105,6 +140,69 @@ impl Lines {
     /// the sections are tens of MiB.
     pub(super) fn release_pages(&self) {
         self.file.release_pages();
+    }
+
+    /// The unit holding `vaddr`, as (its offset, a context over it alone).
+    fn unit_for(&mut self, vaddr: u64) -> Option<usize> {
+        let i = self
+            .ranges
+            .partition_point(|r| r.0 <= vaddr)
+            .checked_sub(1)?;
+        let (_, end, unit) = self.ranges[i];
+        if vaddr >= end {
+            return None;
+        }
+        if let Some(at) = self.units.iter().position(|(u, _)| *u == unit) {
+            let used = self.units.remove(at);
+            self.units.push(used);
+            return Some(self.units.len() - 1);
+        }
+        let context = self.context_for(unit)?;
+        if self.units.len() >= UNITS {
+            self.units.remove(0);
+        }
+        self.units.push((unit, context));
+        Some(self.units.len() - 1)
+    }
+
+    /// An addr2line context whose `.debug_info` is the one unit at `unit`.
+    fn context_for(&self, unit: usize) -> Option<addr2line::Context<Reader>> {
+        let info = self.sections.get(".debug_info")?;
+        let header = info
+            .file
+            .get(info.range.start + unit..info.range.start + unit + 4)?;
+        let length = u32::from_le_bytes(header.try_into().ok()?);
+        if length >= 0xffff_fff0 {
+            return None; // 64-bit DWARF: not emitted by rustc
+        }
+        let from = info.range.start + unit;
+        let to = from.checked_add(4 + length as usize)?;
+        if to > info.range.end {
+            return None;
+        }
+        let one_unit = SectionData {
+            file: info.file.clone(),
+            range: from..to,
+        };
+        let empty = SectionData {
+            file: info.file.clone(),
+            range: 0..0,
+        };
+        let dwarf = gimli::Dwarf::load(|id| -> Result<Reader, ()> {
+            let data = match id.name() {
+                ".debug_info" => one_unit.clone(),
+                // Its offsets are into the whole `.debug_info`.
+                ".debug_aranges" => empty.clone(),
+                name => self
+                    .sections
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| empty.clone()),
+            };
+            Ok(data.reader())
+        })
+        .ok()?;
+        addr2line::Context::from_dwarf(dwarf).ok()
     }
 
     /// The functions inlined at `vaddr`, innermost first, without the
@@ -120,14 +218,18 @@ impl Lines {
     /// named `<crate>::…::<name>` with the crate of `enclosing`, the
     /// function it was inlined into; its `(file:line)` locates it.
     pub(super) fn inlined_at(&mut self, vaddr: u64, enclosing: &str) -> Vec<Inlined> {
-        let Ok(mut frames) = self.context.find_frames(vaddr).skip_all_loads() else {
+        let Some(i) = self.unit_for(vaddr) else {
             return Vec::new();
         };
-        let unit = self.context.find_dwarf_and_unit(vaddr).skip_all_loads();
+        let (unit_offset, context) = &self.units[i];
+        let Ok(mut frames) = context.find_frames(vaddr).skip_all_loads() else {
+            return Vec::new();
+        };
+        let unit = context.find_dwarf_and_unit(vaddr).skip_all_loads();
         let mut all = Vec::new();
         while let Ok(Some(frame)) = frames.next() {
             let path = match (unit, frame.dw_die_offset) {
-                (Some(unit), Some(die)) => path_of(&mut self.paths, unit, die),
+                (Some(unit), Some(die)) => path_of(&mut self.paths, *unit_offset, unit, die),
                 _ => None,
             };
             let file = frame.location.as_ref().and_then(|l| l.file);
@@ -158,6 +260,12 @@ impl Lines {
     }
 }
 
+impl SectionData {
+    fn reader(&self) -> Reader {
+        gimli::EndianReader::new(self.clone(), gimli::RunTimeEndian::Little)
+    }
+}
+
 /// Whether a source path is the toolchain's (`/rustc/<hash>/library/…`) or
 /// a dependency's from a cargo registry or git checkout.
 fn is_library_source(path: &str) -> bool {
@@ -170,13 +278,15 @@ fn is_library_source(path: &str) -> bool {
 }
 
 /// The full path of the function whose inlined (or concrete) entry is at
-/// `die` (its abstract origin's name inside its namespaces), through `cache`.
+/// `die` of the unit at `unit_offset` (its abstract origin's name inside its
+/// namespaces), through `cache`.
 fn path_of(
     cache: &mut HashMap<(usize, usize), Option<Arc<str>>>,
+    unit_offset: usize,
     unit: gimli::UnitRef<'_, Reader>,
     die: gimli::UnitOffset,
 ) -> Option<Arc<str>> {
-    let key = (unit_key(unit), die.0);
+    let key = (unit_offset, die.0);
     if let Some(known) = cache.get(&key) {
         return known.clone();
     }
@@ -186,10 +296,6 @@ fn path_of(
     }
     cache.insert(key, path.clone());
     path
-}
-
-fn unit_key(unit: gimli::UnitRef<'_, Reader>) -> usize {
-    unit.unit.header.offset().0
 }
 
 /// Walks `unit` from its root to the function `die` refers to, keeping the

@@ -1,0 +1,49 @@
+//! A function inlined into its caller has no symbol of its own; with DWARF
+//! (test builds have full debuginfo) the stack names it, with its line,
+//! before the function it was inlined into.
+
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[inline(always)]
+fn waits_inlined(d: Duration) {
+    std::thread::sleep(d);
+    std::hint::black_box(());
+}
+
+#[inline(never)]
+fn calls_an_inlined_function(d: Duration) {
+    waits_inlined(d);
+    std::hint::black_box(());
+}
+
+#[test]
+fn an_inlined_function_is_named_with_its_line_before_its_caller() {
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(lagscope::stack::current_tid());
+        calls_an_inlined_function(Duration::from_millis(400));
+    });
+    let tid = rx.recv().expect("tid");
+    std::thread::sleep(Duration::from_millis(100));
+    let addresses = lagscope::stack::capture(tid, Duration::from_secs(2)).expect("captured");
+    let frames = lagscope::stack::symbolize(&addresses);
+    t.join().expect("thread");
+    let names: Vec<String> = frames.iter().filter_map(|f| f.function.clone()).collect();
+    let inlined = frames
+        .iter()
+        .position(|f| {
+            f.inlined
+                && f.function
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("inlined::waits_inlined (inlined.rs:"))
+        })
+        .unwrap_or_else(|| panic!("no inlined frame: {names:#?}"));
+    let caller = names
+        .iter()
+        .position(|n| n == "inlined::calls_an_inlined_function")
+        .unwrap_or_else(|| panic!("no caller: {names:#?}"));
+    assert!(inlined < caller, "{names:#?}");
+}
