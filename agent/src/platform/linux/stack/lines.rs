@@ -123,9 +123,47 @@ impl Lines {
                 }
             }
         }
+        // `.debug_aranges` may leave units out (rustc's often does): their
+        // ranges come from their root entries, read once here.
+        let covered: std::collections::HashSet<usize> = ranges.iter().map(|r| r.2).collect();
+        let mut dwarf = gimli::Dwarf::load(|id| -> Result<Reader, ()> {
+            Ok(sections
+                .get(id.name())
+                .cloned()
+                .unwrap_or_else(|| SectionData {
+                    file: file.clone(),
+                    range: 0..0,
+                })
+                .reader())
+        })
+        .ok()?;
+        dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
+        let mut headers = dwarf.units();
+        while let Ok(Some(header)) = headers.next() {
+            let Some(offset) = header.debug_info_offset().map(|o| o.0) else {
+                continue;
+            };
+            if covered.contains(&offset) {
+                continue;
+            }
+            let Ok(unit) = dwarf.unit(header) else {
+                continue;
+            };
+            let Ok(mut unit_ranges) = dwarf.unit_ranges(&unit) else {
+                continue;
+            };
+            while let Ok(Some(r)) = unit_ranges.next() {
+                if r.end > r.begin {
+                    ranges.push((r.begin, r.end, offset));
+                }
+            }
+        }
+        drop(dwarf);
         ranges.sort_unstable();
         ranges.shrink_to_fit();
         file.release_pages();
+        // The pass above allocated and freed per unit: give it back.
+        crate::platform::release_free_heap();
         Some(Lines {
             file,
             sections,
@@ -217,13 +255,31 @@ impl Lines {
     /// service's own (not the toolchain's or a registry crate's) and is
     /// named `<crate>::…::<name>` with the crate of `enclosing`, the
     /// function it was inlined into; its `(file:line)` locates it.
+    ///
+    /// Where the unit's inlined functions cannot be read, the one entry
+    /// returned is `enclosing` itself with the address's location.
     pub(super) fn inlined_at(&mut self, vaddr: u64, enclosing: &str) -> Vec<Inlined> {
         let Some(i) = self.unit_for(vaddr) else {
             return Vec::new();
         };
         let (unit_offset, context) = &self.units[i];
         let Ok(mut frames) = context.find_frames(vaddr).skip_all_loads() else {
-            return Vec::new();
+            // The unit refers to entries of other units (generic code's
+            // abstract origins), which a context over one unit cannot
+            // follow: say at least where the address is, when it is the
+            // service's own code, as the enclosing function's location.
+            let location = context.find_location(vaddr).ok().flatten().and_then(|l| {
+                let file = l.file.filter(|f| !is_library_source(f))?;
+                Some(format!("{}:{}", short_path(file), l.line?))
+            });
+            return location
+                .map(|location| {
+                    vec![Inlined {
+                        name: enclosing.to_string(),
+                        location: Some(location),
+                    }]
+                })
+                .unwrap_or_default();
         };
         let unit = context.find_dwarf_and_unit(vaddr).skip_all_loads();
         let mut all = Vec::new();

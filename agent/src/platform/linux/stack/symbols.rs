@@ -132,11 +132,21 @@ impl Symbolizer {
         // Only code compiled into a user function is looked up: inlined
         // frames inside the standard library's or tokio's own functions are
         // folded into them anyway, and their DWARF units are the largest.
-        let inlined = if lagscope_wire::frames::is_user_frame(&name) {
+        let mut inlined = if lagscope_wire::frames::is_user_frame(&name) {
             self.inlined(address, &mapping, &name)
         } else {
             Vec::new()
         };
+        // Only the location could be read: it is the enclosing function's.
+        let mut name = name;
+        if let [only] = inlined.as_slice() {
+            if only.name == *name {
+                if let Some(at) = &only.location {
+                    name = format!("{name} ({at})").into();
+                }
+                inlined.clear();
+            }
+        }
         let mut all: Vec<Named> = inlined
             .into_iter()
             .map(|i| Named {
