@@ -613,8 +613,17 @@ impl Watchdog {
         // Find the stuck threads: the runtime's threads whose stack is in
         // user code rather than parked, and not already blamed for a stall.
         // A stack cut short (inside malloc, say) may be one too, behind them.
+        // A brief capture tells a parked thread (the usual case: an idle
+        // worker, looked at on every check while another runs short polls)
+        // at a fraction of the cost; only the others are taken whole.
         let mut captured = Vec::new();
         for tid in candidates {
+            let Some(brief) = take_brief_stack(tid) else {
+                continue;
+            };
+            if is_parked(&brief) {
+                continue;
+            }
             let Some(frames) = take_stack(tid) else {
                 continue;
             };
@@ -767,11 +776,7 @@ fn take_stack(tid: i32) -> Option<Vec<String>> {
         let Ok(addresses) = stack::capture(tid, CAPTURE_TIMEOUT) else {
             break;
         };
-        let frames: Vec<String> = stack::symbolize(&addresses)
-            .into_iter()
-            .take(STACK_DEPTH)
-            .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
-            .collect();
+        let frames = frame_names(&addresses);
         let quality = capture_quality(&frames);
         if best.as_ref().is_none_or(|(q, _)| quality > *q) {
             best = Some((quality, frames));
@@ -781,6 +786,25 @@ fn take_stack(tid: i32) -> Option<Vec<String>> {
         }
     }
     best.map(|(_, frames)| frames)
+}
+
+/// Stack bytes of a brief capture: the innermost frames, where a parked
+/// thread's `park` calls are.
+const BRIEF_COPY: usize = 16 * 1024;
+
+/// The innermost frames of thread `tid`: enough to tell whether it is parked.
+fn take_brief_stack(tid: i32) -> Option<Vec<String>> {
+    let addresses = stack::capture_up_to(tid, CAPTURE_TIMEOUT, BRIEF_COPY).ok()?;
+    Some(frame_names(&addresses))
+}
+
+/// The names of a captured stack's frames, at most [`STACK_DEPTH`].
+fn frame_names(addresses: &[usize]) -> Vec<String> {
+    stack::symbolize(addresses)
+        .into_iter()
+        .take(STACK_DEPTH)
+        .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
+        .collect()
 }
 
 /// A capture that shows where the thread is: parked, or in user code with

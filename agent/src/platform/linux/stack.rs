@@ -68,6 +68,8 @@ struct Slot {
     state: AtomicU8,
     target: AtomicI32,
     len: AtomicUsize,
+    /// Most stack bytes the handler copies for this request.
+    copy_limit: AtomicUsize,
     frames: [AtomicUsize; MAX_FRAMES],
 }
 
@@ -75,6 +77,7 @@ static SLOT: Slot = Slot {
     state: AtomicU8::new(IDLE),
     target: AtomicI32::new(0),
     len: AtomicUsize::new(0),
+    copy_limit: AtomicUsize::new(CAPTURE_COPY_BYTES),
     frames: [const { AtomicUsize::new(0) }; MAX_FRAMES],
 };
 
@@ -116,6 +119,17 @@ pub use super::current_tid;
 /// interrupted instruction itself). Waits at most `timeout` for the thread to
 /// run the handler.
 pub fn capture(tid: i32, timeout: Duration) -> Result<Vec<usize>, StackError> {
+    capture_up_to(tid, timeout, CAPTURE_COPY_BYTES)
+}
+
+/// Like [`capture`], copying at most `copy_bytes` of the stack: enough for
+/// the innermost frames (whether a thread is parked, say) at a fraction of
+/// the cost of a whole stack.
+pub(crate) fn capture_up_to(
+    tid: i32,
+    timeout: Duration,
+    copy_bytes: usize,
+) -> Result<Vec<usize>, StackError> {
     if !cfg!(all(
         target_os = "linux",
         any(target_arch = "x86_64", target_arch = "aarch64")
@@ -129,6 +143,7 @@ pub fn capture(tid: i32, timeout: Duration) -> Result<Vec<usize>, StackError> {
     let _one_at_a_time = CAPTURING.lock().unwrap_or_else(|p| p.into_inner());
 
     SLOT.len.store(0, Ordering::Relaxed);
+    SLOT.copy_limit.store(copy_bytes, Ordering::Relaxed);
     SLOT.target.store(tid, Ordering::Relaxed);
     SLOT.state.store(REQUESTED, Ordering::Release);
     // SAFETY: tgkill only sends a signal; our handler for it is installed.
@@ -235,7 +250,7 @@ extern "C" fn handler(
     // SAFETY: the state is REQUESTED for this thread: only this handler
     // writes the copy until it sets DONE, and the capturing thread reads it
     // only after that.
-    unsafe { SLOT_COPY.fill(context) };
+    unsafe { SLOT_COPY.fill(context, SLOT.copy_limit.load(Ordering::Relaxed)) };
     SLOT.state.store(DONE, Ordering::Release);
 }
 
@@ -303,7 +318,7 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
         let slot = &self.slots[i];
         // SAFETY: the slot went FREE -> WRITING above, so this handler alone
         // touches its copy until it is published READY below.
-        unsafe { slot.copy.fill(context) };
+        unsafe { slot.copy.fill(context, usize::MAX) };
         slot.state.store(SLOT_READY, Ordering::Release);
         Some(i)
     }
@@ -343,14 +358,14 @@ impl<const WORDS: usize> StackCopy<WORDS> {
     }
 
     /// Copies the interrupted registers and as much of the stack above the
-    /// stack pointer as is mapped, up to `WORDS` words. Async-signal-safe:
+    /// stack pointer as is mapped, up to `WORDS` words and `limit` bytes. Async-signal-safe:
     /// `process_vm_readv` into this static memory, page by page so that the
     /// copy stops cleanly at the stack's top.
     ///
     /// # Safety
     /// No other thread may call `fill` or `unwind` on this copy until the
     /// caller publishes it (with release ordering) to the one that unwinds.
-    unsafe fn fill(&self, context: *mut libc::c_void) {
+    unsafe fn fill(&self, context: *mut libc::c_void, limit: usize) {
         self.bytes.store(0, Ordering::Relaxed);
         let Some((pc, fp, sp)) = registers(context) else {
             return;
@@ -359,7 +374,7 @@ impl<const WORDS: usize> StackCopy<WORDS> {
         self.sp.store(sp, Ordering::Relaxed);
         self.fp.store(fp, Ordering::Relaxed);
         let dest = self.words.get().cast::<u8>();
-        let total = WORDS * std::mem::size_of::<usize>();
+        let total = (WORDS * std::mem::size_of::<usize>()).min(limit);
         let mut copied = 0;
         while copied < total {
             let mut remote = [libc::iovec {

@@ -106,9 +106,20 @@ pub(crate) fn frames(addresses: &[usize]) -> Vec<Vec<Named>> {
 }
 
 /// Loads the tables of every mapped file now, so the first real lookup is fast.
+/// The line tables' index is built here too: it reads every unit's ranges,
+/// which for a large binary takes long enough to make a first stall late if
+/// done when the stall is named.
 pub(crate) fn warm_up() {
     let here = warm_up as fn() as usize;
     let _ = names(&[here]);
+    let mut guard = SYMBOLIZER.lock().unwrap_or_else(|p| p.into_inner());
+    let s = guard.get_or_insert_with(Symbolizer::default);
+    for (slot, path) in s.lines.iter_mut().zip(&s.paths) {
+        let lines = slot.get_or_insert_with(|| Lines::load(path));
+        if let Some(lines) = lines {
+            lines.release_pages();
+        }
+    }
 }
 
 impl Symbolizer {
