@@ -146,16 +146,8 @@ impl Lines {
             if covered.contains(&offset) {
                 continue;
             }
-            let Ok(unit) = dwarf.unit(header) else {
-                continue;
-            };
-            let Ok(mut unit_ranges) = dwarf.unit_ranges(&unit) else {
-                continue;
-            };
-            while let Ok(Some(r)) = unit_ranges.next() {
-                if r.end > r.begin {
-                    ranges.push((r.begin, r.end, offset));
-                }
+            for r in root_ranges(&dwarf, &header) {
+                ranges.push((r.begin, r.end, offset));
             }
         }
         drop(dwarf);
@@ -313,6 +305,58 @@ impl Lines {
                 lagscope_wire::frames::is_user_frame(&name).then_some(Inlined { name, location })
             })
             .collect()
+    }
+}
+
+/// The address ranges of a unit, from its root entry alone (not a whole
+/// `gimli::Unit`, whose line-program header costs far more to read).
+fn root_ranges(
+    dwarf: &gimli::Dwarf<Reader>,
+    header: &gimli::UnitHeader<Reader>,
+) -> Vec<gimli::Range> {
+    let Ok(abbreviations) = dwarf.abbreviations(header) else {
+        return Vec::new();
+    };
+    let mut cursor = header.entries(&abbreviations);
+    let Ok(Some(root)) = cursor.next_dfs() else {
+        return Vec::new();
+    };
+    let low = match root.attr_value(gimli::DW_AT_low_pc) {
+        Some(gimli::AttributeValue::Addr(a)) => Some(a),
+        _ => None,
+    };
+    if let Some(gimli::AttributeValue::RangeListsRef(raw)) = root.attr_value(gimli::DW_AT_ranges) {
+        // DWARF 4 (what rustc emits on Linux): the offset is into
+        // `.debug_ranges` as it is; DWARF 5's indexed lists need a unit.
+        if header.version() >= 5 {
+            return Vec::new();
+        }
+        let offset = gimli::RangeListsOffset(raw.0);
+        let Ok(mut iter) = dwarf.ranges.ranges(
+            offset,
+            header.encoding(),
+            low.unwrap_or(0),
+            &dwarf.debug_addr,
+            gimli::DebugAddrBase(0),
+        ) else {
+            return Vec::new();
+        };
+        let mut all = Vec::new();
+        while let Ok(Some(r)) = iter.next() {
+            if r.end > r.begin {
+                all.push(r);
+            }
+        }
+        return all;
+    }
+    let high = match root.attr_value(gimli::DW_AT_high_pc) {
+        Some(gimli::AttributeValue::Addr(a)) => Some(a),
+        Some(gimli::AttributeValue::Udata(size)) => low.map(|l| l + size),
+        _ => None,
+    };
+    match (low, high) {
+        (Some(begin), Some(end)) if end > begin => vec![gimli::Range { begin, end }],
+        _ => Vec::new(),
     }
 }
 
