@@ -4,17 +4,27 @@
 //! every stall's stack: a CPU loop, a serde_json parse (whose own code keeps
 //! no frame pointers), `std::thread::sleep` and a `std::sync::Mutex` wait.
 //!
-//! The first run builds the service (a few minutes); later runs reuse it
-//! from `target/shipped/`.
+//! With `debug = "limited"`, an ordinary `async fn` the compiler inlined
+//! into the task's future is named by its path — also on `tokio_unstable`,
+//! whose builds take inlined code's names from other compilation units.
+//!
+//! The first run builds the service (a few minutes per build); later runs
+//! reuse it from `target/shipped/`.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use lagscope_fixtures::shipped::{self, Build, Kind};
+use lagscope_fixtures::shipped::{self, Build, Debuginfo, Kind};
+
+/// One build or run at a time: two would share the machine's cores with
+/// each other's stalls.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[test]
 fn a_build_without_frame_pointers_names_the_user_function() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shipped");
     let binary = Build::AS_USERS_SHIP
         .build(&target)
@@ -38,4 +48,39 @@ fn a_build_without_frame_pointers_names_the_user_function() {
             kind.function()
         );
     }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn an_inlined_async_fn_is_named_from_debuginfo_on_tokio_unstable() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shipped");
+    let build = Build {
+        frame_pointers: false,
+        tokio_unstable: true,
+        debuginfo: Debuginfo::Limited,
+    };
+    let binary = build.build(&target).unwrap_or_else(|e| panic!("{e:#}"));
+    let rounds = 3;
+    let stalls = shipped::run(&binary, Kind::Inlined, rounds, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        stalls.len() >= rounds as usize,
+        "{} stalls for {rounds} blocks: {stalls:#?}",
+        stalls.len()
+    );
+    let unnamed: Vec<_> = stalls
+        .iter()
+        .filter(|s| {
+            !s.stacks.first().is_some_and(|top| {
+                top.frames
+                    .iter()
+                    .any(|f| f.starts_with("shipped::digest_request::{{closure}} (src/main.rs:"))
+            })
+        })
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "stacks without the inlined async fn: {unnamed:#?}"
+    );
 }

@@ -58,6 +58,21 @@ pub(super) struct Lines {
     units: Vec<(usize, addr2line::Context<Reader>)>,
     /// Full paths of inlined functions, by (unit, DIE) offset.
     paths: HashMap<(usize, usize), Option<Arc<str>>>,
+    /// The whole file's DWARF, for units that refer to other units.
+    dwarf: gimli::Dwarf<Reader>,
+    /// Where each unit starts in `.debug_info`, sorted.
+    unit_starts: Vec<usize>,
+    /// What the walk of a unit found at an address (see [`Lines::walk`]),
+    /// by address.
+    walked: HashMap<u64, Option<Vec<Found>>>,
+}
+
+/// One frame found at an address, before it is filtered and named.
+#[derive(Debug, Clone)]
+struct Found {
+    path: Option<Arc<str>>,
+    location: Option<String>,
+    own_source: bool,
 }
 
 /// Function paths kept per file; beyond it the cache starts over.
@@ -138,11 +153,13 @@ impl Lines {
         })
         .ok()?;
         dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
+        let mut unit_starts = Vec::new();
         let mut headers = dwarf.units();
         while let Ok(Some(header)) = headers.next() {
             let Some(offset) = header.debug_info_offset().map(|o| o.0) else {
                 continue;
             };
+            unit_starts.push(offset);
             if covered.contains(&offset) {
                 continue;
             }
@@ -150,9 +167,10 @@ impl Lines {
                 ranges.push((r.begin, r.end, offset));
             }
         }
-        drop(dwarf);
         ranges.sort_unstable();
         ranges.shrink_to_fit();
+        unit_starts.sort_unstable();
+        unit_starts.shrink_to_fit();
         file.release_pages();
         // The pass above allocated and freed per unit: give it back.
         crate::platform::release_free_heap();
@@ -162,6 +180,9 @@ impl Lines {
             ranges,
             units: Vec::new(),
             paths: HashMap::new(),
+            dwarf,
+            unit_starts,
+            walked: HashMap::new(),
         })
     }
 
@@ -254,57 +275,329 @@ impl Lines {
         let Some(i) = self.unit_for(vaddr) else {
             return Vec::new();
         };
-        let (unit_offset, context) = &self.units[i];
-        let Ok(mut frames) = context.find_frames(vaddr).skip_all_loads() else {
-            // The unit refers to entries of other units (generic code's
-            // abstract origins), which a context over one unit cannot
-            // follow: say at least where the address is, when it is the
-            // service's own code, as the enclosing function's location.
-            let location = context.find_location(vaddr).ok().flatten().and_then(|l| {
-                let file = l.file.filter(|f| !is_library_source(f))?;
-                Some(format!("{}:{}", short_path(file), l.line?))
-            });
-            return location
-                .map(|location| {
-                    vec![Inlined {
-                        name: enclosing.to_string(),
-                        location: Some(location),
-                    }]
-                })
-                .unwrap_or_default();
+        let all = match self.frames(i, vaddr) {
+            Some(all) => all,
+            None => match self.walk(i, vaddr) {
+                Some(all) => all,
+                None => {
+                    // Neither could read the unit's inlined functions: say
+                    // at least where the address is, when it is the
+                    // service's own code, as the enclosing function's
+                    // location.
+                    let location = self.units[i]
+                        .1
+                        .find_location(vaddr)
+                        .ok()
+                        .flatten()
+                        .and_then(|l| {
+                            let file = l.file.filter(|f| !is_library_source(f))?;
+                            Some(format!("{}:{}", short_path(file), l.line?))
+                        });
+                    return location
+                        .map(|location| {
+                            vec![Inlined {
+                                name: enclosing.to_string(),
+                                location: Some(location),
+                            }]
+                        })
+                        .unwrap_or_default();
+                }
+            },
         };
+        let krate = lagscope_wire::frames::frame_crate(enclosing);
+        all.into_iter()
+            .filter_map(|found| {
+                let path = found.path?;
+                let name = if path.contains("::") {
+                    path.to_string()
+                } else {
+                    format!("{}::…::{path}", krate.filter(|_| found.own_source)?)
+                };
+                lagscope_wire::frames::is_user_frame(&name).then_some(Inlined {
+                    name,
+                    location: found.location,
+                })
+            })
+            .collect()
+    }
+
+    /// The functions inlined at `vaddr` as addr2line finds them in the
+    /// context of unit `i`, innermost first, without the function they were
+    /// compiled into; `None` if the unit refers to entries of other units
+    /// (generic code's abstract origins), which a context over one unit
+    /// cannot follow.
+    fn frames(&mut self, i: usize, vaddr: u64) -> Option<Vec<Found>> {
+        let (unit_offset, context) = &self.units[i];
+        let mut frames = context.find_frames(vaddr).skip_all_loads().ok()?;
         let unit = context.find_dwarf_and_unit(vaddr).skip_all_loads();
         let mut all = Vec::new();
         while let Ok(Some(frame)) = frames.next() {
             let path = match (unit, frame.dw_die_offset) {
-                (Some(unit), Some(die)) => path_of(&mut self.paths, *unit_offset, unit, die),
+                (Some(unit), Some(die)) => {
+                    origin_of(unit, die).and_then(|target| match target {
+                        Origin::Here(target) => {
+                            path_of(&mut self.paths, *unit_offset, unit, target)
+                        }
+                        // A one-unit context has no other unit to read it from.
+                        Origin::Elsewhere(_) => None,
+                    })
+                }
                 _ => None,
             };
             let file = frame.location.as_ref().and_then(|l| l.file);
-            let location = frame.location.as_ref().and_then(|l| {
-                let file = short_path(l.file?);
-                Some(match l.line {
-                    Some(line) => format!("{file}:{line}"),
-                    None => file.to_string(),
-                })
-            });
+            let location = frame
+                .location
+                .as_ref()
+                .and_then(|l| Some(file_and_line(l.file?, l.line)));
             let own_source = file.is_some_and(|f| !is_library_source(f));
-            all.push((path, location, own_source));
+            all.push(Found {
+                path,
+                location,
+                own_source,
+            });
         }
         // The last frame is the function the code was compiled into.
         all.pop();
-        let krate = lagscope_wire::frames::frame_crate(enclosing);
-        all.into_iter()
-            .filter_map(|(path, location, own_source)| {
-                let path = path?;
-                let name = if path.contains("::") {
-                    path.to_string()
-                } else {
-                    format!("{}::…::{path}", krate.filter(|_| own_source)?)
-                };
-                lagscope_wire::frames::is_user_frame(&name).then_some(Inlined { name, location })
-            })
-            .collect()
+        Some(all)
+    }
+
+    /// Like [`Lines::frames`], for a unit whose inlined functions come from
+    /// other units: its entries are walked down to the subprogram and the
+    /// inlined subroutines holding `vaddr`, and each one's abstract origin
+    /// is named from whichever unit holds it. A walk reads the whole unit,
+    /// so what it finds is kept by address.
+    fn walk(&mut self, i: usize, vaddr: u64) -> Option<Vec<Found>> {
+        if let Some(known) = self.walked.get(&vaddr) {
+            return known.clone();
+        }
+        let innermost = self.units[i]
+            .1
+            .find_location(vaddr)
+            .ok()
+            .flatten()
+            .and_then(|l| Some((l.file?.to_string(), l.line)));
+        let found = walk_unit(
+            &self.dwarf,
+            &self.unit_starts,
+            &mut self.paths,
+            self.units[i].0,
+            vaddr,
+            innermost,
+        );
+        if self.walked.len() >= PATH_CACHE {
+            self.walked.clear();
+        }
+        self.walked.insert(vaddr, found.clone());
+        found
+    }
+}
+
+/// Where a function's name is: an entry of the same unit, or of another.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Here(gimli::UnitOffset),
+    Elsewhere(gimli::DebugInfoOffset),
+}
+
+/// The entry naming the function whose (inlined or concrete) entry is
+/// `die`: its abstract origin, or itself.
+fn origin_of(unit: gimli::UnitRef<'_, Reader>, die: gimli::UnitOffset) -> Option<Origin> {
+    let entry = unit.entry(die).ok()?;
+    match entry.attr_value(gimli::DW_AT_abstract_origin) {
+        Some(gimli::AttributeValue::UnitRef(origin)) => Some(Origin::Here(origin)),
+        Some(gimli::AttributeValue::DebugInfoRef(origin)) => Some(Origin::Elsewhere(origin)),
+        Some(_) => None,
+        None => Some(Origin::Here(die)),
+    }
+}
+
+/// An inlined subroutine (or the subprogram) on the way to an address.
+struct Scope {
+    origin: Option<Origin>,
+    /// Where it was called from: (file index, line).
+    call: Option<(u64, Option<u64>)>,
+}
+
+/// The frames at `vaddr` in the unit at `unit_offset`, innermost first,
+/// without the function they were compiled into. `innermost` is the
+/// address's own file and line, from the line table.
+fn walk_unit(
+    dwarf: &gimli::Dwarf<Reader>,
+    unit_starts: &[usize],
+    paths: &mut HashMap<(usize, usize), Option<Arc<str>>>,
+    unit_offset: usize,
+    vaddr: u64,
+    innermost: Option<(String, Option<u32>)>,
+) -> Option<Vec<Found>> {
+    let header = dwarf
+        .debug_info
+        .header_from_offset(gimli::DebugInfoOffset(unit_offset))
+        .ok()?;
+    let unit = dwarf.unit(header).ok()?;
+    let here = unit.unit_ref(dwarf);
+    let mut chain = Vec::new();
+    let mut tree = unit.entries_tree(None).ok()?;
+    let root = tree.root().ok()?;
+    descend(here, root, vaddr, &mut chain).ok()?;
+    if chain.len() < 2 {
+        // Nothing inlined there (or the address is in no subprogram).
+        return (chain.len() == 1).then(Vec::new);
+    }
+    let mut all = Vec::new();
+    // Innermost first; the outermost, the subprogram, is left out.
+    for k in (1..chain.len()).rev() {
+        let (file, line) = match chain.get(k + 1).and_then(|callee| callee.call) {
+            Some((index, line)) => (
+                file_name(here, index),
+                line.and_then(|l| u32::try_from(l).ok()),
+            ),
+            None if k == chain.len() - 1 => match &innermost {
+                Some((file, line)) => (Some(file.clone()), *line),
+                None => (None, None),
+            },
+            None => (None, None),
+        };
+        let path = chain[k].origin.and_then(|origin| match origin {
+            Origin::Here(target) => path_of(paths, unit_offset, here, target),
+            Origin::Elsewhere(target) => {
+                let at = unit_starts
+                    .partition_point(|s| *s <= target.0)
+                    .checked_sub(1)?;
+                let start = unit_starts[at];
+                let header = dwarf
+                    .debug_info
+                    .header_from_offset(gimli::DebugInfoOffset(start))
+                    .ok()?;
+                let target = target.to_unit_offset(&header)?;
+                let key = (start, target.0);
+                if let Some(known) = paths.get(&key) {
+                    return known.clone();
+                }
+                let other = dwarf.unit(header).ok()?;
+                path_of(paths, start, other.unit_ref(dwarf), target)
+            }
+        });
+        all.push(Found {
+            path,
+            own_source: file.as_deref().is_some_and(|f| !is_library_source(f)),
+            location: file.map(|f| file_and_line(&f, line)),
+        });
+    }
+    Some(all)
+}
+
+/// Walks the children of `node` down to the entries holding `vaddr`,
+/// pushing the subprogram and each inlined subroutine on the way to
+/// `chain`; true once the subprogram was found.
+fn descend(
+    unit: gimli::UnitRef<'_, Reader>,
+    node: gimli::EntriesTreeNode<'_, '_, Reader>,
+    vaddr: u64,
+    chain: &mut Vec<Scope>,
+) -> gimli::Result<bool> {
+    let mut children = node.children();
+    while let Some(child) = children.next()? {
+        let entry = child.entry();
+        let tag = entry.tag();
+        let scope = matches!(
+            tag,
+            gimli::DW_TAG_namespace
+                | gimli::DW_TAG_structure_type
+                | gimli::DW_TAG_enumeration_type
+                | gimli::DW_TAG_union_type
+        );
+        let code = matches!(
+            tag,
+            gimli::DW_TAG_subprogram
+                | gimli::DW_TAG_inlined_subroutine
+                | gimli::DW_TAG_lexical_block
+        );
+        if scope {
+            if descend(unit, child, vaddr, chain)? {
+                return Ok(true);
+            }
+            continue;
+        }
+        if !code || !contains(unit, entry, vaddr)? {
+            continue;
+        }
+        if tag != gimli::DW_TAG_lexical_block {
+            let origin = match entry.attr_value(gimli::DW_AT_abstract_origin) {
+                Some(gimli::AttributeValue::UnitRef(o)) => Some(Origin::Here(o)),
+                Some(gimli::AttributeValue::DebugInfoRef(o)) => Some(Origin::Elsewhere(o)),
+                Some(_) => None,
+                None => Some(Origin::Here(entry.offset())),
+            };
+            let call = match entry.attr_value(gimli::DW_AT_call_file) {
+                Some(gimli::AttributeValue::FileIndex(index)) => Some((
+                    index,
+                    entry
+                        .attr(gimli::DW_AT_call_line)
+                        .and_then(|a| a.udata_value()),
+                )),
+                _ => None,
+            };
+            chain.push(Scope { origin, call });
+        }
+        descend(unit, child, vaddr, chain)?;
+        return Ok(!chain.is_empty());
+    }
+    Ok(false)
+}
+
+/// Whether `entry`'s address ranges hold `vaddr`.
+fn contains(
+    unit: gimli::UnitRef<'_, Reader>,
+    entry: &gimli::DebuggingInformationEntry<Reader>,
+    vaddr: u64,
+) -> gimli::Result<bool> {
+    let mut ranges = unit.die_ranges(entry)?;
+    while let Some(r) = ranges.next()? {
+        if r.begin <= vaddr && vaddr < r.end {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The path of file `index` of the unit's line table, with its directory
+/// (the unit's own directory for relative ones).
+fn file_name(unit: gimli::UnitRef<'_, Reader>, index: u64) -> Option<String> {
+    let header = unit.line_program.as_ref()?.header();
+    let file = header.file(index)?;
+    let text = |value| -> Option<String> {
+        let raw = unit.attr_string(value).ok()?;
+        Some(raw.to_string_lossy().ok()?.into_owned())
+    };
+    let name = text(file.path_name())?;
+    if name.starts_with('/') {
+        return Some(name);
+    }
+    let mut path = match file.directory(header).and_then(text) {
+        Some(dir) if dir.starts_with('/') => dir,
+        Some(dir) => match unit
+            .comp_dir
+            .as_ref()
+            .and_then(|c| c.to_string_lossy().ok())
+        {
+            Some(comp) => format!("{comp}/{dir}"),
+            None => dir,
+        },
+        None => String::new(),
+    };
+    if !path.is_empty() && !path.ends_with('/') {
+        path.push('/');
+    }
+    path.push_str(&name);
+    Some(path)
+}
+
+/// `src/main.rs:61`, or the file alone without a line.
+fn file_and_line(file: &str, line: Option<u32>) -> String {
+    let file = short_path(file);
+    match line {
+        Some(line) => format!("{file}:{line}"),
+        None => file.to_string(),
     }
 }
 
@@ -377,9 +670,8 @@ fn is_library_source(path: &str) -> bool {
         || path.contains("/library/alloc/src/")
 }
 
-/// The full path of the function whose inlined (or concrete) entry is at
-/// `die` of the unit at `unit_offset` (its abstract origin's name inside its
-/// namespaces), through `cache`.
+/// The full path of the function named by entry `die` of the unit at
+/// `unit_offset` (its name inside its namespaces), through `cache`.
 fn path_of(
     cache: &mut HashMap<(usize, usize), Option<Arc<str>>>,
     unit_offset: usize,
@@ -398,15 +690,9 @@ fn path_of(
     path
 }
 
-/// Walks `unit` from its root to the function `die` refers to, keeping the
+/// Walks `unit` from its root to the function entry `target`, keeping the
 /// names of the namespaces and types around it.
-fn function_path(unit: gimli::UnitRef<'_, Reader>, die: gimli::UnitOffset) -> Option<String> {
-    let entry = unit.entry(die).ok()?;
-    let target = match entry.attr_value(gimli::DW_AT_abstract_origin) {
-        Some(gimli::AttributeValue::UnitRef(origin)) => origin,
-        Some(_) => return None,
-        None => die,
-    };
+fn function_path(unit: gimli::UnitRef<'_, Reader>, target: gimli::UnitOffset) -> Option<String> {
     let name_of = |e: &gimli::DebuggingInformationEntry<Reader>| -> Option<String> {
         let value = e.attr_value(gimli::DW_AT_name)?;
         let raw = unit.attr_string(value).ok()?;
@@ -482,6 +768,15 @@ mod tests {
         );
         assert_eq!(short_path("/tmp/build.rs"), "build.rs");
         assert_eq!(short_path("main.rs"), "main.rs");
+    }
+
+    #[test]
+    fn locations_are_the_short_path_and_the_line() {
+        assert_eq!(
+            file_and_line("/home/me/checkout/src/checkout.rs", Some(88)),
+            "src/checkout.rs:88"
+        );
+        assert_eq!(file_and_line("/tmp/build.rs", None), "build.rs");
     }
 
     #[test]
