@@ -62,10 +62,32 @@ pub(super) struct Lines {
     dwarf: gimli::Dwarf<Reader>,
     /// Where each unit starts in `.debug_info`, sorted.
     unit_starts: Vec<usize>,
-    /// What the walk of a unit found at an address (see [`Lines::walk`]),
-    /// by address.
-    walked: HashMap<u64, Option<Vec<Found>>>,
+    /// Units read for [`Lines::walk`], used most recently last.
+    indexes: Vec<(usize, UnitIndex)>,
+    /// The inlined subroutines of functions read for [`Lines::walk`], by
+    /// (unit, function) offset.
+    bodies: HashMap<(usize, usize), Arc<[Node]>>,
 }
+
+/// A unit read for walking: its parsed header and where its functions are.
+struct UnitIndex {
+    unit: gimli::Unit<Reader>,
+    /// (start, end, function entry), sorted by start.
+    functions: Vec<(u64, u64, gimli::UnitOffset)>,
+}
+
+/// An inlined subroutine in a function's body, in the order of its entries.
+struct Node {
+    /// How many inlined subroutines it is nested in.
+    depth: usize,
+    ranges: Vec<(u64, u64)>,
+    scope: Scope,
+}
+
+/// Units kept read for walking.
+const INDEXES: usize = 16;
+/// Function bodies kept read for walking; beyond it the cache starts over.
+const BODIES: usize = 256;
 
 /// One frame found at an address, before it is filtered and named.
 #[derive(Debug, Clone)]
@@ -182,7 +204,8 @@ impl Lines {
             paths: HashMap::new(),
             dwarf,
             unit_starts,
-            walked: HashMap::new(),
+            indexes: Vec::new(),
+            bodies: HashMap::new(),
         })
     }
 
@@ -362,34 +385,148 @@ impl Lines {
     }
 
     /// Like [`Lines::frames`], for a unit whose inlined functions come from
-    /// other units: its entries are walked down to the subprogram and the
-    /// inlined subroutines holding `vaddr`, and each one's abstract origin
-    /// is named from whichever unit holds it. A walk reads the whole unit,
-    /// so what it finds is kept by address.
+    /// other units: the unit's functions are indexed by address once, the
+    /// body of the function holding `vaddr` is read once, and the inlined
+    /// subroutines holding `vaddr` in it are each named from whichever unit
+    /// holds their abstract origin.
     fn walk(&mut self, i: usize, vaddr: u64) -> Option<Vec<Found>> {
-        if let Some(known) = self.walked.get(&vaddr) {
-            return known.clone();
-        }
+        let unit_offset = self.units[i].0;
         let innermost = self.units[i]
             .1
             .find_location(vaddr)
             .ok()
             .flatten()
             .and_then(|l| Some((l.file?.to_string(), l.line)));
-        let found = walk_unit(
+        let at = match self.indexes.iter().position(|(u, _)| *u == unit_offset) {
+            Some(at) => {
+                let used = self.indexes.remove(at);
+                self.indexes.push(used);
+                self.indexes.len() - 1
+            }
+            None => {
+                let index = UnitIndex::read(&self.dwarf, unit_offset)?;
+                if self.indexes.len() >= INDEXES {
+                    self.indexes.remove(0);
+                }
+                self.indexes.push((unit_offset, index));
+                self.indexes.len() - 1
+            }
+        };
+        let index = &self.indexes[at].1;
+        let here = index.unit.unit_ref(&self.dwarf);
+        let f = index
+            .functions
+            .partition_point(|r| r.0 <= vaddr)
+            .checked_sub(1)?;
+        let (_, end, function) = index.functions[f];
+        if vaddr >= end {
+            return None;
+        }
+        let body = match self.bodies.get(&(unit_offset, function.0)) {
+            Some(body) => body.clone(),
+            None => {
+                let body: Arc<[Node]> = read_body(here, function).ok()?.into();
+                if self.bodies.len() >= BODIES {
+                    self.bodies.clear();
+                }
+                self.bodies.insert((unit_offset, function.0), body.clone());
+                body
+            }
+        };
+        // Nested ranges: the subroutines holding `vaddr` come in order of
+        // depth, one per depth.
+        let mut chain: Vec<&Scope> = Vec::new();
+        for node in body.iter() {
+            if node.depth == chain.len()
+                && node.ranges.iter().any(|&(b, e)| b <= vaddr && vaddr < e)
+            {
+                chain.push(&node.scope);
+            }
+        }
+        Some(frames_of(
             &self.dwarf,
             &self.unit_starts,
             &mut self.paths,
-            self.units[i].0,
-            vaddr,
+            (unit_offset, here),
+            &chain,
             innermost,
-        );
-        if self.walked.len() >= PATH_CACHE {
-            self.walked.clear();
-        }
-        self.walked.insert(vaddr, found.clone());
-        found
+        ))
     }
+}
+
+impl UnitIndex {
+    /// Reads the unit at `unit_offset` and the address ranges of its
+    /// functions.
+    fn read(dwarf: &gimli::Dwarf<Reader>, unit_offset: usize) -> Option<UnitIndex> {
+        let header = dwarf
+            .debug_info
+            .header_from_offset(gimli::DebugInfoOffset(unit_offset))
+            .ok()?;
+        let unit = dwarf.unit(header).ok()?;
+        let here = unit.unit_ref(dwarf);
+        let mut functions = Vec::new();
+        let mut entries = unit.entries();
+        while let Ok(Some(entry)) = entries.next_dfs() {
+            if entry.tag() != gimli::DW_TAG_subprogram {
+                continue;
+            }
+            let Ok(mut ranges) = here.die_ranges(entry) else {
+                continue;
+            };
+            while let Ok(Some(r)) = ranges.next() {
+                if r.end > r.begin {
+                    functions.push((r.begin, r.end, entry.offset()));
+                }
+            }
+        }
+        functions.sort_unstable_by_key(|f| f.0);
+        Some(UnitIndex { unit, functions })
+    }
+}
+
+/// The inlined subroutines of the function at `function`, in the order of
+/// their entries, each with its nesting depth and address ranges.
+fn read_body(
+    unit: gimli::UnitRef<'_, Reader>,
+    function: gimli::UnitOffset,
+) -> gimli::Result<Vec<Node>> {
+    let mut tree = unit.entries_tree(Some(function))?;
+    let root = tree.root()?;
+    let mut body = Vec::new();
+    collect(unit, root, 0, &mut body)?;
+    Ok(body)
+}
+
+fn collect(
+    unit: gimli::UnitRef<'_, Reader>,
+    node: gimli::EntriesTreeNode<'_, '_, Reader>,
+    depth: usize,
+    body: &mut Vec<Node>,
+) -> gimli::Result<()> {
+    let mut children = node.children();
+    while let Some(child) = children.next()? {
+        let entry = child.entry();
+        match entry.tag() {
+            gimli::DW_TAG_inlined_subroutine => {
+                let mut ranges = Vec::new();
+                let mut iter = unit.die_ranges(entry)?;
+                while let Some(r) = iter.next()? {
+                    if r.end > r.begin {
+                        ranges.push((r.begin, r.end));
+                    }
+                }
+                body.push(Node {
+                    depth,
+                    ranges,
+                    scope: Scope::of(entry),
+                });
+                collect(unit, child, depth + 1, body)?;
+            }
+            gimli::DW_TAG_lexical_block => collect(unit, child, depth, body)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Where a function's name is: an entry of the same unit, or of another.
@@ -418,34 +555,19 @@ struct Scope {
     call: Option<(u64, Option<u64>)>,
 }
 
-/// The frames at `vaddr` in the unit at `unit_offset`, innermost first,
-/// without the function they were compiled into. `innermost` is the
+/// The frames of `chain`, the inlined subroutines holding an address from
+/// the outermost in, as [`Found`]s innermost first. `innermost` is the
 /// address's own file and line, from the line table.
-fn walk_unit(
+fn frames_of(
     dwarf: &gimli::Dwarf<Reader>,
     unit_starts: &[usize],
     paths: &mut HashMap<(usize, usize), Option<Arc<str>>>,
-    unit_offset: usize,
-    vaddr: u64,
+    (unit_offset, here): (usize, gimli::UnitRef<'_, Reader>),
+    chain: &[&Scope],
     innermost: Option<(String, Option<u32>)>,
-) -> Option<Vec<Found>> {
-    let header = dwarf
-        .debug_info
-        .header_from_offset(gimli::DebugInfoOffset(unit_offset))
-        .ok()?;
-    let unit = dwarf.unit(header).ok()?;
-    let here = unit.unit_ref(dwarf);
-    let mut chain = Vec::new();
-    let mut tree = unit.entries_tree(None).ok()?;
-    let root = tree.root().ok()?;
-    descend(here, root, vaddr, &mut chain).ok()?;
-    if chain.len() < 2 {
-        // Nothing inlined there (or the address is in no subprogram).
-        return (chain.len() == 1).then(Vec::new);
-    }
+) -> Vec<Found> {
     let mut all = Vec::new();
-    // Innermost first; the outermost, the subprogram, is left out.
-    for k in (1..chain.len()).rev() {
+    for k in (0..chain.len()).rev() {
         let (file, line) = match chain.get(k + 1).and_then(|callee| callee.call) {
             Some((index, line)) => (
                 file_name(here, index),
@@ -469,8 +591,7 @@ fn walk_unit(
                     .header_from_offset(gimli::DebugInfoOffset(start))
                     .ok()?;
                 let target = target.to_unit_offset(&header)?;
-                let key = (start, target.0);
-                if let Some(known) = paths.get(&key) {
+                if let Some(known) = paths.get(&(start, target.0)) {
                     return known.clone();
                 }
                 let other = dwarf.unit(header).ok()?;
@@ -483,81 +604,28 @@ fn walk_unit(
             location: file.map(|f| file_and_line(&f, line)),
         });
     }
-    Some(all)
+    all
 }
 
-/// Walks the children of `node` down to the entries holding `vaddr`,
-/// pushing the subprogram and each inlined subroutine on the way to
-/// `chain`; true once the subprogram was found.
-fn descend(
-    unit: gimli::UnitRef<'_, Reader>,
-    node: gimli::EntriesTreeNode<'_, '_, Reader>,
-    vaddr: u64,
-    chain: &mut Vec<Scope>,
-) -> gimli::Result<bool> {
-    let mut children = node.children();
-    while let Some(child) = children.next()? {
-        let entry = child.entry();
-        let tag = entry.tag();
-        let scope = matches!(
-            tag,
-            gimli::DW_TAG_namespace
-                | gimli::DW_TAG_structure_type
-                | gimli::DW_TAG_enumeration_type
-                | gimli::DW_TAG_union_type
-        );
-        let code = matches!(
-            tag,
-            gimli::DW_TAG_subprogram
-                | gimli::DW_TAG_inlined_subroutine
-                | gimli::DW_TAG_lexical_block
-        );
-        if scope {
-            if descend(unit, child, vaddr, chain)? {
-                return Ok(true);
-            }
-            continue;
-        }
-        if !code || !contains(unit, entry, vaddr)? {
-            continue;
-        }
-        if tag != gimli::DW_TAG_lexical_block {
-            let origin = match entry.attr_value(gimli::DW_AT_abstract_origin) {
-                Some(gimli::AttributeValue::UnitRef(o)) => Some(Origin::Here(o)),
-                Some(gimli::AttributeValue::DebugInfoRef(o)) => Some(Origin::Elsewhere(o)),
-                Some(_) => None,
-                None => Some(Origin::Here(entry.offset())),
-            };
-            let call = match entry.attr_value(gimli::DW_AT_call_file) {
-                Some(gimli::AttributeValue::FileIndex(index)) => Some((
-                    index,
-                    entry
-                        .attr(gimli::DW_AT_call_line)
-                        .and_then(|a| a.udata_value()),
-                )),
-                _ => None,
-            };
-            chain.push(Scope { origin, call });
-        }
-        descend(unit, child, vaddr, chain)?;
-        return Ok(!chain.is_empty());
+impl Scope {
+    /// The origin and call site of an inlined subroutine's entry.
+    fn of(entry: &gimli::DebuggingInformationEntry<Reader>) -> Scope {
+        let origin = match entry.attr_value(gimli::DW_AT_abstract_origin) {
+            Some(gimli::AttributeValue::UnitRef(o)) => Some(Origin::Here(o)),
+            Some(gimli::AttributeValue::DebugInfoRef(o)) => Some(Origin::Elsewhere(o)),
+            _ => None,
+        };
+        let call = match entry.attr_value(gimli::DW_AT_call_file) {
+            Some(gimli::AttributeValue::FileIndex(index)) => Some((
+                index,
+                entry
+                    .attr(gimli::DW_AT_call_line)
+                    .and_then(|a| a.udata_value()),
+            )),
+            _ => None,
+        };
+        Scope { origin, call }
     }
-    Ok(false)
-}
-
-/// Whether `entry`'s address ranges hold `vaddr`.
-fn contains(
-    unit: gimli::UnitRef<'_, Reader>,
-    entry: &gimli::DebuggingInformationEntry<Reader>,
-    vaddr: u64,
-) -> gimli::Result<bool> {
-    let mut ranges = unit.die_ranges(entry)?;
-    while let Some(r) = ranges.next()? {
-        if r.begin <= vaddr && vaddr < r.end {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// The path of file `index` of the unit's line table, with its directory
