@@ -163,17 +163,20 @@ impl Lines {
         // `.debug_aranges` may leave units out (rustc's often does): their
         // ranges come from their root entries, read once here.
         let covered: std::collections::HashSet<usize> = ranges.iter().map(|r| r.2).collect();
-        let mut dwarf = gimli::Dwarf::load(|id| -> Result<Reader, ()> {
-            Ok(sections
-                .get(id.name())
-                .cloned()
-                .unwrap_or_else(|| SectionData {
-                    file: file.clone(),
-                    range: 0..0,
-                })
-                .reader())
-        })
-        .ok()?;
+        let load = || {
+            gimli::Dwarf::load(|id| -> Result<Reader, ()> {
+                Ok(sections
+                    .get(id.name())
+                    .cloned()
+                    .unwrap_or_else(|| SectionData {
+                        file: file.clone(),
+                        range: 0..0,
+                    })
+                    .reader())
+            })
+            .ok()
+        };
+        let mut dwarf = load()?;
         dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
         let mut unit_starts = Vec::new();
         let mut headers = dwarf.units();
@@ -189,6 +192,10 @@ impl Lines {
                 ranges.push((r.begin, r.end, offset));
             }
         }
+        // The abbreviations cached for the pass above would stay resident
+        // (MiBs for a large binary): lookups read their unit's own.
+        drop(dwarf);
+        let dwarf = load()?;
         ranges.sort_unstable();
         ranges.shrink_to_fit();
         unit_starts.sort_unstable();
