@@ -17,7 +17,18 @@
 //! ```
 //!
 //! (system − none) against (counting − none) is the counting allocator's cost
-//! in instructions over 1 M allocations and frees on one thread.
+//! in instructions over 1 M allocations and frees on one thread; add
+//! `counting-sampled` (heap sampling on, every 512 KiB on average, no agent)
+//! for the cost of the sampling countdown and free filter on top.
+//!
+//! Heap sampling (`--heap`): an interleaved time ratio of `Counting<System>`
+//! with heap sampling every 512 KiB (an agent unwinding the samples) against
+//! it with sampling off, and the cost of one sampled allocation (every
+//! allocation sampled, in bursts the agent's slots hold).
+//!
+//! ```sh
+//! cargo bench -p lagscope --bench alloc -- --heap
+//! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -118,6 +129,104 @@ fn interleaved_ratio() {
 
 criterion_group!(benches, criterion_benches);
 
+/// Per-allocation cost of heap sampling at the default interval, and of
+/// one sampled allocation.
+fn heap_sampling() {
+    const ROUNDS: usize = 31;
+    const OPS: u64 = 2_000_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    // Counting is not this bench's global allocator, so its allocations
+    // are the ones sampled: the agent unwinds them.
+    churn(&COUNTING, BATCH as u64);
+    let agent = lagscope::Agent::builder()
+        .stall_threshold(Duration::ZERO)
+        .profile_hz(0)
+        .heap_sample_bytes(lagscope::alloc::heap::DEFAULT_HEAP_SAMPLE_BYTES)
+        .start(rt.handle().clone())
+        .expect("agent");
+    let mut ratios = Vec::with_capacity(ROUNDS);
+    let mut extra_ns = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let timed = |bytes: u64| {
+            lagscope::alloc::heap::set_sample_bytes(bytes);
+            // Let this thread draw its interval under the new setting.
+            churn(&COUNTING, 4096);
+            run(&COUNTING, 1, OPS)
+        };
+        let default = lagscope::alloc::heap::DEFAULT_HEAP_SAMPLE_BYTES;
+        let (off, on) = if round % 2 == 0 {
+            let off = timed(0);
+            (off, timed(default))
+        } else {
+            let on = timed(default);
+            (timed(0), on)
+        };
+        ratios.push(on.as_secs_f64() / off.as_secs_f64());
+        extra_ns.push((on.as_secs_f64() - off.as_secs_f64()) * 1e9 / (2 * OPS) as f64);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (r, rmin, rmax) = median(&mut ratios);
+    let (e, emin, emax) = median(&mut extra_ns);
+    println!(
+        "\nheap sampling every 512 KiB, {ROUNDS} interleaved rounds of {OPS} allocations + frees:"
+    );
+    println!("  time ratio on/off: median {r:.3} [{rmin:.3}..{rmax:.3}]");
+    println!("  extra per allocation or free: median {e:.2} ns [{emin:.2}..{emax:.2}]");
+
+    // One sampled allocation: every allocation sampled, in batches of 32
+    // (the agent's stack slots hold them), the agent unwinding in between.
+    let layout = Layout::from_size_align(64, 8).expect("layout");
+    let big = Layout::from_size_align(128 * 1024, 8).expect("layout");
+    // Allocates and frees one block past the thread's countdown, so that it
+    // draws its next interval under the setting just made.
+    let redraw = || {
+        // SAFETY: valid layout; freed at once with it.
+        #[allow(unsafe_code)]
+        unsafe {
+            COUNTING.dealloc(black_box(COUNTING.alloc(big)), big)
+        };
+    };
+    let batch = || {
+        let mut ptrs = [std::ptr::null_mut::<u8>(); 32];
+        let start = Instant::now();
+        for p in ptrs.iter_mut() {
+            // SAFETY: valid layout; freed below with it.
+            #[allow(unsafe_code)]
+            let q = unsafe { COUNTING.alloc(layout) };
+            *p = black_box(q);
+        }
+        let took = start.elapsed();
+        for &p in &ptrs {
+            // SAFETY: from `COUNTING.alloc` with this layout, freed once.
+            #[allow(unsafe_code)]
+            unsafe {
+                COUNTING.dealloc(p, layout)
+            };
+        }
+        took
+    };
+    let mut per_sample = Vec::new();
+    for _ in 0..200 {
+        lagscope::alloc::heap::set_sample_bytes(0);
+        redraw();
+        let unsampled = batch();
+        lagscope::alloc::heap::set_sample_bytes(1);
+        redraw();
+        let _ = agent.heap_profile();
+        let sampled = batch();
+        per_sample.push((sampled.as_secs_f64() - unsampled.as_secs_f64()) * 1e9 / 32.0);
+    }
+    lagscope::alloc::heap::set_sample_bytes(0);
+    let (s, smin, smax) = median(&mut per_sample);
+    println!("  one sampled allocation: median {s:.0} ns [{smin:.0}..{smax:.0}] more than an unsampled one");
+    agent.shutdown();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--instructions") {
@@ -125,8 +234,19 @@ fn main() {
         match args.get(i + 1).map(String::as_str) {
             Some("system") => churn(&System, 1_000_000),
             Some("counting") => churn(&COUNTING, 1_000_000),
+            Some("counting-sampled") => {
+                churn(&COUNTING, 1);
+                lagscope::alloc::heap::set_sample_bytes(
+                    lagscope::alloc::heap::DEFAULT_HEAP_SAMPLE_BYTES,
+                );
+                churn(&COUNTING, 1_000_000);
+            }
             _ => {}
         }
+        return;
+    }
+    if args.iter().any(|a| a == "--heap") {
+        heap_sampling();
         return;
     }
     benches();

@@ -77,6 +77,8 @@ pub struct AgentHandle {
     instance: String,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The heap samples' reader, while heap sampling is on.
+    heap: Option<Arc<Mutex<crate::alloc::heap::Sites>>>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -239,8 +241,45 @@ impl AgentHandle {
             instance: instance.clone(),
             shared: shared.clone(),
             threads: Vec::new(),
+            heap: None,
         };
         // If a spawn fails, dropping `handle` stops whatever was started.
+        if builder.heap_sample_bytes > 0 {
+            match crate::alloc::heap::Sites::claim() {
+                Some(sites) if crate::alloc::stats().is_some() => {
+                    let sites = Arc::new(Mutex::new(sites));
+                    handle.heap = Some(sites.clone());
+                    crate::alloc::heap::set_mean(builder.heap_sample_bytes);
+                    let stop_shared = shared.clone();
+                    handle.threads.push(spawn("lagscope-heap", move || {
+                        // Unwinds the sampled stacks often enough that their
+                        // slots come free.
+                        let run = AssertUnwindSafe(|| {
+                            let mut wait = HEAP_DRAIN;
+                            while !stop_shared.wait_stopping(wait) {
+                                let drained =
+                                    sites.lock().unwrap_or_else(|p| p.into_inner()).drain();
+                                wait = if crate::alloc::heap::Sites::busy(drained) {
+                                    HEAP_DRAIN_BUSY
+                                } else {
+                                    HEAP_DRAIN
+                                };
+                            }
+                        });
+                        if catch_unwind(run).is_err() {
+                            eprintln!("lagscope: heap sampling stopped after an internal error");
+                        }
+                        crate::alloc::heap::set_mean(0);
+                    })?);
+                }
+                Some(_) => eprintln!(
+                    "lagscope: heap sampling needs lagscope::alloc::Counting as the global allocator; it stays off"
+                ),
+                None => eprintln!(
+                    "lagscope: another agent in this process samples the heap; this one does not"
+                ),
+            }
+        }
         if let (Some(sink), Some(queue)) = (file_sink, file_queue) {
             handle
                 .threads
@@ -356,6 +395,48 @@ impl AgentHandle {
         crate::TaskMonitor::named(name)
     }
 
+    /// Live and allocated heap bytes by allocation site, from sampled
+    /// allocations (see [`Builder::heap_sample_bytes`]); `None` while heap
+    /// sampling is off. Allocated bytes count since the previous call.
+    ///
+    /// ```
+    /// # #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+    /// # {
+    /// #[global_allocator]
+    /// static GLOBAL: lagscope::alloc::Counting<std::alloc::System> =
+    ///     lagscope::alloc::Counting::new(std::alloc::System);
+    ///
+    /// #[inline(never)]
+    /// fn remember(cache: &mut Vec<Vec<u8>>) {
+    ///     for _ in 0..4096 {
+    ///         cache.push(vec![1u8; 1024]);
+    ///     }
+    /// }
+    ///
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let agent = lagscope::Agent::builder()
+    ///     .heap_sample_bytes(64 * 1024)
+    ///     .start(rt.handle().clone())
+    ///     .unwrap();
+    /// let mut cache = Vec::new();
+    /// remember(&mut cache);
+    /// let profile = agent.heap_profile().expect("heap sampling is on");
+    /// let live: u64 = profile
+    ///     .sites
+    ///     .iter()
+    ///     .filter(|s| s.frames.iter().any(|f| f.contains("remember")))
+    ///     .map(|s| s.live_bytes)
+    ///     .sum();
+    /// // 4 MiB live, estimated from ~64 samples.
+    /// assert!(live > 2 << 20 && live < 6 << 20, "{live}");
+    /// # }
+    /// ```
+    pub fn heap_profile(&self) -> Option<crate::alloc::heap::HeapProfile> {
+        let sites = self.heap.as_ref()?;
+        let profile = sites.lock().unwrap_or_else(|p| p.into_inner()).profile();
+        Some(profile)
+    }
+
     /// Stops the agent and waits for its threads to finish (promptly: they wait
     /// on a condition variable, not a sleep). Pending file output is flushed.
     pub fn shutdown(mut self) {
@@ -384,6 +465,11 @@ impl Drop for AgentHandle {
         self.stop();
     }
 }
+
+/// How often sampled heap stacks are unwound.
+const HEAP_DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
+/// ... and while allocations come in bursts.
+const HEAP_DRAIN_BUSY: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()

@@ -23,6 +23,8 @@
 //! ```
 #![allow(unsafe_code)]
 
+pub mod heap;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
@@ -204,6 +206,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
         let ptr = unsafe { self.inner.alloc(layout) };
         if !ptr.is_null() {
             record_alloc::<A>(layout.size());
+            heap::allocated(ptr, layout.size());
         }
         ptr
     }
@@ -214,12 +217,16 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
         if !ptr.is_null() {
             record_alloc::<A>(layout.size());
+            heap::allocated(ptr, layout.size());
         }
         ptr
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Before the block goes back: once it has, another thread may be
+        // handed the same address and sample it.
+        heap::freed(ptr);
         // SAFETY: forwarded unchanged; `ptr` was allocated by `inner` via `alloc`.
         unsafe { self.inner.dealloc(ptr, layout) };
         record_free::<A>(layout.size());
@@ -227,9 +234,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        heap::freed(ptr);
         // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if !new.is_null() {
+            heap::allocated(new, new_size);
             // A move to a new block: the old size is freed, the new one allocated.
             let (shard, owned) = my_shard::<A>();
             add(&shard.allocations, owned, 1);

@@ -18,6 +18,7 @@
 //! | [`ca_file`](Builder::ca_file) | Mozilla's root certificates | `LAGSCOPE_CA_FILE` |
 //! | [`stall_threshold`](Builder::stall_threshold) (Linux) | 20 ms | `LAGSCOPE_STALL_THRESHOLD` |
 //! | [`profile_hz`](Builder::profile_hz) (Linux) | 19 | `LAGSCOPE_PROFILE_HZ` |
+//! | [`heap_sample_bytes`](Builder::heap_sample_bytes) (Linux x86_64, glibc) | 0 (off) | `LAGSCOPE_HEAP_SAMPLE` |
 //! | [`max_task_names`](Builder::max_task_names) | [`DEFAULT_MAX_TASK_NAMES`](crate::DEFAULT_MAX_TASK_NAMES) | `LAGSCOPE_MAX_TASK_NAMES` |
 //! | `otel` (cargo feature `otel`) | off | `LAGSCOPE_OTEL` (`http`, `grpc`, `off`) plus the standard `OTEL_*` variables |
 //!
@@ -92,6 +93,7 @@ pub struct Builder {
     pub(crate) profile_hz: u32,
     pub(crate) gauges: Vec<(String, GaugeFn)>,
     pub(crate) max_task_names: usize,
+    pub(crate) heap_sample_bytes: u64,
 }
 
 impl Default for Builder {
@@ -117,6 +119,7 @@ impl Default for Builder {
             profile_hz: crate::profiler::DEFAULT_PROFILE_HZ,
             gauges: Vec::new(),
             max_task_names: crate::tasks::DEFAULT_MAX_TASK_NAMES,
+            heap_sample_bytes: 0,
         }
     }
 }
@@ -257,6 +260,18 @@ impl Builder {
         self
     }
 
+    /// Samples heap allocations every `bytes` on average (0: off; 512 KiB,
+    /// [`crate::alloc::heap::DEFAULT_HEAP_SAMPLE_BYTES`], is what tcmalloc
+    /// and jemalloc use) and keeps each live sample's stack, so
+    /// [`AgentHandle::heap_profile`] says which code allocated what is live.
+    /// Needs [`crate::alloc::Counting`] as the global allocator. Default: off.
+    /// Environment: `LAGSCOPE_HEAP_SAMPLE` (bytes, or `512KiB`, `1MiB`; `0`
+    /// for off). Linux on x86_64 with glibc only.
+    pub fn heap_sample_bytes(mut self, bytes: u64) -> Self {
+        self.heap_sample_bytes = bytes;
+        self
+    }
+
     /// Also exports over OTLP with the OpenTelemetry SDK (see
     /// [`OtelProtocol`](crate::OtelProtocol)): metrics named `tokio.*`,
     /// `rust.*`, `process.*` and stalls as `tokio.stall` spans, configured by
@@ -345,6 +360,7 @@ impl Builder {
             token: self.token.clone(),
             ca_file: self.ca_file.clone(),
             max_task_names: self.max_task_names,
+            heap_sample_bytes: self.heap_sample_bytes,
             #[cfg(target_os = "linux")]
             stall_threshold: self.stall_threshold,
             #[cfg(target_os = "linux")]
@@ -365,6 +381,7 @@ impl Builder {
         self.token = s.token;
         self.ca_file = s.ca_file;
         self.max_task_names = s.max_task_names;
+        self.heap_sample_bytes = s.heap_sample_bytes;
         #[cfg(target_os = "linux")]
         {
             self.stall_threshold = s.stall_threshold;
@@ -403,6 +420,21 @@ impl Builder {
                 reason: format!(
                     "{:?} is outside 1ms..={MAX_STALL_THRESHOLD:?} (0 turns the watchdog off)",
                     self.stall_threshold
+                ),
+            });
+        }
+        if self.heap_sample_bytes > 0 && !crate::alloc::heap::supported() {
+            return Err(Error::InvalidConfig {
+                option: "heap_sample_bytes",
+                reason: "heap sampling needs Linux on x86_64 with glibc".into(),
+            });
+        }
+        if self.heap_sample_bytes > MAX_HEAP_SAMPLE_BYTES {
+            return Err(Error::InvalidConfig {
+                option: "heap_sample_bytes",
+                reason: format!(
+                    "{} is above {MAX_HEAP_SAMPLE_BYTES} (1 GiB)",
+                    self.heap_sample_bytes
                 ),
             });
         }
@@ -481,6 +513,7 @@ struct EnvSnapshot {
     token: Option<String>,
     ca_file: Option<PathBuf>,
     max_task_names: usize,
+    heap_sample_bytes: u64,
     #[cfg(target_os = "linux")]
     stall_threshold: Duration,
     #[cfg(target_os = "linux")]
@@ -579,6 +612,16 @@ const ENV: &[(&str, EnvSetter)] = &[
             }
         }
     }),
+    ("LAGSCOPE_HEAP_SAMPLE", |b, v| {
+        b.heap_sample_bytes = env_bytes(v).ok_or_else(|| {
+            invalid(
+                "LAGSCOPE_HEAP_SAMPLE",
+                v,
+                "expected bytes, e.g. 524288, 512KiB or 1MiB (0 for off)",
+            )
+        })?;
+        Ok(())
+    }),
     ("LAGSCOPE_MAX_TASK_NAMES", |b, v| {
         b.max_task_names = v.trim().parse().map_err(|_| {
             invalid(
@@ -635,6 +678,24 @@ fn non_empty(var: &'static str, value: &str) -> Result<String, Error> {
         return Err(invalid(var, value, "must not be empty"));
     }
     Ok(value.to_string())
+}
+
+/// Largest mean heap sampling interval.
+const MAX_HEAP_SAMPLE_BYTES: u64 = 1 << 30;
+
+/// `524288`, `512KiB`, `512k`, `1MiB`, `1m` as bytes.
+fn env_bytes(value: &str) -> Option<u64> {
+    let v = value.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(scale)
 }
 
 fn env_duration(var: &'static str, value: &str) -> Result<Duration, Error> {
@@ -713,6 +774,8 @@ mod tests {
             ("LAGSCOPE_TOKEN", " "),
             ("LAGSCOPE_LAG_PROBE_INTERVAL", "5s"),
             ("LAGSCOPE_STALL_THRESHOLD", "2h"),
+            ("LAGSCOPE_HEAP_SAMPLE", "lots"),
+            ("LAGSCOPE_HEAP_SAMPLE", "2GiB"),
         ] {
             let mut b = Builder::default().sample_interval(Duration::from_millis(500));
             let warnings = b.apply_env(env(&[(var, value)]));
@@ -722,6 +785,23 @@ mod tests {
             assert_eq!(b.sample_interval, Duration::from_millis(500), "{var}");
             assert_eq!(b.buffer_capacity, DEFAULT_BUFFER_CAPACITY, "{var}");
             assert_eq!(b.collector, None, "{var}");
+        }
+    }
+
+    #[test]
+    fn heap_sample_sizes_are_read_with_their_units() {
+        assert_eq!(env_bytes("524288"), Some(524288));
+        assert_eq!(env_bytes("512KiB"), Some(512 * 1024));
+        assert_eq!(env_bytes(" 64k "), Some(64 * 1024));
+        assert_eq!(env_bytes("1MiB"), Some(1 << 20));
+        assert_eq!(env_bytes("0"), Some(0));
+        assert_eq!(env_bytes("1.5MiB"), None);
+        assert_eq!(env_bytes("MiB"), None);
+        if crate::alloc::heap::supported() {
+            let mut b = Builder::default();
+            let warnings = b.apply_env(env(&[("LAGSCOPE_HEAP_SAMPLE", "64KiB")]));
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(b.heap_sample_bytes, 64 * 1024);
         }
     }
 

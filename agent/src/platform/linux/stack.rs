@@ -323,6 +323,30 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
         Some(i)
     }
 
+    /// Outside a signal handler: copies the calling thread's own stack from
+    /// `sp` (at most up to `top`, its end) with the registers `pc`, `sp`,
+    /// `fp` it read at one instruction, into the first free slot; returns
+    /// its index, `None` if every slot is taken.
+    pub(crate) fn fill_own(&self, pc: usize, sp: usize, fp: usize, top: usize) -> Option<usize> {
+        let i = self.slots.iter().position(|s| {
+            s.state
+                .compare_exchange(
+                    SLOT_FREE,
+                    SLOT_WRITING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        })?;
+        let slot = &self.slots[i];
+        // SAFETY: the slot went FREE -> WRITING above, so this thread alone
+        // touches its copy until it is published READY below; the caller
+        // passes its own live stack, mapped from `sp` to `top`.
+        unsafe { slot.copy.fill_own(pc, sp, fp, top) };
+        slot.state.store(SLOT_READY, Ordering::Release);
+        Some(i)
+    }
+
     /// Unwinds slot `i` (see [`StackCopy::unwind`]) and frees it. A slot
     /// that is not ready gives `fp_frames` back. Only one thread may call
     /// this.
@@ -416,6 +440,28 @@ impl<const WORDS: usize> StackCopy<WORDS> {
         self.bytes.store(copied, Ordering::Relaxed);
     }
 
+    /// Copies the calling thread's own stack from `sp` up to `top` (at most
+    /// `WORDS` words) with a plain memory copy.
+    ///
+    /// # Safety
+    /// As [`StackCopy::fill`]; and `sp..top` must be the calling thread's
+    /// mapped stack, `sp` at or below the caller's own frame.
+    unsafe fn fill_own(&self, pc: usize, sp: usize, fp: usize, top: usize) {
+        self.pc.store(pc, Ordering::Relaxed);
+        self.sp.store(sp, Ordering::Relaxed);
+        self.fp.store(fp, Ordering::Relaxed);
+        let bytes = top
+            .saturating_sub(sp)
+            .min(WORDS * std::mem::size_of::<usize>());
+        // SAFETY: `sp..sp + bytes` lies in this thread's mapped stack (the
+        // caller's promise) and the buffer holds `WORDS` words; the two
+        // never overlap (the buffer is static memory).
+        unsafe {
+            std::ptr::copy_nonoverlapping(sp as *const u8, self.words.get().cast::<u8>(), bytes)
+        };
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+
     /// Unwinds the copy (CFI, then `fp_frames` beyond its end); at most
     /// `max` frames, innermost first.
     ///
@@ -489,6 +535,41 @@ pub(crate) fn walk(context: *mut libc::c_void, out: &[AtomicUsize]) -> usize {
         }
     }
     n
+}
+
+thread_local! {
+    /// The end (highest address) of this thread's stack; 0 until read.
+    static STACK_TOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The end (highest address) of the calling thread's stack, read once per
+/// thread (`pthread_getattr_np`; for the main thread glibc reads
+/// `/proc/self/maps` through its own allocator).
+pub(crate) fn own_stack_top() -> Option<usize> {
+    let known = STACK_TOP.try_with(|t| t.get()).ok()?;
+    if known != 0 {
+        return Some(known);
+    }
+    // SAFETY: zeroed is a valid `pthread_attr_t` to be initialised by
+    // `pthread_getattr_np`, which fills it for the calling thread; it is
+    // destroyed once read. `stack` and `size` are written by
+    // `pthread_attr_getstack` from it.
+    let top = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut stack: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut stack, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        if !ok || stack.is_null() {
+            return None;
+        }
+        (stack as usize).checked_add(size)?
+    };
+    let _ = STACK_TOP.try_with(|t| t.set(top));
+    Some(top)
 }
 
 /// Whether handlers walk the frame-pointer chain on x86_64: only when this

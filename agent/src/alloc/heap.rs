@@ -1,0 +1,642 @@
+//! Heap profiling by allocation site: which code allocated the memory that is
+//! still live, and which allocates the most.
+//!
+//! [`Counting`](super::Counting) samples allocations by bytes, as tcmalloc,
+//! jemalloc and async-profiler do: each thread counts down a random number
+//! of bytes (exponentially distributed around the mean interval, so every
+//! byte allocated has the same chance of being the one sampled), and the
+//! allocation that crosses zero is sampled. Unsampled, an allocation costs a
+//! thread-local decrement and a branch; a free, one load of a shared flag
+//! (and, while samples are live, one byte of a small filter).
+//!
+//! A sampled allocation copies the registers and the top of its own stack
+//! into preallocated memory (the same copy the CPU profiler takes, unwound
+//! later with the binaries' `.eh_frame`, so builds without frame pointers
+//! are covered) and enters a fixed-size table of live samples keyed by
+//! address, weighted by the bytes it stands for (`size / (1 - e^(-size /
+//! mean))`). Its free removes it. What does not fit — a full table, no free
+//! stack copy — is counted, never grown. An agent thread unwinds the copies,
+//! interns the stacks, and reads the table for [`HeapProfile`]s: live bytes
+//! by site (estimated), and bytes allocated by site since the last profile.
+//!
+//! Linux on x86_64 with glibc only; elsewhere sampling stays off.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+
+/// Default mean sampling interval in bytes (tcmalloc's and jemalloc's).
+pub const DEFAULT_HEAP_SAMPLE_BYTES: u64 = 512 * 1024;
+
+/// Mean interval in bytes; 0 while sampling is off.
+static MEAN: AtomicU64 = AtomicU64::new(0);
+/// Set once sampling was ever turned on: until then frees skip the filter.
+static EVER_ON: AtomicBool = AtomicBool::new(false);
+
+/// Bytes a thread allocates between two looks at [`MEAN`] while sampling is
+/// off, so that turning it on reaches every thread.
+const RECHECK_BYTES: i64 = 64 << 10;
+
+thread_local! {
+    // All `const` and without destructors: reading them never allocates and
+    // works during thread teardown.
+    /// Bytes this thread may still allocate before the next sample.
+    static UNTIL_SAMPLE: Cell<i64> = const { Cell::new(0) };
+    /// This thread's random state (xorshift64*), 0 until seeded.
+    static RANDOM: Cell<u64> = const { Cell::new(0) };
+    /// Set while this thread takes a sample: allocations meanwhile are not
+    /// sampled.
+    static SAMPLING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Live samples kept; a power of two.
+const TABLE_SIZE: usize = 1 << 14;
+/// Slots looked at per insert or lookup.
+const PROBES: usize = 32;
+const EMPTY: usize = 0;
+const GONE: usize = 1;
+
+/// One live sampled allocation.
+struct Live {
+    /// Its address; [`EMPTY`] or [`GONE`] (a removed one, skipped by lookups).
+    address: AtomicUsize,
+    /// The bytes it stands for.
+    weight: AtomicU64,
+    /// [`PENDING`] | the [`RAW`] slot of its stack until that is unwound;
+    /// then the interned site, or [`NO_SITE`].
+    site: AtomicU32,
+}
+
+static TABLE: [Live; TABLE_SIZE] = [const {
+    Live {
+        address: AtomicUsize::new(EMPTY),
+        weight: AtomicU64::new(0),
+        site: AtomicU32::new(NO_SITE),
+    }
+}; TABLE_SIZE];
+
+const PENDING: u32 = 1 << 31;
+/// A sample whose stack could not be kept.
+pub(crate) const NO_SITE: u32 = u32::MAX;
+
+/// Filter of the addresses in [`TABLE`]: a count per hash bucket, so a free
+/// looks at the table only when its bucket holds a sample. Saturated counts
+/// stay (a free in that bucket then always looks).
+const FILTER_SIZE: usize = 1 << 13;
+static FILTER: [AtomicU8; FILTER_SIZE] = [const { AtomicU8::new(0) }; FILTER_SIZE];
+
+/// A sampled stack before it is unwound.
+struct Raw {
+    state: AtomicU8,
+    weight: AtomicU64,
+    /// The interrupted instruction: the copy's own unwinding starts there.
+    pc: AtomicUsize,
+    /// 1 + its [`COPIES`] slot.
+    copy: AtomicUsize,
+}
+
+const RAW_SLOTS: usize = 256;
+const FREE: u8 = 0;
+const WRITING: u8 = 1;
+const READY: u8 = 2;
+
+static RAW: [Raw; RAW_SLOTS] = [const {
+    Raw {
+        state: AtomicU8::new(FREE),
+        weight: AtomicU64::new(0),
+        pc: AtomicUsize::new(0),
+        copy: AtomicUsize::new(0),
+    }
+}; RAW_SLOTS];
+
+/// Stack bytes copied per sample: an allocation site sits within a few KiB
+/// of the allocator (frames beyond the copy are lost on builds without
+/// frame pointers).
+const COPY_BYTES: usize = 8 * 1024;
+/// Stack copies waiting to be unwound. The agent unwinds them every 100 ms:
+/// a burst of more samples than this in between loses the excess stacks
+/// (counted in [`HeapProfile::dropped`]). Taken lowest first, so only as
+/// many are resident as bursts need.
+const COPY_SLOTS: usize = 128;
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+static COPIES: crate::platform::stack::CopyPool<COPY_SLOTS, { COPY_BYTES / 8 }> =
+    crate::platform::stack::CopyPool::new();
+
+/// Samples taken, and those lost because the table or the stack slots were
+/// full.
+static SAMPLES: AtomicU64 = AtomicU64::new(0);
+static TABLE_FULL: AtomicU64 = AtomicU64::new(0);
+static NO_STACK: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated in samples whose stack was lost (for the profile's
+/// "unknown" site).
+static UNSITED_ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+/// Whether heap sampling can run on this platform.
+pub fn supported() -> bool {
+    cfg!(all(
+        target_os = "linux",
+        target_arch = "x86_64",
+        target_env = "gnu"
+    ))
+}
+
+/// Sets the mean sampling interval in bytes (0: off). Threads pick it up
+/// within their next 64 KiB of allocations. An agent started with
+/// [`Builder::heap_sample_bytes`](crate::Builder::heap_sample_bytes) sets
+/// it, and unwinds the samples' stacks; without one, samples keep no stack.
+pub fn set_sample_bytes(bytes: u64) {
+    set_mean(bytes);
+}
+
+pub(crate) fn set_mean(bytes: u64) {
+    if bytes > 0 && supported() {
+        EVER_ON.store(true, Relaxed);
+        MEAN.store(bytes, Relaxed);
+    } else {
+        MEAN.store(0, Relaxed);
+    }
+}
+
+/// The mean sampling interval now (0: off).
+pub(crate) fn mean() -> u64 {
+    MEAN.load(Relaxed)
+}
+
+/// Counts `size` bytes just allocated at `address` against this thread's
+/// interval; samples the allocation that crosses it.
+#[inline]
+pub(super) fn allocated(address: *mut u8, size: usize) {
+    let due = UNTIL_SAMPLE
+        .try_with(|until| {
+            let left = until.get().wrapping_sub(size as i64);
+            until.set(left);
+            left < 0
+        })
+        .unwrap_or(false);
+    if due {
+        sample(address as usize, size);
+    }
+}
+
+/// Removes the allocation at `address`, just freed, from the live samples
+/// if it is one.
+#[inline]
+pub(super) fn freed(address: *mut u8) {
+    if !EVER_ON.load(Relaxed) {
+        return;
+    }
+    let address = address as usize;
+    if FILTER[filter_bucket(address)].load(Relaxed) == 0 {
+        return;
+    }
+    remove(address);
+}
+
+fn filter_bucket(address: usize) -> usize {
+    ((address >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 13)) & (FILTER_SIZE - 1)
+}
+
+fn table_slot(address: usize) -> usize {
+    ((address >> 4).wrapping_mul(0xD6E8_FEB8_6659_FD93) >> (64 - 14)) & (TABLE_SIZE - 1)
+}
+
+#[cold]
+#[inline(never)]
+fn sample(address: usize, size: usize) {
+    // Not re-entrant: an allocation made while sampling is only counted.
+    let entered = SAMPLING.try_with(|s| !s.replace(true)).unwrap_or(false);
+    let mean = MEAN.load(Relaxed);
+    if !entered {
+        // The agent's own work, or a sample in progress: skipped, and the
+        // countdown drawn afresh (a fixed one would leave the bytes after
+        // it unsampled).
+        let next = if mean == 0 {
+            RECHECK_BYTES
+        } else {
+            next_interval(mean)
+        };
+        let _ = UNTIL_SAMPLE.try_with(|u| u.set(next));
+        return;
+    }
+    if mean == 0 {
+        let _ = UNTIL_SAMPLE.try_with(|u| u.set(RECHECK_BYTES));
+        let _ = SAMPLING.try_with(|s| s.set(false));
+        return;
+    }
+    // The first countdown of a thread (and the first after sampling is
+    // turned on) was not drawn from the distribution: it draws an interval
+    // and takes no sample.
+    let first = RANDOM.try_with(|r| r.get() == 0).unwrap_or(true);
+    let next = next_interval(mean);
+    let _ = UNTIL_SAMPLE.try_with(|u| u.set(next));
+    if !first && address != 0 && size > 0 {
+        record(address, weight(size as u64, mean));
+    }
+    let _ = SAMPLING.try_with(|s| s.set(false));
+}
+
+/// The bytes a sampled allocation of `size` stands for when sampling every
+/// `mean` bytes: the inverse of its chance of being sampled.
+pub(crate) fn weight(size: u64, mean: u64) -> u64 {
+    let (s, m) = (size as f64, mean as f64);
+    let p = 1.0 - (-s / m).exp();
+    if p <= 0.0 {
+        return mean;
+    }
+    (s / p).round() as u64
+}
+
+/// The next interval: exponential with mean `mean`, at least 1 byte.
+fn next_interval(mean: u64) -> i64 {
+    let bits = RANDOM
+        .try_with(|r| {
+            let mut x = r.get();
+            if x == 0 {
+                // Seed from the thread's stack address and the clock-free
+                // counter of samples: distinct per thread, no system call.
+                let here = &x as *const u64 as u64;
+                x = here ^ SAMPLES.load(Relaxed).wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+            }
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            r.set(x);
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        })
+        .unwrap_or(0x5555_5555_5555_5555);
+    // A uniform in (0, 1]: 53 random bits, never zero.
+    let u = ((bits >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    let interval = -u.ln() * mean as f64;
+    interval.clamp(1.0, i64::MAX as f64 / 2.0) as i64
+}
+
+/// Enters a sampled allocation: its stack into a raw slot, itself into the
+/// table.
+fn record(address: usize, weight: u64) {
+    SAMPLES.fetch_add(1, Relaxed);
+    let raw = capture(weight);
+    let site = raw.map_or(NO_SITE, |i| PENDING | i as u32);
+    if raw.is_none() {
+        NO_STACK.fetch_add(1, Relaxed);
+        UNSITED_ALLOCATED.fetch_add(weight, Relaxed);
+    }
+    let inserted = insert(address, weight, site);
+    if !inserted {
+        TABLE_FULL.fetch_add(1, Relaxed);
+    }
+    if let Some(i) = raw {
+        // Published after the insert: the thread that unwinds it then finds
+        // the table entry to give its site to (or none: the table was full,
+        // and the sample still counts as allocated).
+        RAW[i].state.store(READY, Release);
+    }
+}
+
+/// Copies this thread's registers and stack top into a free raw slot.
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+#[inline(never)]
+fn capture(weight: u64) -> Option<usize> {
+    let top = crate::platform::stack::own_stack_top()?;
+    let i = RAW.iter().position(|r| {
+        r.state
+            .compare_exchange(FREE, WRITING, Acquire, Relaxed)
+            .is_ok()
+    })?;
+    let raw = &RAW[i];
+    raw.weight.store(weight, Relaxed);
+    let (pc, sp, fp): (usize, usize, usize);
+    // SAFETY: reads three registers at one instruction into locals; touches
+    // no memory, the stack or the flags.
+    unsafe {
+        std::arch::asm!(
+            "lea {pc}, [rip]",
+            "mov {sp}, rsp",
+            "mov {fp}, rbp",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            fp = out(reg) fp,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    raw.pc.store(pc, Relaxed);
+    let copy = COPIES.fill_own(pc, sp, fp, top).map_or(0, |c| c + 1);
+    raw.copy.store(copy, Relaxed);
+    if copy == 0 {
+        raw.state.store(FREE, Release);
+        return None;
+    }
+    Some(i)
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu")))]
+fn capture(_weight: u64) -> Option<usize> {
+    None
+}
+
+fn insert(address: usize, weight: u64, site: u32) -> bool {
+    let start = table_slot(address);
+    for k in 0..PROBES {
+        let slot = &TABLE[(start + k) & (TABLE_SIZE - 1)];
+        let current = slot.address.load(Relaxed);
+        if current != EMPTY && current != GONE {
+            continue;
+        }
+        if slot
+            .address
+            .compare_exchange(current, address, AcqRel, Relaxed)
+            .is_ok()
+        {
+            slot.weight.store(weight, Relaxed);
+            slot.site.store(site, Release);
+            let bucket = &FILTER[filter_bucket(address)];
+            let _ = bucket.fetch_update(Relaxed, Relaxed, |c| (c < u8::MAX).then_some(c + 1));
+            return true;
+        }
+    }
+    false
+}
+
+fn remove(address: usize) {
+    let start = table_slot(address);
+    for k in 0..PROBES {
+        let slot = &TABLE[(start + k) & (TABLE_SIZE - 1)];
+        let current = slot.address.load(Acquire);
+        if current == EMPTY {
+            return;
+        }
+        if current != address {
+            continue;
+        }
+        if slot
+            .address
+            .compare_exchange(address, GONE, AcqRel, Relaxed)
+            .is_ok()
+        {
+            let bucket = &FILTER[filter_bucket(address)];
+            let _ =
+                bucket.fetch_update(Relaxed, Relaxed, |c| (c > 0 && c < u8::MAX).then(|| c - 1));
+        }
+        return;
+    }
+}
+
+/// One allocation site of a [`HeapProfile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeapSite {
+    /// The stack that allocated, innermost frame first (the allocator's own
+    /// frames included).
+    pub frames: Vec<String>,
+    /// Estimated bytes allocated here and still live.
+    pub live_bytes: u64,
+    /// Estimated bytes allocated here since the previous profile.
+    pub allocated_bytes: u64,
+}
+
+/// Where the heap is, by allocation site, from sampled allocations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeapProfile {
+    /// Mean sampling interval in bytes.
+    pub sample_bytes: u64,
+    /// Sites, most live bytes first.
+    pub sites: Vec<HeapSite>,
+    /// Samples taken since the process started.
+    pub samples: u64,
+    /// Samples lost since the process started: the live table was full, or
+    /// no stack slot was free.
+    pub dropped: u64,
+}
+
+/// The agent side: unwinds sampled stacks and reads the live table. One per
+/// process at a time (it frees the raw slots).
+pub(crate) struct Sites {
+    /// Interned stacks (addresses), by site number.
+    stacks: Vec<Vec<usize>>,
+    by_stack: HashMap<Vec<usize>, u32>,
+    /// Bytes allocated per site since the last profile.
+    allocated: HashMap<u32, u64>,
+}
+
+/// Held by the one [`Sites`] of the process.
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// Distinct sites kept; samples of further new stacks have no site.
+const MAX_SITES: usize = 4096;
+/// Frames kept per site.
+const DEPTH: usize = 64;
+
+impl Sites {
+    /// The process's one reader of the samples; `None` while another
+    /// exists (another agent in this process profiles the heap).
+    pub(crate) fn claim() -> Option<Self> {
+        if CLAIMED.swap(true, AcqRel) {
+            return None;
+        }
+        Some(Sites {
+            stacks: Vec::new(),
+            by_stack: HashMap::new(),
+            allocated: HashMap::new(),
+        })
+    }
+
+    /// Unwinds every sampled stack published so far and gives its table
+    /// entry the site; returns how many. Called often (every 100 ms, more
+    /// often in bursts: see [`Sites::busy`]) so raw slots come free.
+    pub(crate) fn drain(&mut self) -> usize {
+        // The agent's own allocations meanwhile (unwinding, naming) are not
+        // sampled: they would fill the slots this frees.
+        unsampled(|| self.drain_now())
+    }
+
+    /// Whether a drain that unwound `drained` stacks saw a burst, after
+    /// which the next should come sooner.
+    pub(crate) fn busy(drained: usize) -> bool {
+        drained >= COPY_SLOTS / 4
+    }
+
+    fn drain_now(&mut self) -> usize {
+        let mut drained = 0;
+        for (i, raw) in RAW.iter().enumerate() {
+            if raw.state.load(Acquire) != READY {
+                continue;
+            }
+            let frames = self.unwind(raw);
+            let weight = raw.weight.load(Relaxed);
+            let site = match self.by_stack.get(&frames) {
+                Some(&s) => s,
+                None if self.stacks.len() < MAX_SITES => {
+                    let s = self.stacks.len() as u32;
+                    self.stacks.push(frames.clone());
+                    self.by_stack.insert(frames, s);
+                    s
+                }
+                None => NO_SITE,
+            };
+            if site == NO_SITE {
+                UNSITED_ALLOCATED.fetch_add(weight, Relaxed);
+            } else {
+                *self.allocated.entry(site).or_default() += weight;
+            }
+            let pending = PENDING | i as u32;
+            for slot in &TABLE {
+                if slot.site.load(Acquire) == pending {
+                    let _ = slot.site.compare_exchange(pending, site, AcqRel, Relaxed);
+                }
+            }
+            raw.state.store(FREE, Release);
+            drained += 1;
+        }
+        drained
+    }
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+    fn unwind(&self, raw: &Raw) -> Vec<usize> {
+        let pc = raw.pc.load(Relaxed);
+        match raw.copy.load(Relaxed).checked_sub(1) {
+            Some(c) => COPIES.unwind(c, &[pc], DEPTH),
+            None => vec![pc],
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu")))]
+    fn unwind(&self, raw: &Raw) -> Vec<usize> {
+        vec![raw.pc.load(Relaxed)]
+    }
+
+    /// Live and allocated bytes by site now; the allocated counts start over.
+    pub(crate) fn profile(&mut self) -> HeapProfile {
+        unsampled(|| self.profile_now())
+    }
+
+    fn profile_now(&mut self) -> HeapProfile {
+        self.drain_now();
+        let mut live: HashMap<u32, u64> = HashMap::new();
+        for slot in &TABLE {
+            let address = slot.address.load(Acquire);
+            if address == EMPTY || address == GONE {
+                continue;
+            }
+            let site = slot.site.load(Acquire);
+            if site & PENDING != 0 && site != NO_SITE {
+                continue; // Not unwound yet: in the next profile.
+            }
+            *live.entry(site).or_default() += slot.weight.load(Relaxed);
+        }
+        let allocated = std::mem::take(&mut self.allocated);
+        let unsited = UNSITED_ALLOCATED.swap(0, Relaxed);
+        let mut sites: Vec<HeapSite> = Vec::new();
+        let mut seen: Vec<u32> = live.keys().chain(allocated.keys()).copied().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for site in seen {
+            let live_bytes = live.get(&site).copied().unwrap_or(0);
+            let allocated_bytes = allocated.get(&site).copied().unwrap_or(0)
+                + if site == NO_SITE { unsited } else { 0 };
+            let frames = match self.stacks.get(site as usize) {
+                Some(addresses) => without_the_allocator(
+                    crate::platform::stack::symbolize(addresses)
+                        .into_iter()
+                        .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
+                        .collect(),
+                ),
+                None => vec!["(stack not kept)".to_string()],
+            };
+            sites.push(HeapSite {
+                frames,
+                live_bytes,
+                allocated_bytes,
+            });
+        }
+        sites.sort_by_key(|s| std::cmp::Reverse((s.live_bytes, s.allocated_bytes)));
+        HeapProfile {
+            sample_bytes: mean(),
+            sites,
+            samples: SAMPLES.load(Relaxed),
+            dropped: TABLE_FULL.load(Relaxed) + NO_STACK.load(Relaxed),
+        }
+    }
+}
+
+/// Runs `f` with this thread's allocations left out of the samples.
+fn unsampled<R>(f: impl FnOnce() -> R) -> R {
+    let was = SAMPLING.try_with(|s| s.replace(true)).unwrap_or(true);
+    let result = f();
+    let _ = SAMPLING.try_with(|s| s.set(was));
+    result
+}
+
+/// A sampled stack from the code that allocated on: the sampler's and the
+/// global allocator's own frames dropped.
+fn without_the_allocator(mut frames: Vec<String>) -> Vec<String> {
+    let allocator = |f: &String| {
+        f.starts_with("__rustc::__rust_")
+            || f.starts_with("__rust_")
+            || f.starts_with("lagscope::alloc::")
+            || f.contains("as core::alloc::global::GlobalAlloc>::")
+    };
+    if let Some(last) = frames.iter().take(16).rposition(allocator) {
+        frames.drain(..=last);
+    }
+    frames
+}
+
+impl Drop for Sites {
+    fn drop(&mut self) {
+        CLAIMED.store(false, Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_stands_for_the_bytes_it_had_the_chance_to_be_picked_from() {
+        // Small allocations stand for about one interval; large ones for
+        // themselves.
+        let mean = 512 * 1024;
+        let small = weight(64, mean);
+        assert!((mean..mean + 64).contains(&small), "{small}");
+        let huge = weight(64 * mean, mean);
+        assert_eq!(huge, 64 * mean);
+    }
+
+    #[test]
+    fn the_allocators_own_frames_are_dropped() {
+        let frames = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            without_the_allocator(frames(&[
+                "lagscope::alloc::heap::capture",
+                "<lagscope::alloc::Counting<A> as core::alloc::global::GlobalAlloc>::alloc",
+                "__rustc::__rust_alloc",
+                "alloc::vec::from_elem",
+                "svc::cache::remember",
+            ])),
+            frames(&["alloc::vec::from_elem", "svc::cache::remember"])
+        );
+        assert_eq!(
+            without_the_allocator(frames(&["svc::main"])),
+            frames(&["svc::main"])
+        );
+    }
+
+    #[test]
+    fn intervals_average_the_mean() {
+        let mean = 1000u64;
+        let n = 20_000;
+        let total: i64 = (0..n).map(|_| next_interval(mean)).sum();
+        let average = total as f64 / n as f64;
+        assert!((900.0..1100.0).contains(&average), "{average}");
+    }
+
+    #[test]
+    fn a_removed_address_leaves_the_table() {
+        let address = 0x7000_0000_1230usize;
+        assert!(insert(address, 100, NO_SITE));
+        assert_ne!(FILTER[filter_bucket(address)].load(Relaxed), 0);
+        remove(address);
+        let start = table_slot(address);
+        assert!((0..PROBES)
+            .all(|k| TABLE[(start + k) & (TABLE_SIZE - 1)].address.load(Relaxed) != address));
+    }
+}
