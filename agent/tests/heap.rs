@@ -6,7 +6,7 @@
 
 use std::alloc::System;
 
-use lagscope::alloc::heap::HeapProfile;
+use lagscope::alloc::heap::{HeapProfile, HeapSite};
 use lagscope::alloc::Counting;
 
 #[global_allocator]
@@ -33,23 +33,22 @@ fn churns(n: usize) {
     }
 }
 
-/// Live bytes of the sites whose stack holds `function`.
-fn live_in(profile: &HeapProfile, function: &str) -> u64 {
+/// Bytes of the sites whose stack holds `function`, as `field` reads them.
+fn bytes_in(profile: &HeapProfile, function: &str, field: fn(&HeapSite) -> u64) -> u64 {
     profile
         .sites
         .iter()
         .filter(|s| s.frames.iter().any(|f| f.contains(function)))
-        .map(|s| s.live_bytes)
+        .map(field)
         .sum()
 }
 
+fn live_in(profile: &HeapProfile, function: &str) -> u64 {
+    bytes_in(profile, function, |s| s.live_bytes)
+}
+
 fn allocated_in(profile: &HeapProfile, function: &str) -> u64 {
-    profile
-        .sites
-        .iter()
-        .filter(|s| s.frames.iter().any(|f| f.contains(function)))
-        .map(|s| s.allocated_bytes)
-        .sum()
+    bytes_in(profile, function, |s| s.allocated_bytes)
 }
 
 /// Runs `work` in `rounds` parts, taking a profile after each so that the

@@ -301,11 +301,9 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
         }
     }
 
-    /// In a signal handler: copies the interrupted stack into the first free
-    /// slot and returns its index; `None` if every slot is taken.
-    /// Async-signal-safe.
-    pub(crate) fn fill(&self, context: *mut libc::c_void) -> Option<usize> {
-        let i = self.slots.iter().position(|s| {
+    /// Takes the first free slot for writing. Async-signal-safe.
+    fn claim(&self) -> Option<usize> {
+        self.slots.iter().position(|s| {
             s.state
                 .compare_exchange(
                     SLOT_FREE,
@@ -314,7 +312,14 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
                     Ordering::Relaxed,
                 )
                 .is_ok()
-        })?;
+        })
+    }
+
+    /// In a signal handler: copies the interrupted stack into the first free
+    /// slot and returns its index; `None` if every slot is taken.
+    /// Async-signal-safe.
+    pub(crate) fn fill(&self, context: *mut libc::c_void) -> Option<usize> {
+        let i = self.claim()?;
         let slot = &self.slots[i];
         // SAFETY: the slot went FREE -> WRITING above, so this handler alone
         // touches its copy until it is published READY below.
@@ -328,16 +333,7 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
     /// `fp` it read at one instruction, into the first free slot; returns
     /// its index, `None` if every slot is taken.
     pub(crate) fn fill_own(&self, pc: usize, sp: usize, fp: usize, top: usize) -> Option<usize> {
-        let i = self.slots.iter().position(|s| {
-            s.state
-                .compare_exchange(
-                    SLOT_FREE,
-                    SLOT_WRITING,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        })?;
+        let i = self.claim()?;
         let slot = &self.slots[i];
         // SAFETY: the slot went FREE -> WRITING above, so this thread alone
         // touches its copy until it is published READY below; the caller
