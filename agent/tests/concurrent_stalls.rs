@@ -96,6 +96,15 @@ fn two_stalls_at_once_keep_their_own_function_and_length() {
         .start(rt.handle().clone())
         .expect("start");
     next_sample(&agent, None, Duration::from_secs(5));
+    // The watchdog reads the binary's symbol and line tables before its
+    // first check (seconds for a fresh debug build on a cold cache): one
+    // unasserted round first, until it reports a stall.
+    let end = Instant::now() + Duration::from_secs(30);
+    while finished_stalls(&file).is_empty() {
+        assert!(Instant::now() < end, "the watchdog never reported a stall");
+        block_two_workers(&rt);
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for round in 0..3 {
         std::thread::sleep(Duration::from_millis(200));
         let since = unix_ms();

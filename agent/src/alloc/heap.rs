@@ -455,7 +455,9 @@ impl Sites {
     }
 
     fn drain_now(&mut self) -> usize {
-        let mut drained = 0;
+        // The site each ready raw slot's stack was given; the slots stay
+        // taken until the table has been told, so none is reused meanwhile.
+        let mut sited: Vec<(usize, u32)> = Vec::new();
         for (i, raw) in RAW.iter().enumerate() {
             if raw.state.load(Acquire) != READY {
                 continue;
@@ -477,16 +479,29 @@ impl Sites {
             } else {
                 *self.allocated.entry(site).or_default() += weight;
             }
-            let pending = PENDING | i as u32;
-            for slot in &TABLE {
-                if slot.site.load(Acquire) == pending {
-                    let _ = slot.site.compare_exchange(pending, site, AcqRel, Relaxed);
-                }
-            }
-            raw.state.store(FREE, Release);
-            drained += 1;
+            sited.push((i, site));
         }
-        drained
+        if sited.is_empty() {
+            return 0;
+        }
+        // The site of each raw slot drained now; `None` for the others.
+        let mut site_of = [None; RAW_SLOTS];
+        for &(i, site) in &sited {
+            site_of[i] = Some(site);
+        }
+        for slot in &TABLE {
+            let pending = slot.site.load(Acquire);
+            if pending & PENDING == 0 || pending == NO_SITE {
+                continue;
+            }
+            if let Some(&Some(site)) = site_of.get((pending & !PENDING) as usize) {
+                let _ = slot.site.compare_exchange(pending, site, AcqRel, Relaxed);
+            }
+        }
+        for &(i, _) in &sited {
+            RAW[i].state.store(FREE, Release);
+        }
+        sited.len()
     }
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
