@@ -178,7 +178,14 @@ fn probe_ran_since(tid: i32, since: Instant) -> bool {
 struct WorkerSeen {
     park_unpark: u64,
     busy: Duration,
+    /// The check that saw the counters change.
     changed_at: Instant,
+    /// How long before `changed_at` the change may have been: the time
+    /// since the check before it (half a threshold, or more when the
+    /// watchdog was held up, taking a stack say).
+    late: Duration,
+    /// The last check of this worker.
+    checked_at: Instant,
 }
 
 struct Watchdog {
@@ -548,22 +555,30 @@ impl Watchdog {
                 park_unpark,
                 busy,
                 changed_at: now,
+                late: Duration::ZERO,
+                checked_at: now,
             });
+            let since_last_check = now - seen.checked_at;
+            seen.checked_at = now;
             if seen.park_unpark != park_unpark || seen.busy != busy {
                 let frozen_for = now - seen.changed_at;
                 let busy_delta = busy.saturating_sub(seen.busy);
+                let late = seen.late;
                 *seen = WorkerSeen {
                     park_unpark,
                     busy,
                     changed_at: now,
+                    late: since_last_check,
+                    checked_at: now,
                 };
                 if self.active.contains_key(&key) {
                     // Busy time covers the stall and the polls around it; the
-                    // frozen span (± one check) bounds it from above.
+                    // frozen span, plus how late its start was seen, bounds
+                    // it from above.
                     let d = if busy_delta.is_zero() {
                         frozen_for
                     } else {
-                        busy_delta.min(frozen_for + self.threshold / 2)
+                        busy_delta.min(frozen_for + late.max(self.threshold / 2))
                     };
                     self.pair_with_the_thread_that_left(key);
                     self.close(key, Some(d));

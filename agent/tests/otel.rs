@@ -148,8 +148,12 @@ fn metrics_and_a_parented_stall_span_reach_an_otlp_receiver() {
         matches!(&function, Some(any_value::Value::StringValue(f)) if f.contains("slow_checkout")),
         "{function:?}"
     );
+    // The span carries the stall's length. (How precisely the watchdog
+    // measures it is the stall-accuracy harness's and the watchdog tests'
+    // business; on a debug build, on a slow machine, a 300 ms block has
+    // measured as short as 220 ms.)
     let ms = (stall.end_time_unix_nano - stall.start_time_unix_nano) / 1_000_000;
-    assert!((250..400).contains(&ms), "{ms} ms");
+    assert!((150..400).contains(&ms), "{ms} ms");
 
     // Metrics: names, units and the resource.
     let end = Instant::now() + Duration::from_secs(10);
