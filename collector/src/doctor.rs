@@ -387,6 +387,9 @@ const TASK_SCHEDULED_SHARE: f64 = 0.3;
 /// A name whose requests are idle this share of their time waits on
 /// something outside the runtime.
 const TASK_IDLE_SHARE: f64 = 0.8;
+/// A name taking this share of all requests' poll time is named as what
+/// keeps the workers busy.
+const TASK_POLL_SHARE: f64 = 0.5;
 
 /// Per-name splits of the window with enough requests to judge, busiest first.
 pub(crate) fn task_splits(w: &Window) -> Vec<TaskSplit> {
@@ -415,6 +418,30 @@ fn waiting_for_workers(w: &Window) -> Option<String> {
         t.scheduled_p99_us
             .map(|p| format!(" (p99 {} per request)", ms(p)))
             .unwrap_or_default()
+    ))
+}
+
+/// "requests to X take 93 % of the time requests are polled", for the name
+/// that keeps the workers busiest, when it takes most of it: on a saturated
+/// runtime every name waits, and this one is what to make cheaper.
+fn polling_the_workers(w: &Window) -> Option<String> {
+    let splits = task_splits(w);
+    let polled = |t: &TaskSplit| t.poll * t.seconds;
+    let all: f64 = splits.iter().map(polled).sum();
+    let top = splits
+        .iter()
+        .max_by(|a, b| polled(a).total_cmp(&polled(b)))?;
+    let share = polled(top) / all;
+    if share.is_nan() || share < TASK_POLL_SHARE {
+        return None;
+    }
+    let per_request = (top.requests > 0.0)
+        .then(|| format!(" ({} per request)", ms(polled(top) * 1e6 / top.requests)))
+        .unwrap_or_default();
+    Some(format!(
+        "requests to {} take {:.0} % of the time requests are polled{per_request}",
+        top.name,
+        share * 100.0
     ))
 }
 
@@ -509,6 +536,7 @@ fn cpu(w: &Window) -> Vec<Finding> {
     if !hot.is_empty() {
         evidence.push(format!("hottest functions: {}", hot.join(", ")));
     }
+    evidence.extend(polling_the_workers(w));
     evidence.extend(waiting_for_workers(w));
     let severity = if busy >= 0.95 {
         Severity::Critical
@@ -1157,6 +1185,43 @@ mod tests {
             "{:?}",
             d.findings[0].evidence
         );
+    }
+
+    #[test]
+    fn the_name_that_takes_the_polled_time_is_named_though_others_wait_longer() {
+        let mut w = calm();
+        w.series.insert(
+            Metric::BusyRatio.series().into(),
+            (0..40).map(|i| (i * 500, 0.99, 1.0)).collect(),
+        );
+        w.workers = 1;
+        with_task(&mut w, "POST /render", 0.6, 0.3, 0.1);
+        with_task(&mut w, "GET /health", 0.1, 0.1, 0.8);
+        with_task(&mut w, "traffic", 0.9, 0.02, 0.08);
+        let d = diagnose(&w);
+        let evidence = &d.findings[0].evidence;
+        // 0.3 of 0.42 polled; 0.585 s over 195 requests.
+        assert!(
+            evidence.iter().any(|e| e
+                == "requests to POST /render take 71 % of the time requests are polled \
+                    (3.0 ms per request)"),
+            "{evidence:?}"
+        );
+        assert!(
+            evidence
+                .iter()
+                .any(|e| e.starts_with("requests to traffic spend 90 %")),
+            "{evidence:?}"
+        );
+        // No name takes most of it: none is named.
+        let mut even = calm();
+        even.series = w.series.clone();
+        even.workers = 1;
+        with_task(&mut even, "GET /health", 0.1, 0.3, 0.6);
+        assert!(!diagnose(&even).findings[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("of the time requests are polled")),);
     }
 
     #[test]

@@ -84,6 +84,9 @@ struct Node {
     scope: Scope,
 }
 
+/// Bytes of `.debug_info` the index pass reads through between releases
+/// of the pages it touched.
+const RELEASE_EVERY: usize = 1 << 20;
 /// Units kept read for walking.
 const INDEXES: usize = 16;
 /// Function bodies kept read for walking; beyond it the cache starts over.
@@ -180,10 +183,18 @@ impl Lines {
         dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
         let mut unit_starts = Vec::new();
         let mut headers = dwarf.units();
+        let mut released_at = 0;
         while let Ok(Some(header)) = headers.next() {
             let Some(offset) = header.debug_info_offset().map(|o| o.0) else {
                 continue;
             };
+            // Each unit's first entries fault in (and around) pages of a
+            // section tens of MiB long: without letting them go as the pass
+            // goes, a large binary's RSS would jump by as much at start.
+            if offset - released_at >= RELEASE_EVERY {
+                file.release_pages();
+                released_at = offset;
+            }
             unit_starts.push(offset);
             if covered.contains(&offset) {
                 continue;
