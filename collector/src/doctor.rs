@@ -435,9 +435,11 @@ fn polling_the_workers(w: &Window) -> Option<String> {
     if share.is_nan() || share < TASK_POLL_SHARE {
         return None;
     }
-    let per_request = (top.requests > 0.0)
-        .then(|| format!(" ({} per request)", ms(polled(top) * 1e6 / top.requests)))
-        .unwrap_or_default();
+    let per_request = if top.requests > 0.0 {
+        format!(" ({} per request)", ms(polled(top) * 1e6 / top.requests))
+    } else {
+        String::new()
+    };
     Some(format!(
         "requests to {} take {:.0} % of the time requests are polled{per_request}",
         top.name,
