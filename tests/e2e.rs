@@ -610,6 +610,7 @@ fn batch(seq: u64) -> AgentMessage {
                 profiles: vec![],
                 tasks: vec![],
                 task_names_folded: 0,
+                heap: None,
             }],
         })),
     }
@@ -943,8 +944,9 @@ fn doctor_diagnoses_every_fixture_under_load() {
         let port = free_port().to_string();
         let url = format!("http://127.0.0.1:{port}/");
         let report = temp_path(&format!("doctor-{name}.html"));
+        let duration = format!("{}s", scenario.doctor_duration().as_secs());
         let out = Command::new(LAGSCOPE)
-            .args(["doctor", "--duration", "10s", "--format", "json"])
+            .args(["doctor", "--duration", &duration, "--format", "json"])
             .args(["--load", &url, "--connections", "4", "--rate", "100"])
             .args(["--report", report.to_str().expect("utf-8"), "--", LAGSCOPE])
             .args(["fixture", name, "--port", &port])

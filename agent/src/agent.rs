@@ -112,6 +112,9 @@ impl AgentHandle {
         }
         if crate::alloc::stats().is_some() {
             capabilities.push("heap".to_string());
+            if builder.heap_sample_bytes > 0 && crate::alloc::heap::supported() {
+                capabilities.push("heap-sampling".to_string());
+            }
         }
         // What the build gives stack names: the dashboard says what is missing.
         if crate::platform::build_keeps_frame_pointers() {
@@ -244,21 +247,30 @@ impl AgentHandle {
             heap: None,
         };
         // If a spawn fails, dropping `handle` stops whatever was started.
+        let mut heap_windows = None;
         if builder.heap_sample_bytes > 0 {
             match crate::alloc::heap::Sites::claim() {
                 Some(sites) if crate::alloc::stats().is_some() => {
                     let sites = Arc::new(Mutex::new(sites));
                     handle.heap = Some(sites.clone());
+                    let windows = Arc::new(crate::alloc::heap::Windows::default());
+                    heap_windows = Some(windows.clone());
                     crate::alloc::heap::set_mean(builder.heap_sample_bytes);
                     let stop_shared = shared.clone();
                     handle.threads.push(spawn("lagscope-heap", move || {
                         // Unwinds the sampled stacks often enough that their
-                        // slots come free.
+                        // slots come free, and ends a window every HEAP_WINDOW.
                         let run = AssertUnwindSafe(|| {
                             let mut wait = HEAP_DRAIN;
+                            let mut window_ends = std::time::Instant::now() + HEAP_WINDOW;
                             while !stop_shared.wait_stopping(wait) {
-                                let drained =
-                                    sites.lock().unwrap_or_else(|p| p.into_inner()).drain();
+                                let mut sites = sites.lock().unwrap_or_else(|p| p.into_inner());
+                                let drained = sites.drain();
+                                if std::time::Instant::now() >= window_ends {
+                                    windows.put(sites.window());
+                                    window_ends += HEAP_WINDOW;
+                                }
+                                drop(sites);
                                 wait = if crate::alloc::heap::Sites::busy(drained) {
                                     HEAP_DRAIN_BUSY
                                 } else {
@@ -301,6 +313,9 @@ impl AgentHandle {
         }
         #[allow(unused_mut)]
         let mut sampler = Sampler::new(service, instance, sample_interval_us, watched, now);
+        if let Some(windows) = heap_windows {
+            sampler.set_heap_windows(windows);
+        }
         #[cfg(target_os = "linux")]
         if !builder.stall_threshold.is_zero() && !watches.is_empty() {
             let book = crate::watchdog::Book::default();
@@ -397,7 +412,10 @@ impl AgentHandle {
 
     /// Live and allocated heap bytes by allocation site, from sampled
     /// allocations (see [`Builder::heap_sample_bytes`]); `None` while heap
-    /// sampling is off. Allocated bytes count since the previous call.
+    /// sampling is off. Allocated bytes count since heap sampling started;
+    /// the agent also ships a profile to the collector every 10 s, with
+    /// the bytes allocated over those 10 s and the 128 sites with the most
+    /// live or allocated bytes.
     ///
     /// ```
     /// # #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
@@ -466,12 +484,18 @@ impl Drop for AgentHandle {
     }
 }
 
+/// How often the agent ships the heap by allocation site.
+const HEAP_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 /// How often sampled heap stacks are unwound.
 const HEAP_DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
 /// ... and while allocations come in bursts.
 const HEAP_DRAIN_BUSY: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
+    let f = move || {
+        crate::alloc::heap::leave_out_this_thread();
+        f()
+    };
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)

@@ -50,6 +50,7 @@ pub(crate) struct Sampler {
     stalls: Option<crate::watchdog::Book>,
     #[cfg(target_os = "linux")]
     profiles: Option<std::sync::Arc<crate::profiler::Exchange>>,
+    heap: Option<Arc<crate::alloc::heap::Windows>>,
 }
 
 impl Sampler {
@@ -77,7 +78,13 @@ impl Sampler {
             stalls: None,
             #[cfg(target_os = "linux")]
             profiles: None,
+            heap: None,
         }
+    }
+
+    /// Reports the heap windows the heap thread ends.
+    pub(crate) fn set_heap_windows(&mut self, windows: Arc<crate::alloc::heap::Windows>) {
+        self.heap = Some(windows);
     }
 
     /// Reports the stalls the watchdog records in `book`.
@@ -187,6 +194,7 @@ impl Sampler {
             profiles: Vec::new(),
             tasks,
             task_names_folded,
+            heap: self.heap.as_ref().and_then(|w| w.take()),
         };
         self.seq += 1;
         sample

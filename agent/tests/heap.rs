@@ -53,23 +53,31 @@ fn allocated_in(profile: &HeapProfile, function: &str) -> u64 {
 
 /// Runs `work` in `rounds` parts, taking a profile after each so that the
 /// sampled stacks never outnumber the agent's slots between two unwinds;
-/// returns the last profile and the bytes allocated per function over all.
+/// returns the bytes allocated per function over all (profiles count them
+/// since sampling started).
 fn in_rounds(
     agent: &lagscope::AgentHandle,
     rounds: usize,
     mut work: impl FnMut(usize),
     functions: &[&str],
-) -> (HeapProfile, Vec<u64>) {
-    let mut allocated = vec![0; functions.len()];
-    let mut last = HeapProfile::default();
+) -> Vec<u64> {
+    let allocated_now = || {
+        let p = agent.heap_profile().expect("heap sampling is on");
+        functions
+            .iter()
+            .map(|f| allocated_in(&p, f))
+            .collect::<Vec<_>>()
+    };
+    let before = allocated_now();
     for round in 0..rounds {
         work(round);
-        last = agent.heap_profile().expect("heap sampling is on");
-        for (total, f) in allocated.iter_mut().zip(functions) {
-            *total += allocated_in(&last, f);
-        }
+        let _ = agent.heap_profile();
     }
-    (last, allocated)
+    allocated_now()
+        .into_iter()
+        .zip(before)
+        .map(|(now, then)| now - then)
+        .collect()
 }
 
 #[test]
@@ -94,7 +102,7 @@ fn live_bytes_per_site_are_estimated_within_ten_percent() {
     let functions = ["keeps_small_blocks", "keeps_large_blocks", "churns"];
     // Each round: 256 kB in 1000 B blocks kept, 128 KiB in 64 KiB blocks
     // kept, 256 KiB allocated and freed: ~80 samples.
-    let (_, allocated) = in_rounds(
+    let allocated = in_rounds(
         &agent,
         128,
         |_| {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use lagscope_client::Client;
 use lagscope_collector::flame::{self, Folded};
 use lagscope_collector::shared::now_ms;
-use lagscope_wire::api::{Health, ProfileResponse};
+use lagscope_wire::api::{Health, HeapKind, HeapResponse, ProfileResponse};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -19,6 +19,24 @@ pub enum Format {
     Folded,
     /// gzipped pprof protobuf (`go tool pprof`, speedscope, Pyroscope).
     Pprof,
+}
+
+/// Which heap bytes `flamegraph --heap` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeapArg {
+    /// Allocated and not yet freed (pprof `inuse_space`).
+    Inuse,
+    /// Allocated over the window, freed or not (pprof `alloc_space`).
+    Alloc,
+}
+
+impl HeapArg {
+    fn kind(self) -> HeapKind {
+        match self {
+            HeapArg::Inuse => HeapKind::Inuse,
+            HeapArg::Alloc => HeapKind::Alloc,
+        }
+    }
 }
 
 /// Where to connect and what to write.
@@ -71,6 +89,12 @@ pub struct FlamegraphArgs {
     /// stalled time) instead of CPU samples.
     #[arg(long)]
     blocking: bool,
+    /// Draw the heap by allocation site instead of CPU samples: bytes in
+    /// use at the end of the window, or allocated over it (needs heap
+    /// sampling: LAGSCOPE_HEAP_SAMPLE). With --compare-previous, in-use
+    /// bytes draw what grew since the previous window's end.
+    #[arg(long, value_enum, conflicts_with = "blocking")]
+    heap: Option<HeapArg>,
     /// Differential: compare with the window just before this one.
     #[arg(long, conflicts_with = "base")]
     compare_previous: bool,
@@ -141,6 +165,9 @@ pub fn flamegraph(args: FlamegraphArgs) -> Result<()> {
     let window_ms = u64::try_from(args.window.as_millis()).unwrap_or(u64::MAX);
     let to = now_ms();
     let from = to.saturating_sub(window_ms);
+    if let Some(heap) = args.heap {
+        return heap_flamegraph(&args, heap.kind(), format, &client, from, to);
+    }
     let (p, unit) = if args.blocking {
         (blocking(&client, t, from, to)?, "ms stalled")
     } else {
@@ -206,6 +233,132 @@ pub fn flamegraph(args: FlamegraphArgs) -> Result<()> {
         }
         None => write(&t.output, format, &folded, &title, &subtitle(&p, unit), &p),
     }
+}
+
+/// `flamegraph --heap`: heap bytes by allocation site over `[from, to]`.
+fn heap_flamegraph(
+    args: &FlamegraphArgs,
+    kind: HeapKind,
+    format: Format,
+    client: &Client,
+    from: u64,
+    to: u64,
+) -> Result<()> {
+    let t = &args.target;
+    let fetch = |kind: HeapKind, from: u64, to: u64| -> Result<(HeapResponse, Folded)> {
+        let h = client
+            .heap(&t.service, t.instance.as_deref(), kind, from, to)
+            .context("fetching the heap profile")?;
+        let folded = Folded::parse(&h.folded).context("the collector's folded stacks")?;
+        Ok((h, folded))
+    };
+    let (h, folded) = fetch(kind, from, to)?;
+    if folded.is_empty() {
+        bail!(
+            "no heap samples for {} in the last {}; is heap sampling on (LAGSCOPE_HEAP_SAMPLE)? \
+             The agent sends the heap every 10 s.",
+            t.service,
+            lagscope_wire::duration::format(args.window)
+        );
+    }
+    let who = t.instance.clone().unwrap_or_else(|| h.instances.join(", "));
+    let what = match kind {
+        HeapKind::Inuse => "heap in use",
+        HeapKind::Alloc => "heap allocated",
+    };
+    let title = format!("{} / {who} — {what}", t.service);
+    let subtitle = heap_subtitle(&h);
+    let base = if args.compare_previous {
+        let window = to - from;
+        let (before, base) = fetch(kind, from.saturating_sub(window), from)?;
+        if base.is_empty() {
+            bail!(
+                "no heap window of {} ends before {} UTC to compare with; try a shorter --window",
+                t.service,
+                utc_hms(from)
+            );
+        }
+        let span = format!("{} → {} UTC", utc_hms(before.end_ms), utc_hms(h.end_ms));
+        Some((span, base))
+    } else if let Some(path) = &args.base {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the base profile {path:?}"))?;
+        let base =
+            Folded::parse(&text).with_context(|| format!("{path:?} is not folded stacks"))?;
+        Some((format!("against {}", path.display()), base))
+    } else {
+        None
+    };
+    if let Some((span, base)) = base {
+        if format != Format::Svg {
+            bail!("a differential flamegraph is written as SVG; use an .svg output");
+        }
+        let grew = folded.total() as f64 - base.total() as f64;
+        let svg = flame::diff_svg_counting(
+            &base,
+            &folded,
+            &format!("{title}: what changed (red grew, blue shrank)"),
+            &format!("{span}, {:+.1} MiB estimated; {subtitle}", grew / MIB),
+            "bytes",
+            false,
+        )?;
+        save(&t.output, &svg)?;
+        eprintln!(
+            "wrote {} ({} sites now, {} in the base, {:+.1} MiB)",
+            t.output.display(),
+            folded.len(),
+            base.len(),
+            grew / MIB
+        );
+        return Ok(());
+    }
+    let bytes = match format {
+        Format::Svg => flame::svg_counting(&folded, &title, &subtitle, "bytes")?,
+        Format::Folded => folded.to_text().into_bytes(),
+        Format::Pprof => {
+            // Both kinds in one file; `-sample_index` picks the other.
+            let other = match kind {
+                HeapKind::Inuse => HeapKind::Alloc,
+                HeapKind::Alloc => HeapKind::Inuse,
+            };
+            let (_, other_folded) = fetch(other, from, to)?;
+            let (allocated, inuse) = match kind {
+                HeapKind::Alloc => (&folded, &other_folded),
+                HeapKind::Inuse => (&other_folded, &folded),
+            };
+            flame::heap_pprof_gz(allocated, inuse, kind, h.sample_bytes, h.start_ms, h.end_ms)?
+        }
+    };
+    save(&t.output, &bytes)?;
+    eprintln!(
+        "wrote {} ({} sites, {:.1} MiB {})",
+        t.output.display(),
+        folded.len(),
+        folded.total() as f64 / MIB,
+        match kind {
+            HeapKind::Inuse => "in use",
+            HeapKind::Alloc => "allocated",
+        }
+    );
+    Ok(())
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn heap_subtitle(h: &HeapResponse) -> String {
+    let when = match h.kind {
+        HeapKind::Inuse => format!("at {} UTC", utc_hms(h.end_ms)),
+        HeapKind::Alloc => format!("{}–{} UTC", utc_hms(h.start_ms), utc_hms(h.end_ms)),
+    };
+    let mut s = format!(
+        "{:.1} MiB {when}, estimated from allocations sampled every {} KiB on average",
+        h.total_bytes as f64 / MIB,
+        h.sample_bytes / 1024
+    );
+    if h.dropped > 0 {
+        s.push_str(&format!(", {} samples lost", h.dropped));
+    }
+    s
 }
 
 /// Stall stacks of the window as a profile, each stack weighted by the

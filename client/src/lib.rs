@@ -174,6 +174,27 @@ impl Client {
         ))
     }
 
+    /// Heap bytes of `kind` by allocation site over `[from_ms, to_ms]`
+    /// (`GET /api/v1/heap`): in use at the last heap window in it, or
+    /// allocated over it.
+    pub fn heap(
+        &self,
+        service: &str,
+        instance: Option<&str>,
+        kind: lagscope_wire::api::HeapKind,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<lagscope_wire::api::HeapResponse, ClientError> {
+        let instance = instance
+            .map(|i| format!("&instance={}", encode(i)))
+            .unwrap_or_default();
+        self.get_json(&format!(
+            "/api/v1/heap?service={}{instance}&kind={}&from_ms={from_ms}&to_ms={to_ms}",
+            encode(service),
+            kind.name()
+        ))
+    }
+
     /// Like [`profile`](Self::profile) but without the folded stacks: just
     /// the totals and the top functions.
     pub fn profile_top(

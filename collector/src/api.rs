@@ -12,6 +12,7 @@
 //! | `POST /v1/metrics` | OTLP/HTTP metrics (`application/x-protobuf`) from other runtimes |
 //! | `GET /api/v1/doctor?service=S&instance=&window_ms=60000&windows=true` | diagnosis per instance over the last window (and the data it used) |
 //! | `GET /api/v1/profile?service=S&instance=&from_ms=&to_ms=&folded=false` | continuous CPU profile windows merged (folded stacks unless `folded=false`, and top functions) |
+//! | `GET /api/v1/heap?service=S&instance=&kind=inuse\|alloc&from_ms=&to_ms=` | heap bytes by allocation site (folded stacks, counts in bytes): in use at the last heap window of the span, or allocated over it |
 //! | `POST /api/v1/services/{service}/instances/{instance}/profile?seconds=10&hz=199` | profile a connected agent now; answers when the profile arrives |
 //!
 //! With a token configured, everything but `/healthz` needs
@@ -34,6 +35,7 @@ use lagscope_wire::pb::{self, collector_message, CollectorMessage};
 use crate::profile_requests::{Claim, ANSWER_GRACE_MS};
 use crate::record::Recorder;
 use crate::shared::Shared;
+use lagscope_wire::api::HeapKind;
 
 /// State of the HTTP handlers.
 #[derive(Clone)]
@@ -55,6 +57,7 @@ impl Api {
             .route("/api/v1/services", get(services))
             .route("/api/v1/stalls", get(stalls))
             .route("/api/v1/profile", get(profile))
+            .route("/api/v1/heap", get(heap))
             .route("/api/v1/doctor", get(doctor))
             .route(
                 "/v1/metrics",
@@ -251,6 +254,61 @@ async fn profile(State(api): State<Api>, Query(query): Query<HashMap<String, Str
             }
             Json(response).into_response()
         }
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no service {service:?} (or instance {instance:?}); see /api/v1/services\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn heap(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some(service) = query.get("service") else {
+        return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
+    };
+    let kind = match query.get("kind").map(String::as_str) {
+        None => HeapKind::Inuse,
+        Some(name) => match HeapKind::from_name(name) {
+            Some(k) => k,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("kind={name:?}: give inuse or alloc\n"),
+                )
+                    .into_response()
+            }
+        },
+    };
+    let (from, to) = match (
+        query_number(&query, "from_ms"),
+        query_number(&query, "to_ms"),
+    ) {
+        (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX)),
+        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    if let Err(e) = check_window(from, to) {
+        return (StatusCode::BAD_REQUEST, e).into_response();
+    }
+    let instance = query.get("instance").map(String::as_str);
+    let found = api
+        .shared
+        .store()
+        .heap_profile(service, instance, kind, from, to);
+    match found {
+        Some((instances, m)) => Json(lagscope_wire::api::HeapResponse {
+            service: service.clone(),
+            instances,
+            kind,
+            start_ms: m.start_ms,
+            end_ms: m.end_ms,
+            sample_bytes: m.sample_bytes,
+            samples: m.samples,
+            dropped: m.dropped,
+            total_bytes: m.folded.total(),
+            top: m.folded.top_functions(TOP_FUNCTIONS),
+            folded: m.folded.to_text(),
+        })
+        .into_response(),
         None => (
             StatusCode::NOT_FOUND,
             format!("no service {service:?} (or instance {instance:?}); see /api/v1/services\n"),

@@ -673,6 +673,46 @@ fn heap_leak(w: &Window) -> Vec<Finding> {
     if rate < 5.0 * MIB || growth < 0.2 * first.max(1.0) || rising_share(&heap) < 0.7 {
         return Vec::new();
     }
+    let site = w.heap.as_ref().and_then(growing_site);
+    let mut evidence = vec![
+        format!(
+            "heap live {:.1} MiB → {:.1} MiB over the window",
+            first / MIB,
+            last / MIB
+        ),
+        format!("rose in {:.0} % of samples", rising_share(&heap) * 100.0),
+    ];
+    let bound = "Bound it (an LRU such as the `moka` or `lru` crates, a capacity check, or \
+        eviction by age), and check the collection's size with AgentHandle::gauge.";
+    let (summary, recommendation) = match &site {
+        Some(site) => {
+            evidence.push(site.evidence());
+            (
+                format!(
+                    "The Rust heap grows steadily: +{:.1} MiB/min, allocated in {}",
+                    rate / MIB,
+                    site.function
+                ),
+                format!(
+                    "What {} allocates is kept: a cache, map or queue that only grows? {bound}",
+                    site.function
+                ),
+            )
+        }
+        None => (
+            format!("The Rust heap grows steadily: +{:.1} MiB/min", rate / MIB),
+            format!(
+                "Something keeps what it allocates: look for caches, maps and queues that only \
+                 grow. {bound} {}",
+                if w.capabilities.iter().any(|c| c == "heap-sampling") {
+                    "Heap sampling is on: watch 20 s or longer (two heap windows) for where the \
+                     growth was allocated."
+                } else {
+                    "Heap sampling (LAGSCOPE_HEAP_SAMPLE=512KiB) names where it was allocated."
+                }
+            ),
+        ),
+    };
     vec![Finding {
         category: Category::HeapLeak,
         severity: if rate >= 50.0 * MIB {
@@ -681,21 +721,83 @@ fn heap_leak(w: &Window) -> Vec<Finding> {
             Severity::Warning
         },
         score: 50.0 + (rate / MIB / 10.0).min(25.0),
-        summary: format!("The Rust heap grows steadily: +{:.1} MiB/min", rate / MIB),
-        evidence: vec![
-            format!(
-                "heap live {:.1} MiB → {:.1} MiB over the window",
-                first / MIB,
-                last / MIB
-            ),
-            format!("rose in {:.0} % of samples", rising_share(&heap) * 100.0),
-        ],
-        recommendation: "Something keeps what it allocates: look for caches, maps and queues \
-            that only grow. Bound them (an LRU such as the `moka` or `lru` crates, a capacity \
-            check, or eviction by age), and check the collection sizes with AgentHandle::gauge."
-            .into(),
-        culprit: None,
+        summary,
+        evidence,
+        recommendation,
+        culprit: site.map(|s| s.function),
     }]
+}
+
+/// Where most of a heap's growth was allocated, by the user function
+/// that asked for it.
+#[derive(Debug, Clone, PartialEq)]
+struct GrowingSite {
+    /// The innermost user frame of the sites that grew most.
+    function: String,
+    /// The library function it called that allocated, if any
+    /// (`std::collections::HashMap::insert`).
+    via: Option<String>,
+    /// Its share of all the growth (0..1).
+    share: f64,
+    /// Bytes it grew by.
+    bytes: f64,
+    /// Seconds between the readings.
+    seconds: f64,
+}
+
+impl GrowingSite {
+    fn evidence(&self) -> String {
+        format!(
+            "{:.0} % of the growth ({:+.1} MiB over {:.0} s of heap samples) was allocated in {}{}",
+            self.share * 100.0,
+            self.bytes / MIB,
+            self.seconds,
+            self.function,
+            self.via
+                .as_ref()
+                .map(|v| format!(" (via {v})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// Crates whose frames are the allocating library, not the code whose
+/// data it holds: a site is named by the user frame that called them.
+const COLLECTION_CRATES: [&str; 3] = ["hashbrown", "indexmap", "smallvec"];
+
+/// The user function under which the most live heap grew between the two
+/// readings; `None` if nothing grew or no grown site has a user frame.
+fn growing_site(growth: &lagscope_wire::doctor::HeapGrowth) -> Option<GrowingSite> {
+    let grown: f64 = growth.sites.iter().map(|s| s.grew().max(0) as f64).sum();
+    if grown <= 0.0 {
+        return None;
+    }
+    let mut by_function: BTreeMap<String, (f64, Option<String>)> = BTreeMap::new();
+    for site in growth.sites.iter().filter(|s| s.grew() > 0) {
+        let user = site.frames.iter().position(|f| {
+            lagscope_wire::frames::is_user_frame(f)
+                && !lagscope_wire::frames::frame_crate(f)
+                    .is_some_and(|c| COLLECTION_CRATES.contains(&c))
+        });
+        let Some(at) = user else { continue };
+        let function = lagscope_wire::frames::function_name(&site.frames[at]).to_string();
+        // The library call the user function made (`BTreeMap::insert`).
+        let via = at
+            .checked_sub(1)
+            .map(|i| lagscope_wire::frames::function_name(&site.frames[i]).to_string());
+        let entry = by_function.entry(function).or_insert((0.0, via));
+        entry.0 += site.grew() as f64;
+    }
+    let (function, (bytes, via)) = by_function
+        .into_iter()
+        .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))?;
+    Some(GrowingSite {
+        function,
+        via,
+        share: bytes / grown,
+        bytes,
+        seconds: growth.to_ms.saturating_sub(growth.from_ms) as f64 / 1000.0,
+    })
 }
 
 /// How bad native memory growing at `rate` bytes/min is.
@@ -878,6 +980,7 @@ fn healthy(w: &Window) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lagscope_wire::doctor::{HeapGrowth, SiteGrowth};
     use lagscope_wire::StallStack;
 
     fn window(series: &[(Metric, &dyn Fn(u64) -> f64)]) -> Window {
@@ -1309,6 +1412,82 @@ mod tests {
             (Metric::External, &|i| 20e6 + i as f64 * 600_000.0),
         ]);
         assert_eq!(diagnose(&native).top_category(), Category::ExternalMemory);
+    }
+
+    #[test]
+    fn a_heap_leak_names_the_user_function_that_allocated_the_growth() {
+        let mut leak = window(&[
+            (Metric::HeapLive, &|i| 3e6 + i as f64 * 600_000.0),
+            (Metric::Rss, &|i| 30e6 + i as f64 * 600_000.0),
+        ]);
+        let d = diagnose(&leak);
+        assert_eq!(d.findings[0].culprit, None);
+        assert!(d.findings[0]
+            .recommendation
+            .contains("LAGSCOPE_HEAP_SAMPLE"));
+        let site = |frames: &[&str], before_bytes: u64, after_bytes: u64| SiteGrowth {
+            frames: frames.iter().map(|f| f.to_string()).collect(),
+            before_bytes,
+            after_bytes,
+        };
+        const M: u64 = 1 << 20;
+        leak.heap = Some(HeapGrowth {
+            from_ms: 10_000,
+            to_ms: 30_000,
+            sites: vec![
+                // The map's table and its values, both kept by the cache.
+                site(
+                    &[
+                        "hashbrown::raw::RawTable<T,A>::reserve_rehash",
+                        "std::collections::hash::map::HashMap<K,V,S>::insert",
+                        "checkout::cache::Cache::remember",
+                        "checkout::handler::{{closure}}",
+                    ],
+                    4 * M,
+                    16 * M,
+                ),
+                site(
+                    &[
+                        "alloc::vec::Vec<T>::with_capacity",
+                        "checkout::cache::Cache::remember (src/cache.rs:40)",
+                        "checkout::handler::{{closure}}",
+                    ],
+                    8 * M,
+                    20 * M,
+                ),
+                // Grew a little elsewhere; freed elsewhere again.
+                site(&["checkout::parse"], 0, 3 * M),
+                site(&["checkout::render"], 5 * M, 0),
+                site(&["malloc"], 0, 10 * M),
+            ],
+        });
+        let f = &diagnose(&leak).findings[0];
+        assert_eq!(f.category, Category::HeapLeak);
+        assert_eq!(
+            f.culprit.as_deref(),
+            Some("checkout::cache::Cache::remember")
+        );
+        assert!(
+            f.summary
+                .ends_with("allocated in checkout::cache::Cache::remember"),
+            "{}",
+            f.summary
+        );
+        // 24 MiB of 37 MiB grown; the site with no user frame counts in
+        // the whole but names nothing.
+        assert!(
+            f.evidence.iter().any(|e| e
+                == "65 % of the growth (+24.0 MiB over 20 s of heap samples) was allocated in \
+                    checkout::cache::Cache::remember (via \
+                    std::collections::hash::map::HashMap<K,V,S>::insert)"),
+            "{:#?}",
+            f.evidence
+        );
+        // Nothing grew: no site is named.
+        for s in &mut leak.heap.as_mut().expect("set").sites {
+            s.after_bytes = s.before_bytes;
+        }
+        assert_eq!(diagnose(&leak).findings[0].culprit, None);
     }
 
     #[test]

@@ -154,18 +154,33 @@ impl Folded {
 
 /// An interactive SVG flamegraph of `folded` titled `title`.
 pub fn svg(folded: &Folded, title: &str, subtitle: &str) -> Result<Vec<u8>, FlameError> {
+    svg_counting(folded, title, subtitle, "samples")
+}
+
+/// Like [`svg`], its counts called `count_name` (`bytes`) in the tooltips.
+pub fn svg_counting(
+    folded: &Folded,
+    title: &str,
+    subtitle: &str,
+    count_name: &str,
+) -> Result<Vec<u8>, FlameError> {
     if folded.is_empty() {
         return Err(FlameError::Empty(String::new()));
     }
-    render(&folded.to_text(), title, subtitle)
+    render(&folded.to_text(), title, subtitle, count_name)
 }
 
 /// inferno's flamegraph of folded `text`.
-fn render(text: &str, title: &str, subtitle: &str) -> Result<Vec<u8>, FlameError> {
+fn render(
+    text: &str,
+    title: &str,
+    subtitle: &str,
+    count_name: &str,
+) -> Result<Vec<u8>, FlameError> {
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_string();
     options.subtitle = Some(subtitle.to_string());
-    options.count_name = "samples".to_string();
+    options.count_name = count_name.to_string();
     options.deterministic = true;
     let mut out = Vec::new();
     inferno::flamegraph::from_lines(&mut options, text.lines(), &mut out)?;
@@ -194,11 +209,24 @@ pub fn diff_svg(
     title: &str,
     subtitle: &str,
 ) -> Result<Vec<u8>, FlameError> {
+    diff_svg_counting(base, new, title, subtitle, "samples", true)
+}
+
+/// Like [`diff_svg`], its counts called `count_name`; `normalize: false`
+/// keeps them as they are, for a growth chart of bytes.
+pub fn diff_svg_counting(
+    base: &Folded,
+    new: &Folded,
+    title: &str,
+    subtitle: &str,
+    count_name: &str,
+    normalize: bool,
+) -> Result<Vec<u8>, FlameError> {
     if new.is_empty() {
         return Err(FlameError::Empty(" in the newer window".into()));
     }
     let diff_options = inferno::differential::Options {
-        normalize: true,
+        normalize,
         ..Default::default()
     };
     let mut folded_diff = Vec::new();
@@ -208,7 +236,12 @@ pub fn diff_svg(
         new.to_text().as_bytes(),
         &mut folded_diff,
     )?;
-    render(&String::from_utf8_lossy(&folded_diff), title, subtitle)
+    render(
+        &String::from_utf8_lossy(&folded_diff),
+        title,
+        subtitle,
+        count_name,
+    )
 }
 
 /// A gzipped pprof protobuf of `folded`, each sample worth `1/hz` s of CPU.
@@ -219,15 +252,81 @@ pub fn pprof_gz(
     end_ms: u64,
 ) -> Result<Vec<u8>, FlameError> {
     let period_ns = 1_000_000_000 / i64::from(hz.max(1));
+    let stacks = folded.stacks.iter().map(|(stack, &count)| {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        (stack.as_str(), vec![count, count.saturating_mul(period_ns)])
+    });
+    let layout = Layout {
+        sample_types: &[("samples", "count"), ("cpu", "nanoseconds")],
+        default_type: None,
+        period_type: ("cpu", "nanoseconds"),
+        period: period_ns,
+        start_ms,
+        end_ms,
+    };
+    encode_pprof(stacks, &layout)
+}
+
+/// A gzipped pprof heap profile: `alloc_space` and `inuse_space` in bytes
+/// per stack, as `go tool pprof -sample_index=alloc_space|inuse_space`
+/// reads them, `default` the one shown first.
+pub fn heap_pprof_gz(
+    allocated: &Folded,
+    inuse: &Folded,
+    default: lagscope_wire::api::HeapKind,
+    sample_bytes: u64,
+    start_ms: u64,
+    end_ms: u64,
+) -> Result<Vec<u8>, FlameError> {
+    let mut values: std::collections::BTreeMap<&str, [i64; 2]> = Default::default();
+    for (i, folded) in [allocated, inuse].into_iter().enumerate() {
+        for (stack, &bytes) in &folded.stacks {
+            values.entry(stack.as_str()).or_default()[i] = i64::try_from(bytes).unwrap_or(i64::MAX);
+        }
+    }
+    let layout = Layout {
+        sample_types: &[("alloc_space", "bytes"), ("inuse_space", "bytes")],
+        default_type: Some(match default {
+            lagscope_wire::api::HeapKind::Alloc => "alloc_space",
+            lagscope_wire::api::HeapKind::Inuse => "inuse_space",
+        }),
+        period_type: ("space", "bytes"),
+        period: i64::try_from(sample_bytes).unwrap_or(i64::MAX),
+        start_ms,
+        end_ms,
+    };
+    encode_pprof(values.into_iter().map(|(s, v)| (s, v.to_vec())), &layout)
+}
+
+/// What a pprof file's values are.
+struct Layout<'a> {
+    /// (type, unit) of each value of a sample.
+    sample_types: &'a [(&'a str, &'a str)],
+    /// The type shown first, if not the last.
+    default_type: Option<&'a str>,
+    period_type: (&'a str, &'a str),
+    period: i64,
+    start_ms: u64,
+    end_ms: u64,
+}
+
+/// A gzipped pprof protobuf of `stacks` (folded, root first) with their
+/// values.
+fn encode_pprof<'a>(
+    stacks: impl Iterator<Item = (&'a str, Vec<i64>)>,
+    layout: &Layout<'_>,
+) -> Result<Vec<u8>, FlameError> {
     let mut strings = Strings::default();
-    let samples_id = strings.id("samples");
-    let count_id = strings.id("count");
-    let cpu_id = strings.id("cpu");
-    let ns_id = strings.id("nanoseconds");
+    let mut value_type = |(t, u): (&str, &str)| pprof::ValueType {
+        r#type: strings.id(t),
+        unit: strings.id(u),
+    };
+    let sample_type = layout.sample_types.iter().map(|&t| value_type(t)).collect();
+    let period_type = Some(value_type(layout.period_type));
     let mut functions: Vec<pprof::Function> = Vec::new();
     let mut function_ids: HashMap<String, u64> = HashMap::new();
     let mut samples = Vec::new();
-    for (stack, &count) in &folded.stacks {
+    for (stack, value) in stacks {
         // pprof lists locations leaf first; one location per function name.
         let location_id = stack
             .split(';')
@@ -246,11 +345,7 @@ pub fn pprof_gz(
                 })
             })
             .collect();
-        let count = i64::try_from(count).unwrap_or(i64::MAX);
-        samples.push(pprof::Sample {
-            location_id,
-            value: vec![count, count.saturating_mul(period_ns)],
-        });
+        samples.push(pprof::Sample { location_id, value });
     }
     let locations = functions
         .iter()
@@ -262,32 +357,22 @@ pub fn pprof_gz(
             }],
         })
         .collect();
+    let default_sample_type = layout.default_type.map_or(0, |t| strings.id(t));
     let profile = pprof::Profile {
-        sample_type: vec![
-            pprof::ValueType {
-                r#type: samples_id,
-                unit: count_id,
-            },
-            pprof::ValueType {
-                r#type: cpu_id,
-                unit: ns_id,
-            },
-        ],
+        sample_type,
         sample: samples,
         location: locations,
         function: functions,
         string_table: strings.table,
-        time_nanos: i64::try_from(start_ms)
+        time_nanos: i64::try_from(layout.start_ms)
             .unwrap_or(0)
             .saturating_mul(1_000_000),
-        duration_nanos: i64::try_from(end_ms.saturating_sub(start_ms))
+        duration_nanos: i64::try_from(layout.end_ms.saturating_sub(layout.start_ms))
             .unwrap_or(0)
             .saturating_mul(1_000_000),
-        period_type: Some(pprof::ValueType {
-            r#type: cpu_id,
-            unit: ns_id,
-        }),
-        period: period_ns,
+        period_type,
+        period: layout.period,
+        default_sample_type,
     };
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&profile.encode_to_vec())?;
@@ -353,6 +438,9 @@ pub mod pprof {
         /// Time between samples.
         #[prost(int64, tag = "12")]
         pub period: i64,
+        /// The sample type shown first (string table index; 0: the last).
+        #[prost(int64, tag = "14")]
+        pub default_sample_type: i64,
     }
 
     /// A value's type and unit (string table indexes).
@@ -497,5 +585,54 @@ mod tests {
         assert_eq!(name(*hot.location_id.last().expect("root")), "main");
         assert_eq!(hot.value[1], 30 * (1_000_000_000 / 19));
         assert_eq!(p.duration_nanos, 10_000_000_000);
+    }
+
+    #[test]
+    fn heap_pprof_carries_alloc_and_inuse_space_per_stack() {
+        let mut allocated = Folded::default();
+        allocated.add(["main", "remember"].into_iter(), 3 << 20);
+        allocated.add(["main", "parse"].into_iter(), 5 << 20);
+        let mut inuse = Folded::default();
+        inuse.add(["main", "remember"].into_iter(), 2 << 20);
+        let gz = heap_pprof_gz(
+            &allocated,
+            &inuse,
+            lagscope_wire::api::HeapKind::Inuse,
+            512 * 1024,
+            1_000,
+            11_000,
+        )
+        .expect("encoded");
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut raw)
+            .expect("gunzip");
+        let p = pprof::Profile::decode(&raw[..]).expect("decodes");
+        let text = |i: i64| p.string_table[i as usize].as_str();
+        let types: Vec<_> = p
+            .sample_type
+            .iter()
+            .map(|t| (text(t.r#type), text(t.unit)))
+            .collect();
+        assert_eq!(types, [("alloc_space", "bytes"), ("inuse_space", "bytes")]);
+        assert_eq!(text(p.default_sample_type), "inuse_space");
+        assert_eq!(p.period, 512 * 1024);
+        let leaf = |s: &pprof::Sample| {
+            let f = &p.function[(s.location_id[0] - 1) as usize];
+            text(f.name)
+        };
+        let mut values: Vec<_> = p
+            .sample
+            .iter()
+            .map(|s| (leaf(s), s.value.clone()))
+            .collect();
+        values.sort();
+        assert_eq!(
+            values,
+            [
+                ("parse", vec![5 << 20, 0]),
+                ("remember", vec![3 << 20, 2 << 20])
+            ]
+        );
     }
 }

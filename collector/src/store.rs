@@ -2,6 +2,8 @@
 //! instance's latest full sample. Pure data structure: no I/O, no clocks (the
 //! caller passes `now_ms`), so it is tested and benchmarked directly.
 
+pub mod heap;
+pub mod names;
 pub mod profiles;
 pub mod series;
 
@@ -13,6 +15,7 @@ use lagscope_wire::api::{
 };
 use lagscope_wire::{Sample, StallEvent};
 
+use self::heap::{HeapKind, HeapMerged, HeapProfiles};
 use self::profiles::{Merged, Profiles};
 use self::series::{Series, SeriesLimits};
 
@@ -79,6 +82,7 @@ struct Instance {
     bytes: u64,
     stalls: Stalls,
     profiles: Profiles,
+    heap: HeapProfiles,
 }
 
 /// Stalls kept per instance; the oldest go first.
@@ -257,6 +261,7 @@ impl Store {
                     bytes: overhead,
                     stalls: Stalls::default(),
                     profiles: Profiles::default(),
+                    heap: HeapProfiles::default(),
                 },
             );
         Ok(None)
@@ -316,6 +321,9 @@ impl Store {
         for profile in &sample.profiles {
             inst.profiles.record(profile);
         }
+        if let Some(heap) = &sample.heap {
+            inst.heap.record(heap);
+        }
         inst.bytes = instance_overhead(&sample.service, &sample.instance, &inst.info)
             + inst
                 .series
@@ -324,6 +332,7 @@ impl Store {
                 .sum::<u64>()
             + inst.stalls.bytes
             + inst.profiles.bytes()
+            + inst.heap.bytes()
             + sample_bytes(&sample);
         self.bytes = self.bytes - before + inst.bytes;
         inst.last_seq = Some(sample.seq);
@@ -591,6 +600,30 @@ impl Store {
         (!names.is_empty()).then_some((names, merged))
     }
 
+    /// Heap bytes of `service` (one instance, or all) by stack over
+    /// `[from_ms, to_ms]` (see [`HeapProfiles::merged`]), summed over
+    /// instances; `None` if the service (or instance) is unknown.
+    pub fn heap_profile(
+        &self,
+        service: &str,
+        instance: Option<&str>,
+        kind: HeapKind,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(Vec<String>, HeapMerged)> {
+        let insts = self.services.get(service)?;
+        let mut names = Vec::new();
+        let mut merged = HeapMerged::default();
+        for (id, inst) in insts {
+            if instance.is_some_and(|want| want != id) {
+                continue;
+            }
+            names.push(id.clone());
+            merged.absorb(inst.heap.merged(kind, from_ms, to_ms));
+        }
+        (!names.is_empty()).then_some((names, merged))
+    }
+
     /// What the doctor looks at for one instance over `[from_ms, to_ms]`:
     /// its main-runtime series, stalls and CPU profile.
     pub fn doctor_window(
@@ -638,6 +671,7 @@ impl Store {
             profile_samples: merged.samples,
             top: merged.folded.top_functions(10),
             capabilities: inst.info.capabilities.clone(),
+            heap: inst.heap.growth(from_ms, to_ms),
         })
     }
 
@@ -743,6 +777,12 @@ fn sample_bytes(sample: &Sample) -> u64 {
             .iter()
             .flat_map(|p| &p.stacks)
             .map(|s| frames(&s.frames) + 32)
+            .sum::<u64>()
+        + sample
+            .heap
+            .iter()
+            .flat_map(|h| &h.sites)
+            .map(|s| frames(&s.frames) + 40)
             .sum::<u64>()
 }
 

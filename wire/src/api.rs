@@ -207,6 +207,71 @@ pub struct ProfileResponse {
     pub top: Vec<TopFunction>,
 }
 
+/// Which bytes of a heap profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeapKind {
+    /// Allocated and not yet freed, at a moment (pprof's `inuse_space`).
+    Inuse,
+    /// Allocated over a window, freed or not (pprof's `alloc_space`).
+    Alloc,
+}
+
+impl HeapKind {
+    /// The kind named `name` (`inuse` or `alloc`).
+    ///
+    /// ```
+    /// use lagscope_wire::api::HeapKind;
+    /// assert_eq!(HeapKind::from_name("alloc"), Some(HeapKind::Alloc));
+    /// assert_eq!(HeapKind::Inuse.name(), "inuse");
+    /// assert_eq!(HeapKind::from_name("live"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<HeapKind> {
+        match name {
+            "inuse" => Some(HeapKind::Inuse),
+            "alloc" => Some(HeapKind::Alloc),
+            _ => None,
+        }
+    }
+
+    /// Its name in the API and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeapKind::Inuse => "inuse",
+            HeapKind::Alloc => "alloc",
+        }
+    }
+}
+
+/// `GET /api/v1/heap`: heap bytes by allocation site, as folded stacks
+/// whose counts are bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeapResponse {
+    /// Service name.
+    pub service: String,
+    /// Instances whose bytes are summed.
+    pub instances: Vec<String>,
+    /// In-use bytes (at `end_ms`) or allocated ones (over the span).
+    pub kind: HeapKind,
+    /// Start of the span: for in-use bytes, when they were read (per
+    /// instance; the earliest).
+    pub start_ms: u64,
+    /// End of the span.
+    pub end_ms: u64,
+    /// Mean sampling interval in bytes.
+    pub sample_bytes: u64,
+    /// Allocations the agents sampled since they started.
+    pub samples: u64,
+    /// Samples they lost.
+    pub dropped: u64,
+    /// Estimated bytes in all (the sum of the folded counts).
+    pub total_bytes: u64,
+    /// `root;…;leaf bytes` lines.
+    pub folded: String,
+    /// Functions with the most bytes allocated directly (self) and below.
+    pub top: Vec<TopFunction>,
+}
+
 /// One line of a top-functions table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopFunction {

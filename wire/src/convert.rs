@@ -73,6 +73,22 @@ impl Sample {
                 .collect(),
             tasks: self.tasks.iter().map(task_to_pb).collect(),
             task_names_folded: self.task_names_folded,
+            heap: self.heap.as_ref().map(|h| pb::HeapProfile {
+                start_ms: h.start_ms,
+                end_ms: h.end_ms,
+                sample_bytes: h.sample_bytes,
+                samples: h.samples,
+                dropped: h.dropped,
+                sites: h
+                    .sites
+                    .iter()
+                    .map(|s| pb::HeapSite {
+                        frames: s.frames.clone(),
+                        live_bytes: s.live_bytes,
+                        allocated_bytes: s.allocated_bytes,
+                    })
+                    .collect(),
+            }),
         }
     }
 
@@ -144,6 +160,22 @@ impl Sample {
                 .collect(),
             tasks: p.tasks.into_iter().map(task_from_pb).collect(),
             task_names_folded: p.task_names_folded,
+            heap: p.heap.map(|h| HeapProfile {
+                start_ms: h.start_ms,
+                end_ms: h.end_ms,
+                sample_bytes: h.sample_bytes,
+                samples: h.samples,
+                dropped: h.dropped,
+                sites: h
+                    .sites
+                    .into_iter()
+                    .map(|s| HeapSite {
+                        frames: s.frames,
+                        live_bytes: s.live_bytes,
+                        allocated_bytes: s.allocated_bytes,
+                    })
+                    .collect(),
+            }),
         }
     }
 }

@@ -35,6 +35,40 @@ pub struct Window {
     /// `tokio_unstable`, …): what its build gives stack names.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// Live heap bytes by allocation site at the first and last heap
+    /// windows in the window (heap sampling on, two windows or more).
+    #[serde(default)]
+    pub heap: Option<HeapGrowth>,
+}
+
+/// Live heap bytes by allocation site at two moments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeapGrowth {
+    /// When the first reading was taken, ms since the epoch.
+    pub from_ms: u64,
+    /// When the last was.
+    pub to_ms: u64,
+    /// Every site in either reading.
+    pub sites: Vec<SiteGrowth>,
+}
+
+/// One allocation site's live bytes at both readings of a [`HeapGrowth`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteGrowth {
+    /// The stack, innermost first, from the code that called the allocator.
+    pub frames: Vec<String>,
+    /// Live bytes at the first reading.
+    pub before_bytes: u64,
+    /// Live bytes at the last.
+    pub after_bytes: u64,
+}
+
+impl SiteGrowth {
+    /// Bytes it grew by (negative: shrank).
+    pub fn grew(&self) -> i64 {
+        i64::try_from(self.after_bytes).unwrap_or(i64::MAX)
+            - i64::try_from(self.before_bytes).unwrap_or(i64::MAX)
+    }
 }
 
 /// How bad a finding is.

@@ -47,6 +47,48 @@ pub struct Sample {
     /// reached (cumulative).
     #[serde(default)]
     pub task_names_folded: u64,
+    /// The heap by allocation site, from sampled allocations, when a heap
+    /// window ended during the interval (heap sampling on: see
+    /// `lagscope::Builder::heap_sample_bytes`).
+    #[serde(default)]
+    pub heap: Option<HeapProfile>,
+}
+
+/// The heap by allocation site, estimated from allocations sampled about
+/// once every `sample_bytes` bytes: the bytes still live at `end_ms`, and
+/// those allocated over `[start_ms, end_ms]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeapProfile {
+    /// Start of the window the allocated bytes count over, ms since the
+    /// Unix epoch.
+    pub start_ms: u64,
+    /// When the live bytes were read, ms since the Unix epoch.
+    pub end_ms: u64,
+    /// Mean sampling interval in bytes.
+    pub sample_bytes: u64,
+    /// Allocations sampled since the process started.
+    pub samples: u64,
+    /// Samples lost since the process started: the live table was full, or
+    /// no stack slot was free.
+    pub dropped: u64,
+    /// Sites, most live bytes first; beyond the agent's cap the rest are
+    /// summed into one [`OTHER_SITES`] site.
+    pub sites: Vec<HeapSite>,
+}
+
+/// The site the sites beyond the cap of a [`HeapProfile`] are summed into.
+pub const OTHER_SITES: &str = "[other sites]";
+
+/// One allocation site: a distinct stack that allocated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeapSite {
+    /// Function names, innermost first, starting at the code that called
+    /// the allocator.
+    pub frames: Vec<String>,
+    /// Estimated bytes allocated here and not yet freed.
+    pub live_bytes: u64,
+    /// Estimated bytes allocated here over the window.
+    pub allocated_bytes: u64,
 }
 
 /// The name instrumentations fold into once the name cap is reached.
@@ -625,6 +667,7 @@ impl Sample {
                 }),
             }],
             task_names_folded: 0,
+            heap: None,
         }
     }
 }

@@ -157,6 +157,35 @@ fn profile() -> impl Strategy<Value = Profile> {
         })
 }
 
+fn heap() -> impl Strategy<Value = HeapProfile> {
+    (
+        prop::array::uniform5(any::<u64>()),
+        prop::collection::vec(
+            (
+                prop::collection::vec("[ -~]{1,16}", 0..4),
+                any::<u64>(),
+                any::<u64>(),
+            ),
+            0..3,
+        ),
+    )
+        .prop_map(|(v, sites)| HeapProfile {
+            start_ms: v[0],
+            end_ms: v[1],
+            sample_bytes: v[2],
+            samples: v[3],
+            dropped: v[4],
+            sites: sites
+                .into_iter()
+                .map(|(frames, live_bytes, allocated_bytes)| HeapSite {
+                    frames,
+                    live_bytes,
+                    allocated_bytes,
+                })
+                .collect(),
+        })
+}
+
 fn task() -> impl Strategy<Value = TaskSample> {
     let times = || prop::option::of(any::<(u64, u64)>());
     (
@@ -204,6 +233,7 @@ fn sample() -> impl Strategy<Value = Sample> {
             any::<u64>(),
             any::<Option<u64>>(),
         ),
+        prop::option::of(heap()),
     )
         .prop_map(
             |(
@@ -214,6 +244,7 @@ fn sample() -> impl Strategy<Value = Sample> {
                 (p, cpu_ratio, cores),
                 gauges,
                 (dropped, stalls, profiles, tasks, task_names_folded, c_heap),
+                heap,
             )| {
                 Sample {
                     service: "svc".into(),
@@ -250,6 +281,7 @@ fn sample() -> impl Strategy<Value = Sample> {
                     profiles,
                     tasks,
                     task_names_folded,
+                    heap,
                 }
             },
         )

@@ -94,7 +94,14 @@ struct Raw {
     pc: AtomicUsize,
     /// 1 + its [`COPIES`] slot.
     copy: AtomicUsize,
+    /// The frame-pointer chain's return addresses, where the build keeps
+    /// frame pointers: frames beyond the copy's end come from here.
+    chain: [AtomicUsize; CHAIN],
+    chain_len: AtomicUsize,
 }
+
+/// Return addresses of the frame-pointer chain kept per sample.
+const CHAIN: usize = 64;
 
 const RAW_SLOTS: usize = 256;
 const FREE: u8 = 0;
@@ -107,6 +114,8 @@ static RAW: [Raw; RAW_SLOTS] = [const {
         weight: AtomicU64::new(0),
         pc: AtomicUsize::new(0),
         copy: AtomicUsize::new(0),
+        chain: [const { AtomicUsize::new(0) }; CHAIN],
+        chain_len: AtomicUsize::new(0),
     }
 }; RAW_SLOTS];
 
@@ -151,6 +160,8 @@ pub fn set_sample_bytes(bytes: u64) {
 
 pub(crate) fn set_mean(bytes: u64) {
     if bytes > 0 && supported() {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+        crate::platform::stack::decide_frame_walk();
         EVER_ON.store(true, Relaxed);
         MEAN.store(bytes, Relaxed);
     } else {
@@ -320,6 +331,8 @@ fn capture(weight: u64) -> Option<usize> {
         );
     }
     raw.pc.store(pc, Relaxed);
+    let chain = crate::platform::stack::walk_own(fp, sp, top, &raw.chain);
+    raw.chain_len.store(chain, Relaxed);
     let copy = COPIES.fill_own(pc, sp, fp, top).map_or(0, |c| c + 1);
     raw.copy.store(copy, Relaxed);
     if copy == 0 {
@@ -381,31 +394,7 @@ fn remove(address: usize) {
     }
 }
 
-/// One allocation site of a [`HeapProfile`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeapSite {
-    /// The stack that allocated, innermost frame first (the allocator's own
-    /// frames included).
-    pub frames: Vec<String>,
-    /// Estimated bytes allocated here and still live.
-    pub live_bytes: u64,
-    /// Estimated bytes allocated here since the previous profile.
-    pub allocated_bytes: u64,
-}
-
-/// Where the heap is, by allocation site, from sampled allocations.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeapProfile {
-    /// Mean sampling interval in bytes.
-    pub sample_bytes: u64,
-    /// Sites, most live bytes first.
-    pub sites: Vec<HeapSite>,
-    /// Samples taken since the process started.
-    pub samples: u64,
-    /// Samples lost since the process started: the live table was full, or
-    /// no stack slot was free.
-    pub dropped: u64,
-}
+pub use lagscope_wire::{HeapProfile, HeapSite};
 
 /// The agent side: unwinds sampled stacks and reads the live table. One per
 /// process at a time (it frees the raw slots).
@@ -413,9 +402,20 @@ pub(crate) struct Sites {
     /// Interned stacks (addresses), by site number.
     stacks: Vec<Vec<usize>>,
     by_stack: HashMap<Vec<usize>, u32>,
-    /// Bytes allocated per site since the last profile.
+    /// Bytes allocated per site since sampling started ([`NO_SITE`]: by
+    /// stacks not kept).
     allocated: HashMap<u32, u64>,
+    /// When sampling started, ms since the Unix epoch.
+    started_ms: u64,
+    /// The end of the last window and the allocated bytes per site then.
+    window: (u64, HashMap<u32, u64>),
 }
+
+/// Sites a window carries at most: the most live bytes, then the most
+/// allocated; the rest are summed into one site.
+const WINDOW_SITES: usize = 128;
+/// Of which at least this many are the most allocated.
+const WINDOW_SITES_BY_ALLOCATED: usize = 32;
 
 /// Held by the one [`Sites`] of the process.
 static CLAIMED: AtomicBool = AtomicBool::new(false);
@@ -436,6 +436,8 @@ impl Sites {
             stacks: Vec::new(),
             by_stack: HashMap::new(),
             allocated: HashMap::new(),
+            started_ms: now_ms(),
+            window: (now_ms(), HashMap::new()),
         })
     }
 
@@ -474,11 +476,7 @@ impl Sites {
                 }
                 None => NO_SITE,
             };
-            if site == NO_SITE {
-                UNSITED_ALLOCATED.fetch_add(weight, Relaxed);
-            } else {
-                *self.allocated.entry(site).or_default() += weight;
-            }
+            *self.allocated.entry(site).or_default() += weight;
             sited.push((i, site));
         }
         if sited.is_empty() {
@@ -506,10 +504,15 @@ impl Sites {
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
     fn unwind(&self, raw: &Raw) -> Vec<usize> {
-        let pc = raw.pc.load(Relaxed);
+        // The frame-pointer walk, shaped as the unwinder takes it: the
+        // instruction, then return addresses.
+        let chain = raw.chain_len.load(Relaxed).min(CHAIN);
+        let fp_frames: Vec<usize> = std::iter::once(raw.pc.load(Relaxed))
+            .chain(raw.chain[..chain].iter().map(|a| a.load(Relaxed)))
+            .collect();
         match raw.copy.load(Relaxed).checked_sub(1) {
-            Some(c) => COPIES.unwind(c, &[pc], DEPTH),
-            None => vec![pc],
+            Some(c) => COPIES.unwind(c, &fp_frames, DEPTH),
+            None => fp_frames,
         }
     }
 
@@ -518,13 +521,42 @@ impl Sites {
         vec![raw.pc.load(Relaxed)]
     }
 
-    /// Live and allocated bytes by site now; the allocated counts start over.
+    /// Live bytes by site now, and bytes allocated since sampling started.
     pub(crate) fn profile(&mut self) -> HeapProfile {
-        unsampled(|| self.profile_now())
+        unsampled(|| {
+            let (live, end_ms) = self.live_now();
+            let allocated = self.allocated.clone();
+            let sites = self.named(live, allocated);
+            self.profile_of(self.started_ms, end_ms, sites)
+        })
     }
 
-    fn profile_now(&mut self) -> HeapProfile {
+    /// Live bytes by site now, and bytes allocated since the last window:
+    /// what the agent ships, the sites beyond [`WINDOW_SITES`] summed into
+    /// one.
+    pub(crate) fn window(&mut self) -> HeapProfile {
+        unsampled(|| {
+            let (live, end_ms) = self.live_now();
+            let (start_ms, before) =
+                std::mem::replace(&mut self.window, (end_ms, self.allocated.clone()));
+            let allocated = self
+                .allocated
+                .iter()
+                .map(|(&site, &now)| (site, now - before.get(&site).copied().unwrap_or(0)))
+                .filter(|&(_, bytes)| bytes > 0)
+                .collect();
+            let sites = capped(self.named(live, allocated), WINDOW_SITES);
+            self.profile_of(start_ms, end_ms, sites)
+        })
+    }
+
+    /// Live bytes by site, and when they were read.
+    fn live_now(&mut self) -> (HashMap<u32, u64>, u64) {
         self.drain_now();
+        let unsited = UNSITED_ALLOCATED.swap(0, Relaxed);
+        if unsited > 0 {
+            *self.allocated.entry(NO_SITE).or_default() += unsited;
+        }
         let mut live: HashMap<u32, u64> = HashMap::new();
         for slot in &TABLE {
             let address = slot.address.load(Acquire);
@@ -537,39 +569,133 @@ impl Sites {
             }
             *live.entry(site).or_default() += slot.weight.load(Relaxed);
         }
-        let allocated = std::mem::take(&mut self.allocated);
-        let unsited = UNSITED_ALLOCATED.swap(0, Relaxed);
-        let mut sites: Vec<HeapSite> = Vec::new();
+        (live, now_ms())
+    }
+
+    /// The sites with live or allocated bytes, named, most live first.
+    fn named(&self, live: HashMap<u32, u64>, allocated: HashMap<u32, u64>) -> Vec<HeapSite> {
         let mut seen: Vec<u32> = live.keys().chain(allocated.keys()).copied().collect();
         seen.sort_unstable();
         seen.dedup();
-        for site in seen {
-            let live_bytes = live.get(&site).copied().unwrap_or(0);
-            let allocated_bytes = allocated.get(&site).copied().unwrap_or(0)
-                + if site == NO_SITE { unsited } else { 0 };
-            let frames = match self.stacks.get(site as usize) {
-                Some(addresses) => without_the_allocator(
-                    crate::platform::stack::symbolize(addresses)
-                        .into_iter()
-                        .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
-                        .collect(),
-                ),
-                None => vec!["(stack not kept)".to_string()],
-            };
-            sites.push(HeapSite {
-                frames,
-                live_bytes,
-                allocated_bytes,
-            });
-        }
+        let mut sites: Vec<HeapSite> = seen
+            .into_iter()
+            .map(|site| HeapSite {
+                frames: match self.stacks.get(site as usize) {
+                    Some(addresses) => without_the_allocator(
+                        crate::platform::stack::symbolize(addresses)
+                            .into_iter()
+                            .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
+                            .collect(),
+                    ),
+                    None => vec![NOT_KEPT.to_string()],
+                },
+                live_bytes: live.get(&site).copied().unwrap_or(0),
+                allocated_bytes: allocated.get(&site).copied().unwrap_or(0),
+            })
+            .collect();
         sites.sort_by_key(|s| std::cmp::Reverse((s.live_bytes, s.allocated_bytes)));
+        sites
+    }
+
+    fn profile_of(&self, start_ms: u64, end_ms: u64, sites: Vec<HeapSite>) -> HeapProfile {
         HeapProfile {
+            start_ms,
+            end_ms,
             sample_bytes: mean(),
             sites,
             samples: SAMPLES.load(Relaxed),
             dropped: TABLE_FULL.load(Relaxed) + NO_STACK.load(Relaxed),
         }
     }
+}
+
+/// Heap windows on their way from the heap thread to the sampler: the
+/// newest one, with the allocations of any not taken merged in.
+#[derive(Debug, Default)]
+pub(crate) struct Windows(std::sync::Mutex<Option<HeapProfile>>);
+
+impl Windows {
+    /// Hands a window over.
+    pub(crate) fn put(&self, window: HeapProfile) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let window = match slot.take() {
+            Some(older) => merged(older, window),
+            None => window,
+        };
+        *slot = Some(window);
+    }
+
+    /// The window handed over since the last call, if any.
+    pub(crate) fn take(&self) -> Option<HeapProfile> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// `newer` covering `older`'s window too: its live bytes, and both
+/// windows' allocations.
+fn merged(older: HeapProfile, mut newer: HeapProfile) -> HeapProfile {
+    newer.start_ms = older.start_ms;
+    for site in older.sites {
+        match newer.sites.iter_mut().find(|s| s.frames == site.frames) {
+            Some(s) => s.allocated_bytes += site.allocated_bytes,
+            None if site.allocated_bytes > 0 => newer.sites.push(HeapSite {
+                live_bytes: 0,
+                ..site
+            }),
+            None => {}
+        }
+    }
+    newer
+        .sites
+        .sort_by_key(|s| std::cmp::Reverse((s.live_bytes, s.allocated_bytes)));
+    newer.sites = capped(newer.sites, WINDOW_SITES);
+    newer
+}
+
+/// The site of samples whose stacks were not kept (beyond [`MAX_SITES`]).
+pub const NOT_KEPT: &str = "[stack not kept]";
+
+/// `sites` (most live first) cut to `max`: the most live, and at least
+/// [`WINDOW_SITES_BY_ALLOCATED`] of the most allocated among the others; the
+/// rest summed into one [`lagscope_wire::OTHER_SITES`] site (with the one
+/// `sites` may already have).
+fn capped(mut sites: Vec<HeapSite>, max: usize) -> Vec<HeapSite> {
+    let max = max.max(2);
+    let mut other = sites
+        .iter()
+        .position(|s| s.frames.len() == 1 && s.frames[0] == lagscope_wire::OTHER_SITES)
+        .map(|i| sites.remove(i));
+    if sites.len() + usize::from(other.is_some()) <= max {
+        sites.extend(other);
+        return sites;
+    }
+    let by_live = max - 1 - WINDOW_SITES_BY_ALLOCATED.min(max - 1);
+    let mut rest = sites.split_off(by_live);
+    rest.sort_by_key(|s| std::cmp::Reverse(s.allocated_bytes));
+    let cut = rest.split_off((max - 1 - by_live).min(rest.len()));
+    sites.extend(rest);
+    sites.sort_by_key(|s| std::cmp::Reverse((s.live_bytes, s.allocated_bytes)));
+    let summed = other.get_or_insert_with(|| HeapSite {
+        frames: vec![lagscope_wire::OTHER_SITES.to_string()],
+        live_bytes: 0,
+        allocated_bytes: 0,
+    });
+    summed.live_bytes += cut.iter().map(|s| s.live_bytes).sum::<u64>();
+    summed.allocated_bytes += cut.iter().map(|s| s.allocated_bytes).sum::<u64>();
+    sites.extend(other);
+    sites
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Leaves the calling thread's allocations out of the samples from now on:
+/// the agent's own threads call it, so the profile shows the service's heap.
+pub(crate) fn leave_out_this_thread() {
+    let _ = SAMPLING.try_with(|s| s.set(true));
 }
 
 /// Runs `f` with this thread's allocations left out of the samples.
@@ -604,6 +730,73 @@ impl Drop for Sites {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn site(name: &str, live_bytes: u64, allocated_bytes: u64) -> HeapSite {
+        HeapSite {
+            frames: vec![name.to_string()],
+            live_bytes,
+            allocated_bytes,
+        }
+    }
+
+    #[test]
+    fn a_window_keeps_the_most_live_and_most_allocated_sites_and_sums_the_rest() {
+        // 200 sites: live falling, allocated rising.
+        let sites: Vec<HeapSite> = (0..200u64)
+            .map(|i| site(&format!("s{i}"), 1000 - i, i))
+            .collect();
+        let live: u64 = sites.iter().map(|s| s.live_bytes).sum();
+        let allocated: u64 = sites.iter().map(|s| s.allocated_bytes).sum();
+        let kept = capped(sites, WINDOW_SITES);
+        assert_eq!(kept.len(), WINDOW_SITES);
+        let by_live = WINDOW_SITES - 1 - WINDOW_SITES_BY_ALLOCATED;
+        assert!(kept
+            .iter()
+            .any(|s| s.frames[0] == format!("s{}", by_live - 1)));
+        assert!(
+            kept.iter().any(|s| s.frames[0] == "s199"),
+            "most allocated kept"
+        );
+        let other = kept.last().expect("a summed site");
+        assert_eq!(other.frames, [lagscope_wire::OTHER_SITES]);
+        assert_eq!(kept.iter().map(|s| s.live_bytes).sum::<u64>(), live);
+        assert_eq!(
+            kept.iter().map(|s| s.allocated_bytes).sum::<u64>(),
+            allocated
+        );
+        // Capped again, it stays one summed site with the same totals.
+        let again = capped(kept.clone(), 10);
+        assert_eq!(again.len(), 10);
+        assert_eq!(
+            again
+                .iter()
+                .filter(|s| s.frames[0] == lagscope_wire::OTHER_SITES)
+                .count(),
+            1
+        );
+        assert_eq!(again.iter().map(|s| s.live_bytes).sum::<u64>(), live);
+    }
+
+    #[test]
+    fn a_window_not_taken_is_merged_into_the_next() {
+        let windows = Windows::default();
+        windows.put(HeapProfile {
+            start_ms: 10,
+            end_ms: 20,
+            sites: vec![site("kept", 100, 100), site("gone", 0, 50)],
+            ..HeapProfile::default()
+        });
+        windows.put(HeapProfile {
+            start_ms: 20,
+            end_ms: 30,
+            sites: vec![site("kept", 300, 200)],
+            ..HeapProfile::default()
+        });
+        let w = windows.take().expect("a window");
+        assert_eq!((w.start_ms, w.end_ms), (10, 30));
+        assert_eq!(w.sites, [site("kept", 300, 300), site("gone", 0, 50)]);
+        assert!(windows.take().is_none());
+    }
 
     #[test]
     fn a_sample_stands_for_the_bytes_it_had_the_chance_to_be_picked_from() {

@@ -1,10 +1,11 @@
 //! An instance's CPU profiles: continuous windows (frames interned, so a
 //! window costs a few bytes per frame) and the answers to profile requests.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use lagscope_wire::Profile;
 
+use super::names::Names;
 use crate::flame::Folded;
 
 /// Continuous windows kept per instance (15 min of 10 s windows).
@@ -59,8 +60,7 @@ impl Merged {
 /// Profiles of one instance.
 #[derive(Debug, Default)]
 pub struct Profiles {
-    names: Vec<String>,
-    ids: HashMap<String, u32>,
+    names: Names,
     windows: VecDeque<Window>,
     requested: VecDeque<Profile>,
     bytes: u64,
@@ -99,13 +99,8 @@ impl Profiles {
     }
 
     fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(name.to_string());
-        self.ids.insert(name.to_string(), id);
-        self.bytes += 2 * name.len() as u64 + 48;
+        let (id, bytes) = self.names.intern(name);
+        self.bytes += bytes;
         id
     }
 
@@ -131,10 +126,7 @@ impl Profiles {
             m.samples += w.samples;
             m.dropped += w.dropped;
             for (frames, count) in &w.stacks {
-                let names = frames
-                    .iter()
-                    .rev()
-                    .map(|&i| self.names[i as usize].as_str());
+                let names = frames.iter().rev().map(|&i| self.names.get(i));
                 m.folded.add(names, u64::from(*count));
             }
         }

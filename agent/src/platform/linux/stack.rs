@@ -579,6 +579,45 @@ pub(crate) fn decide_frame_walk() {
     FRAME_WALK.store(super::build_keeps_frame_pointers(), Ordering::Relaxed);
 }
 
+/// Outside a signal handler: the calling thread's own frame-pointer chain
+/// from `fp`, within its stack `sp..top`, as return addresses into `out`,
+/// innermost first; returns how many. Reads the stack directly (no system
+/// call), so a heap sample can take frames beyond its bounded copy. Nothing
+/// where the build does not keep frame pointers ([`FRAME_WALK`]).
+pub(crate) fn walk_own(mut fp: usize, sp: usize, top: usize, out: &[AtomicUsize]) -> usize {
+    if !FRAME_WALK.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let word = std::mem::size_of::<usize>();
+    let mut n = 0;
+    while n < out.len()
+        && fp >= sp
+        && fp.is_multiple_of(word)
+        && fp.checked_add(2 * word).is_some_and(|end| end <= top)
+    {
+        // SAFETY: `fp..fp + 2 words` lies within `sp..top`, the calling
+        // thread's own mapped stack (the caller's promise), and is aligned;
+        // this thread is the only writer of its stack, and it is not
+        // writing while it reads here.
+        let (next_fp, return_address) = unsafe {
+            (
+                std::ptr::read(fp as *const usize),
+                std::ptr::read((fp + word) as *const usize),
+            )
+        };
+        if return_address == 0 {
+            break;
+        }
+        out[n].store(return_address, Ordering::Relaxed);
+        n += 1;
+        if next_fp <= fp {
+            break;
+        }
+        fp = next_fp;
+    }
+    n
+}
+
 /// Whether `fp` can be a frame pointer of a stack whose pointer is `sp`:
 /// aligned, above it and within a plausible span.
 fn plausible_frame(fp: usize, sp: usize) -> bool {
