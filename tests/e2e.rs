@@ -935,6 +935,107 @@ fn profile_and_flamegraph_commands_write_svg_folded_and_pprof() {
 }
 
 #[test]
+fn heap_flamegraphs_show_where_the_leaking_cache_allocates() {
+    use prost::Message;
+    use std::io::Read;
+    let collector = Collector::start(&[]);
+    // The fixture turns heap sampling on (512 KiB, the default interval).
+    let _svc = fixture("cache-leak", "e2e-heap", &collector.grpc_url(), &[]);
+    let inst = collector.wait_for("e2e-heap", 1, Duration::from_secs(20));
+    assert!(inst.capabilities.contains(&"heap-sampling".to_string()));
+    let api = collector.client(None).url().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(LAGSCOPE)
+            .arg("flamegraph")
+            .args(args)
+            .args(["--collector", &api, "--service", "e2e-heap"])
+            .output()
+            .expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let remember = "lagscope_fixtures::cache::ResponseCache::remember";
+
+    // The first heap window arrives 10 s after the agent starts.
+    let folded = temp_path("heap.folded");
+    let written = wait_until(Duration::from_secs(30), || {
+        let (ok, _) = run(&["--heap", "inuse", "-o", folded.to_str()?]);
+        ok.then_some(())
+    });
+    assert!(written.is_some(), "a heap window reached the collector");
+    let text = std::fs::read_to_string(&folded).expect("folded written");
+    let cache_bytes: u64 = text
+        .lines()
+        .filter(|l| l.contains(remember))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    // ~2.5 MiB/s for ~10 s.
+    assert!(
+        cache_bytes > 8 << 20,
+        "{cache_bytes} bytes under remember:\n{text}"
+    );
+
+    let svg = temp_path("heap.svg");
+    let (ok, err) = run(&["--heap", "alloc", "-o", svg.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(text.contains("heap allocated") && text.contains("remember"));
+    assert!(text.contains(" bytes"), "counts are bytes");
+
+    // pprof: both sample types per stack, the asked-for one first.
+    let pprof = temp_path("heap.pb.gz");
+    let (ok, err) = run(&["--heap", "inuse", "-o", pprof.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&std::fs::read(&pprof).expect("written")[..])
+        .read_to_end(&mut raw)
+        .expect("gzip");
+    let p = lagscope_collector::flame::pprof::Profile::decode(&raw[..]).expect("pprof");
+    let text_of = |i: i64| p.string_table[i as usize].as_str();
+    let types: Vec<&str> = p.sample_type.iter().map(|t| text_of(t.r#type)).collect();
+    assert_eq!(types, ["alloc_space", "inuse_space"]);
+    assert_eq!(text_of(p.default_sample_type), "inuse_space");
+    let under_remember = p.sample.iter().filter(|s| {
+        s.location_id
+            .iter()
+            .any(|&l| text_of(p.function[(l - 1) as usize].name) == remember)
+    });
+    let (alloc, inuse) = under_remember.fold((0, 0), |(a, i), s| (a + s.value[0], i + s.value[1]));
+    assert!(
+        inuse > 8 << 20 && alloc >= inuse / 2,
+        "alloc {alloc}, inuse {inuse}"
+    );
+
+    // Growth: in use now against the previous window's end.
+    let growth = temp_path("growth.svg");
+    let drawn = wait_until(Duration::from_secs(30), || {
+        let (ok, _) = run(&[
+            "--window",
+            "10s",
+            "--heap",
+            "inuse",
+            "--compare-previous",
+            "-o",
+            growth.to_str()?,
+        ]);
+        ok.then_some(())
+    });
+    assert!(drawn.is_some(), "two heap windows to compare");
+    let text = std::fs::read_to_string(&growth).expect("svg written");
+    assert!(text.contains("what changed") && text.contains("remember"));
+
+    let (ok, err) = run(&["--heap", "alloc", "--compare-previous", "-o", "x.pb.gz"]);
+    assert!(!ok && err.contains("as SVG"), "{err}");
+    let (ok, err) = run(&["--heap", "live", "-o", "x.svg"]);
+    assert!(!ok && err.contains("live"), "{err}");
+    for f in [folded, svg, pprof, growth] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
 fn doctor_diagnoses_every_fixture_under_load() {
     use lagscope_fixtures::scenario::Scenario;
     let mut wrong = Vec::new();

@@ -268,6 +268,9 @@ fn heap_flamegraph(
     };
     let title = format!("{} / {who} — {what}", t.service);
     let subtitle = heap_subtitle(&h);
+    if (args.compare_previous || args.base.is_some()) && format != Format::Svg {
+        bail!("a differential flamegraph is written as SVG; use an .svg output");
+    }
     let base = if args.compare_previous {
         let window = to - from;
         let (before, base) = fetch(kind, from.saturating_sub(window), from)?;
@@ -290,9 +293,6 @@ fn heap_flamegraph(
         None
     };
     if let Some((span, base)) = base {
-        if format != Format::Svg {
-            bail!("a differential flamegraph is written as SVG; use an .svg output");
-        }
         let grew = folded.total() as f64 - base.total() as f64;
         let svg = flame::diff_svg_counting(
             &base,
