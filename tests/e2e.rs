@@ -1088,6 +1088,9 @@ fn doctor_diagnoses_every_fixture_under_load() {
             !html.contains("<script src") && !html.contains("<link"),
             "offline"
         );
+        if expected == lagscope_wire::doctor::Category::HeapLeak {
+            assert!(html.contains("Heap growth flamegraph"), "{name}");
+        }
         let _ = std::fs::remove_file(report);
         checked += 1;
     }

@@ -370,6 +370,8 @@ fn conclude(
             &Extras {
                 cpu_flamegraph: cpu.as_deref(),
                 blocking_flamegraph: blocking.as_deref(),
+                heap_growth_flamegraph: report::heap_growth_flamegraph(&response.windows, service)
+                    .as_deref(),
                 command,
             },
         );

@@ -13,8 +13,48 @@ pub struct Extras<'a> {
     pub cpu_flamegraph: Option<&'a [u8]>,
     /// Blocking flamegraph SVG (from stall stacks).
     pub blocking_flamegraph: Option<&'a [u8]>,
+    /// Heap growth flamegraph SVG (live bytes by site, first heap window
+    /// against the last: see [`heap_growth_flamegraph`]).
+    pub heap_growth_flamegraph: Option<&'a [u8]>,
     /// The command that was diagnosed, if any.
     pub command: Option<String>,
+}
+
+/// A differential flamegraph of what grew in the live heap over the
+/// windows (the first window's growth that has heap sites), in bytes;
+/// `None` without heap sites or growth.
+pub fn heap_growth_flamegraph(windows: &[Window], service: &str) -> Option<Vec<u8>> {
+    let growth = windows.iter().find_map(|w| w.heap.as_ref())?;
+    let (mut before, mut after) = (
+        crate::flame::Folded::default(),
+        crate::flame::Folded::default(),
+    );
+    for site in &growth.sites {
+        let root_first = || site.frames.iter().rev().map(String::as_str);
+        if site.before_bytes > 0 {
+            before.add(root_first(), site.before_bytes);
+        }
+        if site.after_bytes > 0 {
+            after.add(root_first(), site.after_bytes);
+        }
+    }
+    let grew = after.total() as f64 - before.total() as f64;
+    if grew <= 0.0 {
+        return None;
+    }
+    crate::flame::diff_svg_counting(
+        &before,
+        &after,
+        &format!("{service} — heap growth"),
+        &format!(
+            "live bytes by allocation site, {:+.1} MiB over {} s of heap windows",
+            grew / (1024.0 * 1024.0),
+            growth.to_ms.saturating_sub(growth.from_ms) / 1000
+        ),
+        "bytes",
+        false,
+    )
+    .ok()
 }
 
 /// The report for `diagnoses` made from `windows` (same order).
@@ -75,6 +115,10 @@ pub fn html(diagnoses: &[Diagnosis], windows: &[Window], extras: &Extras<'_>) ->
         (
             "Blocking flamegraph (stall stacks, by stalled time)",
             extras.blocking_flamegraph,
+        ),
+        (
+            "Heap growth flamegraph (live bytes by allocation site: red grew, blue shrank)",
+            extras.heap_growth_flamegraph,
         ),
     ] {
         if let Some(svg) = svg {
@@ -412,5 +456,33 @@ mod tests {
             "no remote scripts"
         );
         assert!(!html.contains("<link"), "no external stylesheets");
+    }
+
+    #[test]
+    fn heap_growth_is_drawn_only_when_the_heap_grew() {
+        use lagscope_wire::doctor::{HeapGrowth, SiteGrowth};
+        let mut w = Window {
+            heap: Some(HeapGrowth {
+                from_ms: 10_000,
+                to_ms: 30_000,
+                sites: vec![SiteGrowth {
+                    frames: ["svc::cache::remember", "svc::main"]
+                        .map(String::from)
+                        .into(),
+                    before_bytes: 1 << 20,
+                    after_bytes: 9 << 20,
+                }],
+            }),
+            ..Window::default()
+        };
+        let svg = heap_growth_flamegraph(std::slice::from_ref(&w), "svc").expect("grew");
+        let text = String::from_utf8(svg).expect("utf-8");
+        assert!(text.contains("svc — heap growth") && text.contains("+8.0 MiB over 20 s"));
+        assert!(text.contains("remember"));
+        if let Some(h) = w.heap.as_mut() {
+            h.sites[0].after_bytes = 1 << 20;
+        }
+        assert!(heap_growth_flamegraph(&[w], "svc").is_none());
+        assert!(heap_growth_flamegraph(&[Window::default()], "svc").is_none());
     }
 }
