@@ -761,10 +761,6 @@ impl GrowingSite {
     }
 }
 
-/// Crates whose frames are the allocating library, not the code whose
-/// data it holds: a site is named by the user frame that called them.
-const COLLECTION_CRATES: [&str; 3] = ["hashbrown", "indexmap", "smallvec"];
-
 /// The user function under which the most live heap grew between the two
 /// readings; `None` if nothing grew or no grown site has a user frame.
 fn growing_site(growth: &lagscope_wire::doctor::HeapGrowth) -> Option<GrowingSite> {
@@ -774,12 +770,9 @@ fn growing_site(growth: &lagscope_wire::doctor::HeapGrowth) -> Option<GrowingSit
     }
     let mut by_function: BTreeMap<String, (f64, Option<String>)> = BTreeMap::new();
     for site in growth.sites.iter().filter(|s| s.grew() > 0) {
-        let user = site.frames.iter().position(|f| {
-            lagscope_wire::frames::is_user_frame(f)
-                && !lagscope_wire::frames::frame_crate(f)
-                    .is_some_and(|c| COLLECTION_CRATES.contains(&c))
-        });
-        let Some(at) = user else { continue };
+        let Some(at) = lagscope_wire::frames::allocating_frame(&site.frames) else {
+            continue;
+        };
         let function = lagscope_wire::frames::function_name(&site.frames[at]).to_string();
         // The library call the user function made (`BTreeMap::insert`).
         let via = at

@@ -7,12 +7,14 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lagscope_wire::api::{ProfileResponse, SeriesResponse, ServicesResponse, StallRecord};
+use lagscope_wire::api::{
+    HeapKind, ProfileResponse, SeriesResponse, ServicesResponse, StallRecord,
+};
 use lagscope_wire::doctor::Diagnosis;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::DefaultTerminal;
 
-use crate::state::{App, Connection};
+use crate::state::{App, Connection, HeapSites};
 use crate::theme::Theme;
 use lagscope_client::Client;
 
@@ -39,6 +41,8 @@ pub enum Event {
     Profile(String, ProfileResponse),
     /// The doctor's diagnosis of an instance over the last minute.
     Diagnosis(Diagnosis),
+    /// Heap sites of (service, instance), while the heap pane is shown.
+    Heap(String, String, HeapSites),
 }
 
 /// What the poller should fetch besides the services listing.
@@ -47,6 +51,8 @@ struct Wanted {
     instance: Option<(String, String)>,
     from_ms: u64,
     to_ms: u64,
+    /// Whether the heap pane is shown (its data is fetched only then).
+    heap: bool,
 }
 
 /// Runs the dashboard against `client` until the user quits. Fails with a
@@ -112,6 +118,7 @@ fn event_loop(
             instance: app.selection(),
             from_ms: end.saturating_sub(app.window().as_millis() as u64),
             to_ms: end,
+            heap: app.show_heap,
         };
         *wanted.lock().unwrap_or_else(|p| p.into_inner()) = next;
     }
@@ -129,6 +136,7 @@ pub fn apply(app: &mut App, event: Event) {
         Event::Stalls(service, instance, stalls) => app.set_stalls(&service, &instance, stalls),
         Event::Profile(instance, profile) => app.set_profile(&instance, profile),
         Event::Diagnosis(d) => app.set_diagnosis(d),
+        Event::Heap(service, instance, heap) => app.set_heap(&service, &instance, heap),
     }
 }
 
@@ -189,6 +197,19 @@ fn spawn_poller(
                     if let Ok(d) = client.doctor(&service, Some(&instance), 60_000, false) {
                         if let Some(d) = d.diagnoses.into_iter().next() {
                             if tx.send(Event::Diagnosis(d)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    if w.heap {
+                        let inuse = |from, to| {
+                            client.heap(&service, Some(&instance), HeapKind::Inuse, from, to)
+                        };
+                        if let Ok(now) = inuse(w.from_ms, w.to_ms) {
+                            let before = inuse(0, w.from_ms).ok();
+                            let sites = HeapSites::from_responses(&now, before.as_ref());
+                            let event = Event::Heap(service.clone(), instance.clone(), sites);
+                            if tx.send(event).is_err() {
                                 break;
                             }
                         }

@@ -2,7 +2,12 @@
 
 use std::time::Duration;
 
-use lagscope_wire::api::{Health, ProfileResponse, SeriesResponse, ServicesResponse, StallRecord};
+use std::collections::BTreeMap;
+
+use lagscope_wire::api::{
+    Health, HeapResponse, ProfileResponse, SeriesResponse, ServicesResponse, StallRecord,
+};
+use lagscope_wire::frames::{allocating_frame, function_name};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use lagscope_wire::doctor::Diagnosis;
@@ -65,6 +70,11 @@ pub struct App {
     pub profile: Option<ProfileResponse>,
     /// Whether the top-functions table replaces the queue and memory charts.
     pub show_top: bool,
+    /// Heap by allocation site of the selected instance, while its pane is
+    /// shown (fetched only then).
+    pub heap: Option<HeapSites>,
+    /// Whether the heap-sites table replaces the lower charts.
+    pub show_heap: bool,
     /// Whether the requests pane (per task name) replaces the lower charts.
     pub show_tasks: bool,
     /// The doctor's live diagnosis of the selected instance (last minute).
@@ -103,6 +113,8 @@ impl App {
             stalls: Vec::new(),
             profile: None,
             show_top: false,
+            heap: None,
+            show_heap: false,
             show_tasks: false,
             diagnosis: None,
             selected: 0,
@@ -242,6 +254,16 @@ impl App {
         }
     }
 
+    /// New heap sites for the selected instance (ignored if the selection moved on).
+    pub fn set_heap(&mut self, service: &str, instance: &str, heap: HeapSites) {
+        if self
+            .selection()
+            .is_some_and(|(s, i)| s == service && i == instance)
+        {
+            self.heap = Some(heap);
+        }
+    }
+
     /// A new diagnosis for the selected instance (ignored if the selection moved on).
     pub fn set_diagnosis(&mut self, diagnosis: Diagnosis) {
         if self
@@ -268,6 +290,7 @@ impl App {
             self.series = None;
             self.stalls.clear();
             self.profile = None;
+            self.heap = None;
             self.diagnosis = None;
         }
     }
@@ -340,12 +363,90 @@ impl App {
             KeyCode::Char('f') => {
                 self.show_top = !self.show_top;
                 self.show_tasks = false;
+                self.show_heap = false;
             }
             KeyCode::Char('t') => {
                 self.show_tasks = !self.show_tasks;
                 self.show_top = false;
+                self.show_heap = false;
+            }
+            KeyCode::Char('m') => {
+                self.show_heap = !self.show_heap;
+                self.show_top = false;
+                self.show_tasks = false;
             }
             _ => {}
+        }
+    }
+}
+
+/// The heap of one instance by allocation site: live bytes now and their
+/// growth since the window's start, by the function that allocated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeapSites {
+    /// When the live bytes were read (the last heap window), ms since the epoch.
+    pub at_ms: u64,
+    /// When the bytes growth is counted from were read, if a heap window
+    /// ended before the window.
+    pub since_ms: Option<u64>,
+    /// Mean sampling interval, bytes.
+    pub sample_bytes: u64,
+    /// Live bytes in all.
+    pub live_bytes: u64,
+    /// By function, most live bytes first.
+    pub sites: Vec<HeapSiteRow>,
+}
+
+/// One row of [`HeapSites`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeapSiteRow {
+    /// The innermost user function of its stacks (the leaf where none is).
+    pub function: String,
+    /// Live bytes now.
+    pub live_bytes: u64,
+    /// Growth since `since_ms` (0 without it).
+    pub grew_bytes: i64,
+}
+
+impl HeapSites {
+    /// Rows from the heap in use now and, if one exists, before the window.
+    pub fn from_responses(now: &HeapResponse, before: Option<&HeapResponse>) -> HeapSites {
+        let by_function = |h: &HeapResponse| -> BTreeMap<String, u64> {
+            let mut out = BTreeMap::new();
+            for line in h.folded.lines() {
+                let Some((stack, bytes)) = line.rsplit_once(' ') else {
+                    continue;
+                };
+                let Ok(bytes) = bytes.parse::<u64>() else {
+                    continue;
+                };
+                let frames: Vec<&str> = stack.rsplit(';').collect();
+                let at = allocating_frame(&frames).unwrap_or(0);
+                let name = function_name(frames.get(at).copied().unwrap_or("?"));
+                *out.entry(name.to_string()).or_default() += bytes;
+            }
+            out
+        };
+        let live = by_function(now);
+        let before = before.filter(|b| !b.folded.is_empty() && b.end_ms < now.end_ms);
+        let then = before.map(by_function).unwrap_or_default();
+        let mut sites: Vec<HeapSiteRow> = live
+            .iter()
+            .map(|(function, &bytes)| HeapSiteRow {
+                function: function.clone(),
+                live_bytes: bytes,
+                grew_bytes: before.map_or(0, |_| {
+                    bytes as i64 - then.get(function).copied().unwrap_or(0) as i64
+                }),
+            })
+            .collect();
+        sites.sort_by_key(|s| std::cmp::Reverse(s.live_bytes));
+        HeapSites {
+            at_ms: now.end_ms,
+            since_ms: before.map(|b| b.end_ms),
+            sample_bytes: now.sample_bytes,
+            live_bytes: now.total_bytes,
+            sites,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod charts;
 mod format;
+mod heap;
 mod help;
 mod incidents;
 mod list;

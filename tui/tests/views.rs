@@ -310,6 +310,49 @@ fn f_shows_where_the_cpu_went() {
 }
 
 #[test]
+fn m_shows_where_the_heap_was_allocated_and_what_grew() {
+    let mut app = app();
+    let (service, instance) = app.selection().expect("selected");
+    let heap = |end_ms: u64, cache: u64| HeapResponse {
+        service: service.clone(),
+        instances: vec![instance.clone()],
+        kind: HeapKind::Inuse,
+        start_ms: end_ms,
+        end_ms,
+        sample_bytes: 512 * 1024,
+        samples: 300,
+        dropped: 0,
+        total_bytes: cache + (6 << 20),
+        folded: format!(
+            "main;checkout::handler;checkout::cache::Cache::remember;\
+             std::collections::hash::map::HashMap<K,V,S>::insert;\
+             hashbrown::raw::RawTable<T,A>::reserve_rehash {cache}\n\
+             main;checkout::config::load;alloc::vec::from_elem {}\n",
+            6 << 20
+        ),
+        top: Vec::new(),
+    };
+    let sites = lagscope_tui::state::HeapSites::from_responses(
+        &heap(T0 - 5_000, 40 << 20),
+        Some(&heap(T0 - 65_000, 16 << 20)),
+    );
+    assert_eq!(sites.sites[0].function, "checkout::cache::Cache::remember");
+    assert_eq!(sites.sites[0].grew_bytes, 24 << 20);
+    assert_eq!(sites.sites[1].grew_bytes, 0);
+    key(&mut app, KeyCode::Char('m'));
+    assert!(
+        render(&app, 100, 30).contains("no heap samples"),
+        "before any arrive"
+    );
+    apply(&mut app, Event::Heap(service, instance, sites));
+    let screen = render(&app, 100, 30);
+    assert!(screen.contains("+24.0"), "the cache's growth: {screen}");
+    insta::assert_snapshot!(screen);
+    key(&mut app, KeyCode::Char('f'));
+    assert!(!render(&app, 100, 30).contains("Heap by allocation site"));
+}
+
+#[test]
 fn t_shows_where_requests_wait() {
     let mut app = app();
     let (service, instance) = app.selection().expect("selected");

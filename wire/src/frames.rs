@@ -49,6 +49,33 @@ pub fn frame_crate(name: &str) -> Option<&str> {
     }
 }
 
+/// Crates whose frames are the collection that allocated, not the code
+/// whose data it holds: an allocation site is named by the user frame that
+/// called them.
+pub const COLLECTION_CRATES: [&str; 3] = ["hashbrown", "indexmap", "smallvec"];
+
+/// Where an allocation site's stack (innermost first) is named: the
+/// innermost user frame that is not a collection library's; `None` if it
+/// has none.
+///
+/// ```
+/// use lagscope_wire::frames::allocating_frame;
+/// let stack = [
+///     "hashbrown::raw::RawTable<T,A>::reserve_rehash",
+///     "std::collections::hash::map::HashMap<K,V,S>::insert",
+///     "checkout::cache::Cache::remember",
+///     "checkout::handler",
+/// ];
+/// assert_eq!(allocating_frame(&stack), Some(2));
+/// assert_eq!(allocating_frame(&["malloc", "alloc::vec::from_elem"]), None);
+/// ```
+pub fn allocating_frame(frames: &[impl AsRef<str>]) -> Option<usize> {
+    frames.iter().position(|f| {
+        let f = f.as_ref();
+        is_user_frame(f) && !frame_crate(f).is_some_and(|c| COLLECTION_CRATES.contains(&c))
+    })
+}
+
 /// Whether a frame has no function name: a bare address (`0x7f…`) or a
 /// place in a file no symbol covers (`libc.so.6+0x9ca94`, or the older
 /// `[libc.so.6]`).

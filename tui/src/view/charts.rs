@@ -140,11 +140,13 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: u64) {
         format::percent,
         Some(1.0),
     );
-    if app.show_top || app.show_tasks {
+    if app.show_top || app.show_tasks || app.show_heap {
         let [_, bottom_row] =
             Layout::vertical([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(grid);
         if app.show_tasks {
             super::tasks::draw(frame, app, bottom_row);
+        } else if app.show_heap {
+            super::heap::draw(frame, app, bottom_row);
         } else {
             super::top::draw(frame, app, bottom_row);
         }

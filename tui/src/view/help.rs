@@ -14,6 +14,7 @@ const KEYS: &str = " ↑↓ / j k    select instance
  + / -       zoom window in / out
  f           top CPU functions / charts
  t           requests by name / charts
+ m           heap sites / charts
  /           filter by name (Esc clears)
  ?           this help
  q / Esc     quit
@@ -29,7 +30,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App) {
     let [area] = Layout::horizontal([Constraint::Length(46)])
         .flex(Flex::Center)
         .areas(frame.area());
-    let [area] = Layout::vertical([Constraint::Length(20)])
+    let [area] = Layout::vertical([Constraint::Length(21)])
         .flex(Flex::Center)
         .areas(area);
     frame.render_widget(Clear, area);
