@@ -400,8 +400,9 @@ pub use lagscope_wire::{HeapProfile, HeapSite};
 /// process at a time (it frees the raw slots).
 pub(crate) struct Sites {
     /// Interned stacks (addresses), by site number.
-    stacks: Vec<Vec<usize>>,
-    by_stack: HashMap<Vec<usize>, u32>,
+    stacks: Vec<std::sync::Arc<[usize]>>,
+    /// The same stacks (shared, not copied), to find a stack's site.
+    by_stack: HashMap<std::sync::Arc<[usize]>, u32>,
     /// Bytes allocated per site since sampling started ([`NO_SITE`]: by
     /// stacks not kept).
     allocated: HashMap<u32, u64>,
@@ -466,10 +467,11 @@ impl Sites {
             }
             let frames = self.unwind(raw);
             let weight = raw.weight.load(Relaxed);
-            let site = match self.by_stack.get(&frames) {
+            let site = match self.by_stack.get(frames.as_slice()) {
                 Some(&s) => s,
                 None if self.stacks.len() < MAX_SITES => {
                     let s = self.stacks.len() as u32;
+                    let frames: std::sync::Arc<[usize]> = frames.into();
                     self.stacks.push(frames.clone());
                     self.by_stack.insert(frames, s);
                     s
