@@ -52,10 +52,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         mib(h.live_bytes as f64),
         format::clock(h.at_ms),
     );
-    let function = format!(
-        "allocated in (sampled every {} KiB)",
-        h.sample_bytes / 1024
-    );
+    let function = format!("allocated in (sampled every {} KiB)", h.sample_bytes / 1024);
     let table = Table::new(
         rows,
         [
