@@ -1176,6 +1176,19 @@ fn ctrl_c_stops_the_command_and_diagnoses_the_window() {
         .spawn()
         .expect("doctor starts");
     let mut doctor = Proc { child: doctor };
+    // Drained while doctor runs: its JSON (the windows' series) can be
+    // larger than a pipe holds, and doctor would block writing it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            out
+        })
+    };
+    let stdout = drain(doctor.child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(doctor.child.stderr.take().map(|p| Box::new(p) as _));
     // Past the 5 s doctor needs to judge, with the agent reporting.
     let url = format!("127.0.0.1:{port}");
     let end = Instant::now() + Duration::from_secs(30);
@@ -1194,18 +1207,10 @@ fn ctrl_c_stops_the_command_and_diagnoses_the_window() {
         assert!(Instant::now() < end, "doctor did not finish after Ctrl-C");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    if let Some(mut o) = doctor.child.stdout.take() {
-        let _ = o.read_to_end(&mut stdout);
-    }
-    if let Some(mut e) = doctor.child.stderr.take() {
-        let _ = e.read_to_end(&mut stderr);
-    }
     let json = doctor_json(std::process::Output {
         status,
-        stdout,
-        stderr,
+        stdout: stdout.join().expect("stdout read"),
+        stderr: stderr.join().expect("stderr read"),
     });
     let run = &json["run"];
     assert_eq!(run["ended_by"], "interrupted", "{run}");
