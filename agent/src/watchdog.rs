@@ -225,20 +225,8 @@ pub(crate) fn run(
         epoch_instant: Instant::now(),
         epoch_system: SystemTime::now(),
     };
-    // Read the symbol tables now rather than during the first stall, and on
-    // the side: for a large binary with debuginfo that takes up to seconds,
-    // and the checks must not wait for it. A stall seen meanwhile waits only
-    // for its stack's names.
-    let warm = std::thread::Builder::new()
-        .name("lagscope-warmup".into())
-        .spawn(|| {
-            crate::alloc::heap::leave_out_this_thread();
-            // An agent bug must not take the host down.
-            let _ = std::panic::catch_unwind(stack::warm_up);
-        });
-    if warm.is_err() {
-        stack::warm_up();
-    }
+    // Read the symbol tables now rather than during the first stall.
+    stack::warm_up();
     while !stop(period) {
         for (ri, watch) in watches.iter().enumerate() {
             #[cfg(tokio_unstable)]
