@@ -103,7 +103,10 @@ fn metrics_and_a_parented_stall_span_reach_an_otlp_receiver() {
         .start(rt.handle().clone())
         .expect("start");
     rt.block_on(lagscope::instrument("GET /otel", tokio::task::yield_now()));
-    std::thread::sleep(Duration::from_millis(300));
+    // Past the watchdog's symbol warm-up (up to ~0.5 s for this debug
+    // binary on a cold page cache), before which it sees no stall: this
+    // test is about export and parenting.
+    std::thread::sleep(Duration::from_millis(1500));
     let (tx, rx) = std::sync::mpsc::channel();
     rt.spawn(async move {
         let span = tracing::info_span!("request", path = "/checkout");
