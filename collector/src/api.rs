@@ -234,16 +234,10 @@ async fn profile(State(api): State<Api>, Query(query): Query<HashMap<String, Str
     let Some(service) = query.get("service") else {
         return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
     };
-    let (from, to) = match (
-        query_number(&query, "from_ms"),
-        query_number(&query, "to_ms"),
-    ) {
-        (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX)),
-        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    let (from, to) = match query_window(&query) {
+        Ok(w) => w,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    if let Err(e) = check_window(from, to) {
-        return (StatusCode::BAD_REQUEST, e).into_response();
-    }
     let instance = query.get("instance").map(String::as_str);
     let found = api.shared.store().profile(service, instance, from, to);
     match found {
@@ -279,16 +273,10 @@ async fn heap(State(api): State<Api>, Query(query): Query<HashMap<String, String
             }
         },
     };
-    let (from, to) = match (
-        query_number(&query, "from_ms"),
-        query_number(&query, "to_ms"),
-    ) {
-        (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX)),
-        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    let (from, to) = match query_window(&query) {
+        Ok(w) => w,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    if let Err(e) = check_window(from, to) {
-        return (StatusCode::BAD_REQUEST, e).into_response();
-    }
     let instance = query.get("instance").map(String::as_str);
     let found = api
         .shared
@@ -581,6 +569,14 @@ async fn set_sample_interval(
 }
 
 /// A window must not end before it starts.
+/// `from_ms`/`to_ms` of a query (default: all time), checked.
+fn query_window(query: &HashMap<String, String>) -> Result<(u64, u64), String> {
+    let from = query_number(query, "from_ms")?.unwrap_or(0);
+    let to = query_number(query, "to_ms")?.unwrap_or(u64::MAX);
+    check_window(from, to)?;
+    Ok((from, to))
+}
+
 fn check_window(from_ms: u64, to_ms: u64) -> Result<(), String> {
     if from_ms > to_ms {
         return Err(format!(
