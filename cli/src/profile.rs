@@ -9,6 +9,7 @@ use lagscope_client::Client;
 use lagscope_collector::flame::{self, Folded};
 use lagscope_collector::shared::now_ms;
 use lagscope_wire::api::{Health, HeapKind, HeapResponse, ProfileResponse};
+use lagscope_wire::duration::utc_hms;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -453,17 +454,6 @@ fn subtitle(p: &ProfileResponse, unit: &str) -> String {
     s
 }
 
-/// `HH:MM:SS` of a Unix time in ms.
-fn utc_hms(ms: u64) -> String {
-    let secs = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    )
-}
-
 fn first_live_instance(client: &Client, service: &str) -> Result<String> {
     let services = client.services()?;
     let s = services
@@ -486,15 +476,4 @@ fn first_live_instance(client: &Client, service: &str) -> Result<String> {
         .find(|i| i.health == Health::Live)
         .map(|i| i.instance.clone())
         .with_context(|| format!("{service} has no live instance to profile"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc_hms;
-
-    #[test]
-    fn utc_times() {
-        assert_eq!(utc_hms(0), "00:00:00");
-        assert_eq!(utc_hms(1_800_000_000_000), "08:00:00");
-    }
 }

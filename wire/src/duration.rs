@@ -54,6 +54,22 @@ pub fn format(d: Duration) -> String {
     }
 }
 
+/// A Unix time in ms as `HH:MM:SS` (UTC).
+///
+/// ```
+/// assert_eq!(lagscope_wire::duration::utc_hms(0), "00:00:00");
+/// assert_eq!(lagscope_wire::duration::utc_hms(1_800_000_000_000), "08:00:00");
+/// ```
+pub fn utc_hms(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,16 +30,7 @@ pub fn percent(r: f64) -> String {
     format!("{:.0}%", r * 100.0)
 }
 
-/// A Unix time in ms as `HH:MM:SS` (UTC).
-pub fn clock(ms: u64) -> String {
-    let secs = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    )
-}
+pub use lagscope_wire::duration::utc_hms as clock;
 
 /// A duration in seconds as `1m`, `5m`, `1h`, `90s`.
 pub fn span(secs: u64) -> String {
