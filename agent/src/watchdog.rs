@@ -1,8 +1,11 @@
 //! The stall watchdog: notices a worker stuck in one poll while it is stuck,
 //! and takes that thread's stack to name the function that blocks.
 //!
-//! Runs on its own thread (`lagscope-watchdog`) and checks every runtime each
-//! half threshold. Two ways to see a stall:
+//! Runs on its own thread (`lagscope-watchdog`). It checks every runtime
+//! when the earliest poll it knows of would reach the threshold, and at
+//! least once a threshold (each half threshold while a stall lasts): a
+//! wake-up costs the host more than the check it makes, so a busy service
+//! pays for about one check per threshold. Two ways to see a stall:
 //!
 //! - **poll hooks** (`--cfg tokio_unstable` with [`crate::PollHooks`]): each
 //!   worker's poll-start timestamp, so detection is exact and the thread,
@@ -181,7 +184,7 @@ struct WorkerSeen {
     /// The check that saw the counters change.
     changed_at: Instant,
     /// How long before `changed_at` the change may have been: the time
-    /// since the check before it (half a threshold, or more when the
+    /// since the check before it (up to a threshold, or more when the
     /// watchdog was held up, taking a stack say).
     late: Duration,
     /// The last check of this worker.
@@ -201,6 +204,9 @@ struct Watchdog {
     pool_threads: HashSet<i32>,
     classify_tries: HashMap<i32, u8>,
     last_classify: Instant,
+    /// When the next check is due: the earliest moment a poll now running
+    /// could reach the threshold. Checks lower it.
+    next_check: Instant,
     epoch_instant: Instant,
     epoch_system: SystemTime,
 }
@@ -212,7 +218,7 @@ pub(crate) fn run(
     book: Book,
     stop: impl Fn(Duration) -> bool,
 ) {
-    let period = (threshold / 2).max(Duration::from_millis(1));
+    let half = (threshold / 2).max(Duration::from_millis(1));
     let mut w = Watchdog {
         threshold,
         book,
@@ -222,12 +228,15 @@ pub(crate) fn run(
         pool_threads: HashSet::new(),
         classify_tries: HashMap::new(),
         last_classify: Instant::now(),
+        next_check: Instant::now(),
         epoch_instant: Instant::now(),
         epoch_system: SystemTime::now(),
     };
     // Read the symbol tables now rather than during the first stall.
     stack::warm_up();
-    while !stop(period) {
+    let mut wait = half;
+    while !stop(wait) {
+        w.next_check = Instant::now() + threshold.max(half);
         for (ri, watch) in watches.iter().enumerate() {
             #[cfg(tokio_unstable)]
             if let Some(hooks) = &watch.hooks {
@@ -236,10 +245,32 @@ pub(crate) fn run(
             }
             w.check_metrics(ri, watch);
         }
+        wait = w.wait(half);
     }
 }
 
+/// Shortest wait between two checks, so a deadline just missed does not
+/// make the watchdog spin.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
 impl Watchdog {
+    /// How long to wait for the next check: half a threshold while a stall
+    /// lasts (its stacks are retaken and its end seen at that pace), else
+    /// until the earliest moment a stall could be seen.
+    fn wait(&self, half: Duration) -> Duration {
+        if !self.active.is_empty() {
+            return half;
+        }
+        self.next_check
+            .saturating_duration_since(Instant::now())
+            .max(MIN_WAIT.min(half))
+    }
+
+    /// Asks for a check no later than `at`.
+    fn check_by(&mut self, at: Instant) {
+        self.next_check = self.next_check.min(at);
+    }
+
     fn unix_ms(&self, at: Instant) -> u64 {
         let t = if at >= self.epoch_instant {
             self.epoch_system.checked_add(at - self.epoch_instant)
@@ -519,6 +550,11 @@ impl Watchdog {
                     .then(|| Duration::from_nanos(slot.last_long_took_ns.load(Relaxed)));
                 self.close(key, exact);
             }
+            if started != 0 && now_ns.saturating_sub(started) < threshold_ns {
+                // A poll is running: check when it reaches the threshold.
+                let left = threshold_ns - now_ns.saturating_sub(started);
+                self.check_by(Instant::now() + Duration::from_nanos(left));
+            }
             if started != 0 && now_ns.saturating_sub(started) >= threshold_ns {
                 let elapsed = Duration::from_nanos(now_ns.saturating_sub(started));
                 let began = Instant::now()
@@ -594,8 +630,18 @@ impl Watchdog {
                 continue;
             }
             // Odd = parked: an idle worker's counters freeze too.
-            if park_unpark.is_multiple_of(2) && frozen_for >= self.threshold {
-                suspects.push((key, seen.changed_at));
+            if park_unpark.is_multiple_of(2) {
+                if frozen_for >= self.threshold {
+                    suspects.push((key, seen.changed_at));
+                    // Looked at again soon if it is not taken for a stall
+                    // now (its thread went through lag probes, say).
+                    self.check_by(now + self.threshold / 2);
+                } else {
+                    // Check when its counters will have been frozen a
+                    // threshold.
+                    let due = seen.changed_at + self.threshold;
+                    self.check_by(due);
+                }
             }
         }
         if suspects.is_empty() {
