@@ -47,3 +47,43 @@ fn an_inlined_function_is_named_with_its_line_before_its_caller() {
         .unwrap_or_else(|| panic!("no caller: {names:#?}"));
     assert!(inlined < caller, "{names:#?}");
 }
+
+mod shop {
+    pub struct Cart;
+
+    impl Cart {
+        #[inline(always)]
+        pub fn waits_inlined(d: std::time::Duration) {
+            std::thread::sleep(d);
+            std::hint::black_box(());
+        }
+    }
+}
+
+#[inline(never)]
+fn calls_an_inlined_method(d: Duration) {
+    shop::Cart::waits_inlined(d);
+    std::hint::black_box(());
+}
+
+#[test]
+fn an_inlined_method_is_named_by_its_module_and_type() {
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(lagscope::stack::current_tid());
+        calls_an_inlined_method(Duration::from_millis(400));
+    });
+    let tid = rx.recv().expect("tid");
+    std::thread::sleep(Duration::from_millis(100));
+    let addresses = lagscope::stack::capture(tid, Duration::from_secs(2)).expect("captured");
+    let frames = lagscope::stack::symbolize(&addresses);
+    t.join().expect("thread");
+    let names: Vec<String> = frames.iter().filter_map(|f| f.function.clone()).collect();
+    assert!(
+        frames.iter().any(|f| f.inlined
+            && f.function
+                .as_deref()
+                .is_some_and(|n| n.starts_with("inlined::shop::Cart::waits_inlined (inlined.rs:"))),
+        "no inlined method with its path: {names:#?}"
+    );
+}

@@ -56,8 +56,8 @@ pub(super) struct Lines {
     ranges: Vec<(u64, u64, usize)>,
     /// Contexts of the units used most recently, newest last.
     units: Vec<(usize, addr2line::Context<Reader>)>,
-    /// Full paths of inlined functions, by (unit, DIE) offset.
-    paths: HashMap<(usize, usize), Option<Arc<str>>>,
+    /// Full paths of inlined functions.
+    paths: Paths,
     /// The whole file's DWARF, for units that refer to other units.
     dwarf: gimli::Dwarf<Reader>,
     /// Where each unit starts in `.debug_info`, sorted.
@@ -102,6 +102,8 @@ struct Found {
 
 /// Function paths kept per file; beyond it the cache starts over.
 const PATH_CACHE: usize = 4096;
+/// Units whose namespace and type ranges are kept per file.
+const SCOPE_UNITS: usize = 32;
 /// Unit contexts kept per file.
 const UNITS: usize = 16;
 
@@ -219,7 +221,7 @@ impl Lines {
             sections,
             ranges,
             units: Vec::new(),
-            paths: HashMap::new(),
+            paths: Paths::default(),
             dwarf,
             unit_starts,
             indexes: Vec::new(),
@@ -376,9 +378,7 @@ impl Lines {
             let path = match (unit, frame.dw_die_offset) {
                 (Some(unit), Some(die)) => {
                     origin_of(unit, die).and_then(|target| match target {
-                        Origin::Here(target) => {
-                            path_of(&mut self.paths, *unit_offset, unit, target)
-                        }
+                        Origin::Here(target) => self.paths.of(*unit_offset, unit, target),
                         // A one-unit context has no other unit to read it from.
                         Origin::Elsewhere(_) => None,
                     })
@@ -579,7 +579,7 @@ struct Scope {
 fn frames_of(
     dwarf: &gimli::Dwarf<Reader>,
     unit_starts: &[usize],
-    paths: &mut HashMap<(usize, usize), Option<Arc<str>>>,
+    paths: &mut Paths,
     (unit_offset, here): (usize, gimli::UnitRef<'_, Reader>),
     chain: &[&Scope],
     innermost: Option<(String, Option<u32>)>,
@@ -598,7 +598,7 @@ fn frames_of(
             None => (None, None),
         };
         let path = chain[k].origin.and_then(|origin| match origin {
-            Origin::Here(target) => path_of(paths, unit_offset, here, target),
+            Origin::Here(target) => paths.of(unit_offset, here, target),
             Origin::Elsewhere(target) => {
                 let at = unit_starts
                     .partition_point(|s| *s <= target.0)
@@ -609,11 +609,11 @@ fn frames_of(
                     .header_from_offset(gimli::DebugInfoOffset(start))
                     .ok()?;
                 let target = target.to_unit_offset(&header)?;
-                if let Some(known) = paths.get(&(start, target.0)) {
+                if let Some(known) = paths.known.get(&(start, target.0)) {
                     return known.clone();
                 }
                 let other = dwarf.unit(header).ok()?;
-                path_of(paths, start, other.unit_ref(dwarf), target)
+                paths.of(start, other.unit_ref(dwarf), target)
             }
         });
         all.push(Found {
@@ -756,45 +756,66 @@ fn is_library_source(path: &str) -> bool {
         || path.contains("/library/alloc/src/")
 }
 
-/// The full path of the function named by entry `die` of the unit at
-/// `unit_offset` (its name inside its namespaces), through `cache`.
-fn path_of(
-    cache: &mut HashMap<(usize, usize), Option<Arc<str>>>,
-    unit_offset: usize,
-    unit: gimli::UnitRef<'_, Reader>,
-    die: gimli::UnitOffset,
-) -> Option<Arc<str>> {
-    let key = (unit_offset, die.0);
-    if let Some(known) = cache.get(&key) {
-        return known.clone();
-    }
-    let path = function_path(unit, die).map(Arc::<str>::from);
-    if cache.len() >= PATH_CACHE {
-        cache.clear();
-    }
-    cache.insert(key, path.clone());
-    path
+/// Full paths of functions, by (unit, DIE) offset, and the namespaces and
+/// types of the units they were read from.
+#[derive(Default)]
+struct Paths {
+    known: HashMap<(usize, usize), Option<Arc<str>>>,
+    /// Per unit, used most recently last: the DIE offset ranges of its
+    /// namespaces and types, so that a function's path is read from the
+    /// few entries around it instead of a walk of the unit.
+    scopes: Vec<(usize, Vec<(u32, u32)>)>,
 }
 
-/// Walks `unit` from its root to the function entry `target`, keeping the
-/// names of the namespaces and types around it.
-fn function_path(unit: gimli::UnitRef<'_, Reader>, target: gimli::UnitOffset) -> Option<String> {
-    let name_of = |e: &gimli::DebuggingInformationEntry<Reader>| -> Option<String> {
-        let value = e.attr_value(gimli::DW_AT_name)?;
-        let raw = unit.attr_string(value).ok()?;
-        Some(segment(&raw.to_string_lossy().ok()?))
-    };
+impl Paths {
+    /// The full path of the function named by entry `die` of the unit at
+    /// `unit_offset` (its name inside its namespaces).
+    fn of(
+        &mut self,
+        unit_offset: usize,
+        unit: gimli::UnitRef<'_, Reader>,
+        die: gimli::UnitOffset,
+    ) -> Option<Arc<str>> {
+        let key = (unit_offset, die.0);
+        if let Some(known) = self.known.get(&key) {
+            return known.clone();
+        }
+        let at = match self.scopes.iter().position(|(u, _)| *u == unit_offset) {
+            Some(at) => {
+                let used = self.scopes.remove(at);
+                self.scopes.push(used);
+                self.scopes.len() - 1
+            }
+            None => {
+                if self.scopes.len() >= SCOPE_UNITS {
+                    self.scopes.remove(0);
+                }
+                self.scopes.push((unit_offset, scopes_of(unit)));
+                self.scopes.len() - 1
+            }
+        };
+        let path = function_path(unit, &self.scopes[at].1, die).map(Arc::<str>::from);
+        if self.known.len() >= PATH_CACHE {
+            self.known.clear();
+        }
+        self.known.insert(key, path.clone());
+        path
+    }
+}
+
+/// The offset ranges `[start, end)` of `unit`'s namespaces and types (the
+/// entries a function's path is made of), in the order they start.
+fn scopes_of(unit: gimli::UnitRef<'_, Reader>) -> Vec<(u32, u32)> {
+    let mut all: Vec<(u32, u32)> = Vec::new();
+    // Open scopes, as (depth, index in `all`).
+    let mut open: Vec<(isize, usize)> = Vec::new();
     let mut cursor = unit.entries();
-    let mut scopes: Vec<(isize, String)> = Vec::new();
     while let Ok(Some(e)) = cursor.next_dfs() {
         let depth = e.depth();
-        while scopes.last().is_some_and(|(d, _)| *d >= depth) {
-            scopes.pop();
-        }
-        if e.offset() == target {
-            let mut path: Vec<String> = scopes.into_iter().map(|(_, n)| n).collect();
-            path.push(name_of(e)?);
-            return Some(path.join("::"));
+        while open.last().is_some_and(|(d, _)| *d >= depth) {
+            if let Some((_, i)) = open.pop() {
+                all[i].1 = offset_u32(e.offset());
+            }
         }
         let scope = matches!(
             e.tag(),
@@ -804,12 +825,52 @@ fn function_path(unit: gimli::UnitRef<'_, Reader>, target: gimli::UnitOffset) ->
                 | gimli::DW_TAG_union_type
         );
         if scope {
-            if let Some(n) = name_of(e) {
-                scopes.push((depth, n));
-            }
+            open.push((depth, all.len()));
+            all.push((offset_u32(e.offset()), u32::MAX));
         }
     }
-    None
+    all.shrink_to_fit();
+    all
+}
+
+/// An offset inside a unit (units are far smaller than 4 GiB).
+fn offset_u32(offset: gimli::UnitOffset) -> u32 {
+    u32::try_from(offset.0).unwrap_or(u32::MAX)
+}
+
+/// The path of the function entry `target` of `unit`: the names of the
+/// namespaces and types in `scopes` (from [`scopes_of`]) around it, then
+/// its own.
+fn function_path(
+    unit: gimli::UnitRef<'_, Reader>,
+    scopes: &[(u32, u32)],
+    target: gimli::UnitOffset,
+) -> Option<String> {
+    // A method's entry has no name of its own: it points at its
+    // declaration inside its type, which has the name and the scopes.
+    let target = match unit
+        .entry(target)
+        .ok()?
+        .attr_value(gimli::DW_AT_specification)
+    {
+        Some(gimli::AttributeValue::UnitRef(declaration)) => declaration,
+        _ => target,
+    };
+    let at = offset_u32(target);
+    let name_of = |offset: gimli::UnitOffset| -> Option<String> {
+        let e = unit.entry(offset).ok()?;
+        let value = e.attr_value(gimli::DW_AT_name)?;
+        let raw = unit.attr_string(value).ok()?;
+        Some(segment(&raw.to_string_lossy().ok()?))
+    };
+    let before = scopes.partition_point(|(start, _)| *start < at);
+    let mut path: Vec<String> = scopes[..before]
+        .iter()
+        .filter(|(_, end)| *end > at)
+        .filter_map(|(start, _)| name_of(gimli::UnitOffset(*start as usize)))
+        .collect();
+    path.push(name_of(target)?);
+    Some(path.join("::"))
 }
 
 /// A DWARF name as the symbol demangler writes it: closures and async

@@ -6,7 +6,8 @@
 //! function an address is in, and this module keeps only a sorted
 //! `(address, size, name offset)` table per mapped file (16 bytes a function);
 //! names are read from the file on demand and the demangled ones cached up to
-//! [`NAME_CACHE`] entries.
+//! [`NAME_CACHE`] entries, and what each address was named up to
+//! [`ADDRESS_CACHE`] addresses.
 //!
 //! Files are found through `/proc/self/maps`, so shared libraries (libc) are
 //! named too; a file loaded after the first lookup is found when an address
@@ -23,6 +24,9 @@ use super::lines::{Inlined, Lines};
 
 /// Demangled names kept; beyond it the cache starts over.
 const NAME_CACHE: usize = 8192;
+/// Addresses whose names are kept (a profile window names the same hot
+/// addresses again and again); beyond it the cache starts over.
+const ADDRESS_CACHE: usize = 8192;
 /// Longest symbol name read from a file.
 const MAX_NAME: usize = 1024;
 
@@ -65,6 +69,9 @@ struct Symbolizer {
     lines: Vec<Option<Option<Lines>>>,
     mappings: Vec<Mapping>,
     names: HashMap<(usize, u32), Arc<str>>,
+    /// What each address looked up was named, valid while the mappings
+    /// stay as they are.
+    resolved: HashMap<usize, Vec<Named>>,
 }
 
 /// One name found for an address.
@@ -94,13 +101,32 @@ pub(crate) fn names(addresses: &[usize]) -> Vec<Option<Arc<str>>> {
 pub(crate) fn frames(addresses: &[usize]) -> Vec<Vec<Named>> {
     let mut guard = SYMBOLIZER.lock().unwrap_or_else(|p| p.into_inner());
     let s = guard.get_or_insert_with(Symbolizer::default);
+    let mut looked_up = false;
     let found = addresses
         .iter()
         .enumerate()
-        .map(|(i, &a)| s.lookup(if i == 0 { a } else { a.saturating_sub(1) }))
+        .map(|(i, &a)| {
+            let a = if i == 0 { a } else { a.saturating_sub(1) };
+            if let Some(known) = s.resolved.get(&a) {
+                return known.clone();
+            }
+            looked_up = true;
+            let named = s.lookup(a);
+            // An address nothing names is looked up again: a file mapped
+            // later may cover it.
+            if !named.is_empty() {
+                if s.resolved.len() >= ADDRESS_CACHE {
+                    s.resolved.clear();
+                }
+                s.resolved.insert(a, named.clone());
+            }
+            named
+        })
         .collect();
-    for lines in s.lines.iter().flatten().flatten() {
-        lines.release_pages();
+    if looked_up {
+        for lines in s.lines.iter().flatten().flatten() {
+            lines.release_pages();
+        }
     }
     found
 }
@@ -273,6 +299,8 @@ impl Symbolizer {
         }
         mappings.sort_by_key(|m| m.start);
         self.mappings = mappings;
+        // An address may now be another file's.
+        self.resolved.clear();
     }
 }
 
