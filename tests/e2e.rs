@@ -174,34 +174,48 @@ fn five_hundred_agents_connect_at_once() {
             .map(|i| {
                 let url = url.clone();
                 tokio::spawn(async move {
-                    let mut client = CollectorClient::connect(url).await.ok()?;
+                    let mut client = CollectorClient::connect(url)
+                        .await
+                        .map_err(|e| format!("connect: {e:?}"))?;
                     let (tx, rx) = tokio::sync::mpsc::channel(4);
-                    tx.send(hello("e2e-many", &format!("sim-{i}"))).await.ok()?;
-                    tx.send(batch(0)).await.ok()?;
+                    let sent = "the session's sender closed".to_string();
+                    tx.send(hello("e2e-many", &format!("sim-{i}")))
+                        .await
+                        .map_err(|_| sent.clone())?;
+                    tx.send(batch(0)).await.map_err(|_| sent)?;
                     let mut responses = client
                         .session(tokio_stream::wrappers::ReceiverStream::new(rx))
                         .await
-                        .ok()?
+                        .map_err(|e| format!("session: {e}"))?
                         .into_inner();
                     // Welcome, then the ack of the batch.
-                    responses.message().await.ok()??;
-                    responses.message().await.ok()??;
+                    for what in ["welcome", "ack"] {
+                        responses
+                            .message()
+                            .await
+                            .map_err(|e| format!("{what}: {e}"))?
+                            .ok_or(format!("{what}: the stream ended"))?;
+                    }
                     // Keep the stream open until every agent is in.
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     drop(tx);
-                    Some(())
+                    Ok::<(), String>(())
                 })
             })
             .collect();
         let mut ok = 0;
+        let mut failures = std::collections::BTreeMap::<String, usize>::new();
         for t in tasks {
-            if let Ok(Some(())) = t.await {
-                ok += 1;
+            match t.await {
+                Ok(Ok(())) => ok += 1,
+                Ok(Err(why)) => *failures.entry(why).or_default() += 1,
+                Err(e) => *failures.entry(format!("task: {e}")).or_default() += 1,
             }
         }
-        ok
+        (ok, failures)
     });
-    assert_eq!(accepted, 500);
+    let (accepted, failures) = accepted;
+    assert_eq!(accepted, 500, "agents that failed, by why: {failures:#?}");
     let services = collector.services().expect("services");
     let many = services
         .services
