@@ -19,18 +19,24 @@ fn calls_an_inlined_function(d: Duration) {
     std::hint::black_box(());
 }
 
-#[test]
-fn an_inlined_function_is_named_with_its_line_before_its_caller() {
+/// The symbolized stack of a thread 100 ms into `sleeps` for 400 ms.
+fn frames_while(sleeps: fn(Duration)) -> Vec<lagscope::stack::Frame> {
     let (tx, rx) = mpsc::channel();
     let t = std::thread::spawn(move || {
         let _ = tx.send(lagscope::stack::current_tid());
-        calls_an_inlined_function(Duration::from_millis(400));
+        sleeps(Duration::from_millis(400));
     });
     let tid = rx.recv().expect("tid");
     std::thread::sleep(Duration::from_millis(100));
     let addresses = lagscope::stack::capture(tid, Duration::from_secs(2)).expect("captured");
     let frames = lagscope::stack::symbolize(&addresses);
     t.join().expect("thread");
+    frames
+}
+
+#[test]
+fn an_inlined_function_is_named_with_its_line_before_its_caller() {
+    let frames = frames_while(calls_an_inlined_function);
     let names: Vec<String> = frames.iter().filter_map(|f| f.function.clone()).collect();
     let inlined = frames
         .iter()
@@ -68,16 +74,7 @@ fn calls_an_inlined_method(d: Duration) {
 
 #[test]
 fn an_inlined_method_is_named_by_its_module_and_type() {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let _ = tx.send(lagscope::stack::current_tid());
-        calls_an_inlined_method(Duration::from_millis(400));
-    });
-    let tid = rx.recv().expect("tid");
-    std::thread::sleep(Duration::from_millis(100));
-    let addresses = lagscope::stack::capture(tid, Duration::from_secs(2)).expect("captured");
-    let frames = lagscope::stack::symbolize(&addresses);
-    t.join().expect("thread");
+    let frames = frames_while(calls_an_inlined_method);
     let names: Vec<String> = frames.iter().filter_map(|f| f.function.clone()).collect();
     assert!(
         frames.iter().any(|f| f.inlined

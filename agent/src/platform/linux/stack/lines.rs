@@ -246,17 +246,11 @@ impl Lines {
         if vaddr >= end {
             return None;
         }
-        if let Some(at) = self.units.iter().position(|(u, _)| *u == unit) {
-            let used = self.units.remove(at);
-            self.units.push(used);
-            return Some(self.units.len() - 1);
+        if let Some(at) = touch(&mut self.units, unit) {
+            return Some(at);
         }
         let context = self.context_for(unit)?;
-        if self.units.len() >= UNITS {
-            self.units.remove(0);
-        }
-        self.units.push((unit, context));
-        Some(self.units.len() - 1)
+        Some(add(&mut self.units, (unit, context), UNITS))
     }
 
     /// An addr2line context whose `.debug_info` is the one unit at `unit`.
@@ -415,19 +409,11 @@ impl Lines {
             .ok()
             .flatten()
             .and_then(|l| Some((l.file?.to_string(), l.line)));
-        let at = match self.indexes.iter().position(|(u, _)| *u == unit_offset) {
-            Some(at) => {
-                let used = self.indexes.remove(at);
-                self.indexes.push(used);
-                self.indexes.len() - 1
-            }
+        let at = match touch(&mut self.indexes, unit_offset) {
+            Some(at) => at,
             None => {
                 let index = UnitIndex::read(&self.dwarf, unit_offset)?;
-                if self.indexes.len() >= INDEXES {
-                    self.indexes.remove(0);
-                }
-                self.indexes.push((unit_offset, index));
-                self.indexes.len() - 1
+                add(&mut self.indexes, (unit_offset, index), INDEXES)
             }
         };
         let index = &self.indexes[at].1;
@@ -756,6 +742,25 @@ fn is_library_source(path: &str) -> bool {
         || path.contains("/library/alloc/src/")
 }
 
+/// Moves `key`'s entry of `list` (kept used most recently last) to the end
+/// and returns its index, if there is one.
+fn touch<V>(list: &mut Vec<(usize, V)>, key: usize) -> Option<usize> {
+    let at = list.iter().position(|(k, _)| *k == key)?;
+    let used = list.remove(at);
+    list.push(used);
+    Some(list.len() - 1)
+}
+
+/// Adds `entry` to `list` as the most recently used, dropping the least
+/// recently used beyond `cap`; returns its index.
+fn add<V>(list: &mut Vec<(usize, V)>, entry: (usize, V), cap: usize) -> usize {
+    if list.len() >= cap {
+        list.remove(0);
+    }
+    list.push(entry);
+    list.len() - 1
+}
+
 /// Full paths of functions, by (unit, DIE) offset, and the namespaces and
 /// types of the units they were read from.
 #[derive(Default)]
@@ -780,20 +785,13 @@ impl Paths {
         if let Some(known) = self.known.get(&key) {
             return known.clone();
         }
-        let at = match self.scopes.iter().position(|(u, _)| *u == unit_offset) {
-            Some(at) => {
-                let used = self.scopes.remove(at);
-                self.scopes.push(used);
-                self.scopes.len() - 1
-            }
-            None => {
-                if self.scopes.len() >= SCOPE_UNITS {
-                    self.scopes.remove(0);
-                }
-                self.scopes.push((unit_offset, scopes_of(unit)));
-                self.scopes.len() - 1
-            }
-        };
+        let at = touch(&mut self.scopes, unit_offset).unwrap_or_else(|| {
+            add(
+                &mut self.scopes,
+                (unit_offset, scopes_of(unit)),
+                SCOPE_UNITS,
+            )
+        });
         let path = function_path(unit, &self.scopes[at].1, die).map(Arc::<str>::from);
         if self.known.len() >= PATH_CACHE {
             self.known.clear();
