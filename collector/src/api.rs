@@ -9,7 +9,7 @@
 //! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
 //! | `POST /api/v1/services/{service}/instances/{instance}/sample-interval?ms=N` | tell a connected agent to sample every N ms |
 //! | `GET /api/v1/stalls?service=&instance=&limit=` | recent stalls with their stacks, newest first |
-//! | `POST /v1/metrics` | OTLP/HTTP metrics (`application/x-protobuf`) from other runtimes |
+//! | `POST /v1/metrics` | OTLP/HTTP metrics (`application/x-protobuf`, plain or gzip) from other runtimes |
 //! | `GET /api/v1/doctor?service=S&instance=&window_ms=60000&windows=true` | diagnosis per instance over the last window (and the data it used) |
 //! | `GET /api/v1/profile?service=S&instance=&from_ms=&to_ms=&folded=false` | continuous CPU profile windows merged (folded stacks unless `folded=false`, and top functions) |
 //! | `GET /api/v1/heap?service=S&instance=&kind=inuse\|alloc&from_ms=&to_ms=` | heap bytes by allocation site (folded stacks, counts in bytes): in use at the last heap window of the span, or allocated over it |
@@ -18,6 +18,7 @@
 //! With a token configured, everything but `/healthz` needs
 //! `Authorization: Bearer <token>`.
 
+pub mod body;
 pub mod prometheus;
 
 use std::collections::HashMap;
@@ -42,12 +43,22 @@ use lagscope_wire::api::HeapKind;
 pub struct Api {
     shared: Arc<Shared>,
     recorder: Option<Recorder>,
+    body_deadline: std::time::Duration,
 }
 
 impl Api {
-    /// Handlers over `shared`.
-    pub fn new(shared: Arc<Shared>, recorder: Option<Recorder>) -> Self {
-        Api { shared, recorder }
+    /// Handlers over `shared`; a request body must arrive whole within
+    /// `body_deadline`.
+    pub fn new(
+        shared: Arc<Shared>,
+        recorder: Option<Recorder>,
+        body_deadline: std::time::Duration,
+    ) -> Self {
+        Api {
+            shared,
+            recorder,
+            body_deadline,
+        }
     }
 
     /// The router with every route.
@@ -59,12 +70,7 @@ impl Api {
             .route("/api/v1/profile", get(profile))
             .route("/api/v1/heap", get(heap))
             .route("/api/v1/doctor", get(doctor))
-            .route(
-                "/v1/metrics",
-                post(otlp_metrics).layer(axum::extract::DefaultBodyLimit::max(
-                    lagscope_wire::MAX_MESSAGE_BYTES,
-                )),
-            )
+            .route("/v1/metrics", post(otlp_metrics))
             .route(
                 "/api/v1/services/{service}/instances/{instance}/profile",
                 post(request_profile),
@@ -85,7 +91,7 @@ impl Api {
         Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .merge(protected)
-            .layer(middleware::from_fn(refuse_long_uris))
+            .layer(middleware::from_fn(refuse_oversized_heads))
             .fallback(|| async {
                 (
                     StatusCode::NOT_FOUND,
@@ -99,14 +105,32 @@ impl Api {
 /// Longest request target the API reads; every route fits in far less.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
-/// 414 with a body that says what the limit is (hyper's own 414, for
-/// targets past its 64 KiB parser limit, has none).
-async fn refuse_long_uris(request: Request, next: Next) -> Response {
+/// Most bytes of header fields one request may carry (names, values and
+/// their separators).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 414 or 431 with a body that says what the limit is. The listener's read
+/// buffer stops heads well past these limits with hyper's own 431, which
+/// has no body; heads that arrive in one read get here whole.
+async fn refuse_oversized_heads(request: Request, next: Next) -> Response {
     let len = request.uri().to_string().len();
     if len > MAX_URI_BYTES {
         return (
             StatusCode::URI_TOO_LONG,
             format!("the request target is {len} bytes; the API takes at most {MAX_URI_BYTES}\n"),
+        )
+            .into_response();
+    }
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers > MAX_HEADER_BYTES {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            [(header::CONNECTION, "close")],
+            format!("the request's headers are {headers} bytes; the API takes at most {MAX_HEADER_BYTES}\n"),
         )
             .into_response();
     }
@@ -184,11 +208,22 @@ async fn services(
         )
             .into_response();
     }
+    let after = match query.get("cursor").map(|c| crate::store::decode_cursor(c)) {
+        None => None,
+        Some(Some(after)) => Some(after),
+        Some(None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "cursor is not one this collector gave out: pass next_cursor from the previous page, or no cursor for the first\n",
+            )
+                .into_response()
+        }
+    };
     let body = api.shared.store().services_page(
         api.shared.now_ms(),
         query.get("service").map(String::as_str),
         limit,
-        query.get("cursor").map(String::as_str),
+        after.as_ref(),
     );
     Json(body).into_response()
 }
@@ -305,12 +340,16 @@ async fn heap(State(api): State<Api>, Query(query): Query<HashMap<String, String
     }
 }
 
-async fn otlp_metrics(
-    State(api): State<Api>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    crate::otlp::http_metrics(State(api.shared.clone()), headers, body).await
+async fn otlp_metrics(State(api): State<Api>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let limits = body::BodyLimits {
+        max_bytes: lagscope_wire::MAX_MESSAGE_BYTES,
+        deadline: api.body_deadline,
+    };
+    match body::read(body, &parts.headers, limits).await {
+        Ok(bytes) => crate::otlp::http_metrics(&api.shared, &parts.headers, &bytes),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn doctor(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {

@@ -129,6 +129,7 @@ impl collector_server::Collector for Ingest {
             agent_version: hello.agent_version.clone(),
             capabilities: hello.capabilities.clone(),
             config_warnings: hello.config_warnings.clone(),
+            via_otlp: false,
         };
         let (service, instance) = (hello.service, hello.instance);
         self.shared
@@ -222,6 +223,12 @@ async fn pump(
             for p in batch.samples {
                 let sample = Sample::from_pb(p, service, instance);
                 let seq = sample.seq;
+                let now_ms = crate::shared::now_ms();
+                if store.check_clock(sample.timestamp_ms, now_ms).is_err() {
+                    // Acknowledged, so the agent does not send it again.
+                    acked = Some(acked.map_or(seq, |a: u64| a.max(seq)));
+                    continue;
+                }
                 let recorded = recorder.map(|r| (r, sample.clone()));
                 let forwarded = shared.forwarder().map(|f| (f, sample.clone()));
                 match store.ingest(sample) {

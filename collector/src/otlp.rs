@@ -17,13 +17,11 @@ pub mod map;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -34,13 +32,42 @@ use prost::Message;
 use crate::shared::Shared;
 use crate::store::AgentInfo;
 
-/// Stores what an export carries; returns how many samples were stored.
-pub fn ingest(shared: &Shared, request: &ExportMetricsServiceRequest) -> Result<usize, String> {
+/// What one export came to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Samples stored.
+    pub stored: usize,
+    /// Resources whose points were refused (dated outside the collector's
+    /// window), with the first reason.
+    pub refused: usize,
+    /// Why the first refused resource was refused.
+    pub reason: Option<String>,
+}
+
+impl Ingested {
+    /// The OTLP partial-success answer: empty when nothing was refused.
+    fn partial_success(&self) -> Option<ExportMetricsPartialSuccess> {
+        self.reason
+            .as_ref()
+            .map(|reason| ExportMetricsPartialSuccess {
+                rejected_data_points: self.refused as i64,
+                error_message: reason.clone(),
+            })
+    }
+}
+
+/// Stores what an export carries.
+pub fn ingest(shared: &Shared, request: &ExportMetricsServiceRequest) -> Result<Ingested, String> {
     let now = shared.now_ms();
     let mapped = map::samples_from_request(request, now);
     let mut store = shared.store();
-    let mut stored = 0;
+    let mut outcome = Ingested::default();
     for mut m in mapped {
+        if let Err(e) = store.check_clock(m.sample.timestamp_ms, now) {
+            outcome.refused += 1;
+            outcome.reason.get_or_insert_with(|| e.to_string());
+            continue;
+        }
         let (service, instance) = (m.sample.service.clone(), m.sample.instance.clone());
         let previous = store.latest(&service, &instance).map(|s| s.timestamp_ms);
         let info = AgentInfo {
@@ -49,20 +76,27 @@ pub fn ingest(shared: &Shared, request: &ExportMetricsServiceRequest) -> Result<
             agent_version: format!("otlp ({})", m.runtime),
             capabilities: vec!["otlp".into(), m.runtime.clone()],
             config_warnings: Vec::new(),
+            via_otlp: true,
         };
-        let last = store
-            .connect(&service, &instance, info, now)
-            .map_err(|e| e.to_string())?;
+        let last = match store.connect(&service, &instance, info, now) {
+            Ok(last) => last,
+            Err(e @ crate::store::StoreError::NameTooLong { .. }) => {
+                outcome.refused += 1;
+                outcome.reason.get_or_insert_with(|| e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         m.sample.seq = last.map_or(0, |l| l + 1);
         // The exporter's period is the interval (health is judged by it).
         m.sample.interval_us = previous
             .map_or(0, |p| m.sample.timestamp_ms.saturating_sub(p))
             .saturating_mul(1000);
         if store.ingest(m.sample).map_err(|e| e.to_string())? {
-            stored += 1;
+            outcome.stored += 1;
         }
     }
-    Ok(stored)
+    Ok(outcome)
 }
 
 /// The gRPC `MetricsService`.
@@ -84,9 +118,10 @@ impl MetricsService for OtlpMetrics {
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         check_token(&self.shared, request.metadata())?;
-        ingest(&self.shared, request.get_ref()).map_err(tonic::Status::failed_precondition)?;
+        let outcome =
+            ingest(&self.shared, request.get_ref()).map_err(tonic::Status::failed_precondition)?;
         Ok(tonic::Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
+            partial_success: outcome.partial_success(),
         }))
     }
 }
@@ -137,12 +172,9 @@ fn check_token(
     Ok(())
 }
 
-/// `POST /v1/metrics` with an OTLP/HTTP protobuf body.
-pub async fn http_metrics(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// `POST /v1/metrics` with an OTLP/HTTP protobuf body (already read and
+/// inflated).
+pub fn http_metrics(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -167,11 +199,11 @@ pub async fn http_metrics(
                 .into_response()
         }
     };
-    match ingest(&shared, &request) {
-        Ok(_) => (
+    match ingest(shared, &request) {
+        Ok(outcome) => (
             [(header::CONTENT_TYPE, "application/x-protobuf")],
             ExportMetricsServiceResponse {
-                partial_success: None,
+                partial_success: outcome.partial_success(),
             }
             .encode_to_vec(),
         )

@@ -279,6 +279,7 @@ pub async fn start_with(
             max_connections: config.max_agents.max(1),
             handshake_timeout: config.connection_timeout,
             header_timeout: config.connection_timeout,
+            write_timeout: config.connection_timeout,
         },
         shared.grpc_connections.clone(),
     );
@@ -298,12 +299,13 @@ pub async fn start_with(
         }
     });
 
-    let router = Api::new(shared.clone(), recorder).router();
+    let router = Api::new(shared.clone(), recorder, config.connection_timeout).router();
     let http_stop = until_stopped(stopped);
     let http_limits = ConnectionLimits {
         max_connections: config.max_http_connections.max(1),
         handshake_timeout: config.connection_timeout,
         header_timeout: config.connection_timeout,
+        write_timeout: config.connection_timeout,
     };
     let http_stats = shared.http_connections.clone();
     let http_task = tokio::spawn(crate::listener::serve_http(

@@ -2,6 +2,7 @@
 //! instance's latest full sample. Pure data structure: no I/O, no clocks (the
 //! caller passes `now_ms`), so it is tested and benchmarked directly.
 
+pub mod bounds;
 pub mod heap;
 pub mod names;
 pub mod profiles;
@@ -67,6 +68,9 @@ pub struct AgentInfo {
     pub capabilities: Vec<String>,
     /// Settings the agent ignored, and why.
     pub config_warnings: Vec<String>,
+    /// An OpenTelemetry resource exporting OTLP, not a lagscope agent with a
+    /// session: it is not counted among the agents connected.
+    pub via_otlp: bool,
 }
 
 #[derive(Debug)]
@@ -85,8 +89,16 @@ struct Instance {
     heap: HeapProfiles,
 }
 
+/// How far ahead of the collector's clock a sample may be dated: a sender's
+/// clock may run a little fast, but a point from the future would freeze
+/// its series (points older than a series' newest are not stored).
+pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+
 /// Stalls kept per instance; the oldest go first.
 pub const STALLS_PER_INSTANCE: usize = 128;
+/// Estimated bytes of stalls kept per instance; the oldest go first (at
+/// least the newest stall is kept, and it is bounded by [`bounds`]).
+pub const STALL_BYTES_PER_INSTANCE: u64 = 2 * 1024 * 1024;
 
 /// An instance's recent stalls and its running totals.
 #[derive(Debug, Default)]
@@ -116,13 +128,31 @@ impl Stalls {
                     self.finished_us += event.duration_us;
                 }
                 if self.recent.len() >= STALLS_PER_INSTANCE {
-                    if let Some(old) = self.recent.pop_front() {
-                        self.bytes -= stall_bytes(&old);
-                    }
+                    self.drop_oldest();
                 }
                 self.bytes += stall_bytes(event);
                 self.recent.push_back(event.clone());
             }
+        }
+        while self.bytes > STALL_BYTES_PER_INSTANCE && self.recent.len() > 1 {
+            self.drop_oldest();
+        }
+    }
+
+    /// Forgets the oldest stalls until `bytes` are freed or none is left;
+    /// the bytes freed.
+    fn shed(&mut self, bytes: u64) -> u64 {
+        let before = self.bytes;
+        while before - self.bytes < bytes && !self.recent.is_empty() {
+            self.drop_oldest();
+        }
+        before - self.bytes
+    }
+
+    /// Forgets the oldest stall kept (its totals stay).
+    fn drop_oldest(&mut self) {
+        if let Some(old) = self.recent.pop_front() {
+            self.bytes -= stall_bytes(&old);
         }
     }
 }
@@ -167,6 +197,27 @@ pub enum StoreError {
         /// The cap.
         limit: u64,
     },
+    /// A service or instance name longer than [`bounds::MAX_NAME_BYTES`].
+    #[error("a {what} name of {len} bytes is longer than the {max} bytes the collector takes")]
+    NameTooLong {
+        /// "service" or "instance".
+        what: &'static str,
+        /// The name's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A sample dated too far ahead of the collector's clock, or before
+    /// the history it could land in.
+    #[error("sample dated {timestamp_ms} ms since the epoch is outside the collector's window ({earliest_ms}..={latest_ms}); check the sender's clock")]
+    Clock {
+        /// The sample's time.
+        timestamp_ms: u64,
+        /// The earliest time accepted now.
+        earliest_ms: u64,
+        /// The latest time accepted now (now plus [`MAX_CLOCK_SKEW_MS`]).
+        latest_ms: u64,
+    },
     /// The instance cap is reached and nothing can be evicted.
     #[error("the collector holds its limit of {limit} instances; raise --max-instances or wait for gone instances to expire")]
     TooManyInstances {
@@ -194,6 +245,8 @@ pub struct Store {
     samples_ingested: u64,
     streams_rejected: u64,
     series_dropped: u64,
+    samples_refused: u64,
+    input_cut: u64,
 }
 
 impl Store {
@@ -207,6 +260,8 @@ impl Store {
             samples_ingested: 0,
             streams_rejected: 0,
             series_dropped: 0,
+            samples_refused: 0,
+            input_cut: 0,
         }
     }
 
@@ -229,6 +284,15 @@ impl Store {
             existing.connected = true;
             existing.changed_ms = now_ms;
             return Ok(existing.last_seq);
+        }
+        for (what, name) in [("service", service), ("instance", instance)] {
+            if !bounds::name_fits(name) {
+                return Err(StoreError::NameTooLong {
+                    what,
+                    len: name.len(),
+                    max: bounds::MAX_NAME_BYTES,
+                });
+            }
         }
         self.evict_gone(now_ms);
         if self.bytes >= self.config.max_history_bytes {
@@ -282,8 +346,9 @@ impl Store {
 
     /// Stores a sample. Samples with a sequence number already stored (resent
     /// after a reconnect) are skipped; returns whether it was new.
-    pub fn ingest(&mut self, sample: Sample) -> Result<bool, StoreError> {
+    pub fn ingest(&mut self, mut sample: Sample) -> Result<bool, StoreError> {
         let config = self.config;
+        self.input_cut += bounds::bound_sample(&mut sample);
         let limits = SeriesLimits {
             raw_points: config.raw_points,
             bucket_ms: config.bucket_ms,
@@ -335,11 +400,39 @@ impl Store {
             + inst.heap.bytes()
             + sample_bytes(&sample);
         self.bytes = self.bytes - before + inst.bytes;
+        let over = self.bytes.saturating_sub(config.max_history_bytes);
+        if over > 0 {
+            let freed = inst.stalls.shed(over);
+            inst.bytes -= freed;
+            self.bytes -= freed;
+        }
         inst.last_seq = Some(sample.seq);
         inst.samples += 1;
         inst.latest = Some(sample);
         self.samples_ingested += 1;
         Ok(true)
+    }
+
+    /// Refuses (and counts) a sample dated outside what the store can hold
+    /// at `now_ms`: later than [`MAX_CLOCK_SKEW_MS`] ahead, or earlier than
+    /// the oldest downsampled bucket kept. Live ingest checks every sample
+    /// with this; a replayed recording keeps its own times.
+    pub fn check_clock(&mut self, timestamp_ms: u64, now_ms: u64) -> Result<(), StoreError> {
+        let retention = self
+            .config
+            .bucket_ms
+            .saturating_mul(self.config.buckets as u64);
+        let earliest_ms = now_ms.saturating_sub(retention);
+        let latest_ms = now_ms.saturating_add(MAX_CLOCK_SKEW_MS);
+        if (earliest_ms..=latest_ms).contains(&timestamp_ms) {
+            return Ok(());
+        }
+        self.samples_refused += 1;
+        Err(StoreError::Clock {
+            timestamp_ms,
+            earliest_ms,
+            latest_ms,
+        })
     }
 
     /// Counts a stream the collector refused (bad token, malformed, a limit).
@@ -403,12 +496,13 @@ impl Store {
             .collect()
     }
 
-    /// Agents connected now.
+    /// Agents connected now: open agent sessions, not the OTLP resources
+    /// that export to the collector (they hold no session to count).
     pub fn agents_connected(&self) -> u64 {
         self.services
             .values()
             .flat_map(|s| s.values())
-            .filter(|i| i.connected)
+            .filter(|i| i.connected && !i.info.via_otlp)
             .count() as u64
     }
 
@@ -418,6 +512,8 @@ impl Store {
             agents_connected: self.agents_connected(),
             samples_ingested: self.samples_ingested,
             streams_rejected: self.streams_rejected,
+            samples_refused: self.samples_refused,
+            input_cut: self.input_cut,
             history_bytes: self.bytes,
             history_bytes_limit: self.config.max_history_bytes,
         }
@@ -436,9 +532,8 @@ impl Store {
         now_ms: u64,
         service: Option<&str>,
         limit: usize,
-        cursor: Option<&str>,
+        after: Option<&(String, String)>,
     ) -> ServicesResponse {
-        let after = cursor.and_then(decode_cursor);
         let mut taken = 0;
         let mut next_cursor = None;
         let mut services = Vec::new();
@@ -545,10 +640,18 @@ impl Store {
         };
         let before = inst.stalls.bytes;
         for e in stalls {
-            inst.stalls.record(e);
+            let mut e = e.clone();
+            self.input_cut += bounds::bound_stall(&mut e);
+            inst.stalls.record(&e);
         }
         inst.bytes = inst.bytes - before + inst.stalls.bytes;
         self.bytes = self.bytes - before + inst.stalls.bytes;
+        let over = self.bytes.saturating_sub(self.config.max_history_bytes);
+        if over > 0 {
+            let freed = inst.stalls.shed(over);
+            inst.bytes -= freed;
+            self.bytes -= freed;
+        }
         true
     }
 
@@ -721,7 +824,9 @@ fn encode_cursor(service: &str, instance: &str) -> String {
     format!("{}.{}", hex(service), hex(instance))
 }
 
-fn decode_cursor(cursor: &str) -> Option<(String, String)> {
+/// The (service, instance) a page cursor names; `None` for a cursor this
+/// collector did not give out.
+pub fn decode_cursor(cursor: &str) -> Option<(String, String)> {
     let unhex = |s: &str| -> Option<String> {
         let bytes = (0..s.len())
             .step_by(2)
@@ -985,6 +1090,105 @@ mod tests {
     }
 
     #[test]
+    fn samples_dated_far_ahead_or_before_the_history_are_refused_and_counted() {
+        let mut store = Store::new(StoreConfig::default());
+        let now = 1_800_000_000_000;
+        assert!(store.check_clock(now, now).is_ok());
+        assert!(store.check_clock(now + MAX_CLOCK_SKEW_MS, now).is_ok());
+        assert!(matches!(
+            store.check_clock(now + MAX_CLOCK_SKEW_MS + 1, now),
+            Err(StoreError::Clock { .. })
+        ));
+        assert!(store.check_clock(u64::MAX, now).is_err());
+        assert!(store.check_clock(0, now).is_err());
+        assert_eq!(store.status().samples_refused, 3);
+    }
+
+    #[test]
+    fn names_past_the_bound_are_refused_at_connect() {
+        let mut store = Store::new(StoreConfig::default());
+        let long = "s".repeat(bounds::MAX_NAME_BYTES + 1);
+        let e = store.connect(&long, "i", AgentInfo::default(), 0);
+        assert!(
+            matches!(
+                e,
+                Err(StoreError::NameTooLong {
+                    what: "service",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        let e = store.connect("s", &long, AgentInfo::default(), 0);
+        assert!(
+            matches!(
+                e,
+                Err(StoreError::NameTooLong {
+                    what: "instance",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        assert_eq!(store.status().history_bytes, 0);
+    }
+
+    #[test]
+    fn stalls_from_any_port_are_charged_to_the_cap_and_cut_to_bounds() {
+        let cap = 4 * 1024 * 1024;
+        let mut store = Store::new(StoreConfig {
+            max_history_bytes: cap,
+            ..StoreConfig::default()
+        });
+        store
+            .connect("svc", "a", AgentInfo::default(), 0)
+            .expect("room");
+        for id in 0..40 {
+            let mut s = stall(id, false, 1);
+            s.stacks = vec![
+                lagscope_wire::StallStack {
+                    frames: vec!["f".repeat(10_000); 40],
+                    count: 1,
+                };
+                40
+            ];
+            assert!(store.record_stalls("svc", "a", &[s]));
+            assert!(store.status().history_bytes <= cap, "stall {id}");
+        }
+        let kept = store.stalls(None, None, 1000);
+        assert!(!kept.is_empty());
+        let biggest = kept
+            .iter()
+            .map(|r| stall_bytes(&r.stall))
+            .max()
+            .unwrap_or(0);
+        assert!(biggest < 1024 * 1024, "{biggest}");
+        assert!(store.status().input_cut > 0);
+        let held: u64 = kept.iter().map(|r| stall_bytes(&r.stall)).sum();
+        assert!(held <= STALL_BYTES_PER_INSTANCE, "{held}");
+    }
+
+    #[test]
+    fn otlp_resources_are_not_counted_as_connected_agents() {
+        let mut store = Store::new(StoreConfig::default());
+        store
+            .connect("svc", "agent", AgentInfo::default(), 0)
+            .expect("room");
+        for i in 0..3 {
+            let info = AgentInfo {
+                via_otlp: true,
+                ..AgentInfo::default()
+            };
+            store
+                .connect("node", &i.to_string(), info, 0)
+                .expect("room");
+        }
+        assert_eq!(store.agents_connected(), 1);
+        store.disconnect("svc", "agent", 1);
+        assert_eq!(store.agents_connected(), 0);
+    }
+
+    #[test]
     fn every_instance_costs_history_bytes_even_before_its_first_sample() {
         let mut store = Store::new(StoreConfig::default());
         store
@@ -1007,7 +1211,12 @@ mod tests {
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
-            let page = store.services_page(0, None, 2, cursor.as_deref());
+            let page = store.services_page(
+                0,
+                None,
+                2,
+                cursor.as_deref().and_then(decode_cursor).as_ref(),
+            );
             let n: usize = page.services.iter().map(|s| s.instances.len()).sum();
             assert!(n <= 2);
             for s in &page.services {

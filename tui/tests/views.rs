@@ -73,6 +73,8 @@ fn services() -> ServicesResponse {
             agents_connected: 2,
             samples_ingested: 180,
             streams_rejected: 0,
+            samples_refused: 0,
+            input_cut: 0,
             history_bytes: 3 << 20,
             history_bytes_limit: 512 << 20,
         },

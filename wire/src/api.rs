@@ -81,6 +81,13 @@ pub struct CollectorStatus {
     pub samples_ingested: u64,
     /// Streams rejected (bad token, malformed, over a limit) since start.
     pub streams_rejected: u64,
+    /// Samples refused since start for being dated outside the collector's
+    /// window (a sender's clock far ahead, or before the history kept).
+    #[serde(default)]
+    pub samples_refused: u64,
+    /// Names, stacks and frames cut to the collector's bounds since start.
+    #[serde(default)]
+    pub input_cut: u64,
     /// Estimated bytes of history held.
     pub history_bytes: u64,
     /// Configured cap on history bytes.

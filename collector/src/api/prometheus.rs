@@ -138,15 +138,15 @@ pub fn render(
     }
     let mut f = Family::start(
         &mut out,
-        "lagscope_gauge",
+        "lagscope_user_value",
         "gauge",
-        "User gauges registered with AgentHandle::gauge.",
+        "Values of the gauges a service registered with AgentHandle::gauge, by name.",
     );
     for s in &current {
         for g in &s.gauges {
             if let Some(v) = g.value {
                 f.point(
-                    "lagscope_gauge",
+                    "lagscope_user_value",
                     &[
                         ("service", &s.service),
                         ("instance", &s.instance),
@@ -206,6 +206,18 @@ pub fn render(
             status.streams_rejected as f64,
         ),
         (
+            "lagscope_collector_samples_refused_total",
+            "counter",
+            "Samples refused for being dated more than 10 minutes ahead of the collector's clock or before the history it keeps.",
+            status.samples_refused as f64,
+        ),
+        (
+            "lagscope_collector_input_cut_total",
+            "counter",
+            "Names, stacks and frames cut to the collector's size bounds.",
+            status.input_cut as f64,
+        ),
+        (
             "lagscope_collector_history_bytes",
             "gauge",
             "Estimated bytes of history held.",
@@ -244,8 +256,14 @@ pub fn render(
         (
             "lagscope_collector_connections_timed_out_total",
             "counter",
-            "Connections closed for staying silent or sending headers too slowly.",
+            "Connections closed for staying silent, sending a request too slowly or not reading the answer.",
             |c| c.timed_out.load(Relaxed),
+        ),
+        (
+            "lagscope_collector_health_reserved_total",
+            "counter",
+            "GET /healthz answered from the places kept for it while the port's connection cap was reached.",
+            |c| c.health_reserved.load(Relaxed),
         ),
     ] {
         let mut f = Family::start(&mut out, name, kind, help);
@@ -293,6 +311,8 @@ mod tests {
             agents_connected: 1,
             samples_ingested: 1,
             streams_rejected: 0,
+            samples_refused: 0,
+            input_cut: 0,
             history_bytes: 10,
             history_bytes_limit: 100,
         }
