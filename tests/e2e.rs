@@ -355,6 +355,13 @@ fn the_api_answers_odd_requests_clearly() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("from_ms"), "{body}");
+    let (status, body) = http_get(collector.http, "/api/v1/services?cursor=zz", &[auth]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("next_cursor"), "{body}");
+    let big = format!("x-pad: {}", "y".repeat(40_000));
+    let (status, body) = http_get(collector.http, "/api/v1/services", &[auth, &big]);
+    assert_eq!(status, 431, "{body}");
+    assert!(body.contains("at most"), "431 says why: {body:?}");
     let long = format!("/api/v1/services?pad={}", "x".repeat(20_000));
     let (status, body) = http_get(collector.http, &long, &[auth]);
     assert_eq!(status, 414);
@@ -397,6 +404,46 @@ fn silent_slow_and_excess_connections_are_closed_or_refused_cleanly() {
     let _ = slow.write_all(b"x");
     assert!(closed(&slow), "headers that never end close the connection");
 
+    // The HTTP/2 preface and settings, but never a request.
+    let mut preface_only = TcpStream::connect(collector.grpc).expect("connect");
+    preface_only
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .expect("preface");
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    preface_only
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = preface_only.read_to_end(&mut sink);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "a connection without a request is closed at the connection timeout, not held by keep-alive ({:?})",
+        started.elapsed()
+    );
+
+    // A body that trickles is answered at the deadline and closed.
+    let mut trickle = TcpStream::connect(collector.http).expect("connect");
+    trickle
+        .write_all(b"POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 5000000\r\n\r\nab")
+        .expect("start a body");
+    trickle
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = String::new();
+    let _ = trickle.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let mut trickle = TcpStream::connect(collector.http).expect("connect");
+    trickle
+        .write_all(b"POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\nab")
+        .expect("start a body");
+    trickle
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = String::new();
+    let _ = trickle.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within"), "{answer}");
+
     // Past the cap: a clean 503 that says why, and the port recovers.
     let held: Vec<TcpStream> = (0..4)
         .map(|_| {
@@ -407,9 +454,12 @@ fn silent_slow_and_excess_connections_are_closed_or_refused_cleanly() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(200));
-    let (status, body) = http_get(collector.http, "/healthz", &[]);
+    let (status, body) = http_get(collector.http, "/api/v1/services", &[]);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("--max-connections"), "{body}");
+    // Health is still answered: a full collector is not a dead one.
+    let (status, body) = http_get(collector.http, "/healthz", &[]);
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
     drop(held);
     let healthy = wait_until(Duration::from_secs(5), || {
         (http_get(collector.http, "/healthz", &[]).0 == 200).then_some(())
@@ -427,6 +477,12 @@ fn silent_slow_and_excess_connections_are_closed_or_refused_cleanly() {
         .and_then(|v| v.parse().ok())
         .expect("refusals counted");
     assert!(refused >= 1.0, "{metrics}");
+    let reserved: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lagscope_collector_health_reserved_total{port=\"http\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("health answers counted");
+    assert!(reserved >= 1.0, "{metrics}");
     assert_promtool_clean(&metrics);
 }
 
@@ -543,6 +599,9 @@ fn invalid_environment_values_are_warned_about_and_the_service_keeps_running() {
         ("LAGSCOPE_PROFILE_HZ", "100000"),
         ("LAGSCOPE_BUFFER_CAPACITY", "0"),
         ("LAGSCOPE_STALL_THRESHOLD", "soon"),
+        // Files the process cannot use are the operator's mistake too.
+        ("LAGSCOPE_FILE", "/nonexistent/dir/x.jsonl"),
+        ("LAGSCOPE_CA_FILE", "/nonexistent"),
     ];
     let svc = fixture("healthy", "e2e-badenv", &collector.grpc_url(), &bad);
     let inst = collector.wait_for("e2e-badenv", 3, Duration::from_secs(20));
@@ -1428,4 +1487,107 @@ fn an_agent_exports_otlp_http_and_a_dead_otlp_endpoint_costs_it_nothing() {
         .and_then(|s| s.runtime("main").and_then(|r| r.lag.clone()))
         .expect("lag");
     assert!(lag.p99_us < 50_000, "the host's lag is unaffected: {lag:?}");
+}
+
+/// One OTLP/HTTP export of a sample dated `timestamp_ms`, as a service's
+/// exporter would send it.
+fn otlp_export(service: &str, timestamp_ms: u64, busy: f64) -> Vec<u8> {
+    use prost::Message;
+    let sample = Sample::from_pb(
+        pb::Sample {
+            seq: 0,
+            timestamp_ms,
+            interval_us: 1_000_000,
+            runtimes: vec![pb::RuntimeSample {
+                name: "main".into(),
+                workers: 1,
+                busy_ratio: busy,
+                ..Default::default()
+            }],
+            memory: Some(pb::MemorySample::default()),
+            process: Some(pb::ProcessSample::default()),
+            ..Default::default()
+        },
+        service,
+        "one",
+    );
+    lagscope_collector::otlp::map::request_from_samples(&[&sample]).encode_to_vec()
+}
+
+/// POSTs `body` to `/v1/metrics` with extra `headers`; the status and body.
+fn post_otlp(addr: std::net::SocketAddr, body: &[u8], headers: &[&str]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut head = format!(
+        "POST /v1/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/x-protobuf\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(body).expect("body");
+    let mut response = Vec::new();
+    let _ = s.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let at = text.find("\r\n\r\n").map_or(response.len(), |i| i + 4);
+    (status, response[at..].to_vec())
+}
+
+#[test]
+fn otlp_over_http_takes_gzip_and_a_point_from_the_future_never_freezes_a_series() {
+    use std::io::Write as _;
+    let collector = Collector::start(&[]);
+    let service = "e2e-otlp-clock";
+    let now = now_ms();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&otlp_export(service, now, 0.25))
+        .expect("compress");
+    let gz = gz.finish().expect("compress");
+    let (status, body) = post_otlp(collector.http, &gz, &["Content-Encoding: gzip"]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    collector.wait_for(service, 1, Duration::from_secs(10));
+
+    // Dated in the year 2300: refused, said in the partial success, counted.
+    let future = 10_500_000_000_000;
+    let (status, body) = post_otlp(collector.http, &otlp_export(service, future, 0.5), &[]);
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("check the sender's clock"), "{text}");
+
+    // Correct points after it still reach the series.
+    let later = now + 1000;
+    let (status, _) = post_otlp(collector.http, &otlp_export(service, later, 0.75), &[]);
+    assert_eq!(status, 200);
+    let client = collector.client(None);
+    let series = client
+        .series(service, "one", 0, u64::MAX, None)
+        .expect("series");
+    let busy = series
+        .series
+        .iter()
+        .find(|s| s.name == "busy_ratio")
+        .expect("a busy_ratio series");
+    let times: Vec<u64> = busy.points.iter().map(|p| p.t_ms).collect();
+    assert_eq!(times, [now, later], "{busy:?}");
+
+    let metrics = client.get_text("/metrics").expect("metrics");
+    assert!(
+        metrics.contains("lagscope_collector_samples_refused_total 1"),
+        "{metrics}"
+    );
+
+    // An encoding the collector does not read is named, not misparsed.
+    let (status, body) = post_otlp(collector.http, b"x", &["Content-Encoding: br"]);
+    assert_eq!(status, 415);
+    assert!(String::from_utf8_lossy(&body).contains("gzip"));
 }

@@ -551,7 +551,21 @@ const ENV: &[(&str, EnvSetter)] = &[
         Ok(())
     }),
     ("LAGSCOPE_FILE", |b, v| {
-        b.file = Some(PathBuf::from(non_empty("LAGSCOPE_FILE", v)?));
+        let path = PathBuf::from(non_empty("LAGSCOPE_FILE", v)?);
+        // A file the operator named but the process cannot write is said
+        // and skipped, like any other unusable variable: the service runs.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::InvalidEnv {
+                var: "LAGSCOPE_FILE",
+                value: v.into(),
+                reason: format!(
+                    "cannot open it for appending ({e}); samples are not written to a file"
+                ),
+            })?;
+        b.file = Some(path);
         Ok(())
     }),
     ("LAGSCOPE_COLLECTOR", |b, v| {
@@ -563,7 +577,18 @@ const ENV: &[(&str, EnvSetter)] = &[
         Ok(())
     }),
     ("LAGSCOPE_CA_FILE", |b, v| {
-        b.ca_file = Some(PathBuf::from(non_empty("LAGSCOPE_CA_FILE", v)?));
+        let path = PathBuf::from(non_empty("LAGSCOPE_CA_FILE", v)?);
+        std::fs::metadata(&path)
+            .and_then(|m| match m.is_file() {
+                true => std::fs::File::open(&path).map(drop),
+                false => Err(std::io::Error::other("not a file")),
+            })
+            .map_err(|e| Error::InvalidEnv {
+                var: "LAGSCOPE_CA_FILE",
+                value: v.into(),
+                reason: format!("cannot read it ({e}); the collector's certificate is checked against the built-in roots"),
+            })?;
+        b.ca_file = Some(path);
         Ok(())
     }),
     ("LAGSCOPE_STALL_THRESHOLD", |b, v| {
@@ -776,6 +801,9 @@ mod tests {
             ("LAGSCOPE_STALL_THRESHOLD", "2h"),
             ("LAGSCOPE_HEAP_SAMPLE", "lots"),
             ("LAGSCOPE_HEAP_SAMPLE", "2GiB"),
+            ("LAGSCOPE_FILE", "/nonexistent/dir/x.jsonl"),
+            ("LAGSCOPE_CA_FILE", "/nonexistent"),
+            ("LAGSCOPE_CA_FILE", "/"),
         ] {
             let mut b = Builder::default().sample_interval(Duration::from_millis(500));
             let warnings = b.apply_env(env(&[(var, value)]));
@@ -785,6 +813,8 @@ mod tests {
             assert_eq!(b.sample_interval, Duration::from_millis(500), "{var}");
             assert_eq!(b.buffer_capacity, DEFAULT_BUFFER_CAPACITY, "{var}");
             assert_eq!(b.collector, None, "{var}");
+            assert_eq!(b.file, None, "{var}");
+            assert_eq!(b.ca_file, None, "{var}");
         }
     }
 
