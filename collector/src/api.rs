@@ -219,12 +219,13 @@ async fn services(
                 .into_response()
         }
     };
-    let body = api.shared.store().services_page(
+    let mut body = api.shared.store().services_page(
         api.shared.now_ms(),
         query.get("service").map(String::as_str),
         limit,
         after.as_ref(),
     );
+    body.collector.recording = api.recorder.as_ref().map(Recorder::status);
     Json(body).into_response()
 }
 

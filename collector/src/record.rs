@@ -17,8 +17,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use lagscope_wire::api::RecordingStatus;
 use lagscope_wire::{pb, Sample, MAX_MESSAGE_BYTES};
 use prost::Message;
 
@@ -45,6 +46,12 @@ pub enum RecordError {
         /// The file.
         path: PathBuf,
     },
+    /// Larger than one replay reads.
+    #[error("{path} is larger than the {} GiB one replay reads; split it or replay a shorter recording", MAX_REPLAY_BYTES >> 30)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
     /// The recording was written by an unknown format version.
     #[error("{path} has recording format {version}; this lagscope reads format {FORMAT_VERSION}")]
     Version {
@@ -59,7 +66,20 @@ pub enum RecordError {
 #[derive(Clone, Debug)]
 pub struct Recorder {
     tx: SyncSender<pb::RecordedSample>,
-    dropped: Arc<AtomicU64>,
+    state: Arc<RecordState>,
+}
+
+/// What the writer thread has done, for `/metrics` and the dashboard.
+#[derive(Debug, Default)]
+struct RecordState {
+    /// Records not written: the queue was full, or the disk refused them.
+    dropped: AtomicU64,
+    /// When writing started to fail, ms since the epoch; 0 while it works.
+    failing_since_ms: AtomicU64,
+    /// When writing last came back after failing, ms since the epoch.
+    resumed_ms: AtomicU64,
+    /// The error that stopped writing last.
+    error: Mutex<Option<String>>,
 }
 
 impl Recorder {
@@ -90,16 +110,19 @@ impl Recorder {
             }
             damage = scan.damage;
         }
+        let written = file.metadata()?.len();
         let (tx, rx) = sync_channel(QUEUE);
-        let path = path.to_path_buf();
+        let state = Arc::new(RecordState::default());
+        let writer = Writer {
+            out: Some(BufWriter::new(file)),
+            written,
+            state: state.clone(),
+            path: path.to_path_buf(),
+        };
         std::thread::Builder::new()
             .name("lagscope-record".into())
-            .spawn(move || write_loop(BufWriter::new(file), rx, &path))?;
-        let recorder = Recorder {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-        };
-        Ok((recorder, damage))
+            .spawn(move || writer.run(rx))?;
+        Ok((Recorder { tx, state }, damage))
     }
 
     /// Queues a sample for writing; never blocks (drops and counts when full).
@@ -110,44 +133,123 @@ impl Recorder {
             sample: Some(sample.to_pb()),
         };
         if let Err(TrySendError::Full(_)) = self.tx.try_send(record) {
-            self.dropped.fetch_add(1, Relaxed);
+            self.state.dropped.fetch_add(1, Relaxed);
         }
     }
 
-    /// Records dropped because the writer fell behind.
+    /// Records not written: the writer fell behind, or the disk refused them.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Relaxed)
+        self.state.dropped.load(Relaxed)
+    }
+
+    /// How recording goes, for the dashboard.
+    pub fn status(&self) -> RecordingStatus {
+        let since = self.state.failing_since_ms.load(Relaxed);
+        let resumed = self.state.resumed_ms.load(Relaxed);
+        RecordingStatus {
+            dropped: self.dropped(),
+            failing_since_ms: (since > 0).then_some(since),
+            resumed_ms: (resumed > 0).then_some(resumed),
+            error: self
+                .state
+                .error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
     }
 }
 
-fn write_loop(mut out: BufWriter<File>, rx: Receiver<pb::RecordedSample>, path: &Path) {
-    let mut failed = false;
-    while let Ok(first) = rx.recv() {
-        let mut result = write_record(&mut out, &first);
-        // Write whatever else is already waiting, then flush once.
-        while let Ok(next) = rx.try_recv() {
-            result = result.and_then(|()| write_record(&mut out, &next));
+/// A recording file the writer can cut back to its last whole batch.
+trait RecordFile: Write {
+    /// Cuts the file to `len` bytes.
+    fn truncate(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl RecordFile for File {
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+/// The writer thread's side: batches of records, flushed once each. A batch
+/// the disk refuses (full, say) is dropped whole and counted, the file is
+/// cut back to the end of the last whole batch so it stays replayable with
+/// no damage, and writing resumes by itself when the disk takes it again.
+struct Writer<F: RecordFile> {
+    /// Always there but while a failed batch is being discarded.
+    out: Option<BufWriter<F>>,
+    /// Bytes of the file up to the end of the last batch written whole.
+    written: u64,
+    state: Arc<RecordState>,
+    path: PathBuf,
+}
+
+impl<F: RecordFile> Writer<F> {
+    fn run(mut self, rx: Receiver<pb::RecordedSample>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter());
+            self.write_batch(&batch, crate::shared::now_ms());
         }
-        result = result.and_then(|()| out.flush());
+    }
+
+    fn write_batch(&mut self, batch: &[pb::RecordedSample], now_ms: u64) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        let mut bytes = 0;
+        let result = batch
+            .iter()
+            .try_for_each(|r| write_record(out, r).map(|n| bytes += n))
+            .and_then(|()| out.flush());
+        let state = &self.state;
         match result {
-            Err(e) if !failed => {
-                failed = true;
-                eprintln!(
-                    "lagscope collector: cannot write recording {}: {e}",
-                    path.display()
-                );
+            Ok(()) => {
+                self.written += bytes;
+                let since = state.failing_since_ms.swap(0, Relaxed);
+                if since > 0 {
+                    state.resumed_ms.store(now_ms, Relaxed);
+                    eprintln!(
+                        "lagscope collector: recording {} again ({} records lost in all)",
+                        self.path.display(),
+                        state.dropped.load(Relaxed)
+                    );
+                }
             }
-            Err(_) => {}
-            Ok(()) => failed = false,
+            Err(e) => {
+                state.dropped.fetch_add(batch.len() as u64, Relaxed);
+                *state.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                if state.failing_since_ms.load(Relaxed) == 0 {
+                    state.failing_since_ms.store(now_ms, Relaxed);
+                    eprintln!(
+                        "lagscope collector: cannot write recording {}: {e}; dropping records (counted) until it can",
+                        self.path.display()
+                    );
+                }
+                self.discard_partial();
+            }
+        }
+    }
+
+    /// Forgets what is buffered and cuts what reached the file of a batch
+    /// that failed, so the next batch follows the last whole one.
+    fn discard_partial(&mut self) {
+        if let Some(old) = self.out.take() {
+            let (mut file, _unwritten) = old.into_parts();
+            let _ = file.truncate(self.written);
+            self.out = Some(BufWriter::new(file));
         }
     }
 }
 
-fn write_record(out: &mut impl Write, record: &pb::RecordedSample) -> std::io::Result<()> {
+/// Writes one record; the bytes it took.
+fn write_record(out: &mut impl Write, record: &pb::RecordedSample) -> std::io::Result<u64> {
     let payload = record.encode_to_vec();
     out.write_all(&(payload.len() as u32).to_le_bytes())?;
     out.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
-    out.write_all(&payload)
+    out.write_all(&payload)?;
+    Ok(8 + payload.len() as u64)
 }
 
 /// A byte range of a recording that held no intact record.
@@ -183,13 +285,40 @@ pub struct Recording {
     pub damage: Vec<Damage>,
 }
 
-/// Reads a whole recording, skipping damaged ranges.
+/// Most bytes of a recording one replay reads (what it holds in memory is
+/// this plus the store's own bounds).
+pub const MAX_REPLAY_BYTES: u64 = 1 << 30;
+
+/// Reads a whole recording, skipping damaged ranges. The header is checked
+/// before anything else is read, so a file that is not a recording (a
+/// device, a huge log) is refused at once, and at most
+/// [`MAX_REPLAY_BYTES`] are read.
 pub fn read(path: &Path) -> Result<Recording, RecordError> {
-    let bytes = std::fs::read(path).map_err(|source| RecordError::Io {
+    use std::io::Read;
+    let io = |source| RecordError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let mut bytes = vec![0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match file.read(&mut bytes[got..]).map_err(io)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    bytes.truncate(got);
     check_header(&bytes, path)?;
+    (&mut file)
+        .take(MAX_REPLAY_BYTES - HEADER_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_REPLAY_BYTES {
+        return Err(RecordError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
     let scan = scan(&bytes);
     let samples = scan
         .records
@@ -338,6 +467,114 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lagscope-rec-{}-{name}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
         dir
+    }
+
+    /// A file that takes at most `room` more bytes, then fails as a full
+    /// disk does.
+    #[derive(Clone, Default)]
+    struct Disk {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        room: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let room = self.room.load(Relaxed);
+            if room == 0 {
+                return Err(std::io::Error::other("No space left on device"));
+            }
+            let n = buf.len().min(room);
+            self.room.fetch_sub(n, Relaxed);
+            self.bytes
+                .lock()
+                .expect("lock")
+                .extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl RecordFile for Disk {
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.bytes.lock().expect("lock").truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    fn records(from: u64, n: u64) -> Vec<pb::RecordedSample> {
+        (from..from + n)
+            .map(|i| {
+                let s = sample("svc", "a", i, 1000 * i);
+                pb::RecordedSample {
+                    service: s.service.clone(),
+                    instance: s.instance.clone(),
+                    sample: Some(s.to_pb()),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_disk_drops_whole_batches_counts_them_and_leaves_a_clean_file() {
+        let disk = Disk::default();
+        disk.room.store(usize::MAX, Relaxed);
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        disk.bytes.lock().expect("lock").extend_from_slice(&header);
+        let state = Arc::new(RecordState::default());
+        let mut writer = Writer {
+            out: Some(BufWriter::new(disk.clone())),
+            written: HEADER_LEN as u64,
+            state: state.clone(),
+            path: PathBuf::from("test.lsr"),
+        };
+        let status = || {
+            Recorder {
+                tx: sync_channel(1).0,
+                state: state.clone(),
+            }
+            .status()
+        };
+        writer.write_batch(&records(0, 3), 1_000);
+        assert_eq!(status(), RecordingStatus::default());
+
+        // The disk fills halfway through a batch.
+        disk.room.store(50, Relaxed);
+        writer.write_batch(&records(3, 4), 2_000);
+        writer.write_batch(&records(7, 2), 3_000);
+        let failing = status();
+        assert_eq!(failing.dropped, 6);
+        assert_eq!(failing.failing_since_ms, Some(2_000));
+        assert!(failing.error.is_some_and(|e| e.contains("No space")));
+
+        // Room again: writing resumes by itself and says when.
+        disk.room.store(usize::MAX, Relaxed);
+        writer.write_batch(&records(9, 2), 4_000);
+        let resumed = status();
+        assert_eq!(resumed.failing_since_ms, None);
+        assert_eq!(resumed.resumed_ms, Some(4_000));
+        assert_eq!(resumed.dropped, 6);
+
+        let bytes = disk.bytes.lock().expect("lock").clone();
+        let scan = scan(&bytes);
+        assert!(scan.damage.is_empty(), "{:?}", scan.damage);
+        let seqs: Vec<u64> = scan
+            .records
+            .iter()
+            .filter_map(|r| r.sample.as_ref().map(|s| s.seq))
+            .collect();
+        assert_eq!(seqs, [0, 1, 2, 9, 10]);
+    }
+
+    #[test]
+    fn a_device_that_never_ends_is_refused_at_its_header() {
+        let started = std::time::Instant::now();
+        let e = read(Path::new("/dev/zero")).expect_err("not a recording");
+        assert!(matches!(e, RecordError::NotARecording { .. }), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     fn write_samples(path: &Path, n: u64) {

@@ -514,6 +514,7 @@ impl Store {
             streams_rejected: self.streams_rejected,
             samples_refused: self.samples_refused,
             input_cut: self.input_cut,
+            recording: None,
             history_bytes: self.bytes,
             history_bytes_limit: self.config.max_history_bytes,
         }

@@ -75,6 +75,7 @@ fn services() -> ServicesResponse {
             streams_rejected: 0,
             samples_refused: 0,
             input_cut: 0,
+            recording: None,
             history_bytes: 3 << 20,
             history_bytes_limit: 512 << 20,
         },
@@ -406,6 +407,36 @@ fn filter_narrows_the_list() {
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.selection(), Some(("search".into(), "web-3:77".into())));
     insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn a_failing_recording_is_said_on_the_status_line_until_it_resumes() {
+    let mut app = app();
+    let mut s = services();
+    s.collector.recording = Some(lagscope_wire::api::RecordingStatus {
+        dropped: 42,
+        failing_since_ms: Some(1_800_000_000_000),
+        resumed_ms: None,
+        error: Some("No space left on device (os error 28)".into()),
+    });
+    apply(&mut app, Event::Services(Ok(s.clone())));
+    let screen = render(&app, 160, 24);
+    assert!(
+        screen.contains("recording failing since 08:00:00: No space left on device"),
+        "{screen}"
+    );
+    s.collector.recording = Some(lagscope_wire::api::RecordingStatus {
+        dropped: 42,
+        failing_since_ms: None,
+        resumed_ms: Some(1_800_000_060_000),
+        error: None,
+    });
+    apply(&mut app, Event::Services(Ok(s)));
+    let screen = render(&app, 160, 24);
+    assert!(
+        screen.contains("rec resumed 08:01:00 (42 lost)"),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -92,6 +92,22 @@ pub struct CollectorStatus {
     pub history_bytes: u64,
     /// Configured cap on history bytes.
     pub history_bytes_limit: u64,
+    /// How the recording goes, when the collector records (`--record`).
+    #[serde(default)]
+    pub recording: Option<RecordingStatus>,
+}
+
+/// How a collector's recording goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingStatus {
+    /// Records not written: the writer fell behind, or the disk refused them.
+    pub dropped: u64,
+    /// Since when writing fails (a full disk, say), ms since the epoch.
+    pub failing_since_ms: Option<u64>,
+    /// When writing last came back after failing, ms since the epoch.
+    pub resumed_ms: Option<u64>,
+    /// The error that stopped writing last.
+    pub error: Option<String>,
 }
 
 /// `GET /api/v1/services/{service}/instances/{instance}/series`.

@@ -313,6 +313,7 @@ mod tests {
             streams_rejected: 0,
             samples_refused: 0,
             input_cut: 0,
+            recording: None,
             history_bytes: 10,
             history_bytes_limit: 100,
         }

@@ -5,6 +5,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
+use lagscope_wire::api::RecordingStatus;
+use lagscope_wire::duration::utc_hms;
+
 use super::format;
 use crate::state::{App, Connection};
 
@@ -41,6 +44,9 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         if dropped > 0 {
             spans.push(Span::styled(format!(" │ {dropped} dropped"), theme.warn()));
         }
+        if let Some(r) = &s.collector.recording {
+            spans.push(recording(r, theme));
+        }
     }
     if let Some(first) = app.notices.first() {
         let more = match app.notices.len() {
@@ -51,4 +57,28 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     }
     spans.push(Span::styled(" │ ? help q quit", theme.dim()));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The recording's state: failing (and why) stands out; a recovery stays
+/// said, with what was lost, so a gap in the file is explained.
+fn recording<'a>(r: &RecordingStatus, theme: &crate::theme::Theme) -> Span<'a> {
+    match (r.failing_since_ms, r.resumed_ms) {
+        (Some(since), _) => Span::styled(
+            format!(
+                " │ ✗ recording failing since {}: {} ({} lost)",
+                utc_hms(since),
+                r.error.as_deref().unwrap_or("write error"),
+                r.dropped
+            ),
+            theme.warn(),
+        ),
+        (None, Some(resumed)) => Span::styled(
+            format!(" │ rec resumed {} ({} lost)", utc_hms(resumed), r.dropped),
+            theme.warn(),
+        ),
+        (None, None) if r.dropped > 0 => {
+            Span::styled(format!(" │ rec {} lost", r.dropped), theme.warn())
+        }
+        (None, None) => Span::styled(" │ rec", theme.dim()),
+    }
 }
