@@ -144,21 +144,18 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// the error says why it cannot run.
 pub(crate) fn install() -> Result<i32, String> {
     let signal = INSTALLED
-        .get_or_init(|| install_on(libc::SIGRTMIN() + PROFILE_SIGNAL_OFFSET))
+        .get_or_init(|| {
+            stack::install_free(
+                PROFILE_SIGNAL_OFFSET,
+                handler,
+                " (turn the profiler off with LAGSCOPE_PROFILE_HZ=0)",
+            )
+        })
         .clone()?;
     if RUNNING.swap(true, Ordering::AcqRel) {
         return Err("another lagscope agent in this process already profiles it".into());
     }
     Ok(signal)
-}
-
-fn install_on(signal: i32) -> Result<i32, String> {
-    stack::install_handler(
-        signal,
-        handler,
-        &format!("SIGRTMIN+{PROFILE_SIGNAL_OFFSET}"),
-        " (turn the profiler off with LAGSCOPE_PROFILE_HZ=0)",
-    )
 }
 
 /// The timer signal's handler. Async-signal-safe: atomics on static memory,
@@ -375,6 +372,16 @@ pub(crate) fn run(
     let mut last_scan = Instant::now();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     while !stop(drain_every(window.hz, cpus)) {
+        if !stack::is_ours(signal, handler) {
+            // The host installed its own handler over ours: stop the timers
+            // at once so no more of our signals reach it.
+            tracing::warn!(
+                target: "lagscope",
+                signal,
+                "the profiler's signal was taken over by another handler; CPU profiling is off"
+            );
+            break;
+        }
         drain(&mut window);
         let now = Instant::now();
         if now.duration_since(last_scan) >= RESCAN {

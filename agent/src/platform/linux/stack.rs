@@ -94,6 +94,12 @@ static CAPTURING: Mutex<()> = Mutex::new(());
 /// The signal our handler is installed on, or why it could not be.
 static INSTALLED: OnceLock<Result<i32, String>> = OnceLock::new();
 
+/// The real-time signal stack capture uses, once it is installed (the first
+/// free one from `SIGRTMIN + 3` up).
+pub fn signal() -> Option<i32> {
+    INSTALLED.get().and_then(|r| r.as_ref().ok().copied())
+}
+
 /// Why a stack could not be captured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -137,10 +143,25 @@ pub(crate) fn capture_up_to(
         return Err(StackError::Unsupported);
     }
     let signal = INSTALLED
-        .get_or_init(|| install(libc::SIGRTMIN() + DEFAULT_SIGNAL_OFFSET))
+        .get_or_init(install)
         .clone()
         .map_err(StackError::Signal)?;
     let _one_at_a_time = CAPTURING.lock().unwrap_or_else(|p| p.into_inner());
+    if !is_ours(signal, handler) {
+        // The host replaced our handler after we installed it: a signal
+        // sent now would reach the host's handler. Send none.
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "lagscope",
+                signal,
+                "the stack-capture signal was taken over by another handler; stalls are no longer captured"
+            );
+        }
+        return Err(StackError::Signal(format!(
+            "signal {signal} was taken over by another handler after lagscope installed its own; stack capture is off"
+        )));
+    }
 
     SLOT.len.store(0, Ordering::Relaxed);
     SLOT.copy_limit.store(copy_bytes, Ordering::Relaxed);
@@ -184,14 +205,46 @@ pub(crate) fn capture_up_to(
 /// A signal handler's signature, as `sigaction` stores it.
 pub(crate) type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
 
-/// Installs the capture handler on `signal`.
-fn install(signal: i32) -> Result<i32, String> {
-    install_handler(
-        signal,
-        handler,
-        &format!("SIGRTMIN+{DEFAULT_SIGNAL_OFFSET}"),
-        "",
-    )
+/// Installs the capture handler on the first free real-time signal from
+/// `SIGRTMIN + DEFAULT_SIGNAL_OFFSET` up.
+fn install() -> Result<i32, String> {
+    install_free(DEFAULT_SIGNAL_OFFSET, handler, "")
+}
+
+/// What `signal` is set to now: `SIG_DFL`, `SIG_IGN` or a handler's address.
+fn disposition(signal: i32) -> Result<usize, String> {
+    // SAFETY: a zeroed sigaction is a valid "query" argument; sigaction only
+    // writes the current disposition into `old`.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: querying with a null new action changes nothing.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        return Err(format!("cannot query signal {signal}"));
+    }
+    Ok(old.sa_sigaction)
+}
+
+/// Whether `signal` still runs `handler` (a host may install its own over
+/// it at any time).
+pub(crate) fn is_ours(signal: i32, handler: Handler) -> bool {
+    disposition(signal).is_ok_and(|d| d == handler as usize)
+}
+
+/// Installs `handler` on the first real-time signal from `SIGRTMIN + first`
+/// up that nobody handles (or that already runs `handler`): a host that uses
+/// lagscope's usual signal for itself keeps it, and lagscope moves aside.
+/// `hint` ends the message when none is free.
+pub(crate) fn install_free(first: i32, handler: Handler, hint: &str) -> Result<i32, String> {
+    let (low, high) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    for signal in low + first..=high {
+        let current = disposition(signal)?;
+        if current == libc::SIG_DFL || current == handler as usize {
+            let name = format!("SIGRTMIN+{}", signal - low);
+            return install_handler(signal, handler, &name, hint);
+        }
+    }
+    Err(format!(
+        "every real-time signal from SIGRTMIN+{first} to SIGRTMAX already has a handler; lagscope will not replace one{hint}"
+    ))
 }
 
 /// Installs `handler` on `signal` (called `name` in messages), refusing to
