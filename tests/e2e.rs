@@ -683,6 +683,7 @@ fn batch(seq: u64) -> AgentMessage {
                 profiles: vec![],
                 tasks: vec![],
                 task_names_folded: 0,
+                notices: vec![],
                 heap: None,
             }],
         })),

@@ -44,6 +44,7 @@ mod error;
 mod export;
 #[cfg(tokio_unstable)]
 mod hooks;
+mod notices;
 mod platform;
 #[cfg(target_os = "linux")]
 mod profiler;

@@ -375,11 +375,9 @@ pub(crate) fn run(
         if !stack::is_ours(signal, handler) {
             // The host installed its own handler over ours: stop the timers
             // at once so no more of our signals reach it.
-            tracing::warn!(
-                target: "lagscope",
-                signal,
-                "the profiler's signal was taken over by another handler; CPU profiling is off"
-            );
+            crate::notices::say(format!(
+                "the host installed its own handler on signal {signal}, lagscope's profiler signal: CPU profiling is off (use another real-time signal in the host)"
+            ));
             break;
         }
         drain(&mut window);

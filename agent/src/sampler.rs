@@ -167,6 +167,8 @@ impl Sampler {
             })
             .collect();
         let (tasks, task_names_folded) = self.tasks.sample();
+        #[cfg(target_os = "linux")]
+        crate::platform::stack::check_signal();
         let sample = Sample {
             service: self.service.clone(),
             instance: self.instance.clone(),
@@ -195,6 +197,7 @@ impl Sampler {
             tasks,
             task_names_folded,
             heap: self.heap.as_ref().and_then(|w| w.take()),
+            notices: crate::notices::take(),
         };
         self.seq += 1;
         sample

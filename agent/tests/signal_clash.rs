@@ -34,21 +34,22 @@ fn install(signal: i32, handler: usize) {
     }
 }
 
-/// Stall ids seen in the agent's samples within `within`.
-fn stalls_seen(agent: &lagscope::AgentHandle, within: Duration) -> HashSet<u64> {
-    let mut seen = HashSet::new();
+/// Stall ids and notices in the agent's samples within `within`.
+fn seen(agent: &lagscope::AgentHandle, within: Duration) -> (HashSet<u64>, Vec<String>) {
+    let (mut stalls, mut notices) = (HashSet::new(), Vec::new());
     let mut last_seq = None;
     let end = Instant::now() + within;
     while Instant::now() < end {
         if let Some(s) = agent.snapshot() {
             if last_seq != Some(s.seq) {
-                seen.extend(s.stalls.iter().map(|e| e.id));
+                stalls.extend(s.stalls.iter().map(|e| e.id));
+                notices.extend(s.notices);
                 last_seq = Some(s.seq);
             }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    seen
+    (stalls, notices)
 }
 
 // One test, in order: signal dispositions are per process.
@@ -81,8 +82,8 @@ fn lagscope_moves_aside_from_the_hosts_signals_and_never_signals_a_host_handler(
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
-    let seen = stalls_seen(&agent, Duration::from_secs(3));
-    assert!(!seen.is_empty(), "stalls are still detected");
+    let (stalls, _) = seen(&agent, Duration::from_secs(3));
+    assert!(!stalls.is_empty(), "stalls are still detected");
     for s in signals {
         assert_eq!(handler_of(s), host, "signal {s} was replaced");
     }
@@ -98,7 +99,15 @@ fn lagscope_moves_aside_from_the_hosts_signals_and_never_signals_a_host_handler(
         .expect_err("the capture signal now belongs to the host");
     assert!(err.to_string().contains("taken over"), "{err}");
     rt.spawn(async { std::thread::sleep(Duration::from_millis(300)) });
-    std::thread::sleep(Duration::from_millis(800));
+    // The takeover travels with the samples, said once.
+    let (_, said) = seen(&agent, Duration::from_millis(800));
+    assert_eq!(
+        said.iter()
+            .filter(|n| n.contains("stack-capture signal"))
+            .count(),
+        1,
+        "the takeover is said in one sample: {said:?}"
+    );
     assert_eq!(
         HOST_SAW.load(Ordering::Relaxed),
         0,

@@ -130,6 +130,7 @@ impl collector_server::Collector for Ingest {
             capabilities: hello.capabilities.clone(),
             config_warnings: hello.config_warnings.clone(),
             via_otlp: false,
+            notices: Vec::new(),
         };
         let (service, instance) = (hello.service, hello.instance);
         self.shared

@@ -77,6 +77,7 @@ pub fn ingest(shared: &Shared, request: &ExportMetricsServiceRequest) -> Result<
             capabilities: vec!["otlp".into(), m.runtime.clone()],
             config_warnings: Vec::new(),
             via_otlp: true,
+            notices: Vec::new(),
         };
         let last = match store.connect(&service, &instance, info, now) {
             Ok(last) => last,

@@ -71,6 +71,10 @@ pub struct AgentInfo {
     /// An OpenTelemetry resource exporting OTLP, not a lagscope agent with a
     /// session: it is not counted among the agents connected.
     pub via_otlp: bool,
+    /// What the agent said after its hello (a part that stopped working),
+    /// oldest first, at most [`lagscope_wire::api::MAX_NOTICES`]; kept
+    /// across reconnects.
+    pub notices: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -280,7 +284,8 @@ impl Store {
             .get_mut(service)
             .and_then(|s| s.get_mut(instance))
         {
-            existing.info = info;
+            let notices = std::mem::take(&mut existing.info.notices);
+            existing.info = AgentInfo { notices, ..info };
             existing.connected = true;
             existing.changed_ms = now_ms;
             return Ok(existing.last_seq);
@@ -388,6 +393,12 @@ impl Store {
         }
         if let Some(heap) = &sample.heap {
             inst.heap.record(heap);
+        }
+        for notice in &sample.notices {
+            let notices = &mut inst.info.notices;
+            if notices.len() < lagscope_wire::api::MAX_NOTICES && !notices.contains(notice) {
+                notices.push(notice.clone());
+            }
         }
         inst.bytes = instance_overhead(&sample.service, &sample.instance, &inst.info)
             + inst
@@ -577,6 +588,7 @@ impl Store {
                         agent_version: inst.info.agent_version.clone(),
                         capabilities: inst.info.capabilities.clone(),
                         config_warnings: inst.info.config_warnings.clone(),
+                        notices: inst.info.notices.clone(),
                         last_sample_ms: inst.latest.as_ref().map(|s| s.timestamp_ms),
                         samples: inst.samples,
                         dropped_samples: inst.latest.as_ref().map_or(0, |s| s.dropped_samples),
@@ -854,6 +866,7 @@ fn instance_overhead(service: &str, instance: &str, info: &AgentInfo) -> u64 {
         + info.agent_version.len() as u64
         + strings(&info.capabilities)
         + strings(&info.config_warnings)
+        + strings(&info.notices)
 }
 
 /// What keeping `sample` as an instance's latest costs.
@@ -1167,6 +1180,31 @@ mod tests {
         assert!(store.status().input_cut > 0);
         let held: u64 = kept.iter().map(|r| stall_bytes(&r.stall)).sum();
         assert!(held <= STALL_BYTES_PER_INSTANCE, "{held}");
+    }
+
+    #[test]
+    fn what_an_agent_says_after_start_stays_on_the_instance_across_reconnects() {
+        let mut store = Store::new(StoreConfig::default());
+        store
+            .connect("svc", "a", AgentInfo::default(), 0)
+            .expect("room");
+        let mut s = sample("svc", "a", 0, 1000);
+        s.notices = vec!["signal taken over".into(); 3];
+        store.ingest(s).expect("known");
+        for seq in 1..40 {
+            let mut s = sample("svc", "a", seq, 1000 + seq);
+            s.notices = vec![format!("notice {seq}")];
+            store.ingest(s).expect("known");
+        }
+        store.disconnect("svc", "a", 2000);
+        store
+            .connect("svc", "a", AgentInfo::default(), 3000)
+            .expect("back");
+        let page = store.services(3000);
+        let notices = &page.services[0].instances[0].notices;
+        assert_eq!(notices.len(), lagscope_wire::api::MAX_NOTICES);
+        assert_eq!(notices[0], "signal taken over");
+        assert_eq!(notices[1], "notice 1");
     }
 
     #[test]

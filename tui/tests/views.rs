@@ -41,6 +41,7 @@ fn instance(
         agent_version: "0.1.0".into(),
         capabilities: vec!["tokio_unstable".into(), "heap".into()],
         config_warnings: vec![],
+        notices: vec![],
         last_sample_ms: Some(T0),
         samples: 60,
         dropped_samples: 0,
@@ -469,6 +470,23 @@ fn an_ignored_agent_setting_is_shown_on_the_instance() {
         "{screen}"
     );
     insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn what_the_agent_said_after_start_is_shown_on_the_instance() {
+    let mut app = App::new("http://127.0.0.1:6671", Theme::new(false));
+    let mut s = services();
+    s.services[0].instances[0].notices = vec![
+        "the host installed its own handler on signal 39, lagscope's stack-capture signal: stalls are no longer captured (use another real-time signal in the host)".into(),
+    ];
+    apply(&mut app, Event::Services(Ok(s)));
+    apply(&mut app, Event::Series(series()));
+    app.zoom = 0;
+    let screen = render(&app, 160, 40);
+    assert!(
+        screen.contains("agent: the host installed its own handler on signal 39"),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -62,6 +62,10 @@ pub struct InstanceSummary {
     /// `LAGSCOPE_*` settings the agent ignored, and why.
     #[serde(default)]
     pub config_warnings: Vec<String>,
+    /// What the agent said since (a part that stopped working), oldest
+    /// first, at most [`MAX_NOTICES`].
+    #[serde(default)]
+    pub notices: Vec<String>,
     /// Wall time of the latest sample, ms since the epoch.
     pub last_sample_ms: Option<u64>,
     /// Samples stored.
@@ -71,6 +75,9 @@ pub struct InstanceSummary {
     /// The latest sample.
     pub latest: Option<Sample>,
 }
+
+/// Notices kept per instance; later ones are dropped.
+pub const MAX_NOTICES: usize = 16;
 
 /// Collector-wide counters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

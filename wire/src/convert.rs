@@ -73,6 +73,7 @@ impl Sample {
                 .collect(),
             tasks: self.tasks.iter().map(task_to_pb).collect(),
             task_names_folded: self.task_names_folded,
+            notices: self.notices.clone(),
             heap: self.heap.as_ref().map(|h| pb::HeapProfile {
                 start_ms: h.start_ms,
                 end_ms: h.end_ms,
@@ -160,6 +161,7 @@ impl Sample {
                 .collect(),
             tasks: p.tasks.into_iter().map(task_from_pb).collect(),
             task_names_folded: p.task_names_folded,
+            notices: p.notices,
             heap: p.heap.map(|h| HeapProfile {
                 start_ms: h.start_ms,
                 end_ms: h.end_ms,

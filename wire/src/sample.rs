@@ -52,6 +52,11 @@ pub struct Sample {
     /// `lagscope::Builder::heap_sample_bytes`).
     #[serde(default)]
     pub heap: Option<HeapProfile>,
+    /// What the agent must tell the operator, said once, in the first
+    /// sample after it happened: a part that stopped working after start (a
+    /// signal the host took over, say).
+    #[serde(default)]
+    pub notices: Vec<String>,
 }
 
 /// The heap by allocation site, estimated from allocations sampled about
@@ -667,6 +672,7 @@ impl Sample {
                 }),
             }],
             task_names_folded: 0,
+            notices: Vec::new(),
             heap: None,
         }
     }

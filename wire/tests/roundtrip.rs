@@ -233,7 +233,10 @@ fn sample() -> impl Strategy<Value = Sample> {
             any::<u64>(),
             any::<Option<u64>>(),
         ),
-        prop::option::of(heap()),
+        (
+            prop::option::of(heap()),
+            prop::collection::vec("[ -~]{0,40}", 0..3),
+        ),
     )
         .prop_map(
             |(
@@ -244,7 +247,7 @@ fn sample() -> impl Strategy<Value = Sample> {
                 (p, cpu_ratio, cores),
                 gauges,
                 (dropped, stalls, profiles, tasks, task_names_folded, c_heap),
-                heap,
+                (heap, notices),
             )| {
                 Sample {
                     service: "svc".into(),
@@ -282,6 +285,7 @@ fn sample() -> impl Strategy<Value = Sample> {
                     tasks,
                     task_names_folded,
                     heap,
+                    notices,
                 }
             },
         )

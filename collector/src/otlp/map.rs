@@ -327,6 +327,7 @@ fn empty_sample(service: String, instance: String, timestamp_ms: u64) -> Sample 
         profiles: vec![],
         tasks: vec![],
         task_names_folded: 0,
+        notices: Vec::new(),
         heap: None,
     }
 }

@@ -21,7 +21,7 @@ pub const MAX_FRAMES: usize = 128;
 /// Distinct stacks kept per stall.
 pub const MAX_STACKS_PER_STALL: usize = 8;
 /// Longest stall annotation (blocking function, span, spawn site, trace
-/// parent) kept.
+/// parent) or agent notice kept.
 pub const MAX_NOTE_BYTES: usize = 1024;
 
 /// Whether `name` can name a service or instance.
@@ -99,6 +99,12 @@ pub fn bound_sample(sample: &mut Sample) -> u64 {
         for s in &mut h.sites {
             cuts += cut_frames(&mut s.frames);
         }
+    }
+    let max_notices = lagscope_wire::api::MAX_NOTICES;
+    cuts += u64::from(sample.notices.len() > max_notices);
+    sample.notices.truncate(max_notices);
+    for n in &mut sample.notices {
+        cuts += u64::from(cut(n, MAX_NOTE_BYTES));
     }
     cuts
 }

@@ -376,6 +376,17 @@ fn headline(app: &App, summary: Option<&InstanceSummary>) -> Vec<Line<'static>> 
         ));
     }
     let mut lines = vec![Line::from(first), Line::from(second)];
+    // A part of the agent that stopped working since it started.
+    if let Some(n) = i.notices.last() {
+        let more = match i.notices.len() {
+            1 => String::new(),
+            n => format!(" (+{} more)", n - 1),
+        };
+        lines.push(Line::from(Span::styled(
+            format!("agent: {n}{more}"),
+            theme.warn(),
+        )));
+    }
     // Settings the agent ignored: the operator should know their change did
     // not take.
     if let Some(w) = i.config_warnings.first() {

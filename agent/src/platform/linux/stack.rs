@@ -147,17 +147,9 @@ pub(crate) fn capture_up_to(
         .clone()
         .map_err(StackError::Signal)?;
     let _one_at_a_time = CAPTURING.lock().unwrap_or_else(|p| p.into_inner());
-    if !is_ours(signal, handler) {
+    if taken_over(signal) {
         // The host replaced our handler after we installed it: a signal
         // sent now would reach the host's handler. Send none.
-        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        if !SAID.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                target: "lagscope",
-                signal,
-                "the stack-capture signal was taken over by another handler; stalls are no longer captured"
-            );
-        }
         return Err(StackError::Signal(format!(
             "signal {signal} was taken over by another handler after lagscope installed its own; stack capture is off"
         )));
@@ -209,6 +201,29 @@ pub(crate) type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut 
 /// `SIGRTMIN + DEFAULT_SIGNAL_OFFSET` up.
 fn install() -> Result<i32, String> {
     install_free(DEFAULT_SIGNAL_OFFSET, handler, "")
+}
+
+/// Whether the host installed its own handler over ours on `signal`; said
+/// once (see [`crate::notices`]) the first time it is found.
+fn taken_over(signal: i32) -> bool {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if is_ours(signal, handler) {
+        return false;
+    }
+    if !SAID.swap(true, Ordering::Relaxed) {
+        crate::notices::say(format!(
+            "the host installed its own handler on signal {signal}, lagscope's stack-capture signal: stalls are no longer captured (use another real-time signal in the host)"
+        ));
+    }
+    true
+}
+
+/// Checks, once a sample, that the capture handler (if installed) is still
+/// ours, so a takeover is said even while no stall needs a capture.
+pub(crate) fn check_signal() {
+    if let Some(signal) = signal() {
+        taken_over(signal);
+    }
 }
 
 /// What `signal` is set to now: `SIG_DFL`, `SIG_IGN` or a handler's address.
