@@ -349,7 +349,15 @@ async fn otlp_metrics(State(api): State<Api>, request: Request) -> Response {
     };
     match body::read(body, &parts.headers, limits).await {
         Ok(bytes) => crate::otlp::http_metrics(&api.shared, &parts.headers, &bytes),
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if matches!(e, body::BodyError::TooSlow(_)) {
+                let stats = &api.shared.http_connections;
+                stats
+                    .timed_out
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            e.into_response()
+        }
     }
 }
 

@@ -225,11 +225,13 @@ fn admit(
                 }
             };
             let Ok(permit) = places.clone().try_acquire_owned() else {
-                let reserved = reserve.clone().try_acquire_owned().ok();
-                let stats = stats.clone();
+                let (reserve, stats) = (reserve.clone(), stats.clone());
                 tokio::spawn(async move {
-                    let _reserved = reserved.as_ref();
-                    let health = reserved.is_some() && asks_for_health(&stream).await;
+                    // A reserved place only for a request that is a health
+                    // check, held while it is answered.
+                    let asks = port == Port::Http && asks_for_health(&stream).await;
+                    let reserved = asks.then(|| reserve.try_acquire_owned().ok()).flatten();
+                    let health = reserved.is_some();
                     if health {
                         stats.health_reserved.fetch_add(1, Relaxed);
                     } else {
@@ -241,6 +243,7 @@ fn admit(
                         (Port::Http, false) => HTTP_REFUSAL,
                     };
                     answer_and_close(stream, answer).await;
+                    drop(reserved);
                 });
                 continue;
             };

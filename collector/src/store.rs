@@ -242,7 +242,10 @@ pub enum StoreError {
 #[derive(Debug)]
 pub struct Store {
     config: StoreConfig,
-    services: BTreeMap<String, BTreeMap<String, Instance>>,
+    /// Instances are boxed: a map node holds room for eleven entries, and a
+    /// service with one instance (an OTLP resource, say) would otherwise
+    /// pay for eleven whole instances.
+    services: BTreeMap<String, BTreeMap<String, Box<Instance>>>,
     bytes: u64,
     /// Instances held.
     instances: usize,
@@ -319,7 +322,7 @@ impl Store {
             .or_default()
             .insert(
                 instance.to_string(),
-                Instance {
+                Box::new(Instance {
                     info,
                     connected: true,
                     changed_ms: now_ms,
@@ -331,7 +334,7 @@ impl Store {
                     stalls: Stalls::default(),
                     profiles: Profiles::default(),
                     heap: HeapProfiles::default(),
-                },
+                }),
             );
         Ok(None)
     }
@@ -851,15 +854,22 @@ pub fn decode_cursor(cursor: &str) -> Option<(String, String)> {
     Some((unhex(s)?, unhex(i)?))
 }
 
-/// What one series costs besides its points: its map entry and name.
-const SERIES_ENTRY_BYTES: u64 = 64;
+/// What one series costs besides its points: its share of the map's nodes
+/// (room for eleven entries each, partly filled) and its name's allocation.
+/// Calibrated by `collector-bench` ("memory per new instance").
+const SERIES_ENTRY_BYTES: u64 = 96;
+
+/// What an instance's entries cost besides the instance itself: its share of
+/// the service map's nodes and, for a service of one instance (an OTLP
+/// resource, say), the node of its own instance map.
+const INSTANCE_ENTRY_BYTES: u64 = 512;
 
 /// What an instance costs besides its series, stalls and profiles: its
 /// entry, names and what its agent said about itself.
 fn instance_overhead(service: &str, instance: &str, info: &AgentInfo) -> u64 {
     let strings = |v: &[String]| v.iter().map(|s| s.len() as u64 + 24).sum::<u64>();
     std::mem::size_of::<Instance>() as u64
-        + 64
+        + INSTANCE_ENTRY_BYTES
         + service.len() as u64
         + instance.len() as u64
         + info.host.len() as u64
