@@ -123,11 +123,18 @@ impl AgentHandle {
         if crate::platform::executable_has_line_tables() {
             capabilities.push("line-tables".to_string());
         }
+        // The watchdog knows each runtime's workers by what its probes report.
+        let tokens: Vec<u64> = builder
+            .runtimes
+            .iter()
+            .map(|_| crate::sampler::lag::new_runtime_token())
+            .collect();
         #[cfg(target_os = "linux")]
         let watches: Vec<crate::watchdog::Watch> = builder
             .runtimes
             .iter()
-            .map(|(name, handle)| {
+            .zip(&tokens)
+            .map(|((name, handle), &token)| {
                 // A current-thread runtime runs on the thread that drives it;
                 // if the agent starts inside it, that is this thread.
                 let inside = handle.runtime_flavor()
@@ -140,6 +147,7 @@ impl AgentHandle {
                     runtime: name.clone(),
                     handle: handle.clone(),
                     driver_tid: inside.then(crate::platform::current_tid),
+                    token,
                     #[cfg(tokio_unstable)]
                     hooks: builder
                         .poll_hooks
@@ -154,7 +162,8 @@ impl AgentHandle {
         let watched = builder
             .runtimes
             .into_iter()
-            .map(|(name, handle)| {
+            .zip(tokens)
+            .map(|((name, handle), token)| {
                 #[allow(unused_mut)]
                 let mut runtime = RuntimeSampler::new(name.clone(), &handle, now);
                 #[cfg(tokio_unstable)]
@@ -164,7 +173,7 @@ impl AgentHandle {
                 Watched {
                     runtime,
                     blocking: crate::sampler::blocking::BlockingProbe::new(handle.clone(), now),
-                    probe: LagProbe::new(handle, builder.lag_probe_interval, now),
+                    probe: LagProbe::new(handle, token, builder.lag_probe_interval, now),
                 }
             })
             .collect();
@@ -196,7 +205,7 @@ impl AgentHandle {
                 Some((signal, Arc::new(crate::profiler::Exchange::default())))
             }
             Err(why) => {
-                eprintln!("lagscope: CPU profiling is off: {why}");
+                crate::notices::say(format!("CPU profiling is off: {why}"));
                 None
             }
         };
@@ -279,17 +288,17 @@ impl AgentHandle {
                             }
                         });
                         if catch_unwind(run).is_err() {
-                            eprintln!("lagscope: heap sampling stopped after an internal error");
+                            crate::notices::say("heap sampling stopped after an internal error".into());
                         }
                         crate::alloc::heap::set_mean(0);
                     })?);
                 }
-                Some(_) => eprintln!(
-                    "lagscope: heap sampling needs lagscope::alloc::Counting as the global allocator; it stays off"
-                ),
-                None => eprintln!(
-                    "lagscope: another agent in this process samples the heap; this one does not"
-                ),
+                Some(_) => {
+                    crate::notices::say("heap sampling needs lagscope::alloc::Counting as the global allocator; it stays off".into())
+                }
+                None => {
+                    crate::notices::say("another agent in this process samples the heap; this one does not".into())
+                }
             }
         }
         if let (Some(sink), Some(queue)) = (file_sink, file_queue) {
@@ -302,7 +311,7 @@ impl AgentHandle {
             handle.threads.push(spawn("lagscope-otel", move || {
                 let run = AssertUnwindSafe(|| exporter.run());
                 if catch_unwind(run).is_err() {
-                    eprintln!("lagscope: the OTLP exporter stopped after an internal error");
+                    crate::notices::say("the OTLP exporter stopped after an internal error".into());
                 }
             })?);
         }
@@ -327,7 +336,9 @@ impl AgentHandle {
                 // An agent bug must not take the host down: contain it here.
                 let run = AssertUnwindSafe(|| crate::watchdog::run(watches, threshold, book, stop));
                 if catch_unwind(run).is_err() {
-                    eprintln!("lagscope: the stall watchdog stopped after an internal error");
+                    crate::notices::say(
+                        "the stall watchdog stopped after an internal error".into(),
+                    );
                 }
             })?);
         }
@@ -340,7 +351,7 @@ impl AgentHandle {
                 let stop = |period| stop_shared.wait_stopping(period);
                 let run = AssertUnwindSafe(|| crate::profiler::run(signal, hz, exchange, stop));
                 if catch_unwind(run).is_err() {
-                    eprintln!("lagscope: the CPU profiler stopped after an internal error");
+                    crate::notices::say("the CPU profiler stopped after an internal error".into());
                 }
             })?);
         }
@@ -525,7 +536,7 @@ fn run_sampler(mut sampler: Sampler, shared: Arc<Shared>) {
     }));
     if result.is_err() {
         // Never let an agent bug take the host down: stop sampling, say so once.
-        eprintln!("lagscope: the sampler stopped after an internal error (runtimes: {names:?})");
+        tracing::warn!(target: "lagscope", "the sampler stopped after an internal error (runtimes: {names:?})");
     }
     debug_assert!(shared.is_stopping() || result.is_err());
 }

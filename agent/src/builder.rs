@@ -319,7 +319,7 @@ impl Builder {
         self.validate()?;
         let warnings = self.apply_env(|var| std::env::var(var).ok());
         for w in &warnings {
-            eprintln!("lagscope: {w}");
+            tracing::warn!(target: "lagscope", "{w}");
         }
         AgentHandle::start(self, warnings)
     }

@@ -25,7 +25,7 @@ pub(crate) use linux::test_support;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
     build_keeps_frame_pointers, c_allocator, current_tid, executable_has_line_tables,
-    release_free_heap, timer,
+    release_free_heap, sched, timer,
 };
 #[cfg(not(target_os = "linux"))]
 pub(crate) use other::{

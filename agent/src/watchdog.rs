@@ -44,6 +44,7 @@ use tokio::runtime::Handle;
 
 #[cfg(tokio_unstable)]
 use crate::hooks::PollHooks;
+use crate::platform::sched::{self, CpuReading, ThreadState};
 use crate::platform::stack;
 
 /// Default time in one poll from which a worker counts as stalled.
@@ -118,6 +119,8 @@ pub(crate) struct Watch {
     /// The thread that started the agent, if it runs this (current-thread)
     /// runtime: on stable tokio the only way to know that runtime's thread.
     pub(crate) driver_tid: Option<i32>,
+    /// The runtime's [`new_runtime_token`](crate::sampler::lag::new_runtime_token), which its lag probes report.
+    pub(crate) token: u64,
     #[cfg(tokio_unstable)]
     pub(crate) hooks: Option<PollHooks>,
 }
@@ -133,11 +136,13 @@ struct Active {
 }
 
 /// Slots of [`PROBE_RAN`], keyed by thread id.
-const PROBE_SLOTS: usize = 64;
+const PROBE_SLOTS: usize = 256;
 
-/// Where lag probes last ran: a thread id and when (ns since [`probe_epoch`]).
+/// Where lag probes last ran: a thread id, when (ns since [`probe_epoch`])
+/// and for which watched runtime (its [`new_runtime_token`](crate::sampler::lag::new_runtime_token)).
 struct ProbeRan {
     tid: AtomicI32,
+    runtime: AtomicU64,
     at_ns: AtomicU64,
 }
 
@@ -147,6 +152,7 @@ struct ProbeRan {
 static PROBE_RAN: [ProbeRan; PROBE_SLOTS] = [const {
     ProbeRan {
         tid: AtomicI32::new(0),
+        runtime: AtomicU64::new(0),
         at_ns: AtomicU64::new(0),
     }
 }; PROBE_SLOTS];
@@ -160,11 +166,13 @@ fn since_epoch_ns(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(probe_epoch()).as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Called by the lag probe task when a worker polls it.
-pub(crate) fn probe_ran_here() {
+/// Called by the lag probe task of the runtime `runtime` (its
+/// [`new_runtime_token`](crate::sampler::lag::new_runtime_token)) when a worker polls it.
+pub(crate) fn probe_ran_here(runtime: u64) {
     let tid = crate::platform::current_tid();
     let slot = &PROBE_RAN[tid.unsigned_abs() as usize % PROBE_SLOTS];
     slot.tid.store(tid, Ordering::Relaxed);
+    slot.runtime.store(runtime, Ordering::Relaxed);
     slot.at_ns
         .store(since_epoch_ns(Instant::now()), Ordering::Release);
 }
@@ -174,6 +182,15 @@ fn probe_ran_since(tid: i32, since: Instant) -> bool {
     let slot = &PROBE_RAN[tid.unsigned_abs() as usize % PROBE_SLOTS];
     let at = slot.at_ns.load(Ordering::Acquire);
     slot.tid.load(Ordering::Relaxed) == tid && at >= since_epoch_ns(since)
+}
+
+/// The watched runtime thread `tid` last ran a lag probe for, if it ran one
+/// (and no other thread took its slot since). Tokio names the workers of
+/// every runtime alike; this tells another runtime's workers apart.
+fn probe_runtime(tid: i32) -> Option<u64> {
+    let slot = &PROBE_RAN[tid.unsigned_abs() as usize % PROBE_SLOTS];
+    let runtime = slot.runtime.load(Ordering::Relaxed);
+    (slot.tid.load(Ordering::Relaxed) == tid && runtime != 0).then_some(runtime)
 }
 
 /// What the stable detector remembers of each worker.
@@ -204,6 +221,9 @@ struct Watchdog {
     pool_threads: HashSet<i32>,
     classify_tries: HashMap<i32, u8>,
     last_classify: Instant,
+    /// The first look at the CPU clock of a runnable thread suspected of a
+    /// stall: the next look tells whether it ran or waited for a CPU.
+    first_looks: HashMap<i32, CpuReading>,
     /// When the next check is due: the earliest moment a poll now running
     /// could reach the threshold. Checks lower it.
     next_check: Instant,
@@ -228,6 +248,7 @@ pub(crate) fn run(
         pool_threads: HashSet::new(),
         classify_tries: HashMap::new(),
         last_classify: Instant::now(),
+        first_looks: HashMap::new(),
         next_check: Instant::now(),
         epoch_instant: Instant::now(),
         epoch_system: SystemTime::now(),
@@ -532,6 +553,34 @@ impl Watchdog {
         }
     }
 
+    /// Whether thread `tid`, found inside what looks like one poll running
+    /// since `since`, holds its worker by itself (asleep in a call, or
+    /// computing) rather than waiting for a CPU the machine does not give
+    /// it: short polls preempted on an overloaded machine look like a long
+    /// one from outside. A runnable thread holds its worker once it used
+    /// half a threshold of CPU since its first look in this poll: polls
+    /// shorter than that, however preempted, end before (a computing stall
+    /// opens that much later, with its true start). Threads that cannot be
+    /// read are trusted.
+    fn blocks_by_itself(&mut self, tid: i32, since: Instant) -> bool {
+        if sched::thread_state(tid) != Some(ThreadState::Runnable) {
+            self.first_looks.remove(&tid);
+            return true;
+        }
+        let Some(now) = sched::thread_cpu(tid) else {
+            return true;
+        };
+        // A first look taken before this poll began says nothing of it.
+        self.first_looks.retain(|_, r| r.at >= since);
+        let first = *self.first_looks.entry(tid).or_insert(now);
+        if now.cpu.saturating_sub(first.cpu) >= self.threshold / 2 {
+            self.first_looks.remove(&tid);
+            return true;
+        }
+        self.check_by(now.at + self.threshold / 4);
+        false
+    }
+
     #[cfg(tokio_unstable)]
     fn check_hooks(&mut self, ri: usize, watch: &Watch, hooks: &PollHooks) {
         let state = hooks.state();
@@ -565,6 +614,9 @@ impl Watchdog {
                     slot.spawned_at().map(|l| l.to_string()),
                 );
                 let tid = slot.os_tid.load(Relaxed);
+                if !self.blocks_by_itself(tid, began) {
+                    continue;
+                }
                 self.open(
                     key,
                     &watch.runtime,
@@ -693,6 +745,21 @@ impl Watchdog {
                 captured.push((tid, frames));
             }
         }
+        // Threads known to work for this runtime come before threads that
+        // may be another, unwatched runtime's (tokio names them all alike).
+        if captured
+            .iter()
+            .any(|&(tid, _)| probe_runtime(tid) == Some(watch.token))
+        {
+            captured.retain(|&(tid, _)| probe_runtime(tid) == Some(watch.token));
+        }
+        let before = captured.len();
+        captured.retain(|&(tid, _)| self.blocks_by_itself(tid, latest));
+        if captured.is_empty() && before > 0 {
+            // Every thread in user code was waiting for a CPU (or is looked
+            // at for the first time): nothing to blame on the code yet.
+            return;
+        }
         let (mut stuck, unsure): (Vec<(i32, Vec<String>)>, Vec<_>) = captured
             .into_iter()
             .partition(|(_, frames)| blocking_function(frames).is_some());
@@ -801,7 +868,9 @@ fn stall_frames(stacks: &[StallStack]) -> (Vec<&str>, Vec<&str>) {
     (deep, outer)
 }
 
-/// Threads that may run `watch`'s tasks.
+/// Threads that may run `watch`'s tasks: its driver, and the threads named
+/// like tokio's workers except those known, by the lag probes they ran, to
+/// work for another watched runtime.
 fn runtime_threads(watch: &Watch) -> Vec<i32> {
     let mut tids: Vec<i32> = watch.driver_tid.into_iter().collect();
     if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
@@ -810,7 +879,8 @@ fn runtime_threads(watch: &Watch) -> Vec<i32> {
                 continue;
             };
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if comm.trim_end() == WORKER_THREAD_NAME && !tids.contains(&tid) {
+            let another = probe_runtime(tid).is_some_and(|r| r != watch.token);
+            if comm.trim_end() == WORKER_THREAD_NAME && !another && !tids.contains(&tid) {
                 tids.push(tid);
             }
         }
@@ -934,9 +1004,13 @@ mod tests {
     #[test]
     fn a_probe_run_marks_its_thread_from_that_moment() {
         let before = Instant::now();
-        probe_ran_here();
+        let runtime = crate::sampler::lag::new_runtime_token();
+        probe_ran_here(runtime);
         let tid = crate::platform::current_tid();
         assert!(probe_ran_since(tid, before));
+        assert_eq!(probe_runtime(tid), Some(runtime));
+        assert_eq!(probe_runtime(tid + 1), None, "another thread");
+        assert_ne!(crate::sampler::lag::new_runtime_token(), runtime);
         assert!(!probe_ran_since(
             tid,
             Instant::now() + Duration::from_millis(5)

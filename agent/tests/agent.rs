@@ -283,10 +283,18 @@ fn stall_runtime(with_hooks: bool) -> (tokio::runtime::Runtime, lagscope::Builde
 }
 
 #[cfg(target_os = "linux")]
-fn watchdog_names_the_function_that_stalls_a_worker(with_hooks: bool) {
+fn watchdog_names_the_function_that_stalls_a_worker(with_hooks: bool, computing: bool) {
     #[inline(never)]
-    fn stalls_the_worker(d: Duration) {
-        std::thread::sleep(d);
+    fn stalls_the_worker(d: Duration, computing: bool) {
+        if computing {
+            let end = Instant::now() + d;
+            let mut x = 0u64;
+            while Instant::now() < end {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        } else {
+            std::thread::sleep(d);
+        }
         std::hint::black_box(());
     }
     let (rt, agent) = stall_runtime(with_hooks);
@@ -294,8 +302,12 @@ fn watchdog_names_the_function_that_stalls_a_worker(with_hooks: bool) {
         .stall_threshold(Duration::from_millis(20))
         .start(rt.handle().clone())
         .expect("start");
+    // A poll that computes blocks its worker on an overloaded machine too,
+    // though it gets only a share of a CPU.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let _spinners = computing.then(|| Spinners::start(cores));
     next_sample(&agent, None, Duration::from_secs(5));
-    rt.spawn(async { stalls_the_worker(Duration::from_millis(600)) });
+    rt.spawn(async move { stalls_the_worker(Duration::from_millis(600), computing) });
 
     let (mut live, mut finished) = (None, None);
     let mut seq = None;
@@ -351,18 +363,68 @@ fn watchdog_names_the_function_that_stalls_a_worker(with_hooks: bool) {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_watchdog_names_the_blocking_function_from_worker_metrics() {
-    watchdog_names_the_function_that_stalls_a_worker(false);
+    watchdog_names_the_function_that_stalls_a_worker(false, false);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_watchdog_names_a_computing_function_on_an_overloaded_machine() {
+    watchdog_names_the_function_that_stalls_a_worker(false, true);
 }
 
 #[cfg(all(tokio_unstable, target_os = "linux"))]
 #[test]
 fn the_watchdog_names_the_blocking_function_from_poll_hooks() {
-    watchdog_names_the_function_that_stalls_a_worker(true);
+    watchdog_names_the_function_that_stalls_a_worker(true, false);
+}
+
+#[cfg(all(tokio_unstable, target_os = "linux"))]
+#[test]
+fn the_watchdog_names_a_computing_function_on_an_overloaded_machine_from_poll_hooks() {
+    watchdog_names_the_function_that_stalls_a_worker(true, true);
+}
+
+/// Threads that keep every core busy until dropped, so the runtime's workers
+/// wait for a CPU now and then, in the middle of their polls.
+struct Spinners(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+impl Spinners {
+    fn start(n: usize) -> Spinners {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        Spinners(stop, threads)
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]
 fn healthy_work_reports_no_stalls(with_hooks: bool) {
     let (rt, agent) = stall_runtime(with_hooks);
+    // An overloaded machine preempts workers in the middle of short polls:
+    // that is not a poll that blocks.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let _spinners = Spinners::start(cores);
     let agent = agent.start(rt.handle().clone()).expect("start");
     // Many short polls, some yielding, none long.
     rt.spawn(async {
@@ -371,7 +433,7 @@ fn healthy_work_reports_no_stalls(with_hooks: bool) {
             for _ in 0..50 {
                 tokio::spawn(async {
                     let mut h = 0u64;
-                    for i in 0..10_000u64 {
+                    for i in 0..1_000u64 {
                         h = h.wrapping_mul(31).wrapping_add(i);
                     }
                     std::hint::black_box(h);

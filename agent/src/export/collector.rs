@@ -76,7 +76,7 @@ impl CollectorExporter {
         {
             Ok(rt) => rt,
             Err(e) => {
-                eprintln!("lagscope: cannot start the collector exporter: {e}");
+                tracing::warn!(target: "lagscope", "cannot start the collector exporter: {e}");
                 return;
             }
         };
@@ -100,7 +100,7 @@ impl CollectorExporter {
                 return;
             }
             if last_error.as_deref() != Some(message.as_str()) {
-                eprintln!("lagscope: collector {}: {message}; retrying", self.url);
+                tracing::warn!(target: "lagscope", "collector {}: {message}; retrying", self.url);
                 last_error = Some(message);
             }
             tokio::time::sleep(jitter(delay)).await;

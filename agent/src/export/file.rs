@@ -65,8 +65,7 @@ impl FileSink {
             // Say it once per failure streak, not once per sample.
             Err(e) if !self.failed => {
                 self.failed = true;
-                eprintln!(
-                    "lagscope: cannot write samples to {}: {e}",
+                tracing::warn!(target: "lagscope", "cannot write samples to {}: {e}",
                     self.path.display()
                 );
             }

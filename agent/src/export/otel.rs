@@ -99,7 +99,7 @@ impl OtelExporter {
             {
                 Ok(rt) => Some(rt),
                 Err(e) => {
-                    eprintln!("lagscope: cannot start the OTLP exporter: {e}");
+                    tracing::warn!(target: "lagscope", "cannot start the OTLP exporter: {e}");
                     return;
                 }
             },
@@ -129,7 +129,7 @@ impl OtelExporter {
         let (metrics, mut spans) = match built {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("lagscope: cannot build the OTLP exporter: {e}");
+                tracing::warn!(target: "lagscope", "cannot build the OTLP exporter: {e}");
                 return;
             }
         };

@@ -2,6 +2,7 @@
 //! timers and glibc's allocator figures.
 
 pub(crate) mod mapped;
+pub(crate) mod sched;
 pub mod stack;
 pub(crate) mod timer;
 

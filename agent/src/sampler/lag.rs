@@ -27,8 +27,18 @@ struct InFlight {
     task: JoinHandle<()>,
 }
 
+/// A number that tells the watched runtimes of this process apart, those of
+/// one agent and those of another (tokio's own runtime id is unstable):
+/// each runtime's lag probe reports it where it runs. Never 0.
+pub(crate) fn new_runtime_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 pub(crate) struct LagProbe {
     handle: Handle,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    token: u64,
     interval: Duration,
     next_spawn: Instant,
     next_check: Instant,
@@ -39,9 +49,12 @@ pub(crate) struct LagProbe {
 }
 
 impl LagProbe {
-    pub(crate) fn new(handle: Handle, interval: Duration, now: Instant) -> Self {
+    /// A probe of the runtime behind `handle`, which the stall watchdog
+    /// knows by `token` (the probe tells it which threads work for it).
+    pub(crate) fn new(handle: Handle, token: u64, interval: Duration, now: Instant) -> Self {
         LagProbe {
             handle,
+            token,
             interval,
             next_spawn: now,
             next_check: now,
@@ -104,12 +117,14 @@ impl LagProbe {
         let delay_us = Arc::new(AtomicU64::new(NOT_POLLED));
         let written = delay_us.clone();
         let spawned_at = Instant::now();
+        #[cfg(target_os = "linux")]
+        let token = self.token;
         let task = self.handle.spawn(async move {
             let us = u64::try_from(spawned_at.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
             written.store(us, Ordering::Release);
             // The stable stall detector's proof that this worker is not stuck.
             #[cfg(target_os = "linux")]
-            crate::watchdog::probe_ran_here();
+            crate::watchdog::probe_ran_here(token);
         });
         self.in_flight = Some(InFlight {
             spawned_at,
@@ -200,6 +215,7 @@ mod tests {
         let rt = runtime();
         let mut probe = LagProbe::new(
             rt.handle().clone(),
+            1,
             Duration::from_millis(5),
             Instant::now(),
         );
@@ -214,6 +230,7 @@ mod tests {
         let rt = runtime();
         let mut probe = LagProbe::new(
             rt.handle().clone(),
+            1,
             Duration::from_millis(5),
             Instant::now(),
         );
@@ -236,6 +253,7 @@ mod tests {
         let rt = runtime();
         let mut probe = LagProbe::new(
             rt.handle().clone(),
+            1,
             Duration::from_millis(5),
             Instant::now(),
         );
