@@ -253,8 +253,22 @@ pub(crate) fn run(
         epoch_instant: Instant::now(),
         epoch_system: SystemTime::now(),
     };
-    // Read the symbol tables now rather than during the first stall.
-    stack::warm_up();
+    // Read the symbol tables (up to half a second on a large binary) beside
+    // the checks rather than before them, so a stall in the agent's first
+    // moments is seen with its true start; a capture taken meanwhile waits
+    // for the tables, not the stall's detection.
+    let warm = match std::thread::Builder::new()
+        .name("lagscope-warmup".into())
+        .spawn(|| {
+            crate::alloc::heap::leave_out_this_thread();
+            let _ = std::panic::catch_unwind(stack::warm_up);
+        }) {
+        Ok(thread) => Some(thread),
+        Err(_) => {
+            stack::warm_up();
+            None
+        }
+    };
     let mut wait = half;
     while !stop(wait) {
         w.next_check = Instant::now() + threshold.max(half);
@@ -267,6 +281,9 @@ pub(crate) fn run(
             w.check_metrics(ri, watch);
         }
         wait = w.wait(half);
+    }
+    if let Some(warm) = warm {
+        let _ = warm.join();
     }
 }
 

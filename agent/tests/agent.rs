@@ -372,6 +372,39 @@ fn the_watchdog_names_a_computing_function_on_an_overloaded_machine() {
     watchdog_names_the_function_that_stalls_a_worker(false, true);
 }
 
+/// A stall that begins as the agent starts, while the watchdog still reads
+/// the symbol tables, is seen with its true start and named.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stall_in_the_agents_first_moments_keeps_its_true_start() {
+    #[inline(never)]
+    fn blocks_at_once(d: Duration) {
+        std::thread::sleep(d);
+        std::hint::black_box(());
+    }
+    let (rt, agent) = stall_runtime(false);
+    let agent = agent.start(rt.handle().clone()).expect("start");
+    rt.spawn(async { blocks_at_once(Duration::from_millis(600)) });
+    let mut seq = None;
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut finished = None;
+    while finished.is_none() && Instant::now() < end {
+        let s = next_sample(&agent, seq, Duration::from_secs(5));
+        seq = Some(s.seq);
+        finished = s.stalls.into_iter().find(|e| !e.ongoing);
+    }
+    let finished = finished.expect("the stall was reported when it ended");
+    assert!(
+        finished.duration_us >= 500_000,
+        "a 600 ms block measured {} µs",
+        finished.duration_us
+    );
+    assert!(finished
+        .blocking_function
+        .as_deref()
+        .is_some_and(|f| f.contains("blocks_at_once")));
+}
+
 #[cfg(all(tokio_unstable, target_os = "linux"))]
 #[test]
 fn the_watchdog_names_the_blocking_function_from_poll_hooks() {
