@@ -3,6 +3,8 @@
 //! profile, stable tokio — still has the function that blocked named in
 //! every stall's stack: a CPU loop, a serde_json parse (whose own code keeps
 //! no frame pointers), `std::thread::sleep` and a `std::sync::Mutex` wait.
+//! Written straight in a spawned async block (inlined into tokio's poll), a
+//! sleep or a `Mutex` wait is still a stall, named by the call it made.
 //!
 //! With `debug = "limited"`, an ordinary `async fn` the compiler inlined
 //! into the task's future is named by its path — also on `tokio_unstable`,
@@ -29,7 +31,14 @@ fn a_build_without_frame_pointers_names_the_user_function() {
     let binary = Build::AS_USERS_SHIP
         .build(&target)
         .unwrap_or_else(|e| panic!("{e:#}"));
-    for kind in [Kind::Cpu, Kind::Json, Kind::Sleep, Kind::Mutex] {
+    for kind in [
+        Kind::Cpu,
+        Kind::Json,
+        Kind::Sleep,
+        Kind::Mutex,
+        Kind::BareSleep,
+        Kind::BareMutex,
+    ] {
         let rounds = 3;
         let stalls = shipped::run(&binary, kind, rounds, Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -38,10 +47,7 @@ fn a_build_without_frame_pointers_names_the_user_function() {
             "{kind:?}: {} stalls for {rounds} blocks: {stalls:#?}",
             stalls.len()
         );
-        let unnamed: Vec<_> = stalls
-            .iter()
-            .filter(|s| !shipped::names(s, kind.function()))
-            .collect();
+        let unnamed: Vec<_> = stalls.iter().filter(|s| !kind.is_named_by(s)).collect();
         assert!(
             unnamed.is_empty(),
             "{kind:?}: stacks without {}: {unnamed:#?}",

@@ -224,6 +224,9 @@ struct Watchdog {
     /// The first look at the CPU clock of a runnable thread suspected of a
     /// stall: the next look tells whether it ran or waited for a CPU.
     first_looks: HashMap<i32, CpuReading>,
+    /// The first look at a thread found asleep in a call its task's poll
+    /// made, with no user frame on its stack: when, and the call.
+    asleep_looks: HashMap<i32, (Instant, String)>,
     /// When the next check is due: the earliest moment a poll now running
     /// could reach the threshold. Checks lower it.
     next_check: Instant,
@@ -249,6 +252,7 @@ pub(crate) fn run(
         classify_tries: HashMap::new(),
         last_classify: Instant::now(),
         first_looks: HashMap::new(),
+        asleep_looks: HashMap::new(),
         next_check: Instant::now(),
         epoch_instant: Instant::now(),
         epoch_system: SystemTime::now(),
@@ -598,6 +602,37 @@ impl Watchdog {
         false
     }
 
+    /// Whether thread `tid`, whose stack (`frames`) has no user frame, is
+    /// asleep in one call its task's poll made ([`poll_callee`]): asleep
+    /// there at two looks a quarter threshold apart, both since `since`. A
+    /// brief blocking call (a log line written to a file, say) is not
+    /// caught twice.
+    fn asleep_in_one_call(&mut self, tid: i32, frames: &[String], since: Instant) -> bool {
+        let Some(call) = poll_callee(frames).map(|i| &frames[i]) else {
+            return false;
+        };
+        if sched::thread_state(tid) != Some(ThreadState::Waiting) {
+            self.asleep_looks.remove(&tid);
+            return false;
+        }
+        let now = Instant::now();
+        self.asleep_looks.retain(|_, (at, _)| *at >= since);
+        let window = self.threshold / 4;
+        match self.asleep_looks.get(&tid) {
+            Some((at, seen)) if seen == call => {
+                if now.duration_since(*at) >= window {
+                    self.asleep_looks.remove(&tid);
+                    return true;
+                }
+            }
+            _ => {
+                self.asleep_looks.insert(tid, (now, call.clone()));
+            }
+        }
+        self.check_by(now + window);
+        false
+    }
+
     #[cfg(tokio_unstable)]
     fn check_hooks(&mut self, ri: usize, watch: &Watch, hooks: &PollHooks) {
         let state = hooks.state();
@@ -777,9 +812,16 @@ impl Watchdog {
             // at for the first time): nothing to blame on the code yet.
             return;
         }
-        let (mut stuck, unsure): (Vec<(i32, Vec<String>)>, Vec<_>) = captured
+        let (mut stuck, rest): (Vec<(i32, Vec<String>)>, Vec<_>) = captured
             .into_iter()
             .partition(|(_, frames)| blocking_function(frames).is_some());
+        // A thread asleep in a call its task's poll made (a sleep, a lock,
+        // file I/O) holds its worker whatever frames are above the call: the
+        // code that made it may be inlined into tokio's poll.
+        let (asleep, unsure): (Vec<(i32, Vec<String>)>, Vec<_>) = rest
+            .into_iter()
+            .partition(|(tid, frames)| self.asleep_in_one_call(*tid, frames, latest));
+        stuck.extend(asleep);
         if stuck.is_empty() && !progressed.is_empty() {
             // No thread without a recent probe is in user code, and some
             // thread went through probes: the frozen counters are a busy
@@ -833,7 +875,7 @@ fn add_stack(event: &mut StallEvent, frames: Vec<String>) {
         None => event.stacks.push(StallStack { frames, count: 1 }),
     }
     event.stacks.sort_by_key(|s| std::cmp::Reverse(s.count));
-    event.blocking_function = culprit(&event.stacks);
+    event.blocking_function = culprit_or_callee(&event.stacks);
 }
 
 /// The blocking function of a stall's captures (most frequent first): the
@@ -852,6 +894,32 @@ fn culprit(stacks: &[StallStack]) -> Option<String> {
         .filter(|s| s.frames.len() > chain.len() && s.frames.ends_with(chain))
         .find_map(|s| blocking_function(&s.frames[..s.frames.len() - chain.len()]))
         .or_else(|| blocking_function(chain))
+}
+
+/// The call a task's poll made, for a stack with no user frame: the
+/// outermost frame of std, libc or another library inside tokio's task
+/// poll (`std::thread::sleep`, a `Mutex`'s wait, a file read). A small
+/// async block is inlined into tokio's poll, so the code that called it
+/// has no frame of its own. `None` outside a task's poll, or when the poll
+/// is the innermost frame (the task's own code is running).
+fn poll_callee(stack: &[String]) -> Option<usize> {
+    let poll = stack
+        .iter()
+        .position(|f| f.starts_with("tokio::runtime::task::"))?;
+    stack[..poll].iter().rposition(|f| {
+        lagscope_wire::frames::frame_crate(f)
+            .is_some_and(|k| !matches!(k, "tokio" | "lagscope" | "core" | "tracing"))
+    })
+}
+
+/// What names a stall's stack: its innermost user frame, else the call
+/// its task's poll made ([`poll_callee`]).
+fn culprit_or_callee(stacks: &[StallStack]) -> Option<String> {
+    culprit(stacks).or_else(|| {
+        stacks
+            .iter()
+            .find_map(|s| poll_callee(&s.frames).map(|i| s.frames[i].clone()))
+    })
 }
 
 /// The user frames a thread still in this stall would show: those of its
@@ -874,6 +942,9 @@ fn stall_frames(stacks: &[StallStack]) -> (Vec<&str>, Vec<&str>) {
             .filter(|f| is_user_frame(f))
             .collect();
         let Some((&last, inner)) = user.split_last() else {
+            if let Some(i) = poll_callee(&s.frames) {
+                add(&mut deep, &s.frames[i]);
+            }
             continue;
         };
         add(&mut outer, last);
@@ -973,7 +1044,7 @@ fn capture_quality(frames: &[String]) -> u8 {
     if is_parked(frames) {
         return GOOD_CAPTURE;
     }
-    if blocking_function(frames).is_none() {
+    if blocking_function(frames).is_none() && poll_callee(frames).is_none() {
         return 0;
     }
     // Stopped in an unnamed library routine (`libc.so.6+0x…`) or at a bare
@@ -1033,6 +1104,61 @@ mod tests {
             Instant::now() + Duration::from_millis(5)
         ));
         assert!(!probe_ran_since(tid + 1, before), "another thread");
+    }
+
+    #[test]
+    fn a_stack_without_user_frames_is_named_by_the_call_its_poll_made() {
+        let sleep = strings(&[
+            "clock_nanosleep",
+            "std::thread::sleep",
+            "tokio::runtime::task::core::Core<T,S>::poll",
+            "tokio::runtime::task::harness::poll_future",
+            "tokio::runtime::scheduler::multi_thread::worker::Context::run_task",
+            "std::sys::backtrace::__rust_begin_short_backtrace",
+        ]);
+        assert_eq!(poll_callee(&sleep), Some(1));
+        let lock = strings(&[
+            "syscall",
+            "std::sys::pal::unix::futex::futex_wait",
+            "std::sys::sync::mutex::futex::Mutex::lock_contended",
+            "<core::pin::Pin<P> as core::future::future::Future>::poll",
+            "tokio::runtime::task::core::Core<T,S>::poll",
+        ]);
+        assert_eq!(poll_callee(&lock), Some(2));
+        let stacks = vec![StallStack {
+            frames: lock,
+            count: 1,
+        }];
+        assert_eq!(culprit(&stacks), None);
+        assert_eq!(
+            culprit_or_callee(&stacks).as_deref(),
+            Some("std::sys::sync::mutex::futex::Mutex::lock_contended")
+        );
+        // The task's own (inlined) code running, or a thread outside any
+        // task's poll: no call to name.
+        let computing = strings(&[
+            "tokio::runtime::task::core::Core<T,S>::poll",
+            "tokio::runtime::task::harness::poll_future",
+        ]);
+        assert_eq!(poll_callee(&computing), None);
+        let parked = strings(&[
+            "syscall",
+            "std::thread::park",
+            "tokio::runtime::scheduler::multi_thread::park::Inner::park",
+        ]);
+        assert_eq!(poll_callee(&parked), None);
+        // A user frame, where there is one, still names the stall.
+        let user = strings(&[
+            "clock_nanosleep",
+            "std::thread::sleep",
+            "svc::backoff",
+            "tokio::runtime::task::core::Core<T,S>::poll",
+        ]);
+        let stacks = vec![StallStack {
+            frames: user,
+            count: 1,
+        }];
+        assert_eq!(culprit_or_callee(&stacks).as_deref(), Some("svc::backoff"));
     }
 
     #[test]
