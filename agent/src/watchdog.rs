@@ -783,11 +783,16 @@ impl Watchdog {
         // at a fraction of the cost; only the others are taken whole.
         let mut captured = Vec::new();
         for tid in candidates {
-            let Some(brief) = take_brief_stack(tid) else {
-                continue;
-            };
-            if is_parked(&brief) {
-                continue;
+            // Before the tables are read a brief look could not be named
+            // until they are, and the whole capture taken after it would be
+            // late: take the whole stack at once.
+            if stack::is_warm() {
+                let Some(brief) = take_brief_stack(tid) else {
+                    continue;
+                };
+                if is_parked(&brief) {
+                    continue;
+                }
             }
             let Some(frames) = take_stack(tid) else {
                 continue;
@@ -987,8 +992,16 @@ fn take_stack(tid: i32) -> Option<Vec<String>> {
     if tid == 0 {
         return None;
     }
+    // While the tables are read, naming one capture waits for them: a second
+    // attempt would show what the thread does after the wait (parked, once
+    // a short stall ended), not what it did when first captured.
+    let attempts = if stack::is_warm() {
+        CAPTURE_ATTEMPTS
+    } else {
+        1
+    };
     let mut best: Option<(u8, Vec<String>)> = None;
-    for attempt in 0..CAPTURE_ATTEMPTS {
+    for attempt in 0..attempts {
         if attempt > 0 {
             std::thread::sleep(Duration::from_micros(200));
         }

@@ -823,6 +823,18 @@ pub(crate) fn warm_up() {
     symbols::warm_up();
     #[cfg(target_arch = "x86_64")]
     unwind::warm_up();
+    WARM.store(true, Ordering::Release);
+}
+
+/// Set once [`warm_up`] has read the tables.
+static WARM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the tables are read: until then naming a capture waits for them
+/// (seconds, for a large binary read from a cold disk), so what a thread
+/// does by the time its first capture is named is no longer what it did
+/// when captured.
+pub(crate) fn is_warm() -> bool {
+    WARM.load(Ordering::Acquire)
 }
 
 /// One symbolized frame.
