@@ -118,6 +118,7 @@ impl Recorder {
             written,
             state: state.clone(),
             path: path.to_path_buf(),
+            last_failed_ms: 0,
         };
         std::thread::Builder::new()
             .name("lagscope-record".into())
@@ -183,7 +184,15 @@ struct Writer<F: RecordFile> {
     written: u64,
     state: Arc<RecordState>,
     path: PathBuf,
+    /// When the last batch was refused, ms since the epoch.
+    last_failed_ms: u64,
 }
+
+/// How long writes must go through after a failure before recording counts
+/// as resumed. A nearly full disk takes a small batch now and then (cutting
+/// a refused batch frees its bytes): without this the status would flap
+/// between failing and resumed, and say so twice a batch.
+const RESUMED_AFTER_MS: u64 = 10_000;
 
 impl<F: RecordFile> Writer<F> {
     fn run(mut self, rx: Receiver<pb::RecordedSample>) {
@@ -207,8 +216,9 @@ impl<F: RecordFile> Writer<F> {
         match result {
             Ok(()) => {
                 self.written += bytes;
-                let since = state.failing_since_ms.swap(0, Relaxed);
-                if since > 0 {
+                let failing = state.failing_since_ms.load(Relaxed) > 0;
+                if failing && now_ms >= self.last_failed_ms.saturating_add(RESUMED_AFTER_MS) {
+                    state.failing_since_ms.store(0, Relaxed);
                     state.resumed_ms.store(now_ms, Relaxed);
                     eprintln!(
                         "lagscope collector: recording {} again ({} records lost in all)",
@@ -218,6 +228,7 @@ impl<F: RecordFile> Writer<F> {
                 }
             }
             Err(e) => {
+                self.last_failed_ms = now_ms;
                 state.dropped.fetch_add(batch.len() as u64, Relaxed);
                 *state.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 if state.failing_since_ms.load(Relaxed) == 0 {
@@ -530,6 +541,7 @@ mod tests {
             written: HEADER_LEN as u64,
             state: state.clone(),
             path: PathBuf::from("test.lsr"),
+            last_failed_ms: 0,
         };
         let status = || {
             Recorder {
@@ -550,12 +562,15 @@ mod tests {
         assert_eq!(failing.failing_since_ms, Some(2_000));
         assert!(failing.error.is_some_and(|e| e.contains("No space")));
 
-        // Room again: writing resumes by itself and says when.
+        // Room again: writing resumes by itself and, once it has gone
+        // through for a while, says when.
         disk.room.store(usize::MAX, Relaxed);
         writer.write_batch(&records(9, 2), 4_000);
+        assert_eq!(status().failing_since_ms, Some(2_000));
+        writer.write_batch(&records(11, 1), 3_000 + RESUMED_AFTER_MS);
         let resumed = status();
         assert_eq!(resumed.failing_since_ms, None);
-        assert_eq!(resumed.resumed_ms, Some(4_000));
+        assert_eq!(resumed.resumed_ms, Some(3_000 + RESUMED_AFTER_MS));
         assert_eq!(resumed.dropped, 6);
 
         let bytes = disk.bytes.lock().expect("lock").clone();
@@ -566,7 +581,7 @@ mod tests {
             .iter()
             .filter_map(|r| r.sample.as_ref().map(|s| s.seq))
             .collect();
-        assert_eq!(seqs, [0, 1, 2, 9, 10]);
+        assert_eq!(seqs, [0, 1, 2, 9, 10, 11]);
     }
 
     #[test]
