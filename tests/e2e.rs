@@ -1013,8 +1013,13 @@ fn heap_flamegraphs_show_where_the_leaking_cache_allocates() {
     use prost::Message;
     use std::io::Read;
     let collector = Collector::start(&[]);
-    // The fixture turns heap sampling on (512 KiB, the default interval).
-    let _svc = fixture("cache-leak", "e2e-heap", &collector.grpc_url(), &[]);
+    // Heap sampling at the interval doctor and the demo set.
+    let _svc = fixture(
+        "cache-leak",
+        "e2e-heap",
+        &collector.grpc_url(),
+        &[("LAGSCOPE_HEAP_SAMPLE", "512KiB")],
+    );
     let inst = collector.wait_for("e2e-heap", 1, Duration::from_secs(20));
     assert!(inst.capabilities.contains(&"heap-sampling".to_string()));
     let api = collector.client(None).url().to_string();

@@ -1,7 +1,7 @@
 //! The running agent: its threads, its latest sample, and how it stops.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -266,18 +266,20 @@ impl AgentHandle {
                     heap_windows = Some(windows.clone());
                     crate::alloc::heap::set_mean(builder.heap_sample_bytes);
                     let stop_shared = shared.clone();
+                    let interval_us = sample_interval_us.clone();
                     handle.threads.push(spawn("lagscope-heap", move || {
                         // Unwinds the sampled stacks often enough that their
-                        // slots come free, and ends a window every HEAP_WINDOW.
+                        // slots come free, and ends a window every heap_window.
                         let run = AssertUnwindSafe(|| {
+                            let window = || heap_window(interval_us.load(Ordering::Relaxed));
                             let mut wait = HEAP_DRAIN;
-                            let mut window_ends = std::time::Instant::now() + HEAP_WINDOW;
+                            let mut window_ends = std::time::Instant::now() + window();
                             while !stop_shared.wait_stopping(wait) {
                                 let mut sites = sites.lock().unwrap_or_else(|p| p.into_inner());
                                 let drained = sites.drain();
                                 if std::time::Instant::now() >= window_ends {
                                     windows.put(sites.window());
-                                    window_ends += HEAP_WINDOW;
+                                    window_ends += window();
                                 }
                                 drop(sites);
                                 wait = if crate::alloc::heap::Sites::busy(drained) {
@@ -495,8 +497,21 @@ impl Drop for AgentHandle {
     }
 }
 
-/// How often the agent ships the heap by allocation site.
-const HEAP_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the agent ships the heap by allocation site: every
+/// [`HEAP_WINDOW_SAMPLES`] samples (10 s at the default interval, 5 s at the
+/// 500 ms `lagscope doctor` sets), within [`HEAP_WINDOW_MIN`] and
+/// [`HEAP_WINDOW_MAX`]. Naming where a heap grew takes two windows, so
+/// shorter samples make a short watch enough.
+fn heap_window(sample_interval_us: u64) -> std::time::Duration {
+    std::time::Duration::from_micros(sample_interval_us.saturating_mul(HEAP_WINDOW_SAMPLES))
+        .clamp(HEAP_WINDOW_MIN, HEAP_WINDOW_MAX)
+}
+/// Samples per heap window.
+const HEAP_WINDOW_SAMPLES: u64 = 10;
+/// The shortest heap window, whatever the sample interval.
+const HEAP_WINDOW_MIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest heap window, whatever the sample interval.
+const HEAP_WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often sampled heap stacks are unwound.
 const HEAP_DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
 /// ... and while allocations come in bursts.
@@ -551,4 +566,19 @@ fn default_service() -> String {
 fn default_instance() -> String {
     let host = procfs::hostname().unwrap_or_else(|| "localhost".into());
     format!("{host}:{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_heap_window_is_ten_samples_within_its_bounds() {
+        assert_eq!(heap_window(1_000_000), Duration::from_secs(10));
+        assert_eq!(heap_window(500_000), Duration::from_secs(5));
+        assert_eq!(heap_window(20_000), HEAP_WINDOW_MIN);
+        assert_eq!(heap_window(30_000_000), HEAP_WINDOW_MAX);
+        assert_eq!(heap_window(u64::MAX), HEAP_WINDOW_MAX);
+    }
 }

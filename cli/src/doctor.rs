@@ -423,6 +423,15 @@ impl Drop for Watched {
     }
 }
 
+/// What doctor switches on in the command it runs, unless the environment
+/// already says: samples every 500 ms (and so heap windows every 5 s), and
+/// heap sampling at 512 KiB, so a leak is named by where it was allocated
+/// (with `lagscope::alloc::Counting` as the service's global allocator).
+const WATCH_SETTINGS: [(&str, &str); 2] = [
+    ("LAGSCOPE_SAMPLE_INTERVAL", "500ms"),
+    ("LAGSCOPE_HEAP_SAMPLE", "512KiB"),
+];
+
 fn spawn(command: &[String], grpc_url: &str) -> Result<Child> {
     let (program, rest) = command.split_first().context("an empty command")?;
     // The command's output goes to our stderr, so stdout stays the diagnosis.
@@ -437,8 +446,10 @@ fn spawn(command: &[String], grpc_url: &str) -> Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::from(err))
         .stderr(Stdio::from(err2));
-    if std::env::var_os("LAGSCOPE_SAMPLE_INTERVAL").is_none() {
-        cmd.env("LAGSCOPE_SAMPLE_INTERVAL", "500ms");
+    for (name, value) in WATCH_SETTINGS {
+        if std::env::var_os(name).is_none() {
+            cmd.env(name, value);
+        }
     }
     cmd.spawn().with_context(|| format!("starting {program:?}"))
 }

@@ -705,10 +705,13 @@ fn heap_leak(w: &Window) -> Vec<Finding> {
                 "Something keeps what it allocates: look for caches, maps and queues that only \
                  grow. {bound} {}",
                 if w.capabilities.iter().any(|c| c == "heap-sampling") {
-                    "Heap sampling is on: watch 20 s or longer (two heap windows) for where the \
+                    "Heap sampling is on: watch longer (two heap windows: 10 s apart at the \
+                     default sample interval, 5 s under `lagscope doctor -- CMD`) for where the \
                      growth was allocated."
                 } else {
-                    "Heap sampling (LAGSCOPE_HEAP_SAMPLE=512KiB) names where it was allocated."
+                    "Heap sampling (LAGSCOPE_HEAP_SAMPLE=512KiB, which `lagscope doctor -- CMD` \
+                     sets, with lagscope::alloc::Counting as the global allocator) names where it \
+                     was allocated."
                 }
             ),
         ),
