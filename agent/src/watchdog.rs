@@ -812,6 +812,7 @@ impl Watchdog {
         }
         let before = captured.len();
         captured.retain(|&(tid, _)| self.blocks_by_itself(tid, latest));
+        let captured_len = captured.len();
         if captured.is_empty() && before > 0 {
             // Every thread in user code was waiting for a CPU (or is looked
             // at for the first time): nothing to blame on the code yet.
@@ -834,6 +835,25 @@ impl Watchdog {
             return;
         }
         stuck.extend(unsure);
+        // A thread computing since before the suspects froze may have been
+        // looked at for the first time just now: it counts once a later
+        // look shows it on a CPU (a quarter threshold on). Opening the
+        // stalls before then would pair the threads there are with the
+        // wrong workers; the stalls keep their start either way. A thread
+        // that never shows (preempted short polls) stops the wait after
+        // one more threshold.
+        let deferred = before - captured_len;
+        let earliest = suspects
+            .iter()
+            .map(|&(_, since)| since)
+            .min()
+            .unwrap_or(now);
+        if deferred > 0
+            && stuck.len() < suspects.len()
+            && now.duration_since(earliest) < 2 * self.threshold
+        {
+            return;
+        }
         for (key, since) in suspects {
             // With more stuck threads than suspects the pairing is a guess;
             // the stacks still say what each thread was doing.
