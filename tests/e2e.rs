@@ -1037,7 +1037,8 @@ fn heap_flamegraphs_show_where_the_leaking_cache_allocates() {
     };
     let remember = "lagscope_fixtures::cache::ResponseCache::remember";
 
-    // The first heap window arrives 10 s after the agent starts.
+    // The first heap window arrives 5 s after the agent starts (ten
+    // samples, at least 5 s).
     let folded = temp_path("heap.folded");
     let written = wait_until(Duration::from_secs(30), || {
         let (ok, _) = run(&["--heap", "inuse", "-o", folded.to_str()?]);
@@ -1050,9 +1051,9 @@ fn heap_flamegraphs_show_where_the_leaking_cache_allocates() {
         .filter(|l| l.contains(remember))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
         .sum();
-    // ~2.5 MiB/s for ~10 s.
+    // ~2.5 MiB/s for 5 s or more; slower on a loaded machine.
     assert!(
-        cache_bytes > 8 << 20,
+        cache_bytes > 4 << 20,
         "{cache_bytes} bytes under remember:\n{text}"
     );
 
@@ -1083,7 +1084,7 @@ fn heap_flamegraphs_show_where_the_leaking_cache_allocates() {
     });
     let (alloc, inuse) = under_remember.fold((0, 0), |(a, i), s| (a + s.value[0], i + s.value[1]));
     assert!(
-        inuse > 8 << 20 && alloc >= inuse / 2,
+        inuse > 4 << 20 && alloc >= inuse / 2,
         "alloc {alloc}, inuse {inuse}"
     );
 
