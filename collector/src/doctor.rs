@@ -13,7 +13,7 @@
 //! | `underused-cores` | busy ratio median ≥ 0.9 with fewer workers than host cores | the cluster/worker-threads lesson: the fix is more workers, not less code |
 //! | `blocking-pool-saturation` | blocking queue median ≥ 1 and max ≥ 10 (tokio_unstable) | any sustained queue means jobs wait for a thread |
 //! | `heap-leak` | Rust heap grows ≥ 5 MiB/min, ≥ 20 % over the window, rising in ≥ 70 % of steps | steady growth, not a burst |
-//! | `external-memory` | RSS − Rust heap grows ≥ 5 MiB/min while the heap grows < 1 MiB/min | Node's "external" memory: C libraries, mmap |
+//! | `external-memory` | RSS − Rust heap grows ≥ 5 MiB/min while the heap grows < 1 MiB/min or a tenth of that growth | Node's "external" memory: C libraries, mmap |
 //! | `unbounded-concurrency` | alive tasks grow ≥ 1000/min to ≥ 1000 and at least double | a task per request with no limit |
 
 use std::collections::BTreeMap;
