@@ -935,12 +935,13 @@ fn profile_and_flamegraph_commands_write_svg_folded_and_pprof() {
         )
     };
 
-    // On demand: 3 s at 199 Hz covers at least one 200 ms hashing block.
+    // On demand: 5 s at 199 Hz covers two 200 ms hashing blocks (one every
+    // 2 s), so one still falls inside on a loaded machine.
     let svg = temp_path("profile.svg");
     let (ok, err) = run(&[
         "profile",
         "--duration",
-        "3s",
+        "5s",
         "--hz",
         "199",
         "-o",
