@@ -1014,7 +1014,7 @@ fn heap_flamegraphs_show_where_the_leaking_cache_allocates() {
     use prost::Message;
     use std::io::Read;
     let collector = Collector::start(&[]);
-    // Heap sampling at the interval doctor and the demo set.
+    // The fixture turns heap sampling on (512 KiB); so does this.
     let _svc = fixture(
         "cache-leak",
         "e2e-heap",

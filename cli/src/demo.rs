@@ -46,8 +46,6 @@ pub fn run(headless: bool, duration: Duration) -> Result<()> {
                 "--exit-on-stdin-close",
             ])
             .env("LAGSCOPE_COLLECTOR", collector.grpc_url())
-            // What doctor switches on, so the leaks show where they allocate.
-            .env("LAGSCOPE_HEAP_SAMPLE", "512KiB")
             .env_remove("LAGSCOPE_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

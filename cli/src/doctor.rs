@@ -423,14 +423,9 @@ impl Drop for Watched {
     }
 }
 
-/// What doctor switches on in the command it runs, unless the environment
-/// already says: samples every 500 ms (and so heap windows every 5 s), and
-/// heap sampling at 512 KiB, so a leak is named by where it was allocated
-/// (with `lagscope::alloc::Counting` as the service's global allocator).
-const WATCH_SETTINGS: [(&str, &str); 2] = [
-    ("LAGSCOPE_SAMPLE_INTERVAL", "500ms"),
-    ("LAGSCOPE_HEAP_SAMPLE", "512KiB"),
-];
+/// What doctor sets in the command it runs, unless the environment already
+/// says: samples every 500 ms (and so heap windows every 5 s).
+const WATCH_SETTINGS: [(&str, &str); 1] = [("LAGSCOPE_SAMPLE_INTERVAL", "500ms")];
 
 fn spawn(command: &[String], grpc_url: &str) -> Result<Child> {
     let (program, rest) = command.split_first().context("an empty command")?;

@@ -709,9 +709,8 @@ fn heap_leak(w: &Window) -> Vec<Finding> {
                      default sample interval, 5 s under `lagscope doctor -- CMD`) for where the \
                      growth was allocated."
                 } else {
-                    "Heap sampling (LAGSCOPE_HEAP_SAMPLE=512KiB, which `lagscope doctor -- CMD` \
-                     sets, with lagscope::alloc::Counting as the global allocator) names where it \
-                     was allocated."
+                    "Heap sampling (LAGSCOPE_HEAP_SAMPLE=512KiB, with lagscope::alloc::Counting \
+                     as the global allocator) names where it was allocated."
                 }
             ),
         ),
