@@ -955,7 +955,12 @@ fn profile_and_flamegraph_commands_write_svg_folded_and_pprof() {
     );
     assert!(
         text.contains("hash_in_handler"),
-        "the hot function is drawn"
+        "the hot function is drawn; the fixture's frames drawn: {:?}",
+        text.split("<title>")
+            .filter_map(|t| t.split("</title>").next())
+            .filter(|t| t.contains("lagscope_fixtures"))
+            .take(20)
+            .collect::<Vec<_>>()
     );
     assert!(text.contains("199 Hz"));
 
