@@ -14,6 +14,7 @@ mod linux;
 #[cfg(not(target_os = "linux"))]
 mod other;
 pub(crate) mod procfs;
+pub(crate) mod slots;
 #[cfg(tokio_unstable)]
 pub(crate) mod static_ref;
 

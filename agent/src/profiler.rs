@@ -21,12 +21,13 @@
 //! real-time signal is to kill the process.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagscope_wire::{Profile, ProfileStack};
 
+use crate::platform::slots::Slot;
 use crate::platform::stack;
 use crate::platform::timer::CpuTimer;
 
@@ -49,12 +50,10 @@ const RING: usize = 1024;
 /// Distinct stacks kept per window; further new stacks count as dropped.
 const MAX_STACKS: usize = 4096;
 
-const FREE: u8 = 0;
-const WRITING: u8 = 1;
-const READY: u8 = 2;
-
+/// One sample between a handler and the profiler thread, handed over by
+/// its [`Slot`].
 struct Record {
-    state: AtomicU8,
+    slot: Slot,
     tid: AtomicUsize,
     len: AtomicUsize,
     /// 1 + the index of the [`COPIES`] slot holding this sample's stack
@@ -65,7 +64,7 @@ struct Record {
 
 static RECORDS: [Record; RING] = [const {
     Record {
-        state: AtomicU8::new(FREE),
+        slot: Slot::new(),
         tid: AtomicUsize::new(0),
         len: AtomicUsize::new(0),
         copy: AtomicUsize::new(0),
@@ -170,20 +169,17 @@ extern "C" fn handler(
     }
     let i = NEXT.fetch_add(1, Ordering::Relaxed) % RING;
     let r = &RECORDS[i];
-    if r.state
-        .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    let Some(hold) = r.slot.claim() else {
         RING_DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
-    }
+    };
     let n = stack::walk(context, &r.frames);
     let tid = stack::current_tid();
     r.tid.store(tid as usize, Ordering::Relaxed);
     r.len.store(n, Ordering::Relaxed);
     let copy = COPIES.fill(context).map_or(0, |i| i + 1);
     r.copy.store(copy, Ordering::Relaxed);
-    r.state.store(READY, Ordering::Release);
+    hold.publish();
 }
 
 /// The per-thread timers.
@@ -305,9 +301,9 @@ impl Window {
 /// kept as the stack's last element so threads stay apart.
 fn drain(window: &mut Window) {
     for r in &RECORDS {
-        if r.state.load(Ordering::Acquire) != READY {
+        let Some(hold) = r.slot.ready() else {
             continue;
-        }
+        };
         let len = r.len.load(Ordering::Relaxed).min(DEPTH);
         let fp_frames: Vec<usize> = r.frames[..len]
             .iter()
@@ -319,7 +315,7 @@ fn drain(window: &mut Window) {
         };
         let len = frames.len();
         frames.push(r.tid.load(Ordering::Relaxed));
-        r.state.store(FREE, Ordering::Release);
+        drop(hold);
         if len > 0 {
             window.add(frames);
         }

@@ -20,7 +20,12 @@
 //! by site (estimated), and bytes allocated by site since the last profile.
 //!
 //! Linux on x86_64 with glibc only; elsewhere sampling stays off.
+//!
+//! No `unsafe` here: the registers, the stack copy and the hand-over of each
+//! raw stack (one [`Slot`] each) are [`crate::platform`]'s.
+#![deny(unsafe_code)]
 
+use crate::platform::slots::{Ready, Slot, Writing};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
@@ -86,9 +91,10 @@ pub(crate) const NO_SITE: u32 = u32::MAX;
 const FILTER_SIZE: usize = 1 << 13;
 static FILTER: [AtomicU8; FILTER_SIZE] = [const { AtomicU8::new(0) }; FILTER_SIZE];
 
-/// A sampled stack before it is unwound.
+/// A sampled stack before it is unwound, handed from the allocating thread
+/// to the agent by its [`Slot`].
 struct Raw {
-    state: AtomicU8,
+    slot: Slot,
     weight: AtomicU64,
     /// The interrupted instruction: the copy's own unwinding starts there.
     pc: AtomicUsize,
@@ -104,13 +110,10 @@ struct Raw {
 const CHAIN: usize = 64;
 
 const RAW_SLOTS: usize = 256;
-const FREE: u8 = 0;
-const WRITING: u8 = 1;
-const READY: u8 = 2;
 
 static RAW: [Raw; RAW_SLOTS] = [const {
     Raw {
-        state: AtomicU8::new(FREE),
+        slot: Slot::new(),
         weight: AtomicU64::new(0),
         pc: AtomicUsize::new(0),
         copy: AtomicUsize::new(0),
@@ -287,7 +290,7 @@ fn next_interval(mean: u64) -> i64 {
 fn record(address: usize, weight: u64) {
     SAMPLES.fetch_add(1, Relaxed);
     let raw = capture(weight);
-    let site = raw.map_or(NO_SITE, |i| PENDING | i as u32);
+    let site = raw.as_ref().map_or(NO_SITE, |(i, _)| PENDING | *i as u32);
     if raw.is_none() {
         NO_STACK.fetch_add(1, Relaxed);
         UNSITED_ALLOCATED.fetch_add(weight, Relaxed);
@@ -296,54 +299,36 @@ fn record(address: usize, weight: u64) {
     if !inserted {
         TABLE_FULL.fetch_add(1, Relaxed);
     }
-    if let Some(i) = raw {
+    if let Some((_, hold)) = raw {
         // Published after the insert: the thread that unwinds it then finds
         // the table entry to give its site to (or none: the table was full,
         // and the sample still counts as allocated).
-        RAW[i].state.store(READY, Release);
+        hold.publish();
     }
 }
 
-/// Copies this thread's registers and stack top into a free raw slot.
+/// Copies this thread's registers and stack top into a free raw slot, held
+/// until [`record`] publishes it.
 #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
 #[inline(never)]
-fn capture(weight: u64) -> Option<usize> {
-    let top = crate::platform::stack::own_stack_top()?;
-    let i = RAW.iter().position(|r| {
-        r.state
-            .compare_exchange(FREE, WRITING, Acquire, Relaxed)
-            .is_ok()
-    })?;
+fn capture(weight: u64) -> Option<(usize, Writing<'static>)> {
+    use crate::platform::stack;
+    let top = stack::own_stack_top()?;
+    let (i, hold) = crate::platform::slots::claim_first(RAW.iter().map(|r| &r.slot))?;
     let raw = &RAW[i];
     raw.weight.store(weight, Relaxed);
-    let (pc, sp, fp): (usize, usize, usize);
-    // SAFETY: reads three registers at one instruction into locals; touches
-    // no memory, the stack or the flags.
-    unsafe {
-        std::arch::asm!(
-            "lea {pc}, [rip]",
-            "mov {sp}, rsp",
-            "mov {fp}, rbp",
-            pc = out(reg) pc,
-            sp = out(reg) sp,
-            fp = out(reg) fp,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
-    raw.pc.store(pc, Relaxed);
-    let chain = crate::platform::stack::walk_own(fp, sp, top, &raw.chain);
+    let at = stack::own_registers();
+    raw.pc.store(at.pc, Relaxed);
+    let chain = stack::walk_own(at.fp, at.sp, top, &raw.chain);
     raw.chain_len.store(chain, Relaxed);
-    let copy = COPIES.fill_own(pc, sp, fp, top).map_or(0, |c| c + 1);
+    // Without a copy the slot goes back free as `hold` drops.
+    let copy = COPIES.fill_own(at.pc, at.sp, at.fp, top)? + 1;
     raw.copy.store(copy, Relaxed);
-    if copy == 0 {
-        raw.state.store(FREE, Release);
-        return None;
-    }
-    Some(i)
+    Some((i, hold))
 }
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu")))]
-fn capture(_weight: u64) -> Option<usize> {
+fn capture(_weight: u64) -> Option<(usize, Writing<'static>)> {
     None
 }
 
@@ -460,11 +445,11 @@ impl Sites {
     fn drain_now(&mut self) -> usize {
         // The site each ready raw slot's stack was given; the slots stay
         // taken until the table has been told, so none is reused meanwhile.
-        let mut sited: Vec<(usize, u32)> = Vec::new();
+        let mut sited: Vec<(usize, u32, Ready<'static>)> = Vec::new();
         for (i, raw) in RAW.iter().enumerate() {
-            if raw.state.load(Acquire) != READY {
+            let Some(hold) = raw.slot.ready() else {
                 continue;
-            }
+            };
             let frames = self.unwind(raw);
             let weight = raw.weight.load(Relaxed);
             let site = match self.by_stack.get(frames.as_slice()) {
@@ -479,14 +464,14 @@ impl Sites {
                 None => NO_SITE,
             };
             *self.allocated.entry(site).or_default() += weight;
-            sited.push((i, site));
+            sited.push((i, site, hold));
         }
         if sited.is_empty() {
             return 0;
         }
         // The site of each raw slot drained now; `None` for the others.
         let mut site_of = [None; RAW_SLOTS];
-        for &(i, site) in &sited {
+        for &(i, site, _) in &sited {
             site_of[i] = Some(site);
         }
         for slot in &TABLE {
@@ -498,10 +483,10 @@ impl Sites {
                 let _ = slot.site.compare_exchange(pending, site, AcqRel, Relaxed);
             }
         }
-        for &(i, _) in &sited {
-            RAW[i].state.store(FREE, Release);
-        }
-        sited.len()
+        // Dropping the holds frees the raw slots.
+        let drained = sited.len();
+        drop(sited);
+        drained
     }
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]

@@ -47,7 +47,9 @@
 //! ```
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+use crate::platform::slots::{self, Disarmed, Slot};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -59,13 +61,11 @@ pub const DEFAULT_SIGNAL_OFFSET: i32 = 3;
 /// frame pointer: beyond it the chain is treated as broken.
 const MAX_STACK_SPAN: usize = 64 * 1024 * 1024;
 
-const IDLE: u8 = 0;
-const REQUESTED: u8 = 1;
-const DONE: u8 = 2;
-
 /// The one capture in flight. Static, so the handler touches no allocation.
-struct Slot {
-    state: AtomicU8,
+/// Its [`Slot`] is armed by [`capture`] and answered by the target thread's
+/// handler.
+struct Request {
+    slot: Slot,
     target: AtomicI32,
     len: AtomicUsize,
     /// Most stack bytes the handler copies for this request.
@@ -73,8 +73,8 @@ struct Slot {
     frames: [AtomicUsize; MAX_FRAMES],
 }
 
-static SLOT: Slot = Slot {
-    state: AtomicU8::new(IDLE),
+static REQUEST: Request = Request {
+    slot: Slot::new(),
     target: AtomicI32::new(0),
     len: AtomicUsize::new(0),
     copy_limit: AtomicUsize::new(CAPTURE_COPY_BYTES),
@@ -85,8 +85,8 @@ static SLOT: Slot = Slot {
 /// enough for a tokio worker's whole stack in the common case.
 pub const CAPTURE_COPY_BYTES: usize = 128 * 1024;
 
-/// The capture's registers and stack copy, written by the handler while the
-/// slot is `REQUESTED` and read by [`capture`] once it is `DONE`.
+/// The capture's registers and stack copy, written by the handler that
+/// answered [`REQUEST`] and read by [`capture`] once it is published.
 static SLOT_COPY: StackCopy<{ CAPTURE_COPY_BYTES / 8 }> = StackCopy::new();
 
 /// Serialises captures: the slot holds one at a time.
@@ -155,10 +155,15 @@ pub(crate) fn capture_up_to(
         )));
     }
 
-    SLOT.len.store(0, Ordering::Relaxed);
-    SLOT.copy_limit.store(copy_bytes, Ordering::Relaxed);
-    SLOT.target.store(tid, Ordering::Relaxed);
-    SLOT.state.store(REQUESTED, Ordering::Release);
+    settle(timeout).map_err(|()| StackError::Timeout(tid, timeout))?;
+    REQUEST.len.store(0, Ordering::Relaxed);
+    REQUEST.copy_limit.store(copy_bytes, Ordering::Relaxed);
+    REQUEST.target.store(tid, Ordering::Relaxed);
+    if !REQUEST.slot.arm() {
+        // `settle` left it free and we hold `CAPTURING`: unreachable, but
+        // a refusal beats a wrong answer.
+        return Err(StackError::Timeout(tid, timeout));
+    }
     // SAFETY: tgkill only sends a signal; our handler for it is installed.
     let sent = unsafe {
         libc::syscall(
@@ -169,29 +174,61 @@ pub(crate) fn capture_up_to(
         )
     };
     if sent != 0 {
-        SLOT.state.store(IDLE, Ordering::Release);
+        // Nobody can answer; a stray answer is settled by the next capture.
+        let _ = REQUEST.slot.disarm();
         return Err(StackError::NoSuchThread(tid));
     }
     let deadline = Instant::now() + timeout;
-    while SLOT.state.load(Ordering::Acquire) != DONE {
-        if Instant::now() >= deadline {
-            // A late handler finds the state IDLE and does nothing.
-            SLOT.state.store(IDLE, Ordering::Release);
-            return Err(StackError::Timeout(tid, timeout));
+    loop {
+        if let Some(_answer) = REQUEST.slot.ready() {
+            let len = REQUEST.len.load(Ordering::Relaxed).min(MAX_FRAMES);
+            let fp_frames: Vec<usize> = REQUEST.frames[..len]
+                .iter()
+                .map(|f| f.load(Ordering::Relaxed))
+                .collect();
+            // SAFETY: the answer is published and we, its one reader
+            // (holding `CAPTURING`), hold it until `_answer` drops after
+            // the unwind: no handler touches the copy meanwhile.
+            return Ok(unsafe { SLOT_COPY.unwind(&fp_frames, MAX_FRAMES) });
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            // Withdrawn, or a handler is answering: its answer is moments
+            // away (it never blocks), so it is waited for a little longer
+            // and otherwise settled by the next capture.
+            if REQUEST.slot.disarm() == Disarmed::Freed || now >= deadline + ANSWER_GRACE {
+                return Err(StackError::Timeout(tid, timeout));
+            }
         }
         std::thread::sleep(Duration::from_micros(50));
     }
-    let len = SLOT.len.load(Ordering::Relaxed).min(MAX_FRAMES);
-    let fp_frames: Vec<usize> = SLOT.frames[..len]
-        .iter()
-        .map(|f| f.load(Ordering::Relaxed))
-        .collect();
-    // SAFETY: the slot is DONE and we hold CAPTURING: the handler has
-    // finished writing the copy and no other handler or capture touches it
-    // until the state goes back to IDLE below.
-    let frames = unsafe { SLOT_COPY.unwind(&fp_frames, MAX_FRAMES) };
-    SLOT.state.store(IDLE, Ordering::Release);
-    Ok(frames)
+}
+
+/// How long a capture that timed out still waits for a handler caught
+/// answering it.
+const ANSWER_GRACE: Duration = Duration::from_millis(20);
+
+/// Frees [`REQUEST`] of what an earlier capture left: an answer published
+/// after it gave up (dropped), or one still being written (waited for, at
+/// most `timeout`). Called holding `CAPTURING`.
+fn settle(timeout: Duration) -> Result<(), ()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if REQUEST.slot.is_free() {
+            return Ok(());
+        }
+        if let Some(stale) = REQUEST.slot.ready() {
+            drop(stale);
+            continue;
+        }
+        if REQUEST.slot.disarm() == Disarmed::Freed {
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(());
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
 }
 
 /// A signal handler's signature, as `sigaction` stores it.
@@ -307,19 +344,23 @@ extern "C" fn handler(
     _info: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
+    let Some(hold) = REQUEST.slot.answer() else {
+        return;
+    };
+    // Read after answering, which acquires what the capture wrote before
+    // it armed the slot. A signal that reached another thread declines
+    // (dropping the hold arms the slot again).
     // SAFETY: `gettid` is a plain system call.
-    if unsafe { libc::gettid() } != SLOT.target.load(Ordering::Relaxed)
-        || SLOT.state.load(Ordering::Acquire) != REQUESTED
-    {
+    if unsafe { libc::gettid() } != REQUEST.target.load(Ordering::Relaxed) {
         return;
     }
-    let n = walk(context, &SLOT.frames);
-    SLOT.len.store(n, Ordering::Relaxed);
-    // SAFETY: the state is REQUESTED for this thread: only this handler
-    // writes the copy until it sets DONE, and the capturing thread reads it
-    // only after that.
-    unsafe { SLOT_COPY.fill(context, SLOT.copy_limit.load(Ordering::Relaxed)) };
-    SLOT.state.store(DONE, Ordering::Release);
+    let n = walk(context, &REQUEST.frames);
+    REQUEST.len.store(n, Ordering::Relaxed);
+    // SAFETY: this handler holds the request's slot (answered above): only
+    // it writes the copy until it publishes it below, and the capturing
+    // thread reads it only after that.
+    unsafe { SLOT_COPY.fill(context, REQUEST.copy_limit.load(Ordering::Relaxed)) };
+    hold.publish();
 }
 
 /// An interrupted thread's registers and the top of its stack, copied by a
@@ -349,50 +390,31 @@ pub(crate) struct CopyPool<const SLOTS: usize, const WORDS: usize> {
 }
 
 struct PoolSlot<const WORDS: usize> {
-    state: AtomicU8,
+    slot: Slot,
     copy: StackCopy<WORDS>,
 }
-
-const SLOT_FREE: u8 = 0;
-const SLOT_WRITING: u8 = 1;
-const SLOT_READY: u8 = 2;
 
 impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
     pub(crate) const fn new() -> Self {
         CopyPool {
             slots: [const {
                 PoolSlot {
-                    state: AtomicU8::new(SLOT_FREE),
+                    slot: Slot::new(),
                     copy: StackCopy::new(),
                 }
             }; SLOTS],
         }
     }
 
-    /// Takes the first free slot for writing. Async-signal-safe.
-    fn claim(&self) -> Option<usize> {
-        self.slots.iter().position(|s| {
-            s.state
-                .compare_exchange(
-                    SLOT_FREE,
-                    SLOT_WRITING,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        })
-    }
-
     /// In a signal handler: copies the interrupted stack into the first free
     /// slot and returns its index; `None` if every slot is taken.
     /// Async-signal-safe.
     pub(crate) fn fill(&self, context: *mut libc::c_void) -> Option<usize> {
-        let i = self.claim()?;
-        let slot = &self.slots[i];
-        // SAFETY: the slot went FREE -> WRITING above, so this handler alone
-        // touches its copy until it is published READY below.
-        unsafe { slot.copy.fill(context, usize::MAX) };
-        slot.state.store(SLOT_READY, Ordering::Release);
+        let (i, hold) = slots::claim_first(self.slots.iter().map(|s| &s.slot))?;
+        // SAFETY: this handler holds the slot (claimed above), so it alone
+        // touches the copy until it publishes it below.
+        unsafe { self.slots[i].copy.fill(context, usize::MAX) };
+        hold.publish();
         Some(i)
     }
 
@@ -401,13 +423,12 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
     /// `fp` it read at one instruction, into the first free slot; returns
     /// its index, `None` if every slot is taken.
     pub(crate) fn fill_own(&self, pc: usize, sp: usize, fp: usize, top: usize) -> Option<usize> {
-        let i = self.claim()?;
-        let slot = &self.slots[i];
-        // SAFETY: the slot went FREE -> WRITING above, so this thread alone
-        // touches its copy until it is published READY below; the caller
-        // passes its own live stack, mapped from `sp` to `top`.
-        unsafe { slot.copy.fill_own(pc, sp, fp, top) };
-        slot.state.store(SLOT_READY, Ordering::Release);
+        let (i, hold) = slots::claim_first(self.slots.iter().map(|s| &s.slot))?;
+        // SAFETY: this thread holds the slot (claimed above), so it alone
+        // touches the copy until it publishes it below; the caller passes
+        // its own live stack, mapped from `sp` to `top`.
+        unsafe { self.slots[i].copy.fill_own(pc, sp, fp, top) };
+        hold.publish();
         Some(i)
     }
 
@@ -418,15 +439,12 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
         let Some(slot) = self.slots.get(i) else {
             return fp_frames.to_vec();
         };
-        if slot.state.load(Ordering::Acquire) != SLOT_READY {
+        let Some(_read) = slot.slot.ready() else {
             return fp_frames.to_vec();
-        }
-        // SAFETY: the handler published the slot READY (acquire above); no
-        // handler writes it again until it is FREE, and a single thread
-        // unwinds.
-        let frames = unsafe { slot.copy.unwind(fp_frames, max) };
-        slot.state.store(SLOT_FREE, Ordering::Release);
-        frames
+        };
+        // SAFETY: the slot is published and this, its one reader, holds it
+        // until `_read` drops after the unwind: no writer touches the copy.
+        unsafe { slot.copy.unwind(fp_frames, max) }
     }
 }
 
@@ -599,6 +617,38 @@ pub(crate) fn walk(context: *mut libc::c_void, out: &[AtomicUsize]) -> usize {
         }
     }
     n
+}
+
+/// The calling thread's instruction, stack and frame pointers, read at one
+/// instruction: where an unwind of its own stack starts.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnRegisters {
+    pub(crate) pc: usize,
+    pub(crate) sp: usize,
+    pub(crate) fp: usize,
+}
+
+/// Reads [`OwnRegisters`] where it is called: always inlined, so the
+/// instruction and stack pointer are the caller's own.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn own_registers() -> OwnRegisters {
+    let (pc, sp, fp): (usize, usize, usize);
+    // SAFETY: reads three registers at one instruction into locals; touches
+    // no memory, the stack or the flags.
+    unsafe {
+        std::arch::asm!(
+            "lea {pc}, [rip]",
+            "mov {sp}, rsp",
+            "mov {fp}, rbp",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            fp = out(reg) fp,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    OwnRegisters { pc, sp, fp }
 }
 
 thread_local! {
@@ -1038,6 +1088,67 @@ mod tests {
                 .any(|n| n.contains("thread_start") || n.contains("clone")),
             "the walk should reach the thread's start: {names:#?}"
         );
+    }
+
+    /// Blocks or unblocks `signal` on the calling thread.
+    fn mask(signal: i32, block: bool) {
+        // SAFETY: a zeroed sigset_t is valid to empty and add to; the
+        // calls only change the calling thread's own signal mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            let how = if block {
+                libc::SIG_BLOCK
+            } else {
+                libc::SIG_UNBLOCK
+            };
+            assert_eq!(libc::pthread_sigmask(how, &set, std::ptr::null_mut()), 0);
+        }
+    }
+
+    #[test]
+    fn a_capture_that_times_out_leaves_the_next_one_working() {
+        let signal = INSTALLED.get_or_init(install).clone().expect("installed");
+        // A thread that blocks the signal answers only once it unblocks it,
+        // long after its capture gave up: a late answer must neither land
+        // in the next capture nor wedge it.
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let deaf = std::thread::spawn(move || {
+            mask(signal, true);
+            let _ = tid_tx.send(current_tid());
+            let _ = go_rx.recv();
+            mask(signal, false);
+            sleeping_marker(Duration::from_millis(200));
+        });
+        let deaf_tid = tid_rx.recv().expect("tid");
+        assert_eq!(
+            capture(deaf_tid, Duration::from_millis(50)),
+            Err(StackError::Timeout(deaf_tid, Duration::from_millis(50)))
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (tx, rx) = mpsc::channel();
+        let other = std::thread::spawn(move || {
+            let _ = tx.send(current_tid());
+            spinning_marker(&flag);
+        });
+        let other_tid = rx.recv().expect("tid");
+        // The deaf thread now runs its handler for the withdrawn capture
+        // while the next ones are armed for another thread.
+        let _ = go_tx.send(());
+        for _ in 0..20 {
+            let frames = capture(other_tid, Duration::from_secs(2)).expect("captured");
+            let names = names(&frames);
+            assert!(
+                !names.iter().any(|n| n.contains("sleeping_marker")),
+                "the late answer of another thread was taken: {names:#?}"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        deaf.join().expect("thread");
+        other.join().expect("thread");
     }
 
     #[test]
