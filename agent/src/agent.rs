@@ -8,11 +8,10 @@ use std::time::Instant;
 
 use tokio::runtime::Handle;
 
-use crate::builder::Builder;
 use crate::error::Error;
-use crate::export::collector::{CollectorExporter, Identity};
-use crate::export::file::FileSink;
-use crate::export::queue::BoundedQueue;
+use crate::export::collector::Identity;
+use crate::export::{Outputs, SampleQueue};
+use crate::options::Options;
 use crate::platform::procfs;
 use crate::sample::Sample;
 use crate::sampler::gauge::Gauges;
@@ -22,31 +21,16 @@ use crate::sampler::{Sampler, Watched};
 
 pub(crate) use crate::sampler::gauge::GaugeFn;
 
-/// Entry point: `Agent::builder()`.
-#[derive(Debug)]
-pub struct Agent(());
-
-impl Agent {
-    /// A builder with every option at its documented default.
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
-}
-
 /// State shared by the handle and the agent's threads.
 struct Shared {
     stopping: Mutex<bool>,
     wake: Condvar,
     latest: Mutex<Option<Arc<Sample>>>,
     gauges: Gauges,
-    exports: Vec<Arc<BoundedQueue<Arc<Sample>>>>,
+    exports: Vec<SampleQueue>,
 }
 
 impl Shared {
-    fn is_stopping(&self) -> bool {
-        *self.stopping.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Waits up to `period` for a stop; returns whether the agent is stopping.
     fn wait_stopping(&self, period: std::time::Duration) -> bool {
         let stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,164 +74,82 @@ impl std::fmt::Debug for AgentHandle {
     }
 }
 
-impl AgentHandle {
-    pub(crate) fn start(builder: Builder, config_warnings: Vec<String>) -> Result<Self, Error> {
-        let service = builder.service.clone().unwrap_or_else(default_service);
-        let instance = builder.instance.clone().unwrap_or_else(default_instance);
-        let now = Instant::now();
-        crate::tasks::set_max_names(builder.max_task_names);
+/// What [`crate::Builder::start`] hands the agent: its options, the
+/// runtimes it watches (the main one first) and what comes with them.
+pub(crate) struct Setup {
+    pub(crate) options: Options,
+    pub(crate) runtimes: Vec<(String, Handle)>,
+    #[cfg(tokio_unstable)]
+    pub(crate) poll_hooks: Vec<(String, PollHooksOf)>,
+    pub(crate) gauges: Vec<(String, GaugeFn)>,
+    /// Environment variables left out, for the collector's hello.
+    pub(crate) config_warnings: Vec<String>,
+}
 
-        let runtime_shapes: Vec<(String, usize)> = builder
-            .runtimes
+impl AgentHandle {
+    /// Starts the agent's threads. If one cannot be spawned, dropping the
+    /// half-built handle stops those already started.
+    pub(crate) fn start(setup: Setup) -> Result<Self, Error> {
+        let Setup {
+            options,
+            runtimes,
+            #[cfg(tokio_unstable)]
+            poll_hooks,
+            gauges,
+            config_warnings,
+        } = setup;
+        let service = options.service.clone().unwrap_or_else(default_service);
+        let instance = options.instance.clone().unwrap_or_else(default_instance);
+        let now = Instant::now();
+        crate::tasks::set_max_names(options.max_task_names);
+        #[cfg(not(tokio_unstable))]
+        let poll_hooks: Vec<(String, PollHooksOf)> = Vec::new();
+
+        let mut capabilities = capabilities(&options, !poll_hooks.is_empty());
+        let shapes = runtimes
             .iter()
             .map(|(name, h)| (name.clone(), h.metrics().num_workers()))
             .collect();
-        let mut capabilities = Vec::new();
-        if cfg!(tokio_unstable) {
-            capabilities.push("tokio_unstable".to_string());
-        }
-        #[cfg(tokio_unstable)]
-        if !builder.poll_hooks.is_empty() {
-            capabilities.push("poll_hooks".to_string());
-        }
-        if crate::alloc::stats().is_some() {
-            capabilities.push("heap".to_string());
-            if builder.heap_sample_bytes > 0 && crate::alloc::heap::supported() {
-                capabilities.push("heap-sampling".to_string());
-            }
-        }
-        // What the build gives stack names: the dashboard says what is missing.
-        if crate::platform::build_keeps_frame_pointers() {
-            capabilities.push("frame-pointers".to_string());
-        }
-        if crate::platform::executable_has_line_tables() {
-            capabilities.push("line-tables".to_string());
-        }
         // The watchdog knows each runtime's workers by what its probes report.
-        let tokens: Vec<u64> = builder
-            .runtimes
+        let tokens: Vec<u64> = runtimes
             .iter()
             .map(|_| crate::sampler::lag::new_runtime_token())
             .collect();
         #[cfg(target_os = "linux")]
-        let watches: Vec<crate::watchdog::Watch> = builder
-            .runtimes
-            .iter()
-            .zip(&tokens)
-            .map(|((name, handle), &token)| {
-                // A current-thread runtime runs on the thread that drives it;
-                // if the agent starts inside it, that is this thread.
-                let inside = handle.runtime_flavor()
-                    == tokio::runtime::RuntimeFlavor::CurrentThread
-                    && Handle::try_current().is_ok_and(|h| {
-                        h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
-                    })
-                    && name == crate::builder::MAIN_RUNTIME;
-                crate::watchdog::Watch {
-                    runtime: name.clone(),
-                    handle: handle.clone(),
-                    driver_tid: inside.then(crate::platform::current_tid),
-                    token,
-                    #[cfg(tokio_unstable)]
-                    hooks: builder
-                        .poll_hooks
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, h)| h.clone()),
-                }
-            })
-            .collect();
-        #[cfg(tokio_unstable)]
-        let mut hooks = builder.poll_hooks;
-        let watched = builder
-            .runtimes
-            .into_iter()
-            .zip(tokens)
-            .map(|((name, handle), token)| {
-                #[allow(unused_mut)]
-                let mut runtime = RuntimeSampler::new(name.clone(), &handle, now);
-                #[cfg(tokio_unstable)]
-                if let Some(i) = hooks.iter().position(|(n, _)| *n == name) {
-                    runtime.set_hooks(hooks.swap_remove(i).1);
-                }
-                Watched {
-                    runtime,
-                    blocking: crate::sampler::blocking::BlockingProbe::new(handle.clone(), now),
-                    probe: LagProbe::new(handle, token, builder.lag_probe_interval, now),
-                }
-            })
-            .collect();
-
-        let sample_interval_us = Arc::new(AtomicU64::new(
-            u64::try_from(builder.sample_interval.as_micros()).unwrap_or(u64::MAX),
+        let watches = watches(&runtimes, &tokens, &poll_hooks);
+        let watched = watched(
+            runtimes,
+            tokens,
+            poll_hooks,
+            options.lag_probe_interval,
+            now,
+        );
+        let interval_us = Arc::new(AtomicU64::new(
+            u64::try_from(options.sample_interval.as_micros()).unwrap_or(u64::MAX),
         ));
-        let file_sink = builder.file.as_deref().map(FileSink::open).transpose()?;
-        let file_queue = file_sink
-            .as_ref()
-            .map(|_| Arc::new(BoundedQueue::new(builder.buffer_capacity)));
-        let ca_pem = builder
-            .ca_file
-            .as_ref()
-            .map(|path| {
-                std::fs::read(path).map_err(|source| Error::File {
-                    path: path.clone(),
-                    source,
-                })
-            })
-            .transpose()?;
-        // The profiler, unless this process cannot have one (a foreign handler
-        // on its signal, or another agent already profiling): then the agent
-        // runs without it and says why once.
         #[cfg(target_os = "linux")]
-        let profiler = match crate::profiler::install() {
-            Ok(signal) => {
-                capabilities.push("profiler".to_string());
-                Some((signal, Arc::new(crate::profiler::Exchange::default())))
-            }
-            Err(why) => {
-                crate::notices::say(format!("CPU profiling is off: {why}"));
-                None
-            }
+        let profiler = install_profiler(&mut capabilities);
+        let identity = Identity {
+            service: service.clone(),
+            instance: instance.clone(),
+            runtimes: shapes,
+            capabilities,
+            config_warnings,
         };
-        let collector = builder.collector.clone().map(|url| CollectorExporter {
-            url,
-            token: builder.token.clone(),
-            ca_pem,
-            identity: Identity {
-                service: service.clone(),
-                instance: instance.clone(),
-                runtimes: runtime_shapes,
-                capabilities,
-                config_warnings,
-            },
-            queue: Arc::new(BoundedQueue::new(builder.buffer_capacity)),
-            sample_interval_us: sample_interval_us.clone(),
-            max_unacked: builder.buffer_capacity,
+        let outputs = Outputs::open(
+            &options,
+            identity,
+            &interval_us,
             #[cfg(target_os = "linux")]
-            profiles: profiler.as_ref().map(|(_, e)| e.clone()),
-        });
-        #[cfg(feature = "otel")]
-        let otel = builder
-            .otel
-            .map(|protocol| crate::export::otel::OtelExporter {
-                protocol,
-                service: service.clone(),
-                queue: Arc::new(BoundedQueue::new(builder.buffer_capacity)),
-                failures: Arc::default(),
-            });
-        let mut exports = Vec::new();
-        exports.extend(file_queue.clone());
-        exports.extend(collector.as_ref().map(|c| c.queue.clone()));
-        #[cfg(feature = "otel")]
-        exports.extend(otel.as_ref().map(|o| o.queue.clone()));
+            profiler.as_ref().map(|(_, e)| e.clone()),
+        )?;
         let shared = Arc::new(Shared {
             stopping: Mutex::new(false),
             wake: Condvar::new(),
             latest: Mutex::new(None),
-            gauges: Gauges::new(builder.gauges),
-            exports,
+            gauges: Gauges::new(gauges),
+            exports: outputs.queues(),
         });
-
         let mut handle = AgentHandle {
             service: service.clone(),
             instance: instance.clone(),
@@ -255,112 +157,104 @@ impl AgentHandle {
             threads: Vec::new(),
             heap: None,
         };
-        // If a spawn fails, dropping `handle` stops whatever was started.
-        let mut heap_windows = None;
-        if builder.heap_sample_bytes > 0 {
-            match crate::alloc::heap::Sites::claim() {
-                Some(sites) if crate::alloc::stats().is_some() => {
-                    let sites = Arc::new(Mutex::new(sites));
-                    handle.heap = Some(sites.clone());
-                    let windows = Arc::new(crate::alloc::heap::Windows::default());
-                    heap_windows = Some(windows.clone());
-                    crate::alloc::heap::set_mean(builder.heap_sample_bytes);
-                    let stop_shared = shared.clone();
-                    let interval_us = sample_interval_us.clone();
-                    handle.threads.push(spawn("lagscope-heap", move || {
-                        // Unwinds the sampled stacks often enough that their
-                        // slots come free, and ends a window every heap_window.
-                        let run = AssertUnwindSafe(|| {
-                            let window = || heap_window(interval_us.load(Ordering::Relaxed));
-                            let mut wait = HEAP_DRAIN;
-                            let mut window_ends = std::time::Instant::now() + window();
-                            while !stop_shared.wait_stopping(wait) {
-                                let mut sites = sites.lock().unwrap_or_else(|p| p.into_inner());
-                                let drained = sites.drain();
-                                if std::time::Instant::now() >= window_ends {
-                                    windows.put(sites.window());
-                                    window_ends += window();
-                                }
-                                drop(sites);
-                                wait = if crate::alloc::heap::Sites::busy(drained) {
-                                    HEAP_DRAIN_BUSY
-                                } else {
-                                    HEAP_DRAIN
-                                };
-                            }
-                        });
-                        if catch_unwind(run).is_err() {
-                            crate::notices::say("heap sampling stopped after an internal error".into());
-                        }
-                        crate::alloc::heap::set_mean(0);
-                    })?);
-                }
-                Some(_) => {
-                    crate::notices::say("heap sampling needs lagscope::alloc::Counting as the global allocator; it stays off".into())
-                }
-                None => {
-                    crate::notices::say("another agent in this process samples the heap; this one does not".into())
-                }
-            }
-        }
-        if let (Some(sink), Some(queue)) = (file_sink, file_queue) {
-            handle
-                .threads
-                .push(spawn("lagscope-file", move || sink.run(queue))?);
-        }
-        #[cfg(feature = "otel")]
-        if let Some(exporter) = otel {
-            handle.threads.push(spawn("lagscope-otel", move || {
-                let run = AssertUnwindSafe(|| exporter.run());
-                if catch_unwind(run).is_err() {
-                    crate::notices::say("the OTLP exporter stopped after an internal error".into());
-                }
-            })?);
-        }
-        if let Some(exporter) = collector {
-            handle
-                .threads
-                .push(spawn("lagscope-export", move || exporter.run())?);
+
+        let heap_windows = handle.start_heap(options.heap_sample_bytes, &interval_us)?;
+        for (thread, what, run) in outputs.into_threads() {
+            handle.supervise(thread, what, run)?;
         }
         #[allow(unused_mut)]
-        let mut sampler = Sampler::new(service, instance, sample_interval_us, watched, now);
+        let mut sampler = Sampler::new(service, instance, interval_us, watched, now);
         if let Some(windows) = heap_windows {
             sampler.set_heap_windows(windows);
         }
         #[cfg(target_os = "linux")]
-        if !builder.stall_threshold.is_zero() && !watches.is_empty() {
+        if !options.stall_threshold.is_zero() && !watches.is_empty() {
             let book = crate::watchdog::Book::default();
             sampler.set_stall_book(book.clone());
-            let stop_shared = shared.clone();
-            let threshold = builder.stall_threshold;
-            handle.threads.push(spawn("lagscope-watchdog", move || {
-                let stop = |period| stop_shared.wait_stopping(period);
-                // An agent bug must not take the host down: contain it here.
-                let run = AssertUnwindSafe(|| crate::watchdog::run(watches, threshold, book, stop));
-                if catch_unwind(run).is_err() {
-                    crate::notices::say(
-                        "the stall watchdog stopped after an internal error".into(),
-                    );
-                }
-            })?);
+            let (stop, threshold) = (shared.clone(), options.stall_threshold);
+            handle.supervise("lagscope-watchdog", "the stall watchdog", move || {
+                let stop = |period| stop.wait_stopping(period);
+                crate::watchdog::run(watches, threshold, book, stop)
+            })?;
         }
         #[cfg(target_os = "linux")]
         if let Some((signal, exchange)) = profiler {
             sampler.set_profiles(exchange.clone());
-            let stop_shared = shared.clone();
-            let hz = builder.profile_hz;
-            handle.threads.push(spawn("lagscope-profiler", move || {
-                let stop = |period| stop_shared.wait_stopping(period);
-                let run = AssertUnwindSafe(|| crate::profiler::run(signal, hz, exchange, stop));
-                if catch_unwind(run).is_err() {
-                    crate::notices::say("the CPU profiler stopped after an internal error".into());
-                }
-            })?);
+            let (stop, hz) = (shared.clone(), options.profile_hz);
+            handle.supervise("lagscope-profiler", "the CPU profiler", move || {
+                let stop = |period| stop.wait_stopping(period);
+                crate::profiler::run(signal, hz, exchange, stop)
+            })?;
         }
-        handle.threads.push(spawn("lagscope-sampler", move || {
+        handle.supervise("lagscope-sampler", "the sampler", move || {
             run_sampler(sampler, shared)
-        })?);
+        })?;
         Ok(handle)
+    }
+
+    /// Runs `f` on a thread of the agent called `thread`: left out of heap
+    /// sampling, and contained, so an agent bug cannot take the host down
+    /// (`what` stopped after an internal error is said once).
+    fn supervise(
+        &mut self,
+        thread: &'static str,
+        what: &'static str,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<(), Error> {
+        let run = move || {
+            crate::alloc::heap::leave_out_this_thread();
+            if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                crate::notices::say(format!("{what} stopped after an internal error"));
+            }
+        };
+        let joined = std::thread::Builder::new()
+            .name(thread.into())
+            .spawn(run)
+            .map_err(|source| Error::Thread { thread, source })?;
+        self.threads.push(joined);
+        Ok(())
+    }
+
+    /// Starts heap sampling, if asked for and possible; the windows of
+    /// sites it ships, for the sampler.
+    fn start_heap(
+        &mut self,
+        sample_bytes: u64,
+        interval_us: &Arc<AtomicU64>,
+    ) -> Result<Option<Arc<crate::alloc::heap::Windows>>, Error> {
+        if sample_bytes == 0 {
+            return Ok(None);
+        }
+        let sites = match crate::alloc::heap::Sites::claim() {
+            Some(sites) if crate::alloc::stats().is_some() => sites,
+            Some(_) => {
+                crate::notices::say("heap sampling needs lagscope::alloc::Counting as the global allocator; it stays off".into());
+                return Ok(None);
+            }
+            None => {
+                crate::notices::say(
+                    "another agent in this process samples the heap; this one does not".into(),
+                );
+                return Ok(None);
+            }
+        };
+        let sites = Arc::new(Mutex::new(sites));
+        self.heap = Some(sites.clone());
+        let windows = Arc::new(crate::alloc::heap::Windows::default());
+        crate::alloc::heap::set_mean(sample_bytes);
+        let (stop, interval_us, out) = (self.shared.clone(), interval_us.clone(), windows.clone());
+        self.supervise("lagscope-heap", "heap sampling", move || {
+            // Sampling stops with this thread, however it ends.
+            struct Off;
+            impl Drop for Off {
+                fn drop(&mut self) {
+                    crate::alloc::heap::set_mean(0);
+                }
+            }
+            let _off = Off;
+            drain_heap(&sites, &out, &interval_us, &stop);
+        })?;
+        Ok(Some(windows))
     }
 
     /// The service name this agent reports.
@@ -424,7 +318,7 @@ impl AgentHandle {
     }
 
     /// Live and allocated heap bytes by allocation site, from sampled
-    /// allocations (see [`Builder::heap_sample_bytes`]); `None` while heap
+    /// allocations (see [`crate::Builder::heap_sample_bytes`]); `None` while heap
     /// sampling is off. Allocated bytes count since heap sampling started;
     /// the agent also ships a profile to the collector every 10 s, with
     /// the bytes allocated over those 10 s and the 128 sites with the most
@@ -497,6 +391,115 @@ impl Drop for AgentHandle {
     }
 }
 
+/// What this agent can report, for the collector's hello: the dashboard
+/// says what a build or process lacks.
+fn capabilities(options: &Options, poll_hooks: bool) -> Vec<String> {
+    let mut capabilities = Vec::new();
+    let mut say = |c: &str, has: bool| {
+        if has {
+            capabilities.push(c.to_string());
+        }
+    };
+    say("tokio_unstable", cfg!(tokio_unstable));
+    say("poll_hooks", poll_hooks);
+    let heap = crate::alloc::stats().is_some();
+    say("heap", heap);
+    say(
+        "heap-sampling",
+        heap && options.heap_sample_bytes > 0 && crate::alloc::heap::supported(),
+    );
+    say(
+        "frame-pointers",
+        crate::platform::build_keeps_frame_pointers(),
+    );
+    say("line-tables", crate::platform::executable_has_line_tables());
+    capabilities
+}
+
+/// The runtimes as the stall watchdog watches them.
+#[cfg(target_os = "linux")]
+fn watches(
+    runtimes: &[(String, Handle)],
+    tokens: &[u64],
+    #[allow(unused_variables)] poll_hooks: &[(String, PollHooksOf)],
+) -> Vec<crate::watchdog::Watch> {
+    use tokio::runtime::RuntimeFlavor::CurrentThread;
+    runtimes
+        .iter()
+        .zip(tokens)
+        .map(|((name, handle), &token)| {
+            // A current-thread runtime runs on the thread that drives it; if
+            // the agent starts inside it, that is this thread.
+            let inside = handle.runtime_flavor() == CurrentThread
+                && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == CurrentThread)
+                && name == crate::MAIN_RUNTIME;
+            crate::watchdog::Watch {
+                runtime: name.clone(),
+                handle: handle.clone(),
+                driver_tid: inside.then(crate::platform::current_tid),
+                token,
+                #[cfg(tokio_unstable)]
+                hooks: poll_hooks
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, h)| h.clone()),
+            }
+        })
+        .collect()
+}
+
+/// The runtimes as the sampler reads them: counters, blocking pool, lag.
+fn watched(
+    runtimes: Vec<(String, Handle)>,
+    tokens: Vec<u64>,
+    #[allow(unused_mut, unused_variables)] mut poll_hooks: Vec<(String, PollHooksOf)>,
+    lag_probe_interval: std::time::Duration,
+    now: Instant,
+) -> Vec<Watched> {
+    runtimes
+        .into_iter()
+        .zip(tokens)
+        .map(|((name, handle), token)| {
+            #[allow(unused_mut)]
+            let mut runtime = RuntimeSampler::new(name.clone(), &handle, now);
+            #[cfg(tokio_unstable)]
+            if let Some(i) = poll_hooks.iter().position(|(n, _)| *n == name) {
+                runtime.set_hooks(poll_hooks.swap_remove(i).1);
+            }
+            Watched {
+                runtime,
+                blocking: crate::sampler::blocking::BlockingProbe::new(handle.clone(), now),
+                probe: LagProbe::new(handle, token, lag_probe_interval, now),
+            }
+        })
+        .collect()
+}
+
+/// Poll hooks where tokio has them; nothing to hold otherwise.
+#[cfg(tokio_unstable)]
+type PollHooksOf = crate::hooks::PollHooks;
+#[cfg(not(tokio_unstable))]
+type PollHooksOf = std::convert::Infallible;
+
+/// The profiler, unless this process cannot have one (a foreign handler on
+/// its signal, or another agent already profiling): then the agent runs
+/// without it and says why once.
+#[cfg(target_os = "linux")]
+fn install_profiler(
+    capabilities: &mut Vec<String>,
+) -> Option<(i32, Arc<crate::profiler::Exchange>)> {
+    match crate::profiler::install() {
+        Ok(signal) => {
+            capabilities.push("profiler".to_string());
+            Some((signal, Arc::new(crate::profiler::Exchange::default())))
+        }
+        Err(why) => {
+            crate::notices::say(format!("CPU profiling is off: {why}"));
+            None
+        }
+    }
+}
+
 /// How often the agent ships the heap by allocation site: every
 /// [`HEAP_WINDOW_SAMPLES`] samples (10 s at the default interval, 5 s at the
 /// 500 ms `lagscope doctor` sets), within [`HEAP_WINDOW_MIN`] and
@@ -517,23 +520,36 @@ const HEAP_DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
 /// ... and while allocations come in bursts.
 const HEAP_DRAIN_BUSY: std::time::Duration = std::time::Duration::from_millis(10);
 
-fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
-    let f = move || {
-        crate::alloc::heap::leave_out_this_thread();
-        f()
-    };
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map_err(|source| Error::Thread {
-            thread: name,
-            source,
-        })
+/// Unwinds the sampled heap stacks often enough that their slots come
+/// free, and ends a window of sites every [`heap_window`], until the agent
+/// stops.
+fn drain_heap(
+    sites: &Mutex<crate::alloc::heap::Sites>,
+    windows: &crate::alloc::heap::Windows,
+    interval_us: &AtomicU64,
+    shared: &Shared,
+) {
+    let window = || heap_window(interval_us.load(Ordering::Relaxed));
+    let mut wait = HEAP_DRAIN;
+    let mut window_ends = Instant::now() + window();
+    while !shared.wait_stopping(wait) {
+        let mut sites = sites.lock().unwrap_or_else(|p| p.into_inner());
+        let drained = sites.drain();
+        if Instant::now() >= window_ends {
+            windows.put(sites.window());
+            window_ends += window();
+        }
+        drop(sites);
+        wait = if crate::alloc::heap::Sites::busy(drained) {
+            HEAP_DRAIN_BUSY
+        } else {
+            HEAP_DRAIN
+        };
+    }
 }
 
 fn run_sampler(mut sampler: Sampler, shared: Arc<Shared>) {
-    let names: Vec<String> = sampler.runtime_names().map(String::from).collect();
-    let result = catch_unwind(AssertUnwindSafe(|| loop {
+    loop {
         let now = Instant::now();
         if let Some(sample) = sampler.tick(now, &shared.gauges, shared.dropped()) {
             shared.publish(sample);
@@ -548,12 +564,7 @@ fn run_sampler(mut sampler: Sampler, shared: Arc<Shared>) {
         if *stopping {
             break;
         }
-    }));
-    if result.is_err() {
-        // Never let an agent bug take the host down: stop sampling, say so once.
-        tracing::warn!(target: "lagscope", "the sampler stopped after an internal error (runtimes: {names:?})");
     }
-    debug_assert!(shared.is_stopping() || result.is_err());
 }
 
 fn default_service() -> String {

@@ -45,6 +45,7 @@ mod export;
 #[cfg(tokio_unstable)]
 mod hooks;
 mod notices;
+mod options;
 mod platform;
 #[cfg(target_os = "linux")]
 mod profiler;
@@ -54,13 +55,8 @@ pub mod tasks;
 #[cfg(target_os = "linux")]
 mod watchdog;
 
-pub use agent::{Agent, AgentHandle};
-#[cfg(target_os = "linux")]
-pub use builder::MAX_STALL_THRESHOLD;
-pub use builder::{
-    Builder, DEFAULT_BUFFER_CAPACITY, DEFAULT_LAG_PROBE_INTERVAL, DEFAULT_SAMPLE_INTERVAL,
-    MAIN_RUNTIME, MAX_BUFFER_CAPACITY,
-};
+pub use agent::AgentHandle;
+pub use builder::{Agent, Builder, MAIN_RUNTIME};
 pub use error::Error;
 #[cfg(feature = "otel")]
 pub use export::otel::OtelProtocol;
@@ -71,6 +67,12 @@ pub use lagscope_wire::sample::{
     GaugeValue, LagStats, MemorySample, PollStats, ProcessSample, Profile, ProfileStack,
     RuntimeSample, Sample, StallDetection, StallEvent, StallStack, TaskSample, TaskTimes,
     WorkerSample,
+};
+#[cfg(target_os = "linux")]
+pub use options::MAX_STALL_THRESHOLD;
+pub use options::{
+    DEFAULT_BUFFER_CAPACITY, DEFAULT_LAG_PROBE_INTERVAL, DEFAULT_SAMPLE_INTERVAL,
+    MAX_BUFFER_CAPACITY,
 };
 #[cfg(target_os = "linux")]
 pub use platform::stack;

@@ -30,6 +30,11 @@ pub(crate) struct Watched {
     pub(crate) blocking: blocking::BlockingProbe,
 }
 
+/// Shortest sample interval, in code, the environment or a collector's
+/// request.
+pub(crate) const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest sample interval.
+pub(crate) const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Shortest time between an early (stall news) sample and the one before.
 const EARLIEST: Duration = Duration::from_millis(100);
 
@@ -110,10 +115,8 @@ impl Sampler {
             w.probe.collect();
             w.blocking.tick(now);
         }
-        let requested = Duration::from_micros(self.requested_interval_us.load(Relaxed)).clamp(
-            crate::builder::MIN_SAMPLE_INTERVAL,
-            crate::builder::MAX_SAMPLE_INTERVAL,
-        );
+        let requested = Duration::from_micros(self.requested_interval_us.load(Relaxed))
+            .clamp(MIN_SAMPLE_INTERVAL, MAX_SAMPLE_INTERVAL);
         if requested != self.interval {
             self.interval = requested;
             self.next_sample = self.previous_at + requested;
@@ -201,9 +204,5 @@ impl Sampler {
         };
         self.seq += 1;
         sample
-    }
-
-    pub(crate) fn runtime_names(&self) -> impl Iterator<Item = &str> {
-        self.watched.iter().map(|w| w.runtime.name())
     }
 }

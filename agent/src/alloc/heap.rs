@@ -21,8 +21,8 @@
 //!
 //! Linux on x86_64 with glibc only; elsewhere sampling stays off.
 //!
-//! No `unsafe` here: the registers, the stack copy and the hand-over of each
-//! raw stack (one [`Slot`] each) are [`crate::platform`]'s.
+//! No `unsafe` here: reading the registers, copying the stack and handing
+//! each raw stack to the agent live with the platform code.
 #![deny(unsafe_code)]
 
 use crate::platform::slots::{Ready, Slot, Writing};
@@ -639,7 +639,8 @@ fn merged(older: HeapProfile, mut newer: HeapProfile) -> HeapProfile {
     newer
 }
 
-/// The site of samples whose stacks were not kept (beyond [`MAX_SITES`]).
+/// The site of samples whose stacks were not kept (beyond the 4,096 distinct
+/// sites kept).
 pub const NOT_KEPT: &str = "[stack not kept]";
 
 /// `sites` (most live first) cut to `max`: the most live, and at least

@@ -64,10 +64,6 @@ impl RuntimeSampler {
         self.hooks = Some(hooks);
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Reads the counters and returns the deltas since the previous call.
     pub(crate) fn sample(&mut self, now: Instant) -> RuntimeSample {
         let m = &self.metrics;
