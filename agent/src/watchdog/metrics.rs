@@ -1,0 +1,267 @@
+//! The worker-metrics detector (stable tokio): a worker not parked whose
+//! busy time and park count have not moved for a threshold is in one long
+//! poll; its thread is found by its stack and, if runnable, by the CPU it
+//! uses.
+
+use super::*;
+
+impl Watchdog {
+    /// Whether thread `tid`, found inside what looks like one poll running
+    /// since `since`, holds its worker by itself (asleep in a call, or
+    /// computing) rather than waiting for a CPU the machine does not give
+    /// it: short polls preempted on an overloaded machine look like a long
+    /// one from outside. A runnable thread holds its worker once it used
+    /// half a threshold of CPU since its first look in this poll: polls
+    /// shorter than that, however preempted, end before (a computing stall
+    /// opens that much later, with its true start). Threads that cannot be
+    /// read are trusted.
+    pub(super) fn blocks_by_itself(&mut self, tid: i32, since: Instant) -> bool {
+        if sched::thread_state(tid) != Some(ThreadState::Runnable) {
+            self.first_looks.remove(&tid);
+            return true;
+        }
+        let Some(now) = sched::thread_cpu(tid) else {
+            return true;
+        };
+        // A first look taken before this poll began says nothing of it.
+        self.first_looks.retain(|_, r| r.at >= since);
+        let first = *self.first_looks.entry(tid).or_insert(now);
+        if now.cpu.saturating_sub(first.cpu) >= self.threshold / 2 {
+            self.first_looks.remove(&tid);
+            return true;
+        }
+        self.check_by(now.at + self.threshold / 4);
+        false
+    }
+
+    /// Whether thread `tid`, whose stack (`frames`) has no user frame, is
+    /// asleep in one call its task's poll made ([`poll_callee`]): asleep
+    /// there at two looks a quarter threshold apart, both since `since`. A
+    /// brief blocking call (a log line written to a file, say) is not
+    /// caught twice.
+    pub(super) fn asleep_in_one_call(
+        &mut self,
+        tid: i32,
+        frames: &[String],
+        since: Instant,
+    ) -> bool {
+        let Some(call) = poll_callee(frames).map(|i| &frames[i]) else {
+            return false;
+        };
+        if sched::thread_state(tid) != Some(ThreadState::Waiting) {
+            self.asleep_looks.remove(&tid);
+            return false;
+        }
+        let now = Instant::now();
+        self.asleep_looks.retain(|_, (at, _)| *at >= since);
+        let window = self.threshold / 4;
+        match self.asleep_looks.get(&tid) {
+            Some((at, seen)) if seen == call => {
+                if now.duration_since(*at) >= window {
+                    self.asleep_looks.remove(&tid);
+                    return true;
+                }
+            }
+            _ => {
+                self.asleep_looks.insert(tid, (now, call.clone()));
+            }
+        }
+        self.check_by(now + window);
+        false
+    }
+
+    pub(super) fn check_metrics(&mut self, ri: usize, watch: &Watch) {
+        let metrics = watch.handle.metrics();
+        let now = Instant::now();
+        let mut suspects = Vec::new();
+        for wi in 0..metrics.num_workers() {
+            let key = (ri, wi);
+            let park_unpark = metrics.worker_park_unpark_count(wi);
+            let busy = metrics.worker_total_busy_duration(wi);
+            let seen = self.workers.entry(key).or_insert(WorkerSeen {
+                park_unpark,
+                busy,
+                changed_at: now,
+                late: Duration::ZERO,
+                checked_at: now,
+            });
+            let since_last_check = now - seen.checked_at;
+            seen.checked_at = now;
+            if seen.park_unpark != park_unpark || seen.busy != busy {
+                let frozen_for = now - seen.changed_at;
+                let busy_delta = busy.saturating_sub(seen.busy);
+                let late = seen.late;
+                *seen = WorkerSeen {
+                    park_unpark,
+                    busy,
+                    changed_at: now,
+                    late: since_last_check,
+                    checked_at: now,
+                };
+                if self.active.contains_key(&key) {
+                    // Busy time covers the stall and the polls around it; the
+                    // frozen span, plus how late its start was seen, bounds
+                    // it from above.
+                    let d = if busy_delta.is_zero() {
+                        frozen_for
+                    } else {
+                        busy_delta.min(frozen_for + late.max(self.threshold / 2))
+                    };
+                    self.pair_with_the_thread_that_left(key);
+                    self.close(key, Some(d));
+                }
+                continue;
+            }
+            let frozen_for = now - seen.changed_at;
+            if let Some(a) = self.active.get(&key) {
+                if a.tid == 0 && a.last_capture.elapsed() >= RECAPTURE {
+                    self.adopt_a_thread(key, watch);
+                }
+                self.update(key, frozen_for);
+                continue;
+            }
+            // Odd = parked: an idle worker's counters freeze too.
+            if park_unpark.is_multiple_of(2) {
+                if frozen_for >= self.threshold {
+                    suspects.push((key, seen.changed_at));
+                    // Looked at again soon if it is not taken for a stall
+                    // now (its thread went through lag probes, say).
+                    self.check_by(now + self.threshold / 2);
+                } else {
+                    // Check when its counters will have been frozen a
+                    // threshold.
+                    let due = seen.changed_at + self.threshold;
+                    self.check_by(due);
+                }
+            }
+        }
+        if suspects.is_empty() {
+            if now.duration_since(self.last_classify) >= CLASSIFY_EVERY {
+                self.last_classify = now;
+                self.classify_one_thread(watch);
+            }
+            return;
+        }
+        // A thread that ran a lag probe since its worker's counters froze,
+        // and within the last threshold, is going through other tasks: many
+        // short polls between two publications of the counters, not one long
+        // poll. (The second condition keeps a probe run just before a real
+        // stall from hiding it: the stall is seen one threshold later, its
+        // start and duration unchanged.)
+        let recent = now.checked_sub(self.threshold).unwrap_or(now);
+        let progressing = |tid: i32, since: Instant| probe_ran_since(tid, since.max(recent));
+        let threads: Vec<i32> = runtime_threads(watch)
+            .into_iter()
+            .filter(|tid| !self.active.values().any(|a| a.tid == *tid))
+            .filter(|tid| !self.pool_threads.contains(tid))
+            .collect();
+        suspects.retain(|&(_, since)| threads.iter().any(|&t| !progressing(t, since)));
+        let Some(latest) = suspects.iter().map(|&(_, since)| since).max() else {
+            return;
+        };
+        let (progressed, candidates): (Vec<i32>, Vec<i32>) = threads
+            .into_iter()
+            .partition(|&tid| progressing(tid, latest));
+        // Find the stuck threads: the runtime's threads whose stack is in
+        // user code rather than parked, and not already blamed for a stall.
+        // A stack cut short (inside malloc, say) may be one too, behind them.
+        // A brief capture tells a parked thread (the usual case: an idle
+        // worker, looked at on every check while another runs short polls)
+        // at a fraction of the cost; only the others are taken whole.
+        let mut captured = Vec::new();
+        for tid in candidates {
+            // Before the tables are read a brief look could not be named
+            // until they are, and the whole capture taken after it would be
+            // late: take the whole stack at once.
+            if stack::is_warm() {
+                let Some(brief) = take_brief_stack(tid) else {
+                    continue;
+                };
+                if is_parked(&brief) {
+                    continue;
+                }
+            }
+            let Some(frames) = take_stack(tid) else {
+                continue;
+            };
+            self.note_kind(tid, &frames);
+            if !is_parked(&frames) && !is_blocking_pool_thread(&frames) {
+                captured.push((tid, frames));
+            }
+        }
+        // Threads known to work for this runtime come before threads that
+        // may be another, unwatched runtime's (tokio names them all alike).
+        if captured
+            .iter()
+            .any(|&(tid, _)| probe_runtime(tid) == Some(watch.token))
+        {
+            captured.retain(|&(tid, _)| probe_runtime(tid) == Some(watch.token));
+        }
+        let before = captured.len();
+        captured.retain(|&(tid, _)| self.blocks_by_itself(tid, latest));
+        let captured_len = captured.len();
+        if captured.is_empty() && before > 0 {
+            // Every thread in user code was waiting for a CPU (or is looked
+            // at for the first time): nothing to blame on the code yet.
+            return;
+        }
+        let (mut stuck, rest): (Vec<(i32, Vec<String>)>, Vec<_>) = captured
+            .into_iter()
+            .partition(|(_, frames)| blocking_function(frames).is_some());
+        // A thread asleep in a call its task's poll made (a sleep, a lock,
+        // file I/O) holds its worker whatever frames are above the call: the
+        // code that made it may be inlined into tokio's poll.
+        let (asleep, unsure): (Vec<(i32, Vec<String>)>, Vec<_>) = rest
+            .into_iter()
+            .partition(|(tid, frames)| self.asleep_in_one_call(*tid, frames, latest));
+        stuck.extend(asleep);
+        if stuck.is_empty() && !progressed.is_empty() {
+            // No thread without a recent probe is in user code, and some
+            // thread went through probes: the frozen counters are a busy
+            // worker's between two publications.
+            return;
+        }
+        stuck.extend(unsure);
+        // A thread computing since before the suspects froze may have been
+        // looked at for the first time just now: it counts once a later
+        // look shows it on a CPU (a quarter threshold on). Opening the
+        // stalls before then would pair the threads there are with the
+        // wrong workers; the stalls keep their start either way. A thread
+        // that never shows (preempted short polls) stops the wait after
+        // one more threshold.
+        let deferred = before - captured_len;
+        let earliest = suspects
+            .iter()
+            .map(|&(_, since)| since)
+            .min()
+            .unwrap_or(now);
+        if deferred > 0
+            && stuck.len() < suspects.len()
+            && now.duration_since(earliest) < 2 * self.threshold
+        {
+            return;
+        }
+        for (key, since) in suspects {
+            // With more stuck threads than suspects the pairing is a guess;
+            // the stacks still say what each thread was doing.
+            let (tid, frames) = if stuck.is_empty() {
+                (0, None)
+            } else {
+                let (tid, frames) = stuck.remove(0);
+                (tid, Some(frames))
+            };
+            // The metrics detector tells stalls apart by worker, not by poll.
+            let marker = 0;
+            self.open(
+                key,
+                &watch.runtime,
+                StallDetection::WorkerMetrics,
+                marker,
+                since,
+                tid,
+                frames.or(Some(Vec::new())),
+                (None, None),
+            );
+        }
+    }
+}
