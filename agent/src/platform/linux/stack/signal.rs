@@ -1,0 +1,81 @@
+//! Installing a signal handler beside the host's: on a free real-time
+//! signal, never over a handler someone else installed, and checked later
+//! for a takeover.
+
+use super::decide_frame_walk;
+
+/// A signal handler's signature, as `sigaction` stores it.
+pub(crate) type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// What `signal` is set to now: `SIG_DFL`, `SIG_IGN` or a handler's address.
+pub(super) fn disposition(signal: i32) -> Result<usize, String> {
+    // SAFETY: a zeroed sigaction is a valid "query" argument; sigaction only
+    // writes the current disposition into `old`.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: querying with a null new action changes nothing.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        return Err(format!("cannot query signal {signal}"));
+    }
+    Ok(old.sa_sigaction)
+}
+
+/// Whether `signal` still runs `handler` (a host may install its own over
+/// it at any time).
+pub(crate) fn is_ours(signal: i32, handler: Handler) -> bool {
+    disposition(signal).is_ok_and(|d| d == handler as usize)
+}
+
+/// Installs `handler` on the first real-time signal from `SIGRTMIN + first`
+/// up that nobody handles (or that already runs `handler`): a host that uses
+/// lagscope's usual signal for itself keeps it, and lagscope moves aside.
+/// `hint` ends the message when none is free.
+pub(crate) fn install_free(first: i32, handler: Handler, hint: &str) -> Result<i32, String> {
+    let (low, high) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    for signal in low + first..=high {
+        let current = disposition(signal)?;
+        if current == libc::SIG_DFL || current == handler as usize {
+            let name = format!("SIGRTMIN+{}", signal - low);
+            return install_handler(signal, handler, &name, hint);
+        }
+    }
+    Err(format!(
+        "every real-time signal from SIGRTMIN+{first} to SIGRTMAX already has a handler; lagscope will not replace one{hint}"
+    ))
+}
+
+/// Installs `handler` on `signal` (called `name` in messages), refusing to
+/// replace a handler someone else installed; `hint` ends the refusal.
+/// `handler` must be async-signal-safe.
+pub(crate) fn install_handler(
+    signal: i32,
+    handler: Handler,
+    name: &str,
+    hint: &str,
+) -> Result<i32, String> {
+    decide_frame_walk();
+    // SAFETY: a zeroed sigaction is a valid "query" argument; sigaction only
+    // writes the current disposition into `old`.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: querying with a null new action changes nothing.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        return Err(format!("cannot query signal {signal}"));
+    }
+    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != handler as usize {
+        return Err(format!(
+            "signal {signal} ({name}) already has a handler; lagscope will not replace it{hint}"
+        ));
+    }
+    // SAFETY: as above, zeroed is a valid starting point; every field we rely
+    // on is set below.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+    // SAFETY: `sa_mask` is a valid sigset_t to empty.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: the caller passes an async-signal-safe handler; it is a plain
+    // function, so it lives forever.
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+        return Err(format!("cannot install a handler for signal {signal}"));
+    }
+    Ok(signal)
+}
