@@ -18,21 +18,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::elf::Elf;
+use cache::{add, touch};
+use names::*;
+
+mod cache;
+mod names;
+mod sections;
+
 use crate::platform::linux::mapped::MappedFile;
-
-/// A section of a mapped file, as gimli reads it.
-#[derive(Debug, Clone)]
-pub(super) struct SectionData {
-    file: Arc<MappedFile>,
-    range: Range<usize>,
-}
-
-impl Deref for SectionData {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.file.get(self.range.clone()).unwrap_or_default()
-    }
-}
+pub(super) use sections::SectionData;
+use sections::*;
 
 // SAFETY: the bytes live in `MappedFile`'s mapping, which does not move and
 // lives as long as any clone of the `Arc` does: the target address is
@@ -40,8 +35,6 @@ impl Deref for SectionData {
 unsafe impl gimli::StableDeref for SectionData {}
 // SAFETY: as above; a clone points at the same mapping.
 unsafe impl gimli::CloneStableDeref for SectionData {}
-
-type Reader = gimli::EndianReader<gimli::RunTimeEndian, SectionData>;
 
 /// One file's line tables: an index of which compilation unit holds which
 /// addresses (from `.debug_aranges`), and an addr2line context for each of
@@ -113,20 +106,6 @@ pub(super) struct Inlined {
     pub(super) name: String,
     pub(super) location: Option<String>,
 }
-
-/// The sections a unit's lookup reads.
-const SECTIONS: [&str; 10] = [
-    ".debug_abbrev",
-    ".debug_addr",
-    ".debug_info",
-    ".debug_line",
-    ".debug_line_str",
-    ".debug_ranges",
-    ".debug_rnglists",
-    ".debug_str",
-    ".debug_str_offsets",
-    ".debug_aranges",
-];
 
 impl Lines {
     /// The line tables of the ELF file at `path`; `None` if it has none
@@ -673,64 +652,6 @@ fn file_and_line(file: &str, line: Option<u32>) -> String {
     }
 }
 
-/// The address ranges of a unit, from its root entry alone (not a whole
-/// `gimli::Unit`, whose line-program header costs far more to read).
-fn root_ranges(
-    dwarf: &gimli::Dwarf<Reader>,
-    header: &gimli::UnitHeader<Reader>,
-) -> Vec<gimli::Range> {
-    let Ok(abbreviations) = dwarf.abbreviations(header) else {
-        return Vec::new();
-    };
-    let mut cursor = header.entries(&abbreviations);
-    let Ok(Some(root)) = cursor.next_dfs() else {
-        return Vec::new();
-    };
-    let low = match root.attr_value(gimli::DW_AT_low_pc) {
-        Some(gimli::AttributeValue::Addr(a)) => Some(a),
-        _ => None,
-    };
-    if let Some(gimli::AttributeValue::RangeListsRef(raw)) = root.attr_value(gimli::DW_AT_ranges) {
-        // DWARF 4 (what rustc emits on Linux): the offset is into
-        // `.debug_ranges` as it is; DWARF 5's indexed lists need a unit.
-        if header.version() >= 5 {
-            return Vec::new();
-        }
-        let offset = gimli::RangeListsOffset(raw.0);
-        let Ok(mut iter) = dwarf.ranges.ranges(
-            offset,
-            header.encoding(),
-            low.unwrap_or(0),
-            &dwarf.debug_addr,
-            gimli::DebugAddrBase(0),
-        ) else {
-            return Vec::new();
-        };
-        let mut all = Vec::new();
-        while let Ok(Some(r)) = iter.next() {
-            if r.end > r.begin {
-                all.push(r);
-            }
-        }
-        return all;
-    }
-    let high = match root.attr_value(gimli::DW_AT_high_pc) {
-        Some(gimli::AttributeValue::Addr(a)) => Some(a),
-        Some(gimli::AttributeValue::Udata(size)) => low.map(|l| l + size),
-        _ => None,
-    };
-    match (low, high) {
-        (Some(begin), Some(end)) if end > begin => vec![gimli::Range { begin, end }],
-        _ => Vec::new(),
-    }
-}
-
-impl SectionData {
-    fn reader(&self) -> Reader {
-        gimli::EndianReader::new(self.clone(), gimli::RunTimeEndian::Little)
-    }
-}
-
 /// Whether a source path is the toolchain's (`/rustc/<hash>/library/…`) or
 /// a dependency's from a cargo registry or git checkout.
 fn is_library_source(path: &str) -> bool {
@@ -740,161 +661,6 @@ fn is_library_source(path: &str) -> bool {
         || path.contains("/library/core/src/")
         || path.contains("/library/std/src/")
         || path.contains("/library/alloc/src/")
-}
-
-/// Moves `key`'s entry of `list` (kept used most recently last) to the end
-/// and returns its index, if there is one.
-fn touch<V>(list: &mut Vec<(usize, V)>, key: usize) -> Option<usize> {
-    let at = list.iter().position(|(k, _)| *k == key)?;
-    let used = list.remove(at);
-    list.push(used);
-    Some(list.len() - 1)
-}
-
-/// Adds `entry` to `list` as the most recently used, dropping the least
-/// recently used beyond `cap`; returns its index.
-fn add<V>(list: &mut Vec<(usize, V)>, entry: (usize, V), cap: usize) -> usize {
-    if list.len() >= cap {
-        list.remove(0);
-    }
-    list.push(entry);
-    list.len() - 1
-}
-
-/// Full paths of functions, by (unit, DIE) offset, and the namespaces and
-/// types of the units they were read from.
-#[derive(Default)]
-struct Paths {
-    known: HashMap<(usize, usize), Option<Arc<str>>>,
-    /// Per unit, used most recently last: the DIE offset ranges of its
-    /// namespaces and types, so that a function's path is read from the
-    /// few entries around it instead of a walk of the unit.
-    scopes: Vec<(usize, Vec<(u32, u32)>)>,
-}
-
-impl Paths {
-    /// The full path of the function named by entry `die` of the unit at
-    /// `unit_offset` (its name inside its namespaces).
-    fn of(
-        &mut self,
-        unit_offset: usize,
-        unit: gimli::UnitRef<'_, Reader>,
-        die: gimli::UnitOffset,
-    ) -> Option<Arc<str>> {
-        let key = (unit_offset, die.0);
-        if let Some(known) = self.known.get(&key) {
-            return known.clone();
-        }
-        let at = touch(&mut self.scopes, unit_offset).unwrap_or_else(|| {
-            add(
-                &mut self.scopes,
-                (unit_offset, scopes_of(unit)),
-                SCOPE_UNITS,
-            )
-        });
-        let path = function_path(unit, &self.scopes[at].1, die).map(Arc::<str>::from);
-        if self.known.len() >= PATH_CACHE {
-            self.known.clear();
-        }
-        self.known.insert(key, path.clone());
-        path
-    }
-}
-
-/// The offset ranges `[start, end)` of `unit`'s namespaces and types (the
-/// entries a function's path is made of), in the order they start.
-fn scopes_of(unit: gimli::UnitRef<'_, Reader>) -> Vec<(u32, u32)> {
-    let mut all: Vec<(u32, u32)> = Vec::new();
-    // Open scopes, as (depth, index in `all`).
-    let mut open: Vec<(isize, usize)> = Vec::new();
-    let mut cursor = unit.entries();
-    while let Ok(Some(e)) = cursor.next_dfs() {
-        let depth = e.depth();
-        while open.last().is_some_and(|(d, _)| *d >= depth) {
-            if let Some((_, i)) = open.pop() {
-                all[i].1 = offset_u32(e.offset());
-            }
-        }
-        let scope = matches!(
-            e.tag(),
-            gimli::DW_TAG_namespace
-                | gimli::DW_TAG_structure_type
-                | gimli::DW_TAG_enumeration_type
-                | gimli::DW_TAG_union_type
-        );
-        if scope {
-            open.push((depth, all.len()));
-            all.push((offset_u32(e.offset()), u32::MAX));
-        }
-    }
-    all.shrink_to_fit();
-    all
-}
-
-/// An offset inside a unit (units are far smaller than 4 GiB).
-fn offset_u32(offset: gimli::UnitOffset) -> u32 {
-    u32::try_from(offset.0).unwrap_or(u32::MAX)
-}
-
-/// The path of the function entry `target` of `unit`: the names of the
-/// namespaces and types in `scopes` (from [`scopes_of`]) around it, then
-/// its own.
-fn function_path(
-    unit: gimli::UnitRef<'_, Reader>,
-    scopes: &[(u32, u32)],
-    target: gimli::UnitOffset,
-) -> Option<String> {
-    // A method's entry has no name of its own: it points at its
-    // declaration inside its type, which has the name and the scopes.
-    let target = match unit
-        .entry(target)
-        .ok()?
-        .attr_value(gimli::DW_AT_specification)
-    {
-        Some(gimli::AttributeValue::UnitRef(declaration)) => declaration,
-        _ => target,
-    };
-    let at = offset_u32(target);
-    let name_of = |offset: gimli::UnitOffset| -> Option<String> {
-        let e = unit.entry(offset).ok()?;
-        let value = e.attr_value(gimli::DW_AT_name)?;
-        let raw = unit.attr_string(value).ok()?;
-        Some(segment(&raw.to_string_lossy().ok()?))
-    };
-    let before = scopes.partition_point(|(start, _)| *start < at);
-    let mut path: Vec<String> = scopes[..before]
-        .iter()
-        .filter(|(_, end)| *end > at)
-        .filter_map(|(start, _)| name_of(gimli::UnitOffset(*start as usize)))
-        .collect();
-    path.push(name_of(target)?);
-    Some(path.join("::"))
-}
-
-/// A DWARF name as the symbol demangler writes it: closures and async
-/// bodies (`{closure#0}`, `{async_fn#0}`) as `{{closure}}`, impl blocks
-/// (`{impl#3}`) as `<impl>`, generic arguments dropped.
-fn segment(name: &str) -> String {
-    let body = ["{closure#", "{async_fn#", "{async_block#"];
-    if body.iter().any(|b| name.starts_with(b)) {
-        return "{{closure}}".into();
-    }
-    if name.starts_with("{impl#") {
-        return "<impl>".into();
-    }
-    match name.find('<') {
-        Some(at) if at > 0 => name[..at].to_string(),
-        _ => name.to_string(),
-    }
-}
-
-/// `src/checkout.rs` of `/home/me/checkout/src/checkout.rs`: the path from
-/// the last `src/` on, else the file name.
-fn short_path(path: &str) -> &str {
-    match path.rfind("/src/") {
-        Some(at) => &path[at + 1..],
-        None => path.rsplit('/').next().unwrap_or(path),
-    }
 }
 
 #[cfg(test)]
