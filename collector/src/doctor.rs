@@ -49,7 +49,12 @@ pub fn diagnose(w: &Window) -> Diagnosis {
     findings.extend(external_memory(w));
     findings.extend(c_heap_growth(w));
     findings.extend(unbounded_concurrency(w));
-    findings.sort_by(|a, b| b.score.total_cmp(&a.score));
+    // What hurts users now comes first; the score ranks within a severity.
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.score.total_cmp(&a.score))
+    });
     if findings.is_empty() {
         findings.push(healthy(w));
     }
@@ -1494,6 +1499,38 @@ mod tests {
             s.after_bytes = s.before_bytes;
         }
         assert_eq!(diagnose(&leak).findings[0].culprit, None);
+    }
+
+    #[test]
+    fn a_critical_finding_comes_before_a_warning_that_scores_higher() {
+        // A Node service at start: its heap grows 2 MiB in 20 s (a steep
+        // slope, a warning) while a 300 ms block lags the loop (critical).
+        let w = window(&[
+            (Metric::LagP99, &|_| 12_000.0),
+            (Metric::LagMax, &|i| {
+                if i == 20 {
+                    300_000.0
+                } else {
+                    15_000.0
+                }
+            }),
+            (Metric::BusyRatio, &|_| 0.3),
+            (Metric::HeapLive, &|i| 8.8e6 + i as f64 * 50e3),
+        ]);
+        let d = diagnose(&w);
+        let categories: Vec<_> = d
+            .findings
+            .iter()
+            .map(|f| (f.category, f.severity))
+            .collect();
+        assert_eq!(
+            categories,
+            [
+                (Category::EventLoopBlocking, Severity::Critical),
+                (Category::HeapLeak, Severity::Warning)
+            ]
+        );
+        assert!(d.findings[1].score > d.findings[0].score, "{d:#?}");
     }
 
     #[test]

@@ -168,7 +168,8 @@ pub struct Finding {
     pub category: Category,
     /// How bad.
     pub severity: Severity,
-    /// Orders findings; higher first.
+    /// Orders findings of one severity; higher first (critical findings
+    /// come before warnings whatever their scores).
     pub score: f64,
     /// One line.
     pub summary: String,
