@@ -2,19 +2,23 @@
 //! a window of one instance's series, stalls and CPU profile; no I/O, so
 //! they are unit-tested on recorded windows (`collector/tests/windows/`).
 //!
-//! Thresholds start from clinic.js Doctor's (event-loop delay median ≥ 10 ms
-//! or max ≥ 100 ms; CPU ≥ 95 %) and are adapted where lagscope sees more:
+//! One module per rule family (`stalls`, `cpu`, `pool`, `memory`,
+//! `concurrency`, `requests`) over shared `stats`; every threshold is a
+//! named constant in [`thresholds`], which this table and the README quote
+//! (a test holds the README to the constants):
 //!
-//! | category | fires when | why this threshold |
-//! |---|---|---|
-//! | `event-loop-blocking` | stalls add up to ≥ 1 % of the window, or one lasts ≥ 100 ms; without stall data, lag p99 median ≥ 10 ms or max ≥ 100 ms with workers not saturated | a stall is already ≥ 20 ms in one poll; 1 % is ~10 ms per second, clinic's lag median; 100 ms is clinic's max |
-//! | `lock-contention` | as above, and ≥ 30 % of the stalled time is threads waiting in a mutex | waiting on a lock needs a different fix than slow code |
-//! | `cpu-saturation` | busy ratio median ≥ 0.9 on every core the host has | tokio's busy ratio includes polling overhead clinic's CPU figure lacks; 0.9 warns, 0.95 (clinic) is critical |
-//! | `underused-cores` | busy ratio median ≥ 0.9 with fewer workers than host cores | the cluster/worker-threads lesson: the fix is more workers, not less code |
-//! | `blocking-pool-saturation` | blocking queue median ≥ 1 and max ≥ 10 (tokio_unstable) | any sustained queue means jobs wait for a thread |
-//! | `heap-leak` | Rust heap grows ≥ 5 MiB/min, ≥ 20 % over the window, rising in ≥ 70 % of steps | steady growth, not a burst |
-//! | `external-memory` | RSS − Rust heap grows ≥ 5 MiB/min while the heap grows < 1 MiB/min or a tenth of that growth | Node's "external" memory: C libraries, mmap |
-//! | `unbounded-concurrency` | alive tasks grow ≥ 1000/min to ≥ 1000 and at least double | a task per request with no limit |
+//! | category | fires when |
+//! |---|---|
+//! | `event-loop-blocking` | stalls add up to ≥ [`STALL_SHARE`] of the window, or one lasts ≥ [`STALL_LONGEST_US`] (critical from [`STALL_CRITICAL_SHARE`]); without stall data, lag p99 median ≥ [`LAG_P99_MEDIAN_US`] or max ≥ [`LAG_MAX_US`] with workers below [`BUSY_SATURATED`] |
+//! | `lock-contention` | as above, and ≥ [`LOCK_WAIT_FLOOR`] of the stalled time waiting for a mutex with ≥ [`LOCK_STALL_SHARE`] waiting or working under it, or ≥ [`LOCK_WAIT_ALONE`] waiting alone |
+//! | `cpu-saturation` | busy ratio median ≥ [`BUSY_SATURATED`] on every core the host has (critical from [`BUSY_CRITICAL`]) |
+//! | `underused-cores` | the same with fewer workers than host cores |
+//! | `blocking-pool-saturation` | blocking queue median ≥ [`BLOCKING_QUEUE_MEDIAN`] and max ≥ [`BLOCKING_QUEUE_MAX`] (tokio_unstable), or the probe job's wait median ≥ [`BLOCKING_WAIT_MEDIAN_US`] and max ≥ [`BLOCKING_WAIT_MAX_US`] |
+//! | `heap-leak` | Rust heap grows ≥ [`HEAP_GROWTH_PER_MIN`], ≥ [`HEAP_GROWTH_SHARE`] over the window, rising in ≥ [`HEAP_RISING_SHARE`] of steps |
+//! | `external-memory` | RSS − Rust heap grows ≥ [`NATIVE_GROWTH_PER_MIN`] and [`NATIVE_GROWTH_MIN_BYTES`] while the heap grows below [`HEAP_FLAT_PER_MIN`] or [`HEAP_FLAT_SHARE`] of that; or the C heap grows as much and ≥ [`C_HEAP_OVER_RUST`] times the Rust heap's rate |
+//! | `unbounded-concurrency` | alive tasks grow ≥ [`TASKS_GROWTH_PER_MIN`] to ≥ [`TASKS_MIN_ALIVE`], by ≥ [`TASKS_GROWTH_FACTOR`] times |
+//!
+//! Findings are ordered by severity, then by score.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +30,24 @@ pub use lagscope_wire::doctor::{Category, Diagnosis, Finding, Severity, Window};
 #[cfg(test)]
 use lagscope_wire::{StallDetection, StallEvent};
 
-const MIB: f64 = 1024.0 * 1024.0;
+mod concurrency;
+mod cpu;
+mod memory;
+mod pool;
+mod requests;
+mod stalls;
+mod stats;
+pub mod thresholds;
+
+use concurrency::*;
+use cpu::*;
+use memory::*;
+use pool::*;
+pub(crate) use requests::task_splits;
+use requests::*;
+use stalls::*;
+use stats::*;
+use thresholds::*;
 
 /// Runs every rule over `w`.
 pub fn diagnose(w: &Window) -> Diagnosis {
@@ -65,879 +86,6 @@ pub fn diagnose(w: &Window) -> Diagnosis {
         to_ms: w.to_ms,
         findings,
     }
-}
-
-/// Figures the rules read off a window.
-trait Stats {
-    fn means(&self, metric: Metric) -> Vec<f64>;
-    fn maxes(&self, metric: Metric) -> Vec<f64>;
-    fn slope_per_min(&self, metric: Metric) -> Option<f64>;
-    fn window_ms(&self) -> f64;
-}
-
-impl Stats for Window {
-    fn means(&self, metric: Metric) -> Vec<f64> {
-        self.series
-            .get(metric.series())
-            .map(|p| p.iter().map(|&(_, mean, _)| mean).collect())
-            .unwrap_or_default()
-    }
-
-    fn maxes(&self, metric: Metric) -> Vec<f64> {
-        self.series
-            .get(metric.series())
-            .map(|p| p.iter().map(|&(_, _, max)| max).collect())
-            .unwrap_or_default()
-    }
-
-    /// Least-squares slope of the series' means, per minute.
-    fn slope_per_min(&self, metric: Metric) -> Option<f64> {
-        let pts: Vec<(f64, f64)> = self
-            .series
-            .get(metric.series())?
-            .iter()
-            .map(|&(t, mean, _)| (t as f64 / 60_000.0, mean))
-            .collect();
-        slope(&pts)
-    }
-
-    fn window_ms(&self) -> f64 {
-        (self.to_ms.saturating_sub(self.from_ms)).max(1) as f64
-    }
-}
-
-fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    Some(s[s.len() / 2])
-}
-
-fn max(v: &[f64]) -> Option<f64> {
-    v.iter().copied().max_by(f64::total_cmp)
-}
-
-/// Share of steps in which the series rose.
-fn rising_share(v: &[f64]) -> f64 {
-    if v.len() < 2 {
-        return 0.0;
-    }
-    let up = v.windows(2).filter(|p| p[1] > p[0]).count();
-    up as f64 / (v.len() - 1) as f64
-}
-
-fn ms(us: f64) -> String {
-    if us >= 1e6 {
-        format!("{:.2} s", us / 1e6)
-    } else {
-        format!("{:.1} ms", us / 1e3)
-    }
-}
-
-/// Whether a stack (innermost first) is a thread waiting for a lock. std's
-/// `Mutex::lock_contended` is often inlined in release builds, leaving its
-/// futex wait — glibc's generic `syscall` — right at the leaf.
-fn is_lock_wait(frames: &[String]) -> bool {
-    frames
-        .first()
-        .is_some_and(|leaf| leaf == "syscall" || leaf.contains("futex"))
-        || frames.iter().any(|f| {
-            f.contains("Mutex::lock_contended")
-                || f.contains("lock_slow")
-                || (f.contains("mutex") && f.contains("futex"))
-        })
-}
-
-/// Waiting for a lock must be at least this share of the stalled time to
-/// call it contention…
-const LOCK_WAIT_FLOOR: f64 = 0.1;
-/// …and waiting plus working under the lock this share.
-const LOCK_STALL_SHARE: f64 = 0.5;
-/// Waiting alone this share is contention whoever holds the lock.
-const LOCK_WAIT_ALONE: f64 = 0.3;
-
-fn stall_findings(w: &Window) -> Vec<Finding> {
-    if w.stalls.is_empty() {
-        return Vec::new();
-    }
-    let total_us: f64 = w.stalls.iter().map(|s| s.duration_us as f64).sum();
-    let longest = w.stalls.iter().map(|s| s.duration_us).max().unwrap_or(0) as f64;
-    let share = total_us / 1000.0 / w.window_ms();
-    if share < 0.01 && longest < 100_000.0 {
-        return Vec::new();
-    }
-    let waiting_us: f64 = w
-        .stalls
-        .iter()
-        .filter(|s| s.stacks.first().is_some_and(|st| is_lock_wait(&st.frames)))
-        .map(|s| s.duration_us as f64)
-        .sum();
-    // The function to blame: most stalled time among stalls not waiting on a lock.
-    let mut by_function: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for s in &w.stalls {
-        let waiting = s.stacks.first().is_some_and(|st| is_lock_wait(&st.frames));
-        if waiting {
-            continue;
-        }
-        // One inlined function is one culprit, whatever line it stopped on.
-        let name = s
-            .blocking_function
-            .as_deref()
-            .map_or("(unknown)", lagscope_wire::frames::function_name);
-        by_function
-            .entry(name)
-            .or_default()
-            .push(s.duration_us as f64);
-    }
-    // Most stalled time first.
-    let mut by_function: Vec<(&str, f64, Vec<f64>)> = by_function
-        .into_iter()
-        .map(|(name, us)| (name, us.iter().sum(), us))
-        .collect();
-    by_function.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-    let culprit = by_function
-        .first()
-        .map(|(name, _, _)| name.to_string())
-        .filter(|n| n != "(unknown)");
-    let culprit_stack: Vec<String> = culprit
-        .as_deref()
-        .and_then(|c| {
-            w.stalls.iter().find(|s| {
-                s.blocking_function
-                    .as_deref()
-                    .map(lagscope_wire::frames::function_name)
-                    == Some(c)
-            })
-        })
-        .and_then(|s| s.stacks.first())
-        .map(|st| st.frames.clone())
-        .unwrap_or_default();
-    let severity = if longest >= 100_000.0 || share >= 0.05 {
-        Severity::Critical
-    } else {
-        Severity::Warning
-    };
-    let mut evidence = vec![
-        format!(
-            "{} stalls of one poll ≥ the threshold, {} in all ({:.1} % of the window)",
-            w.stalls.len(),
-            ms(total_us),
-            share * 100.0
-        ),
-        format!("longest stall {}", ms(longest)),
-    ];
-    for (name, total, each) in by_function.iter().take(3) {
-        evidence.push(format!(
-            "{} stalls of typically {} in {name} ({} in all)",
-            each.len(),
-            ms(median(each).unwrap_or(0.0)),
-            ms(*total)
-        ));
-    }
-    if let Some(p99) = median(&w.means(Metric::LagP99)) {
-        evidence.push(format!("lag p99 median {}", ms(p99)));
-    }
-    let lock_share = waiting_us / total_us.max(1.0);
-    // The functions that waited for a lock, and the stalled time of tasks
-    // working inside one of them (holding the lock) rather than waiting.
-    let lockers: Vec<&str> = w
-        .stalls
-        .iter()
-        .filter(|s| s.stacks.first().is_some_and(|st| is_lock_wait(&st.frames)))
-        .filter_map(|s| s.blocking_function.as_deref())
-        .collect();
-    let held_us: f64 = w
-        .stalls
-        .iter()
-        .filter(|s| !s.stacks.first().is_some_and(|st| is_lock_wait(&st.frames)))
-        .filter(|s| {
-            s.stacks
-                .first()
-                .is_some_and(|st| st.frames.iter().any(|f| lockers.contains(&f.as_str())))
-        })
-        .map(|s| s.duration_us as f64)
-        .sum();
-    let held_share = held_us / total_us.max(1.0);
-    // Lock contention when tasks wait for a lock that other stalled tasks
-    // hold while they work — judged on both together, so the verdict does not
-    // flip with the split between waiting and working from run to run — or
-    // when waiting alone is most of the stalled time.
-    let contended = (lock_share >= LOCK_WAIT_FLOOR && lock_share + held_share >= LOCK_STALL_SHARE)
-        || lock_share >= LOCK_WAIT_ALONE;
-    if waiting_us > 0.0 {
-        evidence.push(format!(
-            "{:.0} % of the stalled time is tasks waiting for a mutex{}",
-            lock_share * 100.0,
-            if held_us > 0.0 {
-                format!(
-                    ", {:.0} % tasks working while they hold it",
-                    held_share * 100.0
-                )
-            } else {
-                String::new()
-            }
-        ));
-    }
-    if contended {
-        let holder = culprit.as_deref().unwrap_or("the code that holds it");
-        return vec![Finding {
-            category: Category::LockContention,
-            severity,
-            score: 50.0 + share * 100.0 + lock_share * 20.0,
-            summary: format!(
-                "Workers block on a std::sync::Mutex held across slow work: {:.0} % of stalled \
-                 time waiting for it, {:.0} % working while holding it",
-                lock_share * 100.0,
-                held_share * 100.0
-            ),
-            evidence,
-            recommendation: format!(
-                "A std::sync::Mutex blocks the worker thread while it waits. Keep critical sections \
-                 short and never hold the guard across slow work (here {holder}); use \
-                 tokio::sync::Mutex if it must be held across .await, or move the slow part out \
-                 of the lock or into tokio::task::spawn_blocking."
-            ),
-            culprit,
-        }];
-    }
-    // A library that blocked is named with the code that called it.
-    let caller = culprit
-        .as_deref()
-        .and_then(|c| lagscope_wire::frames::caller_outside(&culprit_stack, c));
-    let place = match (&culprit, &caller) {
-        (Some(c), Some(by)) => format!("{c} (called from {by})"),
-        (Some(c), None) => c.clone(),
-        _ => "the stalled task".to_string(),
-    };
-    let mut recommendation = recommend_for_stack(&place, &culprit_stack);
-    let named = caller.as_deref().or(culprit.as_deref());
-    if let Some(note) = named.and_then(|n| inlined_note(n, &w.capabilities)) {
-        evidence.push(note.clone());
-        recommendation.push(' ');
-        recommendation.push_str(&note);
-    }
-    vec![Finding {
-        category: Category::EventLoopBlocking,
-        severity,
-        score: 40.0 + share * 100.0 + (longest / 10_000.0).min(30.0),
-        summary: format!(
-            "Blocking code in async tasks stalls the runtime: {} in {place}",
-            ms(total_us)
-        ),
-        evidence,
-        recommendation,
-        culprit: caller.or(culprit),
-    }]
-}
-
-/// What to say when the function blamed is an async block or closure
-/// (`…::{{closure}}`) of a build without line tables: the async fns and
-/// small functions the compiler inlined into it have no symbol of their own,
-/// so the code that blocked may be one of them.
-fn inlined_note(function: &str, capabilities: &[String]) -> Option<String> {
-    let function = function.split(" (").next().unwrap_or(function);
-    if !function.ends_with("{{closure}}") || capabilities.iter().any(|c| c == "line-tables") {
-        return None;
-    }
-    Some(format!(
-        "The blocking code may be inlined into {function}: an async fn or a small function \
-         the compiler inlined has no symbol of its own. Build with \
-         `[profile.release] debug = \"limited\"` to name it, or \"line-tables-only\" for its \
-         file:line; neither changes the generated code."
-    ))
-}
-
-/// Advice for a stall, from what its stack shows.
-fn recommend_for_stack(place: &str, frames: &[String]) -> String {
-    let has = |needle: &str| frames.iter().any(|f| f.contains(needle));
-    // std::thread::sleep is often inlined down to libc's nanosleep.
-    if has("std::thread::sleep") || has("nanosleep") {
-        format!(
-            "{place} calls std::thread::sleep inside async code: use tokio::time::sleep(..).await."
-        )
-    } else if has("fancy_regex") || has("regex::") {
-        format!(
-            "{place} runs a regex that backtracks for a long time: bound the input, rewrite the \
-             pattern without nested quantifiers, or use the linear-time `regex` crate; run \
-             untrusted patterns in tokio::task::spawn_blocking."
-        )
-    } else if has("serde_json") {
-        format!(
-            "{place} parses large JSON on a worker: do it in tokio::task::spawn_blocking (or a \
-             rayon pool), or stream the body."
-        )
-    } else if has("std::fs") || has("std::io::Read") || has("read_to_end") {
-        format!(
-            "{place} does synchronous file I/O on a worker: use tokio::fs or move it into \
-             tokio::task::spawn_blocking."
-        )
-    } else {
-        format!(
-            "{place} runs long on a worker: move the CPU-bound work to \
-             tokio::task::spawn_blocking or a rayon pool, or break it up with \
-             tokio::task::yield_now().await."
-        )
-    }
-}
-
-/// Requests and accounted time a task name needs in the window before the
-/// doctor speaks of its split.
-const TASK_MIN_REQUESTS: f64 = 10.0;
-const TASK_MIN_SECONDS: f64 = 0.1;
-/// A name whose requests wait this share of their time for a worker points
-/// at the runtime (saturated or blocked).
-const TASK_SCHEDULED_SHARE: f64 = 0.3;
-/// A name whose requests are idle this share of their time waits on
-/// something outside the runtime.
-const TASK_IDLE_SHARE: f64 = 0.8;
-/// A name taking this share of all requests' poll time is named as what
-/// keeps the workers busy.
-const TASK_POLL_SHARE: f64 = 0.5;
-
-/// Per-name splits of the window with enough requests to judge, busiest first.
-pub(crate) fn task_splits(w: &Window) -> Vec<TaskSplit> {
-    lagscope_wire::tasks::task_splits(w.series.keys().map(String::as_str), |series| {
-        w.series
-            .get(series)
-            .map(|p| p.iter().map(|&(t, mean, _)| (t, mean)).collect())
-    })
-    .into_iter()
-    .filter(|t| t.requests >= TASK_MIN_REQUESTS && t.seconds >= TASK_MIN_SECONDS)
-    .collect()
-}
-
-/// "requests to X spend 64 % of their time waiting for a worker", for the
-/// name that spent the most time waiting, among those that wait a telling
-/// share of theirs.
-fn waiting_for_workers(w: &Window) -> Option<String> {
-    let t = task_splits(w)
-        .into_iter()
-        .filter(|t| t.scheduled >= TASK_SCHEDULED_SHARE)
-        .max_by(|a, b| (a.scheduled * a.seconds).total_cmp(&(b.scheduled * b.seconds)))?;
-    Some(format!(
-        "requests to {} spend {:.0} % of their time waiting for a worker{}",
-        t.name,
-        t.scheduled * 100.0,
-        t.scheduled_p99_us
-            .map(|p| format!(" (p99 {} per request)", ms(p)))
-            .unwrap_or_default()
-    ))
-}
-
-/// "requests to X take 93 % of the time requests are polled", for the name
-/// that keeps the workers busiest, when it takes most of it: on a saturated
-/// runtime every name waits, and this one is what to make cheaper.
-fn polling_the_workers(w: &Window) -> Option<String> {
-    let splits = task_splits(w);
-    let polled = |t: &TaskSplit| t.poll * t.seconds;
-    let all: f64 = splits.iter().map(polled).sum();
-    let top = splits
-        .iter()
-        .max_by(|a, b| polled(a).total_cmp(&polled(b)))?;
-    let share = polled(top) / all;
-    if share.is_nan() || share < TASK_POLL_SHARE {
-        return None;
-    }
-    let per_request = if top.requests > 0.0 {
-        format!(" ({} per request)", ms(polled(top) * 1e6 / top.requests))
-    } else {
-        String::new()
-    };
-    Some(format!(
-        "requests to {} take {:.0} % of the time requests are polled{per_request}",
-        top.name,
-        share * 100.0
-    ))
-}
-
-/// "requests to X are idle 90 % …" for every name that mostly waits
-/// outside the runtime.
-fn idle_requests(w: &Window) -> Vec<String> {
-    task_splits(w)
-        .into_iter()
-        .filter(|t| t.idle >= TASK_IDLE_SHARE)
-        .map(|t| {
-            format!(
-                "requests to {} are idle {:.0} % of their time (waiting on I/O, timers or other \
-                 tasks); {:.0} % polled, {:.0} % waiting for a worker",
-                t.name,
-                t.idle * 100.0,
-                t.poll * 100.0,
-                t.scheduled * 100.0
-            )
-        })
-        .collect()
-}
-
-fn lag_without_stalls(w: &Window) -> Vec<Finding> {
-    let p99 = median(&w.means(Metric::LagP99));
-    let lag_max = max(&w.maxes(Metric::LagMax));
-    let busy = median(&w.means(Metric::BusyRatio)).unwrap_or(0.0);
-    let (Some(p99), Some(lag_max)) = (p99, lag_max) else {
-        return Vec::new();
-    };
-    if busy >= 0.9 || (p99 < 10_000.0 && lag_max < 100_000.0) {
-        return Vec::new();
-    }
-    vec![Finding {
-        category: Category::EventLoopBlocking,
-        severity: if lag_max >= 100_000.0 {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
-        score: 35.0 + (p99 / 1000.0).min(30.0),
-        summary: format!(
-            "The runtime is lagging (p99 median {}, max {}) though its workers are not saturated",
-            ms(p99),
-            ms(lag_max)
-        ),
-        evidence: [
-            format!("lag p99 median {}", ms(p99)),
-            format!("lag max {}", ms(lag_max)),
-            format!("busy ratio median {:.0} %", busy * 100.0),
-        ]
-        .into_iter()
-        .chain(waiting_for_workers(w))
-        .collect(),
-        recommendation: "Something blocks a worker but no stack was captured (stall watchdog off \
-            or unsupported here): enable it (LAGSCOPE_STALL_THRESHOLD) or take a profile \
-            (lagscope profile) and look for blocking calls in async code."
-            .into(),
-        culprit: None,
-    }]
-}
-
-fn cpu(w: &Window) -> Vec<Finding> {
-    let Some(busy) = median(&w.means(Metric::BusyRatio)) else {
-        return Vec::new();
-    };
-    if busy < 0.9 || w.workers == 0 {
-        return Vec::new();
-    }
-    let cpu = median(&w.means(Metric::CpuRatio));
-    let hot = w
-        .top
-        .iter()
-        .take(3)
-        .map(|t| {
-            format!(
-                "{} ({:.0} %)",
-                t.name,
-                100.0 * t.self_samples as f64 / w.profile_samples.max(1) as f64
-            )
-        })
-        .collect::<Vec<_>>();
-    let mut evidence = vec![
-        format!("busy ratio median {:.0} %", busy * 100.0),
-        format!(
-            "{} workers on a host with {} cores",
-            w.workers, w.host_cores
-        ),
-    ];
-    if let Some(c) = cpu {
-        evidence.push(format!("process CPU median {:.2} cores", c));
-    }
-    if !hot.is_empty() {
-        evidence.push(format!("hottest functions: {}", hot.join(", ")));
-    }
-    evidence.extend(polling_the_workers(w));
-    evidence.extend(waiting_for_workers(w));
-    let severity = if busy >= 0.95 {
-        Severity::Critical
-    } else {
-        Severity::Warning
-    };
-    if w.workers < w.host_cores {
-        return vec![Finding {
-            category: Category::UnderusedCores,
-            severity,
-            score: 55.0 + busy * 10.0,
-            summary: format!(
-                "{} worker{} busy while {} of the host's {} cores idle",
-                w.workers,
-                if w.workers == 1 { " is" } else { "s are" },
-                w.host_cores - w.workers,
-                w.host_cores
-            ),
-            evidence,
-            recommendation: format!(
-                "The runtime has fewer workers than cores: raise worker_threads on the tokio \
-                 runtime builder to {} (the default is one per core), or run more processes \
-                 behind a load balancer.",
-                w.host_cores
-            ),
-            // The fix is configuration, not a function.
-            culprit: None,
-        }];
-    }
-    vec![Finding {
-        category: Category::CpuSaturation,
-        severity,
-        score: 55.0 + busy * 10.0,
-        summary: format!(
-            "All {} workers are busy (median {:.0} %): the service is CPU-bound",
-            w.workers,
-            busy * 100.0
-        ),
-        evidence,
-        recommendation: format!(
-            "Add cores or processes, or make the hot code cheaper{}; `lagscope flamegraph` shows \
-             where the time goes.",
-            w.top
-                .first()
-                .map(|t| format!(" (start with {})", t.name))
-                .unwrap_or_default()
-        ),
-        culprit: w.top.first().map(|t| t.name.clone()),
-    }]
-}
-
-/// A blocking job that waits this long (median over the window) for a
-/// thread means the pool is saturated, whatever the build can count.
-const BLOCKING_WAIT_MEDIAN_US: f64 = 100_000.0;
-const BLOCKING_WAIT_MAX_US: f64 = 500_000.0;
-
-fn blocking_pool(w: &Window) -> Vec<Finding> {
-    // With tokio_unstable: the pool's queue. On any tokio: how long
-    // lagscope's no-op spawn_blocking probe waited for a thread.
-    let queue =
-        median(&w.means(Metric::BlockingQueueDepth)).zip(max(&w.maxes(Metric::BlockingQueueDepth)));
-    let wait = median(&w.means(Metric::BlockingWait)).zip(max(&w.maxes(Metric::BlockingWait)));
-    let queued = queue.is_some_and(|(median, max)| median >= 1.0 && max >= 10.0);
-    let waiting = wait.is_some_and(|(median, max)| {
-        median >= BLOCKING_WAIT_MEDIAN_US && max >= BLOCKING_WAIT_MAX_US
-    });
-    if !queued && !waiting {
-        return Vec::new();
-    }
-    let mut evidence = Vec::new();
-    if let Some((median, max)) = queue {
-        evidence.push(format!("blocking queue median {median:.0}, max {max:.0}"));
-    }
-    if let Some((median, max)) = wait {
-        evidence.push(format!(
-            "a no-op spawn_blocking job waited up to {} for a thread (median {} per interval)",
-            ms(max),
-            ms(median)
-        ));
-    }
-    let threads = median(&w.means(Metric::BlockingThreads));
-    if let Some(threads) = threads {
-        let idle = median(&w.means(Metric::IdleBlockingThreads)).unwrap_or(0.0);
-        evidence.push(format!(
-            "{threads:.0} blocking threads, {idle:.0} idle (median)"
-        ));
-    }
-    let critical =
-        queue.is_some_and(|(m, _)| m >= 10.0) || wait.is_some_and(|(m, _)| m >= 1_000_000.0);
-    let score = 60.0
-        + queue
-            .map_or(0.0, |(m, _)| (m / 10.0).min(20.0))
-            .max(wait.map_or(0.0, |(m, _)| (m / 100_000.0).min(20.0)));
-    let summary = match (queue.filter(|_| queued), wait) {
-        (Some((median, max)), _) => {
-            format!("spawn_blocking jobs wait for a thread: queue median {median:.0}, max {max:.0}")
-        }
-        (None, Some((_, max))) => format!(
-            "spawn_blocking jobs wait for a thread: up to {} before they start",
-            ms(max)
-        ),
-        (None, None) => "spawn_blocking jobs wait for a thread".into(),
-    };
-    let all = threads.map_or_else(|| "the".to_string(), |t| format!("{t:.0}"));
-    vec![Finding {
-        category: Category::BlockingPoolSaturation,
-        severity: if critical {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
-        score,
-        summary,
-        evidence,
-        recommendation: format!(
-            "All {all} blocking threads are busy and jobs queue behind them: raise \
-             max_blocking_threads on the runtime builder, bound submissions with a \
-             tokio::sync::Semaphore, and move CPU-bound jobs to a rayon pool sized to the cores."
-        ),
-        culprit: None,
-    }]
-}
-
-fn heap_leak(w: &Window) -> Vec<Finding> {
-    let heap = w.means(Metric::HeapLive);
-    let (Some(rate), Some(&first), Some(&last)) =
-        (w.slope_per_min(Metric::HeapLive), heap.first(), heap.last())
-    else {
-        return Vec::new();
-    };
-    let growth = last - first;
-    if rate < 5.0 * MIB || growth < 0.2 * first.max(1.0) || rising_share(&heap) < 0.7 {
-        return Vec::new();
-    }
-    let site = w.heap.as_ref().and_then(growing_site);
-    let mut evidence = vec![
-        format!(
-            "heap live {:.1} MiB → {:.1} MiB over the window",
-            first / MIB,
-            last / MIB
-        ),
-        format!("rose in {:.0} % of samples", rising_share(&heap) * 100.0),
-    ];
-    let bound = "Bound it (an LRU such as the `moka` or `lru` crates, a capacity check, or \
-        eviction by age), and check the collection's size with AgentHandle::gauge.";
-    let (summary, recommendation) = match &site {
-        Some(site) => {
-            evidence.push(site.evidence());
-            (
-                format!(
-                    "The Rust heap grows steadily: +{:.1} MiB/min, allocated in {}",
-                    rate / MIB,
-                    site.function
-                ),
-                format!(
-                    "What {} allocates is kept: a cache, map or queue that only grows? {bound}",
-                    site.function
-                ),
-            )
-        }
-        None => (
-            format!("The Rust heap grows steadily: +{:.1} MiB/min", rate / MIB),
-            format!(
-                "Something keeps what it allocates: look for caches, maps and queues that only \
-                 grow. {bound} {}",
-                if w.capabilities.iter().any(|c| c == "heap-sampling") {
-                    "Heap sampling is on: watch longer (two heap windows: 10 s apart at the \
-                     default sample interval, 5 s under `lagscope doctor -- CMD`) for where the \
-                     growth was allocated."
-                } else {
-                    "Heap sampling (LAGSCOPE_HEAP_SAMPLE=512KiB, with lagscope::alloc::Counting \
-                     as the global allocator) names where it was allocated."
-                }
-            ),
-        ),
-    };
-    vec![Finding {
-        category: Category::HeapLeak,
-        severity: if rate >= 50.0 * MIB {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
-        score: 50.0 + (rate / MIB / 10.0).min(25.0),
-        summary,
-        evidence,
-        recommendation,
-        culprit: site.map(|s| s.function),
-    }]
-}
-
-/// Where most of a heap's growth was allocated, by the user function
-/// that asked for it.
-#[derive(Debug, Clone, PartialEq)]
-struct GrowingSite {
-    /// The innermost user frame of the sites that grew most.
-    function: String,
-    /// The library function it called that allocated, if any
-    /// (`std::collections::HashMap::insert`).
-    via: Option<String>,
-    /// Its share of all the growth (0..1).
-    share: f64,
-    /// Bytes it grew by.
-    bytes: f64,
-    /// Seconds between the readings.
-    seconds: f64,
-}
-
-impl GrowingSite {
-    fn evidence(&self) -> String {
-        format!(
-            "{:.0} % of the growth ({:+.1} MiB over {:.0} s of heap samples) was allocated in {}{}",
-            self.share * 100.0,
-            self.bytes / MIB,
-            self.seconds,
-            self.function,
-            self.via
-                .as_ref()
-                .map(|v| format!(" (via {v})"))
-                .unwrap_or_default()
-        )
-    }
-}
-
-/// The user function under which the most live heap grew between the two
-/// readings; `None` if nothing grew or no grown site has a user frame.
-fn growing_site(growth: &lagscope_wire::doctor::HeapGrowth) -> Option<GrowingSite> {
-    let grown: f64 = growth.sites.iter().map(|s| s.grew().max(0) as f64).sum();
-    if grown <= 0.0 {
-        return None;
-    }
-    let mut by_function: BTreeMap<String, (f64, Option<String>)> = BTreeMap::new();
-    for site in growth.sites.iter().filter(|s| s.grew() > 0) {
-        let Some(at) = lagscope_wire::frames::allocating_frame(&site.frames) else {
-            continue;
-        };
-        let function = lagscope_wire::frames::function_name(&site.frames[at]).to_string();
-        // The library call the user function made (`BTreeMap::insert`).
-        let via = at
-            .checked_sub(1)
-            .map(|i| lagscope_wire::frames::function_name(&site.frames[i]).to_string());
-        let entry = by_function.entry(function).or_insert((0.0, via));
-        entry.0 += site.grew() as f64;
-    }
-    let (function, (bytes, via)) = by_function
-        .into_iter()
-        .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))?;
-    Some(GrowingSite {
-        function,
-        via,
-        share: bytes / grown,
-        bytes,
-        seconds: growth.to_ms.saturating_sub(growth.from_ms) as f64 / 1000.0,
-    })
-}
-
-/// How bad native memory growing at `rate` bytes/min is.
-fn memory_growth_severity(rate: f64) -> Severity {
-    if rate >= 50.0 * MIB {
-        Severity::Critical
-    } else {
-        Severity::Warning
-    }
-}
-
-/// The score of a native-memory growth finding at `rate` bytes/min.
-fn memory_growth_score(rate: f64) -> f64 {
-    50.0 + (rate / MIB / 10.0).min(25.0)
-}
-
-/// Memory C code allocates with malloc (the C heap class) growing while the
-/// Rust heap does not explain it.
-fn c_heap_growth(w: &Window) -> Vec<Finding> {
-    let values = w.means(Metric::CHeap);
-    let (Some(rate), Some(&first), Some(&last)) = (
-        w.slope_per_min(Metric::CHeap),
-        values.first(),
-        values.last(),
-    ) else {
-        return Vec::new();
-    };
-    let heap_rate = w.slope_per_min(Metric::HeapLive).unwrap_or(0.0);
-    // Malloc's per-block overhead on Rust's own allocations lands in the C
-    // heap too: growth that the Rust heap's explains is not C code's.
-    if rate < 5.0 * MIB || last - first < 10.0 * MIB || rate < 2.0 * heap_rate.max(0.0) {
-        return Vec::new();
-    }
-    let mapped = w.slope_per_min(Metric::External).map(|r| {
-        format!(
-            "mapped/other (RSS − allocator-held) {:+.1} MiB/min",
-            r / MIB
-        )
-    });
-    vec![Finding {
-        category: Category::ExternalMemory,
-        severity: memory_growth_severity(rate),
-        score: memory_growth_score(rate),
-        summary: format!(
-            "The C heap grows: code outside Rust allocates with malloc, +{:.1} MiB/min, while \
-             the Rust heap is flat",
-            rate / MIB
-        ),
-        evidence: [
-            format!(
-                "C heap (malloc by C code, Rust's own allocations excluded) {:.1} MiB → {:.1} MiB",
-                first / MIB,
-                last / MIB
-            ),
-            format!("Rust heap {:+.1} MiB/min", heap_rate / MIB),
-        ]
-        .into_iter()
-        .chain(mapped)
-        .collect(),
-        recommendation: "A C library or -sys crate allocates with malloc and does not free: \
-            check that every object or handle it returns is released (its *_free / *_destroy \
-            call, or Drop on the Rust wrapper), and bound its own caches. heaptrack or \
-            valgrind --tool=massif on a test run name the allocating C function."
-            .into(),
-        culprit: None,
-    }]
-}
-
-fn external_memory(w: &Window) -> Vec<Finding> {
-    let heap_rate = w.slope_per_min(Metric::HeapLive).unwrap_or(0.0);
-    let (name, values) = if w.series.contains_key(Metric::External.series()) {
-        (Metric::External, w.means(Metric::External))
-    } else {
-        (Metric::Rss, w.means(Metric::Rss))
-    };
-    let (Some(rate), Some(&first), Some(&last)) =
-        (w.slope_per_min(name), values.first(), values.last())
-    else {
-        return Vec::new();
-    };
-    // "Flat" beside the growth: the agent's own tables (heap sampling's
-    // sites) add a little to a heap that does not leak.
-    if rate < 5.0 * MIB || heap_rate >= MIB.max(rate / 10.0) || last - first < 10.0 * MIB {
-        return Vec::new();
-    }
-    vec![Finding {
-        category: Category::ExternalMemory,
-        severity: memory_growth_severity(rate),
-        score: memory_growth_score(rate),
-        summary: format!(
-            "Memory outside the Rust heap grows: +{:.1} MiB/min while the heap is flat",
-            rate / MIB
-        ),
-        evidence: vec![
-            format!(
-                "{} {:.1} MiB → {:.1} MiB",
-                name.def().label,
-                first / MIB,
-                last / MIB
-            ),
-            format!("Rust heap {:+.1} MiB/min", heap_rate / MIB),
-        ],
-        recommendation: "The growth is in memory the Rust allocator never saw: C libraries \
-            behind FFI, mmap'd files or buffers, thread stacks, or a second allocator. Check \
-            native dependencies' own limits and caches, and threads created per request."
-            .into(),
-        culprit: None,
-    }]
-}
-
-fn unbounded_concurrency(w: &Window) -> Vec<Finding> {
-    let tasks = w.means(Metric::AliveTasks);
-    let (Some(rate), Some(&first), Some(&last)) = (
-        w.slope_per_min(Metric::AliveTasks),
-        tasks.first(),
-        tasks.last(),
-    ) else {
-        return Vec::new();
-    };
-    if rate < 1000.0 || last < 1000.0 || last < 2.0 * first.max(1.0) {
-        return Vec::new();
-    }
-    vec![Finding {
-        category: Category::UnboundedConcurrency,
-        severity: Severity::Critical,
-        score: 70.0 + (rate / 10_000.0).min(20.0),
-        summary: format!(
-            "Tasks pile up: {first:.0} → {last:.0} alive (+{rate:.0}/min) with no limit"
-        ),
-        evidence: vec![
-            format!("alive tasks {first:.0} → {last:.0}"),
-            format!("growing {rate:.0} per minute"),
-        ],
-        recommendation: "Work is spawned faster than it finishes, with no bound: limit \
-            concurrency with a tokio::sync::Semaphore (acquire before spawning) or a JoinSet \
-            with a cap, and push back on callers (tower::limit::ConcurrencyLimit, a bounded \
-            channel) instead of spawning a task per request."
-            .into(),
-        culprit: None,
-    }]
 }
 
 fn healthy(w: &Window) -> Finding {
@@ -1531,6 +679,55 @@ mod tests {
             ]
         );
         assert!(d.findings[1].score > d.findings[0].score, "{d:#?}");
+    }
+
+    #[test]
+    fn the_readme_quotes_the_thresholds() {
+        let readme = include_str!("../../README.md");
+        let pct = |x: f64| format!("{:.0} %", x * 100.0);
+        let ms = |us: f64| format!("{:.0} ms", us / 1e3);
+        let mib = |b: f64| format!("{:.0} MiB", b / MIB);
+        for quote in [
+            format!("stalls add up to ≥ {} of the window", pct(STALL_SHARE)),
+            format!("one lasts ≥ {}", ms(STALL_LONGEST_US)),
+            format!(
+                "lag p99 median ≥ {} or max ≥ {}",
+                ms(LAG_P99_MEDIAN_US),
+                ms(LAG_MAX_US)
+            ),
+            format!("≥ {} of the stalled time is threads waiting", pct(LOCK_WAIT_FLOOR)),
+            format!("≥ {} waiting for it or working", pct(LOCK_STALL_SHARE)),
+            format!("≥ {} waiting alone", pct(LOCK_WAIT_ALONE)),
+            format!("busy ratio median ≥ {BUSY_SATURATED} on all cores ({BUSY_CRITICAL}, clinic's, is critical)"),
+            format!("busy ratio median ≥ {BUSY_SATURATED} with fewer workers"),
+            format!(
+                "blocking queue median ≥ {BLOCKING_QUEUE_MEDIAN} and max ≥ {BLOCKING_QUEUE_MAX}"
+            ),
+            format!(
+                "waiting median ≥ {}, max ≥ {}",
+                ms(BLOCKING_WAIT_MEDIAN_US),
+                ms(BLOCKING_WAIT_MAX_US)
+            ),
+            format!(
+                "Rust heap +≥ {}/min, ≥ {} over the window, rising in ≥ {} of samples",
+                mib(HEAP_GROWTH_PER_MIN),
+                pct(HEAP_GROWTH_SHARE),
+                pct(HEAP_RISING_SHARE)
+            ),
+            format!(
+                "RSS − heap +≥ {}/min and {} over the window while the heap is flat (< {}/min, or {} of that growth)",
+                mib(NATIVE_GROWTH_PER_MIN),
+                mib(NATIVE_GROWTH_MIN_BYTES),
+                mib(HEAP_FLAT_PER_MIN),
+                pct(HEAP_FLAT_SHARE)
+            ),
+            format!("≥ {C_HEAP_OVER_RUST}× the Rust heap's rate"),
+            format!(
+                "alive tasks +≥ {TASKS_GROWTH_PER_MIN}/min to ≥ {TASKS_MIN_ALIVE}, growing ≥ {TASKS_GROWTH_FACTOR}× over the window"
+            ),
+        ] {
+            assert!(readme.contains(&quote), "README.md does not say {quote:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! Saturated workers: `cpu-saturation`, or `underused-cores` when the
+//! runtime has fewer workers than the host has cores.
+
+use super::*;
+
+pub(super) fn cpu(w: &Window) -> Vec<Finding> {
+    let Some(busy) = median(&w.means(Metric::BusyRatio)) else {
+        return Vec::new();
+    };
+    if busy < BUSY_SATURATED || w.workers == 0 {
+        return Vec::new();
+    }
+    let cpu = median(&w.means(Metric::CpuRatio));
+    let hot = w
+        .top
+        .iter()
+        .take(3)
+        .map(|t| {
+            format!(
+                "{} ({:.0} %)",
+                t.name,
+                100.0 * t.self_samples as f64 / w.profile_samples.max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>();
+    let mut evidence = vec![
+        format!("busy ratio median {:.0} %", busy * 100.0),
+        format!(
+            "{} workers on a host with {} cores",
+            w.workers, w.host_cores
+        ),
+    ];
+    if let Some(c) = cpu {
+        evidence.push(format!("process CPU median {:.2} cores", c));
+    }
+    if !hot.is_empty() {
+        evidence.push(format!("hottest functions: {}", hot.join(", ")));
+    }
+    evidence.extend(polling_the_workers(w));
+    evidence.extend(waiting_for_workers(w));
+    let severity = if busy >= BUSY_CRITICAL {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    if w.workers < w.host_cores {
+        return vec![Finding {
+            category: Category::UnderusedCores,
+            severity,
+            score: 55.0 + busy * 10.0,
+            summary: format!(
+                "{} worker{} busy while {} of the host's {} cores idle",
+                w.workers,
+                if w.workers == 1 { " is" } else { "s are" },
+                w.host_cores - w.workers,
+                w.host_cores
+            ),
+            evidence,
+            recommendation: format!(
+                "The runtime has fewer workers than cores: raise worker_threads on the tokio \
+                 runtime builder to {} (the default is one per core), or run more processes \
+                 behind a load balancer.",
+                w.host_cores
+            ),
+            // The fix is configuration, not a function.
+            culprit: None,
+        }];
+    }
+    vec![Finding {
+        category: Category::CpuSaturation,
+        severity,
+        score: 55.0 + busy * 10.0,
+        summary: format!(
+            "All {} workers are busy (median {:.0} %): the service is CPU-bound",
+            w.workers,
+            busy * 100.0
+        ),
+        evidence,
+        recommendation: format!(
+            "Add cores or processes, or make the hot code cheaper{}; `lagscope flamegraph` shows \
+             where the time goes.",
+            w.top
+                .first()
+                .map(|t| format!(" (start with {})", t.name))
+                .unwrap_or_default()
+        ),
+        culprit: w.top.first().map(|t| t.name.clone()),
+    }]
+}
