@@ -7,6 +7,7 @@ pub mod heap;
 pub mod names;
 pub mod profiles;
 pub mod series;
+pub mod windows;
 
 use std::collections::{BTreeMap, VecDeque};
 

@@ -2,13 +2,13 @@
 //! live bytes by allocation site at its end and the bytes allocated over
 //! it, frames interned like the CPU windows'.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 pub use lagscope_wire::api::HeapKind;
 use lagscope_wire::doctor::{HeapGrowth, SiteGrowth};
 use lagscope_wire::HeapProfile;
 
-use super::names::Names;
+use super::windows::{Measured, WindowRing};
 use crate::flame::Folded;
 
 /// Windows kept per instance (15 min of 10 s windows).
@@ -62,52 +62,36 @@ impl HeapMerged {
 /// Heap windows of one instance.
 #[derive(Debug, Default)]
 pub struct HeapProfiles {
-    names: Names,
-    windows: VecDeque<Window>,
-    bytes: u64,
+    windows: WindowRing<Window, WINDOWS>,
 }
 
 impl HeapProfiles {
     /// Stores a window from an agent.
     pub fn record(&mut self, p: &HeapProfile) {
-        let mut added = 0;
         let sites = p
             .sites
             .iter()
             .map(|s| {
-                let frames = s
-                    .frames
-                    .iter()
-                    .map(|f| {
-                        let (id, bytes) = self.names.intern(f);
-                        added += bytes;
-                        id
-                    })
-                    .collect();
-                (frames, s.live_bytes, s.allocated_bytes)
+                (
+                    self.windows.intern(&s.frames),
+                    s.live_bytes,
+                    s.allocated_bytes,
+                )
             })
             .collect();
-        self.bytes += added;
-        if self.windows.len() >= WINDOWS {
-            if let Some(old) = self.windows.pop_front() {
-                self.bytes -= window_bytes(&old);
-            }
-        }
-        let w = Window {
+        self.windows.push(Window {
             start_ms: p.start_ms,
             end_ms: p.end_ms,
             sample_bytes: p.sample_bytes,
             samples: p.samples,
             dropped: p.dropped,
             sites,
-        };
-        self.bytes += window_bytes(&w);
-        self.windows.push_back(w);
+        });
     }
 
     /// Estimated bytes held.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.windows.bytes()
     }
 
     /// `kind` bytes by stack over `[from_ms, to_ms]`: in use at the last
@@ -144,8 +128,7 @@ impl HeapProfiles {
                     HeapKind::Alloc => *allocated,
                 };
                 if bytes > 0 {
-                    let names = frames.iter().rev().map(|&i| self.names.get(i));
-                    m.folded.add(names, bytes);
+                    m.folded.add(self.windows.root_first(frames), bytes);
                 }
             }
         }
@@ -169,7 +152,7 @@ impl HeapProfiles {
                     sites.push(SiteGrowth {
                         frames: frames
                             .iter()
-                            .map(|&i| self.names.get(i).to_string())
+                            .map(|&i| self.windows.name(i).to_string())
                             .collect(),
                         ..SiteGrowth::default()
                     });
@@ -190,9 +173,11 @@ impl HeapProfiles {
     }
 }
 
-fn window_bytes(w: &Window) -> u64 {
-    let sites: usize = w.sites.iter().map(|(f, _, _)| f.len() * 4 + 48).sum();
-    (std::mem::size_of::<Window>() + sites) as u64
+impl Measured for Window {
+    fn bytes(&self) -> u64 {
+        let sites: usize = self.sites.iter().map(|(f, _, _)| f.len() * 4 + 48).sum();
+        (std::mem::size_of::<Window>() + sites) as u64
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use lagscope_wire::Profile;
 
-use super::names::Names;
+use super::windows::{Measured, WindowRing};
 use crate::flame::Folded;
 
 /// Continuous windows kept per instance (15 min of 10 s windows).
@@ -60,10 +60,8 @@ impl Merged {
 /// Profiles of one instance.
 #[derive(Debug, Default)]
 pub struct Profiles {
-    names: Names,
-    windows: VecDeque<Window>,
+    windows: WindowRing<Window, WINDOWS>,
     requested: VecDeque<Profile>,
-    bytes: u64,
 }
 
 impl Profiles {
@@ -79,34 +77,21 @@ impl Profiles {
         let stacks: Vec<(Vec<u32>, u32)> = p
             .stacks
             .iter()
-            .map(|s| (s.frames.iter().map(|f| self.intern(f)).collect(), s.count))
+            .map(|s| (self.windows.intern(&s.frames), s.count))
             .collect();
-        if self.windows.len() >= WINDOWS {
-            if let Some(old) = self.windows.pop_front() {
-                self.bytes -= window_bytes(&old);
-            }
-        }
-        let w = Window {
+        self.windows.push(Window {
             start_ms: p.start_ms,
             end_ms: p.end_ms,
             hz: p.hz,
             samples: p.samples,
             dropped: p.dropped,
             stacks,
-        };
-        self.bytes += window_bytes(&w);
-        self.windows.push_back(w);
-    }
-
-    fn intern(&mut self, name: &str) -> u32 {
-        let (id, bytes) = self.names.intern(name);
-        self.bytes += bytes;
-        id
+        });
     }
 
     /// Estimated bytes held.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.windows.bytes()
     }
 
     /// Windows overlapping `[from_ms, to_ms]`, merged.
@@ -126,8 +111,8 @@ impl Profiles {
             m.samples += w.samples;
             m.dropped += w.dropped;
             for (frames, count) in &w.stacks {
-                let names = frames.iter().rev().map(|&i| self.names.get(i));
-                m.folded.add(names, u64::from(*count));
+                m.folded
+                    .add(self.windows.root_first(frames), u64::from(*count));
             }
         }
         m
@@ -139,9 +124,11 @@ impl Profiles {
     }
 }
 
-fn window_bytes(w: &Window) -> u64 {
-    let frames: usize = w.stacks.iter().map(|(f, _)| f.len() * 4 + 32).sum();
-    (std::mem::size_of::<Window>() + frames) as u64
+impl Measured for Window {
+    fn bytes(&self) -> u64 {
+        let frames: usize = self.stacks.iter().map(|(f, _)| f.len() * 4 + 32).sum();
+        (std::mem::size_of::<Window>() + frames) as u64
+    }
 }
 
 #[cfg(test)]
