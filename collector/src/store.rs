@@ -9,6 +9,15 @@ pub mod profiles;
 pub mod series;
 pub mod windows;
 
+mod accounting;
+mod queries;
+mod stalls;
+
+use accounting::*;
+pub use queries::decode_cursor;
+use stalls::*;
+pub use stalls::{STALLS_PER_INSTANCE, STALL_BYTES_PER_INSTANCE};
+
 use std::collections::{BTreeMap, VecDeque};
 
 use lagscope_wire::api::{
@@ -98,83 +107,6 @@ struct Instance {
 /// clock may run a little fast, but a point from the future would freeze
 /// its series (points older than a series' newest are not stored).
 pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
-
-/// Stalls kept per instance; the oldest go first.
-pub const STALLS_PER_INSTANCE: usize = 128;
-/// Estimated bytes of stalls kept per instance; the oldest go first (at
-/// least the newest stall is kept, and it is bounded by [`bounds`]).
-pub const STALL_BYTES_PER_INSTANCE: u64 = 2 * 1024 * 1024;
-
-/// An instance's recent stalls and its running totals.
-#[derive(Debug, Default)]
-struct Stalls {
-    recent: VecDeque<StallEvent>,
-    /// Stalls seen (each counted once, when first reported).
-    total: u64,
-    /// Time in finished stalls, µs.
-    finished_us: u64,
-    bytes: u64,
-}
-
-impl Stalls {
-    /// Adds a new stall or updates a known one (same id).
-    fn record(&mut self, event: &StallEvent) {
-        match self.recent.iter_mut().find(|e| e.id == event.id) {
-            Some(known) => {
-                if known.ongoing && !event.ongoing {
-                    self.finished_us += event.duration_us;
-                }
-                self.bytes = self.bytes - stall_bytes(known) + stall_bytes(event);
-                *known = event.clone();
-            }
-            None => {
-                self.total += 1;
-                if !event.ongoing {
-                    self.finished_us += event.duration_us;
-                }
-                if self.recent.len() >= STALLS_PER_INSTANCE {
-                    self.drop_oldest();
-                }
-                self.bytes += stall_bytes(event);
-                self.recent.push_back(event.clone());
-            }
-        }
-        while self.bytes > STALL_BYTES_PER_INSTANCE && self.recent.len() > 1 {
-            self.drop_oldest();
-        }
-    }
-
-    /// Forgets the oldest stalls until `bytes` are freed or none is left;
-    /// the bytes freed.
-    fn shed(&mut self, bytes: u64) -> u64 {
-        let before = self.bytes;
-        while before - self.bytes < bytes && !self.recent.is_empty() {
-            self.drop_oldest();
-        }
-        before - self.bytes
-    }
-
-    /// Forgets the oldest stall kept (its totals stay).
-    fn drop_oldest(&mut self) {
-        if let Some(old) = self.recent.pop_front() {
-            self.bytes -= stall_bytes(&old);
-        }
-    }
-}
-
-/// Estimated heap bytes of a stall event.
-fn stall_bytes(e: &StallEvent) -> u64 {
-    let frames: usize = e
-        .stacks
-        .iter()
-        .flat_map(|s| &s.frames)
-        .map(|f| f.len() + 24)
-        .sum();
-    (std::mem::size_of::<StallEvent>()
-        + frames
-        + e.blocking_function.as_ref().map_or(0, String::len)
-        + e.span.as_ref().map_or(0, String::len)) as u64
-}
 
 /// An instance's stall counters (for `/metrics`).
 #[derive(Debug, Clone, PartialEq)]
@@ -535,83 +467,6 @@ impl Store {
         }
     }
 
-    /// Every service with its instances' latest figures.
-    pub fn services(&self, now_ms: u64) -> ServicesResponse {
-        self.services_page(now_ms, None, usize::MAX, None)
-    }
-
-    /// At most `limit` instances, in (service, instance) order, after the
-    /// one `cursor` names (from a previous page's `next_cursor`), of one
-    /// service or all; `next_cursor` is set when more follow.
-    pub fn services_page(
-        &self,
-        now_ms: u64,
-        service: Option<&str>,
-        limit: usize,
-        after: Option<&(String, String)>,
-    ) -> ServicesResponse {
-        let mut taken = 0;
-        let mut next_cursor = None;
-        let mut services = Vec::new();
-        for (name, insts) in &self.services {
-            if service.is_some_and(|s| s != name) {
-                continue;
-            }
-            let mut page = Vec::new();
-            for (id, inst) in insts {
-                if after
-                    .as_ref()
-                    .is_some_and(|(s, i)| (name.as_str(), id.as_str()) <= (s.as_str(), i.as_str()))
-                {
-                    continue;
-                }
-                if taken == limit {
-                    next_cursor = page
-                        .last()
-                        .map(|i: &(&String, &Instance)| encode_cursor(name, i.0))
-                        .or_else(|| {
-                            services.last().and_then(|s: &ServiceSummary| {
-                                s.instances
-                                    .last()
-                                    .map(|i| encode_cursor(&s.service, &i.instance))
-                            })
-                        });
-                    break;
-                }
-                page.push((id, inst));
-                taken += 1;
-            }
-            if !page.is_empty() {
-                let instances: Vec<InstanceSummary> = page
-                    .into_iter()
-                    .map(|(id, inst)| InstanceSummary {
-                        instance: id.clone(),
-                        health: self.health_of(inst, now_ms),
-                        pid: inst.info.pid,
-                        host: inst.info.host.clone(),
-                        agent_version: inst.info.agent_version.clone(),
-                        capabilities: inst.info.capabilities.clone(),
-                        config_warnings: inst.info.config_warnings.clone(),
-                        notices: inst.info.notices.clone(),
-                        last_sample_ms: inst.latest.as_ref().map(|s| s.timestamp_ms),
-                        samples: inst.samples,
-                        dropped_samples: inst.latest.as_ref().map_or(0, |s| s.dropped_samples),
-                        latest: inst.latest.clone(),
-                    })
-                    .collect();
-                services.push(aggregate(name, instances));
-            }
-            if next_cursor.is_some() {
-                break;
-            }
-        }
-        ServicesResponse {
-            services,
-            collector: self.status(),
-            next_cursor,
-        }
-    }
-
     /// Points of the named series (all series when `names` is empty) of one
     /// instance over `[from_ms, to_ms]`.
     pub fn series(
@@ -831,119 +686,6 @@ impl Store {
             .flat_map(|s| s.values())
             .filter_map(|i| Some((i.latest.as_ref()?, self.health_of(i, now_ms))))
             .collect()
-    }
-}
-
-/// A page cursor: the last (service, instance) of the page, hex-encoded so
-/// any name survives a query string.
-fn encode_cursor(service: &str, instance: &str) -> String {
-    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
-    format!("{}.{}", hex(service), hex(instance))
-}
-
-/// The (service, instance) a page cursor names; `None` for a cursor this
-/// collector did not give out.
-pub fn decode_cursor(cursor: &str) -> Option<(String, String)> {
-    let unhex = |s: &str| -> Option<String> {
-        let bytes = (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()?;
-        String::from_utf8(bytes).ok()
-    };
-    let (s, i) = cursor.split_once('.')?;
-    Some((unhex(s)?, unhex(i)?))
-}
-
-/// What one series costs besides its points: its share of the map's nodes
-/// (room for eleven entries each, partly filled) and its name's allocation.
-/// Calibrated by `collector-bench` ("memory per new instance").
-const SERIES_ENTRY_BYTES: u64 = 96;
-
-/// What an instance's entries cost besides the instance itself: its share of
-/// the service map's nodes and, for a service of one instance (an OTLP
-/// resource, say), the node of its own instance map.
-const INSTANCE_ENTRY_BYTES: u64 = 512;
-
-/// What an instance costs besides its series, stalls and profiles: its
-/// entry, names and what its agent said about itself.
-fn instance_overhead(service: &str, instance: &str, info: &AgentInfo) -> u64 {
-    let strings = |v: &[String]| v.iter().map(|s| s.len() as u64 + 24).sum::<u64>();
-    std::mem::size_of::<Instance>() as u64
-        + INSTANCE_ENTRY_BYTES
-        + service.len() as u64
-        + instance.len() as u64
-        + info.host.len() as u64
-        + info.agent_version.len() as u64
-        + strings(&info.capabilities)
-        + strings(&info.config_warnings)
-        + strings(&info.notices)
-}
-
-/// What keeping `sample` as an instance's latest costs.
-fn sample_bytes(sample: &Sample) -> u64 {
-    use std::mem::size_of;
-    let frames = |frames: &[String]| frames.iter().map(|f| f.len() as u64 + 24).sum::<u64>();
-    size_of::<Sample>() as u64
-        + sample.service.len() as u64
-        + sample.instance.len() as u64
-        + sample
-            .runtimes
-            .iter()
-            .map(|r| {
-                size_of::<lagscope_wire::RuntimeSample>() as u64
-                    + r.name.len() as u64
-                    + (r.worker.len() * size_of::<lagscope_wire::WorkerSample>()) as u64
-            })
-            .sum::<u64>()
-        + sample
-            .gauges
-            .iter()
-            .map(|g| g.name.len() as u64 + 40)
-            .sum::<u64>()
-        + sample.stalls.iter().map(stall_bytes).sum::<u64>()
-        + sample
-            .profiles
-            .iter()
-            .flat_map(|p| &p.stacks)
-            .map(|s| frames(&s.frames) + 32)
-            .sum::<u64>()
-        + sample
-            .heap
-            .iter()
-            .flat_map(|h| &h.sites)
-            .map(|s| frames(&s.frames) + 40)
-            .sum::<u64>()
-}
-
-fn aggregate(service: &str, instances: Vec<InstanceSummary>) -> ServiceSummary {
-    let live: Vec<&Sample> = instances
-        .iter()
-        .filter(|i| i.health == Health::Live)
-        .filter_map(|i| i.latest.as_ref())
-        .collect();
-    let main = |s: &&Sample| {
-        s.runtimes
-            .iter()
-            .find(|r| r.name == lagscope_wire::metric::MAIN_RUNTIME)
-            .cloned()
-    };
-    let lag_p99_us_max = live
-        .iter()
-        .filter_map(|s| main(s)?.lag.map(|l| l.p99_us))
-        .max();
-    let busy: Vec<f64> = live
-        .iter()
-        .filter_map(|s| Some(main(s)?.busy_ratio))
-        .collect();
-    let busy_ratio_mean = (!busy.is_empty()).then(|| busy.iter().sum::<f64>() / busy.len() as f64);
-    let rss: Vec<u64> = live.iter().filter_map(|s| s.memory.rss_bytes).collect();
-    ServiceSummary {
-        service: service.to_string(),
-        lag_p99_us_max,
-        busy_ratio_mean,
-        rss_bytes_total: (!rss.is_empty()).then(|| rss.iter().sum()),
-        instances,
     }
 }
 
