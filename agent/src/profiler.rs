@@ -88,7 +88,7 @@ static RING_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Whether the handler records anything.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// The signal the handler is installed on, or why it could not be.
-static INSTALLED: OnceLock<Result<i32, String>> = OnceLock::new();
+static INSTALLED: OnceLock<Result<i32, stack::SignalError>> = OnceLock::new();
 
 /// A profile the collector asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,9 +139,20 @@ impl Exchange {
 /// Set while a profiler runs: the ring is per process, so one at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
+/// Why this process cannot have a CPU profiler.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ProfilerError {
+    /// Its timer signal could not be handled.
+    #[error(transparent)]
+    Signal(#[from] stack::SignalError),
+    /// Another agent in the process holds the one sample ring.
+    #[error("another lagscope agent in this process already profiles it")]
+    Running,
+}
+
 /// Installs the signal handler (once per process) and claims the profiler;
 /// the error says why it cannot run.
-pub(crate) fn install() -> Result<i32, String> {
+pub(crate) fn install() -> Result<i32, ProfilerError> {
     let signal = INSTALLED
         .get_or_init(|| {
             stack::install_free(
@@ -152,7 +163,7 @@ pub(crate) fn install() -> Result<i32, String> {
         })
         .clone()?;
     if RUNNING.swap(true, Ordering::AcqRel) {
-        return Err("another lagscope agent in this process already profiles it".into());
+        return Err(ProfilerError::Running);
     }
     Ok(signal)
 }

@@ -91,7 +91,7 @@ static SLOT_COPY: StackCopy<{ CAPTURE_COPY_BYTES / 8 }> = StackCopy::new();
 /// Serialises captures: the slot holds one at a time.
 static CAPTURING: Mutex<()> = Mutex::new(());
 /// The signal our handler is installed on, or why it could not be.
-static INSTALLED: OnceLock<Result<i32, String>> = OnceLock::new();
+static INSTALLED: OnceLock<Result<i32, SignalError>> = OnceLock::new();
 
 /// The real-time signal stack capture uses, once it is installed (the first
 /// free one from `SIGRTMIN + 3` up).
@@ -108,7 +108,7 @@ pub enum StackError {
     Unsupported,
     /// The signal already has a handler that is not lagscope's.
     #[error("cannot install the stack-capture handler: {0}")]
-    Signal(String),
+    Signal(SignalError),
     /// The thread does not exist (any more).
     #[error("no thread {0} in this process")]
     NoSuchThread(i32),
@@ -149,9 +149,7 @@ pub(crate) fn capture_up_to(
     if taken_over(signal) {
         // The host replaced our handler after we installed it: a signal
         // sent now would reach the host's handler. Send none.
-        return Err(StackError::Signal(format!(
-            "signal {signal} was taken over by another handler after lagscope installed its own; stack capture is off"
-        )));
+        return Err(StackError::Signal(SignalError::TakenOver(signal)));
     }
 
     settle(timeout).map_err(|()| StackError::Timeout(tid, timeout))?;
@@ -232,7 +230,7 @@ fn settle(timeout: Duration) -> Result<(), ()> {
 
 /// Installs the capture handler on the first free real-time signal from
 /// `SIGRTMIN + DEFAULT_SIGNAL_OFFSET` up.
-fn install() -> Result<i32, String> {
+fn install() -> Result<i32, SignalError> {
     install_free(DEFAULT_SIGNAL_OFFSET, handler, "")
 }
 
@@ -298,6 +296,7 @@ pub(crate) use copy::CopyPool;
 use copy::StackCopy;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use registers::own_registers;
+pub use signal::SignalError;
 pub(crate) use signal::{install_free, is_ours};
 pub(crate) use walk::{decide_frame_walk, own_stack_top, walk, walk_own};
 #[cfg(target_arch = "x86_64")]
