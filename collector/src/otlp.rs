@@ -14,19 +14,20 @@
 
 pub mod forward;
 pub mod map;
+pub mod pb;
 
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService;
-use opentelemetry_proto::tonic::collector::metrics::v1::{
+use crate::otlp::pb::collector::metrics::v1::metrics_service_server::MetricsService;
+use crate::otlp::pb::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
-use opentelemetry_proto::tonic::collector::trace::v1::{
+use crate::otlp::pb::collector::trace::v1::trace_service_server::TraceService;
+use crate::otlp::pb::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use prost::Message;
 
 use crate::shared::Shared;

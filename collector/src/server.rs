@@ -250,14 +250,16 @@ pub async fn start_with(
             .map_err(|e| StartError::Tls(e.to_string()))?;
     }
     // OTLP metrics from other runtimes, on the same port, token and limits.
-    let otlp = opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
-        crate::otlp::OtlpMetrics::new(shared.clone()),
-    )
-    .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let otlp_traces = opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
-        crate::otlp::OtlpTraces::new(shared.clone()),
-    )
-    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let otlp =
+        crate::otlp::pb::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+            crate::otlp::OtlpMetrics::new(shared.clone()),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let otlp_traces =
+        crate::otlp::pb::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+            crate::otlp::OtlpTraces::new(shared.clone()),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut tasks = Vec::new();
     if let Some(url) = &config.otlp_export {
         let forwarder = Arc::new(crate::otlp::forward::Forwarder::default());

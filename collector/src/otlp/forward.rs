@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::otlp::pb::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use crate::otlp::pb::collector::trace::v1::trace_service_client::TraceServiceClient;
 use lagscope_wire::Sample;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use tokio::sync::Notify;
 
 use super::map;

@@ -20,6 +20,15 @@
 
 use std::collections::HashMap;
 
+use crate::otlp::pb::collector::metrics::v1::ExportMetricsServiceRequest;
+use crate::otlp::pb::collector::trace::v1::ExportTraceServiceRequest;
+use crate::otlp::pb::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use crate::otlp::pb::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+};
+use crate::otlp::pb::resource::v1::Resource;
+use crate::otlp::pb::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use lagscope_wire::metric::{
     Kind, Metric as LagscopeMetric, Source, LAG_HISTOGRAM_BOUNDS_S, LAG_HISTOGRAM_OTLP,
     MAIN_RUNTIME, TABLE,
@@ -27,15 +36,6 @@ use lagscope_wire::metric::{
 use lagscope_wire::{
     LagStats, MemorySample, ProcessSample, RuntimeSample, Sample, StallDetection, StallEvent,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
-    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 
 /// One instance's sample from an OTLP export, and what its resource says.
 #[derive(Debug, Clone, PartialEq)]
