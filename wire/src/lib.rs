@@ -2,13 +2,16 @@
 //!
 //! - [`sample`]: the plain per-interval [`Sample`] struct the agent produces and
 //!   the collector stores; serde-serializable (JSON lines, HTTP API).
-//! - [`pb`]: the versioned protobuf schema `lagscope.v1` and its gRPC service.
-//! - [`convert`]: lossless conversion between the two.
+//! - `pb`: the versioned protobuf schema `lagscope.v1` and its gRPC service
+//!   (cargo feature `grpc`).
+//! - `convert`: lossless conversion between the two (feature `grpc`).
 //! - [`api`]: the collector's HTTP JSON API types.
 //! - [`metric`]: the one metric table — series, Prometheus and OTLP names,
 //!   units and docs of every metric, and the sample field each comes from.
 
 pub mod api;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod convert;
 pub mod doctor;
 pub mod duration;
@@ -26,6 +29,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Generated from `proto/lagscope/v1/lagscope.proto`.
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 #[allow(missing_docs, clippy::all, clippy::unwrap_used)]
 pub mod pb {
     tonic::include_proto!("lagscope.v1");

@@ -4,7 +4,11 @@
 
 #![allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
 // The definitions' comments are protobuf prose, not rustdoc.
-#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
+#![allow(
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links
+)]
 
 /// `opentelemetry.proto.*`, nested as the generated code refers to itself.
 pub mod opentelemetry {
