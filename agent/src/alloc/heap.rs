@@ -314,7 +314,7 @@ fn record(address: usize, weight: u64) {
 fn capture(weight: u64) -> Option<(usize, Writing<'static>)> {
     use crate::platform::stack;
     let top = stack::own_stack_top()?;
-    let (i, hold) = crate::platform::slots::claim_first(RAW.iter().map(|r| &r.slot))?;
+    let (i, hold) = crate::platform::slots::claim_first(&RAW, |r| &r.slot)?;
     let raw = &RAW[i];
     raw.weight.store(weight, Relaxed);
     let at = stack::own_registers();

@@ -178,16 +178,22 @@ impl Drop for Ready<'_> {
     }
 }
 
-/// Writer: claims the first free slot of `slots`, lowest first (so at low
-/// rates only the first few are ever touched, and resident).
-pub(crate) fn claim_first<'a, I>(slots: I) -> Option<(usize, Writing<'a>)>
-where
-    I: IntoIterator<Item = &'a Slot>,
-{
-    slots
-        .into_iter()
-        .enumerate()
-        .find_map(|(i, s)| s.claim().map(|w| (i, w)))
+/// Writer: claims the first free slot of `items` (each carrying the `Slot`
+/// that `slot` picks out), lowest first, so at low rates only the first few
+/// are ever touched (resident). A plain loop: it runs in signal handlers,
+/// on small stacks, in debug builds too.
+pub(crate) fn claim_first<'a, T>(
+    items: &'a [T],
+    slot: fn(&'a T) -> &'a Slot,
+) -> Option<(usize, Writing<'a>)> {
+    let mut i = 0;
+    while i < items.len() {
+        if let Some(hold) = slot(&items[i]).claim() {
+            return Some((i, hold));
+        }
+        i += 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -226,15 +232,16 @@ mod tests {
     #[test]
     fn claim_first_takes_the_lowest_free_slot() {
         let slots = [Slot::new(), Slot::new(), Slot::new()];
-        let (i, a) = claim_first(&slots).expect("free");
-        let (j, b) = claim_first(&slots).expect("free");
+        let itself = |s| s;
+        let (i, a) = claim_first(&slots, itself).expect("free");
+        let (j, b) = claim_first(&slots, itself).expect("free");
         assert_eq!((i, j), (0, 1));
         drop(a);
-        let (k, _c) = claim_first(&slots).expect("free");
+        let (k, _c) = claim_first(&slots, itself).expect("free");
         assert_eq!(k, 0);
         b.publish();
-        let (_, _d) = claim_first(&slots).expect("slot 2 is free");
-        assert!(claim_first(&slots).is_none());
+        let (_, _d) = claim_first(&slots, itself).expect("slot 2 is free");
+        assert!(claim_first(&slots, itself).is_none());
     }
 
     #[test]
@@ -262,7 +269,7 @@ mod tests {
                     let mut written = 0;
                     for n in 0..20_000usize {
                         let v = w << 32 | n;
-                        if let Some((i, hold)) = claim_first(cells.iter().map(|c| &c.slot)) {
+                        if let Some((i, hold)) = claim_first(&cells, |c| &c.slot) {
                             cells[i].a.store(v, Ordering::Relaxed);
                             cells[i].b.store(v, Ordering::Relaxed);
                             hold.publish();

@@ -593,6 +593,26 @@ mod tests {
     }
 
     #[test]
+    fn the_handler_runs_with_real_time_signals_blocked_so_ours_never_nest() {
+        let signal = INSTALLED.get_or_init(install).clone().expect("installed");
+        // SAFETY: a zeroed sigaction is a valid query argument; querying
+        // with a null new action changes nothing; `sigismember` reads the
+        // mask the kernel returned.
+        let blocked = unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(signal, std::ptr::null(), &mut current), 0);
+            (libc::SIGRTMIN()..=libc::SIGRTMAX())
+                .filter(|&rt| libc::sigismember(&current.sa_mask, rt) == 1)
+                .count()
+        };
+        let all = (libc::SIGRTMAX() - libc::SIGRTMIN() + 1) as usize;
+        assert_eq!(
+            blocked, all,
+            "the profiler's signal could nest inside a capture"
+        );
+    }
+
+    #[test]
     fn a_thread_that_does_not_exist_is_an_error() {
         assert_eq!(
             capture(i32::MAX - 7, Duration::from_millis(100)),

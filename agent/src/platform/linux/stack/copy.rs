@@ -56,7 +56,7 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
     /// slot and returns its index; `None` if every slot is taken.
     /// Async-signal-safe.
     pub(crate) fn fill(&self, context: *mut libc::c_void) -> Option<usize> {
-        let (i, hold) = slots::claim_first(self.slots.iter().map(|s| &s.slot))?;
+        let (i, hold) = slots::claim_first(&self.slots, |s| &s.slot)?;
         // SAFETY: this handler holds the slot (claimed above), so it alone
         // touches the copy until it publishes it below.
         unsafe { self.slots[i].copy.fill(context, usize::MAX) };
@@ -69,7 +69,7 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
     /// `fp` it read at one instruction, into the first free slot; returns
     /// its index, `None` if every slot is taken.
     pub(crate) fn fill_own(&self, pc: usize, sp: usize, fp: usize, top: usize) -> Option<usize> {
-        let (i, hold) = slots::claim_first(self.slots.iter().map(|s| &s.slot))?;
+        let (i, hold) = slots::claim_first(&self.slots, |s| &s.slot)?;
         // SAFETY: this thread holds the slot (claimed above), so it alone
         // touches the copy until it publishes it below; the caller passes
         // its own live stack, mapped from `sp` to `top`.

@@ -101,8 +101,17 @@ pub(crate) fn install_handler(
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = handler as usize;
     action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
-    // SAFETY: `sa_mask` is a valid sigset_t to empty.
-    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // Real-time signals wait while the handler runs, so lagscope's handlers
+    // (the stall capture's, the profiler's) never nest: each runs on the
+    // thread's small alternate signal stack (8 KiB on Rust threads), which
+    // has room for one.
+    // SAFETY: `sa_mask` is a valid sigset_t to empty and add to.
+    unsafe {
+        libc::sigemptyset(&mut action.sa_mask);
+        for rt in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+            libc::sigaddset(&mut action.sa_mask, rt);
+        }
+    }
     // SAFETY: the caller passes an async-signal-safe handler; it is a plain
     // function, so it lives forever.
     if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
