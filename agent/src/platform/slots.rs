@@ -9,9 +9,9 @@
 //!            claim (writer, CAS)            publish (writer, Release)
 //!   FREE ─────────────────────────▶ WRITING ─────────────────────────▶ READY
 //!    ▲ │                             │ ▲ │                               │
-//!    │ │ arm (reader)       abandon  │ │ │ decline (writer: not for it)  │
+//!    │ │ arm (reader)       abandon  │ │ │ give back (re-armed for another)
 //!    │ ▼                  (writer)   │ │ ▼                               │
-//!    │ ARMED ──── answer (writer, CAS) ┘ ARMED                           │
+//!    │ ARMED ─ answer_if (its writer, CAS) ┘ ARMED                       │
 //!    │   │                           │                                   │
 //!    │   └ disarm (reader, CAS) ─────┤                                   │
 //!    └───────────────────────────────┴──── release (reader, Release) ◀───┘
@@ -99,10 +99,18 @@ impl Slot {
             .is_ok()
     }
 
-    /// Writer: takes a slot a reader armed. `None` if it is not armed (the
-    /// reader gave up, or another writer answered).
-    pub(crate) fn answer(&self) -> Option<Writing<'_>> {
-        self.take(ARMED)
+    /// Writer: takes a slot a reader armed for it: `mine` says whether the
+    /// request (which the reader wrote before arming) is this writer's. A
+    /// writer it is not for leaves the slot alone, so it never holds the
+    /// slot while the one it is for comes to answer. `mine` is asked again
+    /// once the slot is taken (the reader may have re-armed it for another
+    /// in between); if the answer changed, the slot is given back armed.
+    pub(crate) fn answer_if(&self, mine: impl Fn() -> bool) -> Option<Writing<'_>> {
+        if self.state.load(Ordering::Acquire) != ARMED || !mine() {
+            return None;
+        }
+        let hold = self.take(ARMED)?;
+        mine().then_some(hold)
     }
 
     /// Reader: withdraws an armed slot no writer answered yet.
@@ -225,8 +233,14 @@ mod tests {
         assert!(slot.is_free());
         assert!(slot.arm());
         assert!(slot.claim().is_none(), "an armed slot waits for its answer");
-        drop(slot.answer().expect("armed"));
-        assert_eq!(slot.disarm(), Disarmed::Freed, "declined: still armed");
+        assert!(slot.answer_if(|| false).is_none(), "not for this writer");
+        let looks = std::cell::Cell::new(0);
+        let changed = || {
+            looks.set(looks.get() + 1);
+            looks.get() == 1
+        };
+        assert!(slot.answer_if(changed).is_none(), "re-armed for another");
+        assert_eq!(slot.disarm(), Disarmed::Freed, "given back: still armed");
     }
 
     #[test]
@@ -306,7 +320,8 @@ mod tests {
     // invariants of the module doc.
 
     /// What each actor does next. Writers of the pool kind claim; writers of
-    /// the request kind answer, and may decline (not the thread asked for).
+    /// the request kind answer if the request is theirs at the first look
+    /// and at the second (after taking the slot).
     #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
     enum Step {
         Start,
@@ -337,7 +352,7 @@ mod tests {
     #[derive(Clone, Copy, PartialEq)]
     enum Kind {
         PoolWriter,
-        AnsweringWriter { declines: bool },
+        AnsweringWriter { first: bool, second: bool },
         PoolReader,
         RequestReader,
     }
@@ -362,16 +377,23 @@ mod tests {
                 }
                 None => n.actors[actor] = Step::Done,
             }),
-            (Kind::AnsweringWriter { declines }, Step::Start) => next(&|n, s| match s.answer() {
-                Some(hold) if declines => {
-                    drop(hold);
-                    n.actors[actor] = Step::Done;
+            (Kind::AnsweringWriter { first, second }, Step::Start) => next(&|n, s| {
+                let looks = std::cell::Cell::new(0);
+                let mine = || {
+                    looks.set(looks.get() + 1);
+                    if looks.get() == 1 {
+                        first
+                    } else {
+                        second
+                    }
+                };
+                match s.answer_if(mine) {
+                    Some(hold) => {
+                        std::mem::forget(hold);
+                        n.actors[actor] = Step::Writing;
+                    }
+                    None => n.actors[actor] = Step::Done,
                 }
-                Some(hold) => {
-                    std::mem::forget(hold);
-                    n.actors[actor] = Step::Writing;
-                }
-                None => n.actors[actor] = Step::Done,
             }),
             (Kind::PoolWriter | Kind::AnsweringWriter { .. }, Step::Writing) => next(&|n, _| {
                 assert!(
@@ -511,11 +533,14 @@ mod tests {
 
     #[test]
     fn model_a_request_is_answered_once_and_never_left_armed() {
-        for declines in [false, true] {
+        for (first, second) in [(true, true), (false, false), (true, false)] {
             let kinds = [
                 Kind::RequestReader,
-                Kind::AnsweringWriter { declines },
-                Kind::AnsweringWriter { declines: false },
+                Kind::AnsweringWriter { first, second },
+                Kind::AnsweringWriter {
+                    first: true,
+                    second: true,
+                },
                 Kind::PoolWriter,
             ];
             let ends = explore(&kinds);

@@ -265,16 +265,16 @@ extern "C" fn handler(
     _info: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
-    let Some(hold) = REQUEST.slot.answer() else {
+    // A late signal of a capture that gave up, reaching its thread while
+    // the slot is armed for another, leaves the slot to that one.
+    // SAFETY: `gettid` is a plain system call.
+    let me = unsafe { libc::gettid() };
+    let Some(hold) = REQUEST
+        .slot
+        .answer_if(|| REQUEST.target.load(Ordering::Relaxed) == me)
+    else {
         return;
     };
-    // Read after answering, which acquires what the capture wrote before
-    // it armed the slot. A signal that reached another thread declines
-    // (dropping the hold arms the slot again).
-    // SAFETY: `gettid` is a plain system call.
-    if unsafe { libc::gettid() } != REQUEST.target.load(Ordering::Relaxed) {
-        return;
-    }
     let n = walk(context, &REQUEST.frames);
     REQUEST.len.store(n, Ordering::Relaxed);
     // SAFETY: this handler holds the request's slot (answered above): only
