@@ -355,6 +355,12 @@ fn the_api_answers_odd_requests_clearly() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("from_ms"), "{body}");
+    let (status, body) = http_get(collector.http, "/api/v1/stalls?limit=lots", &[auth]);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("limit must be a whole number, got \"lots\""),
+        "{body}"
+    );
     let (status, body) = http_get(collector.http, "/api/v1/services?cursor=zz", &[auth]);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("next_cursor"), "{body}");

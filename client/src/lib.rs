@@ -6,6 +6,10 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use lagscope_wire::api::query::{
+    route, DoctorQuery, HeapQuery, ProfileQuery, ProfileRequestQuery, SampleIntervalQuery,
+    SeriesQuery, StallsQuery,
+};
 use lagscope_wire::api::{ProfileResponse, SeriesResponse, ServicesResponse, StallsResponse};
 use lagscope_wire::doctor::DoctorResponse;
 use serde::de::DeserializeOwned;
@@ -74,7 +78,7 @@ impl Client {
 
     /// `GET /api/v1/services`.
     pub fn services(&self) -> Result<ServicesResponse, ClientError> {
-        self.get_json("/api/v1/services")
+        self.get_json(route::SERVICES)
     }
 
     /// `GET .../series` of one instance over `[from_ms, to_ms]`, at most
@@ -87,12 +91,14 @@ impl Client {
         to_ms: u64,
         max_points: Option<usize>,
     ) -> Result<SeriesResponse, ClientError> {
-        let limit = max_points.map_or(String::new(), |m| format!("&max_points={m}"));
-        self.get_json(&format!(
-            "/api/v1/services/{}/instances/{}/series?from_ms={from_ms}&to_ms={to_ms}{limit}",
-            encode(service),
-            encode(instance)
-        ))
+        let q = SeriesQuery {
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+            max_points,
+            ..SeriesQuery::default()
+        };
+        let path = route::instance(route::INSTANCE_SERIES, service, instance);
+        self.get_json(&route::with_query(&path, &q))
     }
 
     /// `GET /api/v1/stalls` of one instance, newest first.
@@ -102,11 +108,7 @@ impl Client {
         instance: &str,
         limit: usize,
     ) -> Result<StallsResponse, ClientError> {
-        self.get_json(&format!(
-            "/api/v1/stalls?service={}&instance={}&limit={limit}",
-            encode(service),
-            encode(instance)
-        ))
+        self.stalls_of(service, Some(instance), limit)
     }
 
     /// `GET /api/v1/doctor`: a diagnosis per instance of `service` (or just
@@ -118,13 +120,13 @@ impl Client {
         window_ms: u64,
         with_windows: bool,
     ) -> Result<DoctorResponse, ClientError> {
-        let instance = instance
-            .map(|i| format!("&instance={}", encode(i)))
-            .unwrap_or_default();
-        self.get_json(&format!(
-            "/api/v1/doctor?service={}{instance}&window_ms={window_ms}&windows={with_windows}",
-            encode(service)
-        ))
+        let q = DoctorQuery {
+            service: Some(service.into()),
+            instance: instance.map(String::from),
+            window_ms: Some(window_ms),
+            windows: Some(with_windows),
+        };
+        self.get_json(&route::with_query(route::DOCTOR, &q))
     }
 
     /// `GET …/latest`: the newest sample of one instance.
@@ -133,11 +135,7 @@ impl Client {
         service: &str,
         instance: &str,
     ) -> Result<lagscope_wire::Sample, ClientError> {
-        self.get_json(&format!(
-            "/api/v1/services/{}/instances/{}/latest",
-            encode(service),
-            encode(instance)
-        ))
+        self.get_json(&route::instance(route::INSTANCE_LATEST, service, instance))
     }
 
     /// `GET /api/v1/stalls` of a service (one instance or all), newest first.
@@ -147,13 +145,12 @@ impl Client {
         instance: Option<&str>,
         limit: usize,
     ) -> Result<StallsResponse, ClientError> {
-        let instance = instance
-            .map(|i| format!("&instance={}", encode(i)))
-            .unwrap_or_default();
-        self.get_json(&format!(
-            "/api/v1/stalls?service={}{instance}&limit={limit}",
-            encode(service)
-        ))
+        let q = StallsQuery {
+            service: Some(service.into()),
+            instance: instance.map(String::from),
+            limit: Some(limit),
+        };
+        self.get_json(&route::with_query(route::STALLS, &q))
     }
 
     /// `GET /api/v1/profile`: continuous CPU samples of `service` (one
@@ -165,13 +162,14 @@ impl Client {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<ProfileResponse, ClientError> {
-        let instance = instance
-            .map(|i| format!("&instance={}", encode(i)))
-            .unwrap_or_default();
-        self.get_json(&format!(
-            "/api/v1/profile?service={}{instance}&from_ms={from_ms}&to_ms={to_ms}",
-            encode(service)
-        ))
+        let q = ProfileQuery {
+            service: Some(service.into()),
+            instance: instance.map(String::from),
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+            folded: None,
+        };
+        self.get_json(&route::with_query(route::PROFILE, &q))
     }
 
     /// Heap bytes of `kind` by allocation site over `[from_ms, to_ms]`
@@ -185,14 +183,14 @@ impl Client {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<lagscope_wire::api::HeapResponse, ClientError> {
-        let instance = instance
-            .map(|i| format!("&instance={}", encode(i)))
-            .unwrap_or_default();
-        self.get_json(&format!(
-            "/api/v1/heap?service={}{instance}&kind={}&from_ms={from_ms}&to_ms={to_ms}",
-            encode(service),
-            kind.name()
-        ))
+        let q = HeapQuery {
+            service: Some(service.into()),
+            instance: instance.map(String::from),
+            kind: Some(kind),
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+        };
+        self.get_json(&route::with_query(route::HEAP, &q))
     }
 
     /// Like [`profile`](Self::profile) but without the folded stacks: just
@@ -204,11 +202,14 @@ impl Client {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<ProfileResponse, ClientError> {
-        self.get_json(&format!(
-            "/api/v1/profile?service={}&instance={}&from_ms={from_ms}&to_ms={to_ms}&folded=false",
-            encode(service),
-            encode(instance)
-        ))
+        let q = ProfileQuery {
+            service: Some(service.into()),
+            instance: Some(instance.into()),
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+            folded: Some(false),
+        };
+        self.get_json(&route::with_query(route::PROFILE, &q))
     }
 
     /// Asks one connected agent for a `seconds`-long profile at `hz` and
@@ -220,16 +221,16 @@ impl Client {
         seconds: u64,
         hz: u32,
     ) -> Result<ProfileResponse, ClientError> {
-        let path = format!(
-            "/api/v1/services/{}/instances/{}/profile?seconds={seconds}&hz={hz}",
-            encode(service),
-            encode(instance)
-        );
+        let q = ProfileRequestQuery {
+            seconds: Some(seconds),
+            hz: Some(hz),
+        };
+        let path = route::instance(route::INSTANCE_PROFILE, service, instance);
         let patient = Client {
             timeout: Duration::from_secs(seconds + 20),
             ..self.clone()
         };
-        let body = patient.request("POST", &path)?;
+        let body = patient.request("POST", &route::with_query(&path, &q))?;
         serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
@@ -246,12 +247,10 @@ impl Client {
         instance: &str,
         ms: u64,
     ) -> Result<(), ClientError> {
-        let path = format!(
-            "/api/v1/services/{}/instances/{}/sample-interval?ms={ms}",
-            encode(service),
-            encode(instance)
-        );
-        self.request("POST", &path).map(|_| ())
+        let q = SampleIntervalQuery { ms: Some(ms) };
+        let path = route::instance(route::INSTANCE_SAMPLE_INTERVAL, service, instance);
+        self.request("POST", &route::with_query(&path, &q))
+            .map(|_| ())
     }
 
     fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -347,19 +346,6 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, ClientError> {
     }
 }
 
-/// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,11 +366,5 @@ mod tests {
         assert!(Client::new("http://127.0.0.1:6671/", None).is_ok());
         assert!(Client::new("127.0.0.1:6671", None).is_err());
         assert!(Client::new("https://x:1", None).is_err());
-    }
-
-    #[test]
-    fn instance_ids_are_encoded() {
-        assert_eq!(encode("host:123"), "host%3A123");
-        assert_eq!(encode("a b/c"), "a%20b%2Fc");
     }
 }

@@ -17,14 +17,17 @@
 //!
 //! With a token configured, everything but `/healthz` needs
 //! `Authorization: Bearer <token>`.
+//!
+//! The routes and each route's parameters are spelled once, in
+//! [`lagscope_wire::api::query`], which the client uses too; a parameter
+//! that does not parse is a 400 naming it and what it takes.
 
 pub mod body;
 pub mod prometheus;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +39,10 @@ use lagscope_wire::pb::{self, collector_message, CollectorMessage};
 use crate::profile_requests::{Claim, ANSWER_GRACE_MS};
 use crate::record::Recorder;
 use crate::shared::Shared;
+use lagscope_wire::api::query::{
+    route, ApiQuery, DoctorQuery, HeapQuery, MetricsQuery, ProfileQuery, ProfileRequestQuery,
+    SampleIntervalQuery, SeriesQuery, ServicesQuery, StallsQuery,
+};
 use lagscope_wire::api::HeapKind;
 
 /// State of the HTTP handlers.
@@ -64,32 +71,20 @@ impl Api {
     /// The router with every route.
     pub fn router(self) -> Router {
         let protected = Router::new()
-            .route("/metrics", get(metrics))
-            .route("/api/v1/services", get(services))
-            .route("/api/v1/stalls", get(stalls))
-            .route("/api/v1/profile", get(profile))
-            .route("/api/v1/heap", get(heap))
-            .route("/api/v1/doctor", get(doctor))
-            .route("/v1/metrics", post(otlp_metrics))
-            .route(
-                "/api/v1/services/{service}/instances/{instance}/profile",
-                post(request_profile),
-            )
-            .route(
-                "/api/v1/services/{service}/instances/{instance}/series",
-                get(series),
-            )
-            .route(
-                "/api/v1/services/{service}/instances/{instance}/latest",
-                get(latest),
-            )
-            .route(
-                "/api/v1/services/{service}/instances/{instance}/sample-interval",
-                post(set_sample_interval),
-            )
+            .route(route::METRICS, get(metrics))
+            .route(route::SERVICES, get(services))
+            .route(route::STALLS, get(stalls))
+            .route(route::PROFILE, get(profile))
+            .route(route::HEAP, get(heap))
+            .route(route::DOCTOR, get(doctor))
+            .route(route::OTLP_METRICS, post(otlp_metrics))
+            .route(route::INSTANCE_PROFILE, post(request_profile))
+            .route(route::INSTANCE_SERIES, get(series))
+            .route(route::INSTANCE_LATEST, get(latest))
+            .route(route::INSTANCE_SAMPLE_INTERVAL, post(set_sample_interval))
             .route_layer(middleware::from_fn_with_state(self.clone(), authorize));
         Router::new()
-            .route("/healthz", get(|| async { "ok\n" }))
+            .route(route::HEALTHZ, get(|| async { "ok\n" }))
             .merge(protected)
             .layer(middleware::from_fn(refuse_oversized_heads))
             .fallback(|| async {
@@ -154,10 +149,14 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
     next.run(request).await
 }
 
-async fn metrics(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn metrics(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let query: MetricsQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
+    };
     let text = {
         let store = api.shared.store();
-        let service = query.get("service").map(String::as_str);
+        let service = query.service.as_deref();
         let mut latest = store.latest_all(api.shared.now_ms());
         latest.retain(|(s, _)| service.is_none_or(|name| s.service == name));
         let omitted = latest.len().saturating_sub(MAX_METRICS_INSTANCES);
@@ -193,14 +192,12 @@ pub const MAX_PAGE: usize = 10_000;
 /// Most instances one `/metrics` exposition covers; `?service=` narrows it.
 pub const MAX_METRICS_INSTANCES: usize = 2000;
 
-async fn services(
-    State(api): State<Api>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let limit = match query_number(&query, "limit") {
-        Ok(n) => n.map_or(DEFAULT_PAGE, |n| n as usize),
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+async fn services(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let query: ServicesQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
     };
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return (
             StatusCode::BAD_REQUEST,
@@ -208,7 +205,7 @@ async fn services(
         )
             .into_response();
     }
-    let after = match query.get("cursor").map(|c| crate::store::decode_cursor(c)) {
+    let after = match query.cursor.as_deref().map(crate::store::decode_cursor) {
         None => None,
         Some(Some(after)) => Some(after),
         Some(None) => {
@@ -221,7 +218,7 @@ async fn services(
     };
     let mut body = api.shared.store().services_page(
         api.shared.now_ms(),
-        query.get("service").map(String::as_str),
+        query.service.as_deref(),
         limit,
         after.as_ref(),
     );
@@ -229,18 +226,15 @@ async fn services(
     Json(body).into_response()
 }
 
-async fn stalls(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let limit = match query.get("limit").map(|v| v.parse::<usize>()) {
-        None => 100,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return (StatusCode::BAD_REQUEST, "limit must be a whole number\n").into_response()
-        }
+async fn stalls(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let query: StallsQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
     };
     let stalls = api.shared.store().stalls(
-        query.get("service").map(String::as_str),
-        query.get("instance").map(String::as_str),
-        limit,
+        query.service.as_deref(),
+        query.instance.as_deref(),
+        query.limit.unwrap_or(100),
     );
     Json(lagscope_wire::api::StallsResponse { stalls }).into_response()
 }
@@ -266,20 +260,24 @@ fn profile_response(
     }
 }
 
-async fn profile(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let Some(service) = query.get("service") else {
+async fn profile(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let query: ProfileQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
+    };
+    let Some(service) = &query.service else {
         return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
     };
-    let (from, to) = match query_window(&query) {
+    let (from, to) = match window(query.from_ms, query.to_ms) {
         Ok(w) => w,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let instance = query.get("instance").map(String::as_str);
+    let instance = query.instance.as_deref();
     let found = api.shared.store().profile(service, instance, from, to);
     match found {
         Some((instances, merged)) => {
             let mut response = profile_response(service.clone(), instances, merged);
-            if query.get("folded").is_some_and(|v| v == "false") {
+            if query.folded == Some(false) {
                 response.folded.clear();
             }
             Json(response).into_response()
@@ -292,28 +290,20 @@ async fn profile(State(api): State<Api>, Query(query): Query<HashMap<String, Str
     }
 }
 
-async fn heap(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let Some(service) = query.get("service") else {
+async fn heap(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let query: HeapQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
+    };
+    let Some(service) = &query.service else {
         return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
     };
-    let kind = match query.get("kind").map(String::as_str) {
-        None => HeapKind::Inuse,
-        Some(name) => match HeapKind::from_name(name) {
-            Some(k) => k,
-            None => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    format!("kind={name:?}: give inuse or alloc\n"),
-                )
-                    .into_response()
-            }
-        },
-    };
-    let (from, to) = match query_window(&query) {
+    let kind = query.kind.unwrap_or(HeapKind::Inuse);
+    let (from, to) = match window(query.from_ms, query.to_ms) {
         Ok(w) => w,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let instance = query.get("instance").map(String::as_str);
+    let instance = query.instance.as_deref();
     let found = api
         .shared
         .store()
@@ -361,22 +351,23 @@ async fn otlp_metrics(State(api): State<Api>, request: Request) -> Response {
     }
 }
 
-async fn doctor(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let Some(service) = query.get("service") else {
+async fn doctor(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let query: DoctorQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
+    };
+    let Some(service) = &query.service else {
         return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
     };
-    let window_ms = match query_number(&query, "window_ms") {
-        Ok(w) => w.unwrap_or(60_000).max(1000),
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
-    };
-    let with_windows = query.get("windows").is_some_and(|v| v == "true");
+    let window_ms = query.window_ms.unwrap_or(60_000).max(1000);
+    let with_windows = query.windows == Some(true);
     let to = api.shared.now_ms();
     let from = to.saturating_sub(window_ms);
     let store = api.shared.store();
     let instances: Vec<String> = store
         .instance_ids()
         .into_iter()
-        .filter(|(s, i)| s == service && query.get("instance").is_none_or(|want| want == i))
+        .filter(|(s, i)| s == service && query.instance.as_ref().is_none_or(|want| want == i))
         .map(|(_, i)| i)
         .collect();
     if instances.is_empty() {
@@ -402,16 +393,14 @@ async fn doctor(State(api): State<Api>, Query(query): Query<HashMap<String, Stri
 async fn request_profile(
     State(api): State<Api>,
     Path((service, instance)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    let seconds = query
-        .get("seconds")
-        .map_or(Some(10), |v| v.parse::<u64>().ok())
-        .filter(|s| (1..=600).contains(s));
-    let hz = query
-        .get("hz")
-        .map_or(Some(199), |v| v.parse::<u32>().ok())
-        .filter(|h| (1..=1000).contains(h));
+    let query: ProfileRequestQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
+    };
+    let seconds = Some(query.seconds.unwrap_or(10)).filter(|s| (1..=600).contains(s));
+    let hz = Some(query.hz.unwrap_or(199)).filter(|h| (1..=1000).contains(h));
     let (Some(seconds), Some(hz)) = (seconds, hz) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -536,18 +525,17 @@ async fn latest(
 async fn series(
     State(api): State<Api>,
     Path((service, instance)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    let number = |key: &str| query_number(&query, key);
-    let (from, to, max_points) = match (number("from_ms"), number("to_ms"), number("max_points")) {
-        (Ok(f), Ok(t), Ok(m)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX), m),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return (StatusCode::BAD_REQUEST, e).into_response()
-        }
+    let query: SeriesQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
     };
-    if let Err(e) = check_window(from, to) {
-        return (StatusCode::BAD_REQUEST, e).into_response();
-    }
+    let (from, to) = match window(query.from_ms, query.to_ms) {
+        Ok(w) => w,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let max_points = query.max_points;
     if max_points == Some(0) {
         return (
             StatusCode::BAD_REQUEST,
@@ -556,7 +544,8 @@ async fn series(
             .into_response();
     }
     let names: Vec<String> = query
-        .get("names")
+        .names
+        .as_deref()
         .map(|n| {
             n.split(',')
                 .filter(|s| !s.is_empty())
@@ -565,14 +554,7 @@ async fn series(
         })
         .unwrap_or_default();
     let store = api.shared.store();
-    match store.series(
-        &service,
-        &instance,
-        &names,
-        from,
-        to,
-        max_points.map(|m| m as usize),
-    ) {
+    match store.series(&service, &instance, &names, from, to, max_points) {
         Some(r) => Json(r).into_response(),
         None => not_found(&service, &instance),
     }
@@ -581,11 +563,11 @@ async fn series(
 async fn set_sample_interval(
     State(api): State<Api>,
     Path((service, instance)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some(ms) = query
-        .get("ms")
-        .and_then(|v| v.parse::<u64>().ok())
+    let Some(ms) = SampleIntervalQuery::from_query(raw.as_deref().unwrap_or(""))
+        .ok()
+        .and_then(|q| q.ms)
         .filter(|ms| (10..=3_600_000).contains(ms))
     else {
         return (
@@ -616,33 +598,30 @@ async fn set_sample_interval(
     }
 }
 
-/// A window must not end before it starts.
-/// `from_ms`/`to_ms` of a query (default: all time), checked.
-fn query_window(query: &HashMap<String, String>) -> Result<(u64, u64), String> {
-    let from = query_number(query, "from_ms")?.unwrap_or(0);
-    let to = query_number(query, "to_ms")?.unwrap_or(u64::MAX);
-    check_window(from, to)?;
-    Ok((from, to))
+/// The route's typed parameters, or a 400 that names the one it cannot use.
+fn params<T: ApiQuery>(raw: Option<String>) -> Result<T, BadQuery> {
+    T::from_query(raw.as_deref().unwrap_or("")).map_err(BadQuery)
 }
 
-fn check_window(from_ms: u64, to_ms: u64) -> Result<(), String> {
-    if from_ms > to_ms {
+/// A query parameter a route cannot use: answered 400 with what it takes.
+struct BadQuery(lagscope_wire::api::query::QueryError);
+
+impl IntoResponse for BadQuery {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, format!("{}\n", self.0)).into_response()
+    }
+}
+
+/// `from_ms`/`to_ms` of a query (default: all time), checked: a window must
+/// not end before it starts.
+fn window(from_ms: Option<u64>, to_ms: Option<u64>) -> Result<(u64, u64), String> {
+    let (from, to) = (from_ms.unwrap_or(0), to_ms.unwrap_or(u64::MAX));
+    if from > to {
         return Err(format!(
-            "from_ms ({from_ms}) is after to_ms ({to_ms}): the window would be empty\n"
+            "from_ms ({from}) is after to_ms ({to}): the window would be empty\n"
         ));
     }
-    Ok(())
-}
-
-/// A whole-number query parameter, if given.
-fn query_number(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, String> {
-    query
-        .get(key)
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{key} must be a whole number, got {v:?}\n"))
-        })
-        .transpose()
+    Ok((from, to))
 }
 
 fn not_found(service: &str, instance: &str) -> Response {

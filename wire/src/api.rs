@@ -1,6 +1,8 @@
 //! Types of the collector's HTTP JSON API (`/api/v1/...`), shared by the
 //! collector that serves them and the clients (TUI, scripts) that read them.
 
+pub mod query;
+
 use serde::{Deserialize, Serialize};
 
 use crate::sample::{Sample, StallEvent};
