@@ -150,7 +150,7 @@ fn heap_sampling() {
     let mut extra_ns = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
         let timed = |bytes: u64| {
-            lagscope::alloc::heap::set_sample_bytes(bytes);
+            lagscope::low_level::set_heap_sample_bytes(bytes);
             // Let this thread draw its interval under the new setting.
             churn(&COUNTING, 4096);
             run(&COUNTING, 1, OPS)
@@ -212,16 +212,16 @@ fn heap_sampling() {
     };
     let mut per_sample = Vec::new();
     for _ in 0..200 {
-        lagscope::alloc::heap::set_sample_bytes(0);
+        lagscope::low_level::set_heap_sample_bytes(0);
         redraw();
         let unsampled = batch();
-        lagscope::alloc::heap::set_sample_bytes(1);
+        lagscope::low_level::set_heap_sample_bytes(1);
         redraw();
         let _ = agent.heap_profile();
         let sampled = batch();
         per_sample.push((sampled.as_secs_f64() - unsampled.as_secs_f64()) * 1e9 / 32.0);
     }
-    lagscope::alloc::heap::set_sample_bytes(0);
+    lagscope::low_level::set_heap_sample_bytes(0);
     let (s, smin, smax) = median(&mut per_sample);
     println!("  one sampled allocation: median {s:.0} ns [{smin:.0}..{smax:.0}] more than an unsampled one");
     agent.shutdown();
@@ -236,7 +236,7 @@ fn main() {
             Some("counting") => churn(&COUNTING, 1_000_000),
             Some("counting-sampled") => {
                 churn(&COUNTING, 1);
-                lagscope::alloc::heap::set_sample_bytes(
+                lagscope::low_level::set_heap_sample_bytes(
                     lagscope::alloc::heap::DEFAULT_HEAP_SAMPLE_BYTES,
                 );
                 churn(&COUNTING, 1_000_000);

@@ -37,6 +37,8 @@
 //! With `--cfg tokio_unstable` the samples also carry blocking-pool and
 //! local-queue depths, and [`PollHooks`] give exact poll durations.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod agent;
 pub mod alloc;
 mod builder;
@@ -44,6 +46,7 @@ mod error;
 mod export;
 #[cfg(tokio_unstable)]
 mod hooks;
+pub mod low_level;
 mod notices;
 mod options;
 mod platform;
@@ -59,8 +62,10 @@ pub use agent::AgentHandle;
 pub use builder::{Agent, Builder, MAIN_RUNTIME};
 pub use error::Error;
 #[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub use export::otel::OtelProtocol;
 #[cfg(tokio_unstable)]
+#[cfg_attr(docsrs, doc(cfg(tokio_unstable)))]
 pub use hooks::{PollHooks, DEFAULT_LONG_POLL_THRESHOLD};
 pub(crate) use lagscope_wire::sample;
 pub use lagscope_wire::sample::{
@@ -69,18 +74,20 @@ pub use lagscope_wire::sample::{
     WorkerSample,
 };
 #[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub use options::MAX_STALL_THRESHOLD;
 pub use options::{
     DEFAULT_BUFFER_CAPACITY, DEFAULT_LAG_PROBE_INTERVAL, DEFAULT_SAMPLE_INTERVAL,
     MAX_BUFFER_CAPACITY,
 };
 #[cfg(target_os = "linux")]
-pub use platform::stack;
-#[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub use profiler::DEFAULT_PROFILE_HZ;
-pub use span::{current_span, tracing_layer, SpanLayer};
+pub use span::{tracing_layer, SpanLayer};
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use tasks::route;
 pub use tasks::{instrument, Instrumented, TaskMonitor, DEFAULT_MAX_TASK_NAMES};
 #[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub use watchdog::DEFAULT_STALL_THRESHOLD;

@@ -14,7 +14,7 @@
 //!     let _entered = span.enter();
 //!     # #[cfg(target_os = "linux")]
 //!     assert_eq!(
-//!         lagscope::current_span(lagscope::stack::current_tid()).as_deref(),
+//!         lagscope::low_level::current_span(lagscope::low_level::stack::current_tid()).as_deref(),
 //!         Some("checkout{order=42}")
 //!     );
 //! });

@@ -244,13 +244,14 @@ fn the_stack_of_a_blocked_worker_names_the_blocking_function() {
     let rt = runtime(2);
     let (tx, rx) = std::sync::mpsc::channel();
     rt.spawn(async move {
-        let _ = tx.send(lagscope::stack::current_tid());
+        let _ = tx.send(lagscope::low_level::stack::current_tid());
         handler_that_blocks();
     });
     let tid = rx.recv().expect("worker tid");
     std::thread::sleep(Duration::from_millis(50));
-    let frames = lagscope::stack::capture(tid, Duration::from_secs(2)).expect("captured");
-    let names: Vec<String> = lagscope::stack::symbolize(&frames)
+    let frames =
+        lagscope::low_level::stack::capture(tid, Duration::from_secs(2)).expect("captured");
+    let names: Vec<String> = lagscope::low_level::stack::symbolize(&frames)
         .into_iter()
         .filter_map(|f| f.function)
         .collect();

@@ -20,16 +20,17 @@ fn calls_an_inlined_function(d: Duration) {
 }
 
 /// The symbolized stack of a thread 100 ms into `sleeps` for 400 ms.
-fn frames_while(sleeps: fn(Duration)) -> Vec<lagscope::stack::Frame> {
+fn frames_while(sleeps: fn(Duration)) -> Vec<lagscope::low_level::stack::Frame> {
     let (tx, rx) = mpsc::channel();
     let t = std::thread::spawn(move || {
-        let _ = tx.send(lagscope::stack::current_tid());
+        let _ = tx.send(lagscope::low_level::stack::current_tid());
         sleeps(Duration::from_millis(400));
     });
     let tid = rx.recv().expect("tid");
     std::thread::sleep(Duration::from_millis(100));
-    let addresses = lagscope::stack::capture(tid, Duration::from_secs(2)).expect("captured");
-    let frames = lagscope::stack::symbolize(&addresses);
+    let addresses =
+        lagscope::low_level::stack::capture(tid, Duration::from_secs(2)).expect("captured");
+    let frames = lagscope::low_level::stack::symbolize(&addresses);
     t.join().expect("thread");
     frames
 }

@@ -72,8 +72,11 @@ fn lagscope_moves_aside_from_the_hosts_signals_and_never_signals_a_host_handler(
         .expect("the agent starts beside the host's signals");
 
     // Capture works on a free signal, and real stalls are caught.
-    let frames = lagscope::stack::capture(lagscope::stack::current_tid(), Duration::from_secs(1))
-        .expect("capture on a signal the host does not use");
+    let frames = lagscope::low_level::stack::capture(
+        lagscope::low_level::stack::current_tid(),
+        Duration::from_secs(1),
+    )
+    .expect("capture on a signal the host does not use");
     assert!(!frames.is_empty());
     std::thread::sleep(Duration::from_millis(600));
     rt.spawn(async {
@@ -89,14 +92,17 @@ fn lagscope_moves_aside_from_the_hosts_signals_and_never_signals_a_host_handler(
     }
 
     // The host takes lagscope's signal over: lagscope stops signalling.
-    let ours = lagscope::stack::signal().expect("capture is installed");
+    let ours = lagscope::low_level::stack::signal().expect("capture is installed");
     assert!(!signals.contains(&ours));
     install(
         ours,
         counting_handler as extern "C" fn(libc::c_int) as usize,
     );
-    let err = lagscope::stack::capture(lagscope::stack::current_tid(), Duration::from_secs(1))
-        .expect_err("the capture signal now belongs to the host");
+    let err = lagscope::low_level::stack::capture(
+        lagscope::low_level::stack::current_tid(),
+        Duration::from_secs(1),
+    )
+    .expect_err("the capture signal now belongs to the host");
     assert!(err.to_string().contains("taken over"), "{err}");
     rt.spawn(async { std::thread::sleep(Duration::from_millis(300)) });
     // The takeover travels with the samples, said once.

@@ -2,14 +2,16 @@
 //! bounded history per instance and serves it over HTTP (JSON, Prometheus), and
 //! can record everything it stores to a file for later replay.
 
-pub mod api;
+// The HTTP handlers, the gRPC ingest and the profile-request book are the
+// server's insides: the CLI starts the server and reads what it serves.
+pub(crate) mod api;
 pub mod auth;
 pub mod doctor;
 pub mod flame;
-pub mod ingest;
+pub(crate) mod ingest;
 pub mod listener;
 pub mod otlp;
-pub mod profile_requests;
+pub(crate) mod profile_requests;
 pub mod record;
 pub mod report;
 pub mod server;

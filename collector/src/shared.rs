@@ -88,7 +88,13 @@ impl Shared {
 
     /// Decides whether a profile request for an instance starts a profile,
     /// shares the running one or must wait (see [`ProfileRequests`]).
-    pub fn claim_profile(&self, service: &str, instance: &str, hz: u32, seconds: u64) -> Claim {
+    pub(crate) fn claim_profile(
+        &self,
+        service: &str,
+        instance: &str,
+        hz: u32,
+        seconds: u64,
+    ) -> Claim {
         let id = self.next_request_id();
         let now = self.now_ms();
         self.profile_requests
@@ -98,7 +104,7 @@ impl Shared {
     }
 
     /// The profile request `id` is over (answered, timed out or abandoned).
-    pub fn release_profile(&self, service: &str, instance: &str, id: u64) {
+    pub(crate) fn release_profile(&self, service: &str, instance: &str, id: u64) {
         self.profile_requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())

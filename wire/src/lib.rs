@@ -9,6 +9,8 @@
 //! - [`metric`]: the one metric table — series, Prometheus and OTLP names,
 //!   units and docs of every metric, and the sample field each comes from.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod api;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]

@@ -153,14 +153,8 @@ pub fn supported() -> bool {
     ))
 }
 
-/// Sets the mean sampling interval in bytes (0: off). Threads pick it up
-/// within their next 64 KiB of allocations. An agent started with
-/// [`Builder::heap_sample_bytes`](crate::Builder::heap_sample_bytes) sets
-/// it, and unwinds the samples' stacks; without one, samples keep no stack.
-pub fn set_sample_bytes(bytes: u64) {
-    set_mean(bytes);
-}
-
+/// Sets the mean sampling interval in bytes (0: off); see
+/// [`crate::low_level::set_heap_sample_bytes`].
 pub(crate) fn set_mean(bytes: u64) {
     if bytes > 0 && supported() {
         #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]

@@ -31,13 +31,13 @@
 //!
 //! let (tx, rx) = mpsc::channel();
 //! let t = std::thread::spawn(move || {
-//!     tx.send(lagscope::stack::current_tid()).unwrap();
+//!     tx.send(lagscope::low_level::stack::current_tid()).unwrap();
 //!     waits_for_a_while();
 //! });
 //! let tid = rx.recv().unwrap();
 //! std::thread::sleep(Duration::from_millis(50));
-//! let frames = lagscope::stack::capture(tid, Duration::from_secs(1)).unwrap();
-//! let names: Vec<String> = lagscope::stack::symbolize(&frames)
+//! let frames = lagscope::low_level::stack::capture(tid, Duration::from_secs(1)).unwrap();
+//! let names: Vec<String> = lagscope::low_level::stack::symbolize(&frames)
 //!     .into_iter()
 //!     .filter_map(|f| f.function)
 //!     .collect();
