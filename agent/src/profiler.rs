@@ -293,17 +293,24 @@ impl Window {
         }
         let mut stacks: Vec<ProfileStack> = merged
             .into_iter()
-            .map(|(frames, count)| ProfileStack { frames, count })
+            .map(|(frames, count)| {
+                let mut profile_stack = ProfileStack::default();
+                profile_stack.frames = frames;
+                profile_stack.count = count;
+                profile_stack
+            })
             .collect();
         stacks.sort_by_key(|s| std::cmp::Reverse(s.count));
-        Profile {
-            request_id: self.request_id,
-            start_ms: ms(self.start),
-            end_ms: ms(SystemTime::now()),
-            hz: self.hz,
-            samples: self.samples,
-            dropped: self.dropped,
-            stacks,
+        {
+            let mut profile = Profile::default();
+            profile.request_id = self.request_id;
+            profile.start_ms = ms(self.start);
+            profile.end_ms = ms(SystemTime::now());
+            profile.hz = self.hz;
+            profile.samples = self.samples;
+            profile.dropped = self.dropped;
+            profile.stacks = stacks;
+            profile
         }
     }
 }

@@ -172,35 +172,37 @@ impl Sampler {
         let (tasks, task_names_folded) = self.tasks.sample();
         #[cfg(target_os = "linux")]
         crate::platform::stack::check_signal();
-        let sample = Sample {
-            service: self.service.clone(),
-            instance: self.instance.clone(),
-            seq: self.seq,
-            timestamp_ms: SystemTime::now()
+        let sample = {
+            let mut sample_ = Sample::default();
+            sample_.service = self.service.clone();
+            sample_.instance = self.instance.clone();
+            sample_.seq = self.seq;
+            sample_.timestamp_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            interval_us: interval.as_micros() as u64,
-            runtimes,
-            memory: self.memory.sample(interval),
-            process: self.process.sample(interval),
-            gauges: gauges.read(),
-            dropped_samples: dropped,
+                .map_or(0, |d| d.as_millis() as u64);
+            sample_.interval_us = interval.as_micros() as u64;
+            sample_.runtimes = runtimes;
+            sample_.memory = self.memory.sample(interval);
+            sample_.process = self.process.sample(interval);
+            sample_.gauges = gauges.read();
+            sample_.dropped_samples = dropped;
             #[cfg(target_os = "linux")]
-            stalls: self
-                .stalls
-                .as_ref()
-                .map(crate::watchdog::take)
-                .unwrap_or_default(),
-            #[cfg(not(target_os = "linux"))]
-            stalls: Vec::new(),
+            {
+                sample_.stalls = self
+                    .stalls
+                    .as_ref()
+                    .map(crate::watchdog::take)
+                    .unwrap_or_default();
+            }
             #[cfg(target_os = "linux")]
-            profiles: self.profiles.as_ref().map(|e| e.take()).unwrap_or_default(),
-            #[cfg(not(target_os = "linux"))]
-            profiles: Vec::new(),
-            tasks,
-            task_names_folded,
-            heap: self.heap.as_ref().and_then(|w| w.take()),
-            notices: crate::notices::take(),
+            {
+                sample_.profiles = self.profiles.as_ref().map(|e| e.take()).unwrap_or_default();
+            }
+            sample_.tasks = tasks;
+            sample_.task_names_folded = task_names_folded;
+            sample_.heap = self.heap.as_ref().and_then(|w| w.take());
+            sample_.notices = crate::notices::take();
+            sample_
         };
         self.seq += 1;
         sample

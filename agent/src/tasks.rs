@@ -311,9 +311,11 @@ impl HistogramReading {
                 break;
             }
         }
-        Some(TaskTimes {
-            mean_us: sum / n,
-            p99_us: p99,
+        Some({
+            let mut task_times = TaskTimes::default();
+            task_times.mean_us = sum / n;
+            task_times.p99_us = p99;
+            task_times
         })
     }
 }
@@ -494,21 +496,20 @@ impl TaskSampler {
                 let count = r.count.load(Relaxed);
                 let before = self.previous.get(&e.order);
                 let since = |i: usize| readings[i].since(before.map(|b| &b[i]));
-                let sample = TaskSample {
-                    name: e.name.to_string(),
-                    instrumented: m.instrumented_count,
-                    completed: m.dropped_count,
-                    slow_polls: m.total_slow_poll_count,
-                    scheduled_us: micros(m.total_scheduled_duration),
-                    poll_us: micros(m.total_poll_duration),
-                    idle_us: micros(m.total_idle_duration),
-                    requests: count
-                        .saturating_sub(self.previous_requests.get(&e.order).copied().unwrap_or(0)),
-                    scheduled: since(0),
-                    poll: since(1),
-                    idle: since(2),
-                    first_poll_delay: since(3),
-                };
+                let mut sample = TaskSample::default();
+                sample.name = e.name.to_string();
+                sample.instrumented = m.instrumented_count;
+                sample.completed = m.dropped_count;
+                sample.slow_polls = m.total_slow_poll_count;
+                sample.scheduled_us = micros(m.total_scheduled_duration);
+                sample.poll_us = micros(m.total_poll_duration);
+                sample.idle_us = micros(m.total_idle_duration);
+                sample.requests = count
+                    .saturating_sub(self.previous_requests.get(&e.order).copied().unwrap_or(0));
+                sample.scheduled = since(0);
+                sample.poll = since(1);
+                sample.idle = since(2);
+                sample.first_poll_delay = since(3);
                 self.previous_requests.insert(e.order, count);
                 self.previous.insert(e.order, readings);
                 sample

@@ -261,21 +261,18 @@ impl Watchdog {
     ) {
         let id = self.next_id;
         self.next_id += 1;
-        let mut event = StallEvent {
-            id,
-            runtime: runtime.to_string(),
-            detection,
-            tid,
-            started_ms: self.unix_ms(started),
-            duration_us: micros(started.elapsed()),
-            ongoing: true,
-            blocking_function: None,
-            stacks: Vec::new(),
-            task_id: task.0,
-            spawned_at: task.1,
-            span: crate::span::current(tid),
-            trace_parent: crate::span::current_trace_parent(tid),
-        };
+        let mut event = StallEvent::default();
+        event.id = id;
+        event.runtime = runtime.to_string();
+        event.detection = detection;
+        event.tid = tid;
+        event.started_ms = self.unix_ms(started);
+        event.duration_us = micros(started.elapsed());
+        event.ongoing = true;
+        event.task_id = task.0;
+        event.spawned_at = task.1;
+        event.span = crate::span::current(tid);
+        event.trace_parent = crate::span::current_trace_parent(tid);
         let frames = stack.or_else(|| take_stack(tid));
         if let Some(frames) = frames {
             add_stack(&mut event, frames);
@@ -395,9 +392,11 @@ mod tests {
             "tokio::runtime::task::core::Core<T,S>::poll",
         ]);
         assert_eq!(poll_callee(&lock), Some(2));
-        let stacks = vec![StallStack {
-            frames: lock,
-            count: 1,
+        let stacks = vec![{
+            let mut stall_stack = StallStack::default();
+            stall_stack.frames = lock;
+            stall_stack.count = 1;
+            stall_stack
         }];
         assert_eq!(culprit(&stacks), None);
         assert_eq!(
@@ -424,9 +423,11 @@ mod tests {
             "svc::backoff",
             "tokio::runtime::task::core::Core<T,S>::poll",
         ]);
-        let stacks = vec![StallStack {
-            frames: user,
-            count: 1,
+        let stacks = vec![{
+            let mut stall_stack = StallStack::default();
+            stall_stack.frames = user;
+            stall_stack.count = 1;
+            stall_stack
         }];
         assert_eq!(culprit_or_callee(&stacks).as_deref(), Some("svc::backoff"));
     }
@@ -467,13 +468,17 @@ mod tests {
             .chain(lost.iter().cloned())
             .collect();
         let stacks = [
-            StallStack {
-                frames: lost.clone(),
-                count: 2,
+            {
+                let mut stall_stack = StallStack::default();
+                stall_stack.frames = lost.clone();
+                stall_stack.count = 2;
+                stall_stack
             },
-            StallStack {
-                frames: kept,
-                count: 1,
+            {
+                let mut stall_stack = StallStack::default();
+                stall_stack.frames = kept;
+                stall_stack.count = 1;
+                stall_stack
             },
         ];
         assert_eq!(
@@ -485,13 +490,17 @@ mod tests {
             .chain(lost.iter().cloned())
             .collect();
         let stacks = [
-            StallStack {
-                frames: lost,
-                count: 2,
+            {
+                let mut stall_stack = StallStack::default();
+                stall_stack.frames = lost;
+                stall_stack.count = 2;
+                stall_stack
             },
-            StallStack {
-                frames: library,
-                count: 1,
+            {
+                let mut stall_stack = StallStack::default();
+                stall_stack.frames = library;
+                stall_stack.count = 1;
+                stall_stack
             },
         ];
         assert_eq!(culprit(&stacks).as_deref(), Some("svc::block::run"));
@@ -534,23 +543,27 @@ mod tests {
     fn a_thread_is_still_in_its_stall_while_it_shows_the_stalls_own_frames() {
         let task = "svc::run_pair::{{closure}}";
         let stacks = [
-            StallStack {
-                frames: strings(&[
+            {
+                let mut stall_stack = StallStack::default();
+                stall_stack.frames = strings(&[
                     "serde_json::parse_str",
                     "svc::parse_body",
                     task,
                     "tokio::poll",
-                ]),
-                count: 1,
+                ]);
+                stall_stack.count = 1;
+                stall_stack
             },
-            StallStack {
-                frames: strings(&[
+            {
+                let mut stall_stack = StallStack::default();
+                stall_stack.frames = strings(&[
                     "[libc.so.6]",
                     "serde_json::visit_map",
                     "svc::parse_body",
                     task,
-                ]),
-                count: 1,
+                ]);
+                stall_stack.count = 1;
+                stall_stack
             },
         ];
         let (deep, outer) = stall_frames(&stacks);
@@ -558,30 +571,23 @@ mod tests {
         // The task's own future is shared by other polls of the same task.
         assert!(!deep.contains(&task));
         assert_eq!(outer, vec![task]);
-        let only_task = [StallStack {
-            frames: strings(&["memcpy", task, "tokio::poll"]),
-            count: 1,
+        let only_task = [{
+            let mut stall_stack = StallStack::default();
+            stall_stack.frames = strings(&["memcpy", task, "tokio::poll"]);
+            stall_stack.count = 1;
+            stall_stack
         }];
         assert_eq!(stall_frames(&only_task), (vec![task], vec![task]));
     }
 
     #[test]
     fn repeated_captures_are_counted_most_frequent_first() {
-        let mut e = StallEvent {
-            id: 1,
-            runtime: "main".into(),
-            detection: StallDetection::PollHooks,
-            tid: 1,
-            started_ms: 0,
-            duration_us: 0,
-            ongoing: true,
-            blocking_function: None,
-            stacks: vec![],
-            task_id: None,
-            spawned_at: None,
-            span: None,
-            trace_parent: None,
-        };
+        let mut e = StallEvent::default();
+        e.id = 1;
+        e.runtime = "main".into();
+        e.detection = StallDetection::PollHooks;
+        e.tid = 1;
+        e.ongoing = true;
         let a = strings(&["std::thread::sleep", "svc::a"]);
         let b = strings(&["svc::hash", "svc::b"]);
         add_stack(&mut e, a.clone());

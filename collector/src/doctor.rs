@@ -162,23 +162,22 @@ mod tests {
     }
 
     fn stall(id: u64, us: u64, frames: &[&str], culprit: Option<&str>) -> StallEvent {
-        StallEvent {
-            id,
-            runtime: "main".into(),
-            detection: StallDetection::PollHooks,
-            tid: 1,
-            started_ms: id * 1000,
-            duration_us: us,
-            ongoing: false,
-            blocking_function: culprit.map(String::from),
-            stacks: vec![StallStack {
-                frames: frames.iter().map(|s| s.to_string()).collect(),
-                count: 1,
-            }],
-            task_id: None,
-            spawned_at: None,
-            span: None,
-            trace_parent: None,
+        {
+            let mut stall_event = StallEvent::default();
+            stall_event.id = id;
+            stall_event.runtime = "main".into();
+            stall_event.detection = StallDetection::PollHooks;
+            stall_event.tid = 1;
+            stall_event.started_ms = id * 1000;
+            stall_event.duration_us = us;
+            stall_event.blocking_function = culprit.map(String::from);
+            stall_event.stacks = vec![{
+                let mut stall_stack = StallStack::default();
+                stall_stack.frames = frames.iter().map(|s| s.to_string()).collect();
+                stall_stack.count = 1;
+                stall_stack
+            }];
+            stall_event
         }
     }
 

@@ -708,23 +708,23 @@ mod tests {
     use lagscope_wire::StallDetection;
 
     fn stall(id: u64, ongoing: bool, duration_us: u64) -> StallEvent {
-        StallEvent {
-            id,
-            runtime: "main".into(),
-            detection: StallDetection::PollHooks,
-            tid: 7,
-            started_ms: 1000 + id,
-            duration_us,
-            ongoing,
-            blocking_function: Some("svc::handler".into()),
-            stacks: vec![lagscope_wire::StallStack {
-                frames: vec!["std::thread::sleep".into(), "svc::handler".into()],
-                count: 1,
-            }],
-            task_id: None,
-            spawned_at: None,
-            span: None,
-            trace_parent: None,
+        {
+            let mut stall_event = StallEvent::default();
+            stall_event.id = id;
+            stall_event.runtime = "main".into();
+            stall_event.detection = StallDetection::PollHooks;
+            stall_event.tid = 7;
+            stall_event.started_ms = 1000 + id;
+            stall_event.duration_us = duration_us;
+            stall_event.ongoing = ongoing;
+            stall_event.blocking_function = Some("svc::handler".into());
+            stall_event.stacks = vec![{
+                let mut stall_stack = lagscope_wire::StallStack::default();
+                stall_stack.frames = vec!["std::thread::sleep".into(), "svc::handler".into()];
+                stall_stack.count = 1;
+                stall_stack
+            }];
+            stall_event
         }
     }
 
@@ -913,9 +913,11 @@ mod tests {
         for id in 0..40 {
             let mut s = stall(id, false, 1);
             s.stacks = vec![
-                lagscope_wire::StallStack {
-                    frames: vec!["f".repeat(10_000); 40],
-                    count: 1,
+                {
+                    let mut stall_stack = lagscope_wire::StallStack::default();
+                    stall_stack.frames = vec!["f".repeat(10_000); 40];
+                    stall_stack.count = 1;
+                    stall_stack
                 };
                 40
             ];

@@ -189,17 +189,19 @@ fn stall(id: u64, ongoing: bool, started_ms: u64, duration_us: u64) -> StallReco
     StallRecord {
         service,
         instance,
-        stall: StallEvent {
-            id,
-            runtime: "main".into(),
-            detection: StallDetection::PollHooks,
-            tid: 4242,
-            started_ms,
-            duration_us,
-            ongoing,
-            blocking_function: Some("checkout::handlers::price_cart".into()),
-            stacks: vec![StallStack {
-                frames: [
+        stall: {
+            let mut stall_event = StallEvent::default();
+            stall_event.id = id;
+            stall_event.runtime = "main".into();
+            stall_event.detection = StallDetection::PollHooks;
+            stall_event.tid = 4242;
+            stall_event.started_ms = started_ms;
+            stall_event.duration_us = duration_us;
+            stall_event.ongoing = ongoing;
+            stall_event.blocking_function = Some("checkout::handlers::price_cart".into());
+            stall_event.stacks = vec![{
+                let mut stall_stack = StallStack::default();
+                stall_stack.frames = [
                     "clock_nanosleep",
                     "std::thread::sleep",
                     "checkout::handlers::price_cart",
@@ -207,13 +209,14 @@ fn stall(id: u64, ongoing: bool, started_ms: u64, duration_us: u64) -> StallReco
                     "tokio::runtime::task::harness::poll_future",
                 ]
                 .map(String::from)
-                .into(),
-                count: 7,
-            }],
-            task_id: Some(17),
-            spawned_at: Some("src/main.rs:40:9".into()),
-            span: Some("request{path=/cart}".into()),
-            trace_parent: None,
+                .into();
+                stall_stack.count = 7;
+                stall_stack
+            }];
+            stall_event.task_id = Some(17);
+            stall_event.spawned_at = Some("src/main.rs:40:9".into());
+            stall_event.span = Some("request{path=/cart}".into());
+            stall_event
         },
     }
 }

@@ -4,11 +4,16 @@
 //! that this build or platform cannot measure is `None`, never a made-up zero:
 //! for example the blocking-pool fields need `--cfg tokio_unstable`, and the
 //! heap fields need `lagscope::alloc::Counting` installed as the global allocator.
+//!
+//! The structs are `#[non_exhaustive]` with `Default`: outside this crate,
+//! make one with `T::default()` and set the fields you have, so a field
+//! added later breaks no one.
 
 use serde::{Deserialize, Serialize};
 
 /// Everything the agent measured over one sampling interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Sample {
     /// Service name (see `lagscope::Builder::service`).
     pub service: String,
@@ -63,6 +68,7 @@ pub struct Sample {
 /// once every `sample_bytes` bytes: the bytes still live at `end_ms`, and
 /// those allocated over `[start_ms, end_ms]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HeapProfile {
     /// Start of the window the allocated bytes count over, ms since the
     /// Unix epoch.
@@ -86,6 +92,7 @@ pub const OTHER_SITES: &str = "[other sites]";
 
 /// One allocation site: a distinct stack that allocated.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HeapSite {
     /// Function names, innermost first, starting at the code that called
     /// the allocator.
@@ -107,6 +114,7 @@ pub const OTHER_TASK: &str = "other";
 /// for I/O, a timer or another task. The [`TaskTimes`] cover the requests
 /// that completed during the interval, each request's total.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TaskSample {
     /// The name (`GET /orders/:id`, or what the caller chose).
     pub name: String,
@@ -137,6 +145,7 @@ pub struct TaskSample {
 
 /// Mean and 99th percentile of one per-request time over an interval.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TaskTimes {
     /// Mean, in microseconds.
     pub mean_us: u64,
@@ -151,7 +160,8 @@ impl TaskSample {
     ///
     /// ```
     /// use lagscope_wire::TaskSample;
-    /// let t = TaskSample { scheduled_us: 60, poll_us: 30, idle_us: 10, ..Default::default() };
+    /// let mut t = TaskSample::default();
+    /// (t.scheduled_us, t.poll_us, t.idle_us) = (60, 30, 10);
     /// assert_eq!(t.shares_since(None), Some((0.6, 0.3, 0.1)));
     /// ```
     pub fn shares_since(&self, earlier: Option<&TaskSample>) -> Option<(f64, f64, f64)> {
@@ -172,7 +182,8 @@ pub fn shares(scheduled: f64, poll: f64, idle: f64) -> Option<(f64, f64, f64)> {
 
 /// Stacks sampled on CPU time over a window: each thread is sampled every
 /// `1/hz` seconds of the CPU time it uses, so counts are proportional to CPU.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Profile {
     /// The profile request this answers; `None` for continuous windows.
     pub request_id: Option<u64>,
@@ -191,7 +202,8 @@ pub struct Profile {
 }
 
 /// One distinct stack of a profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProfileStack {
     /// Function names, innermost first (the thread's name last, as the root).
     pub frames: Vec<String>,
@@ -201,7 +213,8 @@ pub struct ProfileStack {
 
 /// A worker stuck in one poll for at least the stall threshold, with the
 /// stacks of its thread taken while it was stuck.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StallEvent {
     /// Identifies the stall across samples: the same id while it goes on and
     /// in its final report.
@@ -239,7 +252,7 @@ pub struct StallEvent {
 }
 
 /// How the stall watchdog saw a stall.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StallDetection {
     /// Per-worker poll-start times from the poll hooks: exact (needs
@@ -250,6 +263,7 @@ pub enum StallDetection {
     WorkerMetrics,
     /// Not said (a stall from another tool, or a newer agent's kind).
     #[serde(other)]
+    #[default]
     Unknown,
 }
 
@@ -286,7 +300,8 @@ impl std::fmt::Display for StallDetection {
 }
 
 /// One distinct stack of a stall and how many captures found it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StallStack {
     /// Function names, innermost first.
     pub frames: Vec<String>,
@@ -303,6 +318,7 @@ impl StallEvent {
 
 /// Measurements of one tokio runtime over the interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RuntimeSample {
     /// The name given in `lagscope::Builder::runtime` (`"main"` for the runtime passed to `start`).
     pub name: String,
@@ -348,6 +364,7 @@ pub struct RuntimeSample {
 /// A probe that has been waiting longer than any completed one counts with its
 /// current age, so a runtime that is blocked right now shows growing lag live.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LagStats {
     /// Probes that completed in the interval.
     pub probes: u64,
@@ -439,7 +456,9 @@ impl LagStats {
     /// probe's delay).
     ///
     /// ```
-    /// let lag = lagscope_wire::LagStats { probes: 100, p50_us: 1, p90_us: 2, p99_us: 3, max_us: 4, ..Default::default() };
+    /// let mut lag = lagscope_wire::LagStats::default();
+    /// lag.probes = 100;
+    /// (lag.p50_us, lag.p90_us, lag.p99_us, lag.max_us) = (1, 2, 3, 4);
     /// assert_eq!(lag.weighted_quantiles(), [(50, 1), (40, 2), (9, 3), (1, 4)]);
     /// ```
     pub fn weighted_quantiles(&self) -> [(u64, u64); 4] {
@@ -455,7 +474,8 @@ impl LagStats {
 }
 
 /// Measurements of one worker thread over the interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WorkerSample {
     /// Fraction of the interval this worker was busy.
     pub busy_ratio: f64,
@@ -477,6 +497,7 @@ pub struct WorkerSample {
 
 /// Poll-duration statistics from the poll hooks, over all workers of a runtime.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PollStats {
     /// Polls completed during the interval.
     pub polls: u64,
@@ -494,6 +515,7 @@ pub struct PollStats {
 
 /// Memory of the process at the end of the interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MemorySample {
     /// Bytes live in the Rust heap (needs `lagscope::alloc::Counting`).
     pub heap_live_bytes: Option<u64>,
@@ -522,6 +544,7 @@ pub struct MemorySample {
 
 /// CPU and resources of the whole process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProcessSample {
     /// User CPU time used during the interval, in microseconds.
     pub cpu_user_us: Option<u64>,
@@ -538,7 +561,8 @@ pub struct ProcessSample {
 }
 
 /// One user-registered gauge's value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GaugeValue {
     /// The gauge's name, e.g. `db.pool.waiting`.
     pub name: String,

@@ -12,16 +12,18 @@ fn lag() -> impl Strategy<Value = LagStats> {
         any::<Option<u64>>(),
         prop::array::uniform7(any::<u64>()),
     )
-        .prop_map(|(probes, pending_us, v)| LagStats {
-            probes,
-            pending_us,
-            min_us: v[0],
-            mean_us: v[1],
-            p50_us: v[2],
-            p90_us: v[3],
-            p99_us: v[4],
-            p999_us: v[5],
-            max_us: v[6],
+        .prop_map(|(probes, pending_us, v)| {
+            let mut lag_stats = LagStats::default();
+            lag_stats.probes = probes;
+            lag_stats.pending_us = pending_us;
+            lag_stats.min_us = v[0];
+            lag_stats.mean_us = v[1];
+            lag_stats.p50_us = v[2];
+            lag_stats.p90_us = v[3];
+            lag_stats.p99_us = v[4];
+            lag_stats.p999_us = v[5];
+            lag_stats.max_us = v[6];
+            lag_stats
         })
 }
 
@@ -33,15 +35,17 @@ fn worker() -> impl Strategy<Value = WorkerSample> {
         any::<Option<u32>>(),
         prop::array::uniform4(any::<Option<u64>>()),
     )
-        .prop_map(|(busy_ratio, park_count, parked, lq, o)| WorkerSample {
-            busy_ratio,
-            park_count,
-            parked,
-            local_queue_depth: lq.map(|v| v as usize),
-            polls: o[0],
-            steals: o[1],
-            long_polls: o[2],
-            max_poll_us: o[3],
+        .prop_map(|(busy_ratio, park_count, parked, lq, o)| {
+            let mut worker_sample = WorkerSample::default();
+            worker_sample.busy_ratio = busy_ratio;
+            worker_sample.park_count = park_count;
+            worker_sample.parked = parked;
+            worker_sample.local_queue_depth = lq.map(|v| v as usize);
+            worker_sample.polls = o[0];
+            worker_sample.steals = o[1];
+            worker_sample.long_polls = o[2];
+            worker_sample.max_poll_us = o[3];
+            worker_sample
         })
 }
 
@@ -58,28 +62,30 @@ fn runtime() -> impl Strategy<Value = RuntimeSample> {
     )
         .prop_map(
             |(name, lag, n, busy_ratio, worker, b, poll, (schedule_latency, blocking_wait_us))| {
-                RuntimeSample {
-                    name,
-                    lag,
-                    workers: n[0] as usize,
-                    alive_tasks: n[1] as usize,
-                    global_queue_depth: n[2] as usize,
-                    busy_ratio,
-                    worker,
-                    blocking_threads: b[0].map(|v| v as usize),
-                    idle_blocking_threads: b[1].map(|v| v as usize),
-                    blocking_queue_depth: b[2].map(|v| v as usize),
-                    poll: poll.map(|p| PollStats {
-                        polls: p[0],
-                        long_polls: p[1],
-                        long_poll_threshold_us: p[2],
-                        p50_us: p[3],
-                        p99_us: p[4],
-                        max_us: p[5],
-                    }),
-                    schedule_latency,
-                    blocking_wait_us,
-                }
+                let mut runtime_sample = RuntimeSample::default();
+                runtime_sample.name = name;
+                runtime_sample.lag = lag;
+                runtime_sample.workers = n[0] as usize;
+                runtime_sample.alive_tasks = n[1] as usize;
+                runtime_sample.global_queue_depth = n[2] as usize;
+                runtime_sample.busy_ratio = busy_ratio;
+                runtime_sample.worker = worker;
+                runtime_sample.blocking_threads = b[0].map(|v| v as usize);
+                runtime_sample.idle_blocking_threads = b[1].map(|v| v as usize);
+                runtime_sample.blocking_queue_depth = b[2].map(|v| v as usize);
+                runtime_sample.poll = poll.map(|p| {
+                    let mut poll_stats = PollStats::default();
+                    poll_stats.polls = p[0];
+                    poll_stats.long_polls = p[1];
+                    poll_stats.long_poll_threshold_us = p[2];
+                    poll_stats.p50_us = p[3];
+                    poll_stats.p99_us = p[4];
+                    poll_stats.max_us = p[5];
+                    poll_stats
+                });
+                runtime_sample.schedule_latency = schedule_latency;
+                runtime_sample.blocking_wait_us = blocking_wait_us;
+                runtime_sample
             },
         )
 }
@@ -111,24 +117,29 @@ fn stall() -> impl Strategy<Value = StallEvent> {
     )
         .prop_map(
             |((runtime, detection, tid), t, ongoing, blocking_function, stacks, extra)| {
-                StallEvent {
-                    id: t[2],
-                    runtime,
-                    detection,
-                    tid,
-                    started_ms: t[0],
-                    duration_us: t[1],
-                    ongoing,
-                    blocking_function,
-                    stacks: stacks
-                        .into_iter()
-                        .map(|(frames, count)| StallStack { frames, count })
-                        .collect(),
-                    task_id: extra.0,
-                    spawned_at: extra.1,
-                    span: extra.2,
-                    trace_parent: extra.3,
-                }
+                let mut stall_event = StallEvent::default();
+                stall_event.id = t[2];
+                stall_event.runtime = runtime;
+                stall_event.detection = detection;
+                stall_event.tid = tid;
+                stall_event.started_ms = t[0];
+                stall_event.duration_us = t[1];
+                stall_event.ongoing = ongoing;
+                stall_event.blocking_function = blocking_function;
+                stall_event.stacks = stacks
+                    .into_iter()
+                    .map(|(frames, count)| {
+                        let mut stall_stack = StallStack::default();
+                        stall_stack.frames = frames;
+                        stall_stack.count = count;
+                        stall_stack
+                    })
+                    .collect();
+                stall_event.task_id = extra.0;
+                stall_event.spawned_at = extra.1;
+                stall_event.span = extra.2;
+                stall_event.trace_parent = extra.3;
+                stall_event
             },
         )
 }
@@ -143,17 +154,24 @@ fn profile() -> impl Strategy<Value = Profile> {
             0..4,
         ),
     )
-        .prop_map(|(request_id, t, hz, stacks)| Profile {
-            request_id,
-            start_ms: t[0],
-            end_ms: t[1],
-            hz,
-            samples: t[2],
-            dropped: t[3],
-            stacks: stacks
+        .prop_map(|(request_id, t, hz, stacks)| {
+            let mut profile = Profile::default();
+            profile.request_id = request_id;
+            profile.start_ms = t[0];
+            profile.end_ms = t[1];
+            profile.hz = hz;
+            profile.samples = t[2];
+            profile.dropped = t[3];
+            profile.stacks = stacks
                 .into_iter()
-                .map(|(frames, count)| ProfileStack { frames, count })
-                .collect(),
+                .map(|(frames, count)| {
+                    let mut profile_stack = ProfileStack::default();
+                    profile_stack.frames = frames;
+                    profile_stack.count = count;
+                    profile_stack
+                })
+                .collect();
+            profile
         })
 }
 
@@ -169,20 +187,24 @@ fn heap() -> impl Strategy<Value = HeapProfile> {
             0..3,
         ),
     )
-        .prop_map(|(v, sites)| HeapProfile {
-            start_ms: v[0],
-            end_ms: v[1],
-            sample_bytes: v[2],
-            samples: v[3],
-            dropped: v[4],
-            sites: sites
+        .prop_map(|(v, sites)| {
+            let mut heap_profile = HeapProfile::default();
+            heap_profile.start_ms = v[0];
+            heap_profile.end_ms = v[1];
+            heap_profile.sample_bytes = v[2];
+            heap_profile.samples = v[3];
+            heap_profile.dropped = v[4];
+            heap_profile.sites = sites
                 .into_iter()
-                .map(|(frames, live_bytes, allocated_bytes)| HeapSite {
-                    frames,
-                    live_bytes,
-                    allocated_bytes,
+                .map(|(frames, live_bytes, allocated_bytes)| {
+                    let mut heap_site = HeapSite::default();
+                    heap_site.frames = frames;
+                    heap_site.live_bytes = live_bytes;
+                    heap_site.allocated_bytes = allocated_bytes;
+                    heap_site
                 })
-                .collect(),
+                .collect();
+            heap_profile
         })
 }
 
@@ -194,21 +216,29 @@ fn task() -> impl Strategy<Value = TaskSample> {
         (times(), times(), times(), times()),
     )
         .prop_map(|(name, v, (s, p, i, f))| {
-            let t =
-                |x: Option<(u64, u64)>| x.map(|(mean_us, p99_us)| TaskTimes { mean_us, p99_us });
-            TaskSample {
-                name,
-                instrumented: v[0],
-                completed: v[1],
-                slow_polls: v[2],
-                scheduled_us: v[3],
-                poll_us: v[4],
-                idle_us: v[5],
-                requests: v[6],
-                scheduled: t(s),
-                poll: t(p),
-                idle: t(i),
-                first_poll_delay: t(f),
+            let t = |x: Option<(u64, u64)>| {
+                x.map(|(mean_us, p99_us)| {
+                    let mut task_times = TaskTimes::default();
+                    task_times.mean_us = mean_us;
+                    task_times.p99_us = p99_us;
+                    task_times
+                })
+            };
+            {
+                let mut task_sample = TaskSample::default();
+                task_sample.name = name;
+                task_sample.instrumented = v[0];
+                task_sample.completed = v[1];
+                task_sample.slow_polls = v[2];
+                task_sample.scheduled_us = v[3];
+                task_sample.poll_us = v[4];
+                task_sample.idle_us = v[5];
+                task_sample.requests = v[6];
+                task_sample.scheduled = t(s);
+                task_sample.poll = t(p);
+                task_sample.idle = t(i);
+                task_sample.first_poll_delay = t(f);
+                task_sample
             }
         })
 }
@@ -249,43 +279,54 @@ fn sample() -> impl Strategy<Value = Sample> {
                 (dropped, stalls, profiles, tasks, task_names_folded, c_heap),
                 (heap, notices),
             )| {
-                Sample {
-                    service: "svc".into(),
-                    instance: "host:1".into(),
-                    seq: ids[0],
-                    timestamp_ms: ids[1],
-                    interval_us: ids[2],
-                    runtimes,
-                    memory: MemorySample {
-                        heap_live_bytes: m[0],
-                        heap_peak_bytes: m[1],
-                        allocations: m[2],
-                        allocated_bytes: m[3],
-                        alloc_rate,
-                        rss_bytes: m[4],
-                        allocator_held_bytes: m[5],
-                        c_heap_bytes: c_heap,
-                        external_bytes: m[6],
-                    },
-                    process: ProcessSample {
-                        cpu_user_us: p[0],
-                        cpu_system_us: p[1],
-                        cpu_ratio,
-                        threads: p[2],
-                        open_fds: p[3],
-                        host_cores: cores as usize,
-                    },
-                    gauges: gauges
+                {
+                    let mut sample = Sample::default();
+                    sample.service = "svc".into();
+                    sample.instance = "host:1".into();
+                    sample.seq = ids[0];
+                    sample.timestamp_ms = ids[1];
+                    sample.interval_us = ids[2];
+                    sample.runtimes = runtimes;
+                    sample.memory = {
+                        let mut memory_sample = MemorySample::default();
+                        memory_sample.heap_live_bytes = m[0];
+                        memory_sample.heap_peak_bytes = m[1];
+                        memory_sample.allocations = m[2];
+                        memory_sample.allocated_bytes = m[3];
+                        memory_sample.alloc_rate = alloc_rate;
+                        memory_sample.rss_bytes = m[4];
+                        memory_sample.allocator_held_bytes = m[5];
+                        memory_sample.c_heap_bytes = c_heap;
+                        memory_sample.external_bytes = m[6];
+                        memory_sample
+                    };
+                    sample.process = {
+                        let mut process_sample = ProcessSample::default();
+                        process_sample.cpu_user_us = p[0];
+                        process_sample.cpu_system_us = p[1];
+                        process_sample.cpu_ratio = cpu_ratio;
+                        process_sample.threads = p[2];
+                        process_sample.open_fds = p[3];
+                        process_sample.host_cores = cores as usize;
+                        process_sample
+                    };
+                    sample.gauges = gauges
                         .into_iter()
-                        .map(|(name, value)| GaugeValue { name, value })
-                        .collect(),
-                    dropped_samples: dropped,
-                    stalls,
-                    profiles,
-                    tasks,
-                    task_names_folded,
-                    heap,
-                    notices,
+                        .map(|(name, value)| {
+                            let mut gauge_value = GaugeValue::default();
+                            gauge_value.name = name;
+                            gauge_value.value = value;
+                            gauge_value
+                        })
+                        .collect();
+                    sample.dropped_samples = dropped;
+                    sample.stalls = stalls;
+                    sample.profiles = profiles;
+                    sample.tasks = tasks;
+                    sample.task_names_folded = task_names_folded;
+                    sample.heap = heap;
+                    sample.notices = notices;
+                    sample
                 }
             },
         )

@@ -391,10 +391,12 @@ mod tests {
     use super::*;
 
     fn site(name: &str, live_bytes: u64, allocated_bytes: u64) -> HeapSite {
-        HeapSite {
-            frames: vec![name.to_string()],
-            live_bytes,
-            allocated_bytes,
+        {
+            let mut heap_site = HeapSite::default();
+            heap_site.frames = vec![name.to_string()];
+            heap_site.live_bytes = live_bytes;
+            heap_site.allocated_bytes = allocated_bytes;
+            heap_site
         }
     }
 
@@ -439,17 +441,19 @@ mod tests {
     #[test]
     fn a_window_not_taken_is_merged_into_the_next() {
         let windows = Windows::default();
-        windows.put(HeapProfile {
-            start_ms: 10,
-            end_ms: 20,
-            sites: vec![site("kept", 100, 100), site("gone", 0, 50)],
-            ..HeapProfile::default()
+        windows.put({
+            let mut heap_profile = HeapProfile::default();
+            heap_profile.start_ms = 10;
+            heap_profile.end_ms = 20;
+            heap_profile.sites = vec![site("kept", 100, 100), site("gone", 0, 50)];
+            heap_profile
         });
-        windows.put(HeapProfile {
-            start_ms: 20,
-            end_ms: 30,
-            sites: vec![site("kept", 300, 200)],
-            ..HeapProfile::default()
+        windows.put({
+            let mut heap_profile = HeapProfile::default();
+            heap_profile.start_ms = 20;
+            heap_profile.end_ms = 30;
+            heap_profile.sites = vec![site("kept", 300, 200)];
+            heap_profile
         });
         let w = windows.take().expect("a window");
         assert_eq!((w.start_ms, w.end_ms), (10, 30));

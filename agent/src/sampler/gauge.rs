@@ -36,9 +36,11 @@ impl Gauges {
     pub(crate) fn read(&self) -> Vec<GaugeValue> {
         let list = self.list.lock().unwrap_or_else(|p| p.into_inner());
         list.iter()
-            .map(|(name, read)| GaugeValue {
-                name: name.clone(),
-                value: catch_unwind(AssertUnwindSafe(read)).ok(),
+            .map(|(name, read)| {
+                let mut gauge_value = GaugeValue::default();
+                gauge_value.name = name.clone();
+                gauge_value.value = catch_unwind(AssertUnwindSafe(read)).ok();
+                gauge_value
             })
             .collect()
     }

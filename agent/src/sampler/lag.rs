@@ -148,16 +148,17 @@ impl LagProbe {
         let probes = self.histogram.len();
         let stats = if probes == 0 {
             let pending = pending_us?;
-            LagStats {
-                probes: 0,
-                pending_us,
-                min_us: pending,
-                mean_us: pending,
-                p50_us: pending,
-                p90_us: pending,
-                p99_us: pending,
-                p999_us: pending,
-                max_us: pending,
+            {
+                let mut lag_stats = LagStats::default();
+                lag_stats.pending_us = pending_us;
+                lag_stats.min_us = pending;
+                lag_stats.mean_us = pending;
+                lag_stats.p50_us = pending;
+                lag_stats.p90_us = pending;
+                lag_stats.p99_us = pending;
+                lag_stats.p999_us = pending;
+                lag_stats.max_us = pending;
+                lag_stats
             }
         } else {
             let mut h = self.histogram.clone();
@@ -167,16 +168,18 @@ impl LagProbe {
             if let Some(p) = pending_counts {
                 h.saturating_record(p.clamp(1, HIST_MAX_US));
             }
-            LagStats {
-                probes,
-                pending_us,
-                min_us: h.min(),
-                mean_us: h.mean().round() as u64,
-                p50_us: h.value_at_quantile(0.5),
-                p90_us: h.value_at_quantile(0.9),
-                p99_us: h.value_at_quantile(0.99),
-                p999_us: h.value_at_quantile(0.999),
-                max_us: pending_counts.unwrap_or(0).max(h.max()),
+            {
+                let mut lag_stats = LagStats::default();
+                lag_stats.probes = probes;
+                lag_stats.pending_us = pending_us;
+                lag_stats.min_us = h.min();
+                lag_stats.mean_us = h.mean().round() as u64;
+                lag_stats.p50_us = h.value_at_quantile(0.5);
+                lag_stats.p90_us = h.value_at_quantile(0.9);
+                lag_stats.p99_us = h.value_at_quantile(0.99);
+                lag_stats.p999_us = h.value_at_quantile(0.999);
+                lag_stats.max_us = pending_counts.unwrap_or(0).max(h.max());
+                lag_stats
             }
         };
         self.histogram.reset();

@@ -70,18 +70,20 @@ impl MemorySampler {
         let rss = procfs::rss_bytes();
         let c = self.c_allocator();
         let held = c.map(|c| c.held);
-        MemorySample {
-            heap_live_bytes: heap.map(|h| h.live_bytes),
-            heap_peak_bytes: heap.map(|_| self.peak),
-            allocations: delta.map(|d| d.0),
-            allocated_bytes: delta.map(|d| d.1),
-            alloc_rate: delta.map(|d| d.1 as f64 / interval.as_secs_f64().max(1e-9)),
-            rss_bytes: rss,
-            allocator_held_bytes: held,
-            c_heap_bytes: heap
+        {
+            let mut memory_sample = MemorySample::default();
+            memory_sample.heap_live_bytes = heap.map(|h| h.live_bytes);
+            memory_sample.heap_peak_bytes = heap.map(|_| self.peak);
+            memory_sample.allocations = delta.map(|d| d.0);
+            memory_sample.allocated_bytes = delta.map(|d| d.1);
+            memory_sample.alloc_rate = delta.map(|d| d.1 as f64 / interval.as_secs_f64().max(1e-9));
+            memory_sample.rss_bytes = rss;
+            memory_sample.allocator_held_bytes = held;
+            memory_sample.c_heap_bytes = heap
                 .zip(c)
-                .map(|(h, c)| alloc::c_heap_bytes_of(c.in_use, h.live_bytes)),
-            external_bytes: external_bytes(rss, held),
+                .map(|(h, c)| alloc::c_heap_bytes_of(c.in_use, h.live_bytes));
+            memory_sample.external_bytes = external_bytes(rss, held);
+            memory_sample
         }
     }
 }

@@ -76,13 +76,15 @@ pub(crate) fn summarize<'a>(
             *b += x;
         }
     }
-    PollStats {
-        polls,
-        long_polls,
-        long_poll_threshold_us: long_poll_threshold_ns / 1_000,
-        p50_us: quantile(&buckets, 0.5),
-        p99_us: quantile(&buckets, 0.99),
-        max_us: max_ns / 1_000,
+    {
+        let mut poll_stats = PollStats::default();
+        poll_stats.polls = polls;
+        poll_stats.long_polls = long_polls;
+        poll_stats.long_poll_threshold_us = long_poll_threshold_ns / 1_000;
+        poll_stats.p50_us = quantile(&buckets, 0.5);
+        poll_stats.p99_us = quantile(&buckets, 0.99);
+        poll_stats.max_us = max_ns / 1_000;
+        poll_stats
     }
 }
 

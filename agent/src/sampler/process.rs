@@ -27,13 +27,16 @@ impl ProcessSampler {
             )
         });
         self.previous = current;
-        ProcessSample {
-            cpu_user_us: delta.map(|d| d.0.as_micros() as u64),
-            cpu_system_us: delta.map(|d| d.1.as_micros() as u64),
-            cpu_ratio: delta.map(|(u, s)| (u + s).as_secs_f64() / interval.as_secs_f64().max(1e-9)),
-            threads: current.map(|c| c.threads),
-            open_fds: procfs::open_fds(),
-            host_cores: self.host_cores,
+        {
+            let mut process_sample = ProcessSample::default();
+            process_sample.cpu_user_us = delta.map(|d| d.0.as_micros() as u64);
+            process_sample.cpu_system_us = delta.map(|d| d.1.as_micros() as u64);
+            process_sample.cpu_ratio =
+                delta.map(|(u, s)| (u + s).as_secs_f64() / interval.as_secs_f64().max(1e-9));
+            process_sample.threads = current.map(|c| c.threads);
+            process_sample.open_fds = procfs::open_fds();
+            process_sample.host_cores = self.host_cores;
+            process_sample
         }
     }
 }

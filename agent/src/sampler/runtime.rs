@@ -76,48 +76,40 @@ impl RuntimeSampler {
             let cur = read_worker(m, w);
             let busy = cur.busy.saturating_sub(prev.busy);
             busy_total += busy;
-            worker.push(WorkerSample {
-                busy_ratio: ratio(busy, wall),
-                park_count: cur.parks.saturating_sub(prev.parks),
-                parked: m.worker_park_unpark_count(w) % 2 == 1,
+            worker.push({
+                let mut worker_sample = WorkerSample::default();
+                worker_sample.busy_ratio = ratio(busy, wall);
+                worker_sample.park_count = cur.parks.saturating_sub(prev.parks);
+                worker_sample.parked = m.worker_park_unpark_count(w) % 2 == 1;
                 #[cfg(tokio_unstable)]
-                local_queue_depth: Some(m.worker_local_queue_depth(w)),
+                {
+                    worker_sample.local_queue_depth = Some(m.worker_local_queue_depth(w));
+                }
                 #[cfg(tokio_unstable)]
-                polls: Some(cur.polls.saturating_sub(prev.polls)),
+                {
+                    worker_sample.polls = Some(cur.polls.saturating_sub(prev.polls));
+                }
                 #[cfg(tokio_unstable)]
-                steals: Some(cur.steals.saturating_sub(prev.steals)),
-                #[cfg(not(tokio_unstable))]
-                local_queue_depth: None,
-                #[cfg(not(tokio_unstable))]
-                polls: None,
-                #[cfg(not(tokio_unstable))]
-                steals: None,
-                long_polls: None,
-                max_poll_us: None,
+                {
+                    worker_sample.steals = Some(cur.steals.saturating_sub(prev.steals));
+                }
+                worker_sample
             });
             *prev = cur;
         }
         let workers = worker.len();
         #[allow(unused_mut)]
-        let mut sample = RuntimeSample {
-            name: self.name.clone(),
-            lag: None,
-            workers,
-            alive_tasks: m.num_alive_tasks(),
-            global_queue_depth: m.global_queue_depth(),
-            busy_ratio: if workers == 0 {
-                0.0
-            } else {
-                ratio(busy_total, wall * workers as u32)
-            },
-            worker,
-            blocking_threads: None,
-            idle_blocking_threads: None,
-            blocking_queue_depth: None,
-            poll: None,
-            schedule_latency: None,
-            blocking_wait_us: None,
+        let mut sample = RuntimeSample::default();
+        sample.name = self.name.clone();
+        sample.workers = workers;
+        sample.alive_tasks = m.num_alive_tasks();
+        sample.global_queue_depth = m.global_queue_depth();
+        sample.busy_ratio = if workers == 0 {
+            0.0
+        } else {
+            ratio(busy_total, wall * workers as u32)
         };
+        sample.worker = worker;
         #[cfg(tokio_unstable)]
         {
             sample.blocking_threads = Some(m.num_blocking_threads());

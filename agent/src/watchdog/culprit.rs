@@ -18,7 +18,12 @@ pub(super) fn add_stack(event: &mut StallEvent, frames: Vec<String>) {
                 last.count += 1;
             }
         }
-        None => event.stacks.push(StallStack { frames, count: 1 }),
+        None => event.stacks.push({
+            let mut stall_stack = StallStack::default();
+            stall_stack.frames = frames;
+            stall_stack.count = 1;
+            stall_stack
+        }),
     }
     event.stacks.sort_by_key(|s| std::cmp::Reverse(s.count));
     event.blocking_function = culprit_or_callee(&event.stacks);

@@ -323,16 +323,17 @@ mod tests {
     fn exposition_has_labelled_families_and_escapes_values() {
         let mut s = sample("svc", "host:\"1\"", 0, 0);
         s.runtimes[0].blocking_threads = None;
-        s.runtimes[0].lag = Some(lagscope_wire::LagStats {
-            probes: 1,
-            pending_us: None,
-            min_us: 100,
-            mean_us: 100,
-            p50_us: 100,
-            p90_us: 100,
-            p99_us: 250_000,
-            p999_us: 250_000,
-            max_us: 300_000,
+        s.runtimes[0].lag = Some({
+            let mut lag_stats = lagscope_wire::LagStats::default();
+            lag_stats.probes = 1;
+            lag_stats.min_us = 100;
+            lag_stats.mean_us = 100;
+            lag_stats.p50_us = 100;
+            lag_stats.p90_us = 100;
+            lag_stats.p99_us = 250_000;
+            lag_stats.p999_us = 250_000;
+            lag_stats.max_us = 300_000;
+            lag_stats
         });
         let status = status();
         let stalls = [StallTotals {
@@ -361,10 +362,11 @@ mod tests {
     #[test]
     fn every_table_metric_with_a_prometheus_name_is_exposed() {
         let mut s = lagscope_wire::Sample::synthetic("svc", "a", 0, 0);
-        s.runtimes[0].poll = Some(lagscope_wire::PollStats {
-            max_us: 1,
-            long_polls: 1,
-            ..Default::default()
+        s.runtimes[0].poll = Some({
+            let mut poll_stats = lagscope_wire::PollStats::default();
+            poll_stats.max_us = 1;
+            poll_stats.long_polls = 1;
+            poll_stats
         });
         let status = status();
         let text = render(&[(&s, Health::Live)], &[], &status, 0, None, &[]);

@@ -33,9 +33,7 @@ use lagscope_wire::metric::{
     Kind, Metric as LagscopeMetric, Source, LAG_HISTOGRAM_BOUNDS_S, LAG_HISTOGRAM_OTLP,
     MAIN_RUNTIME, TABLE,
 };
-use lagscope_wire::{
-    LagStats, MemorySample, ProcessSample, RuntimeSample, Sample, StallDetection, StallEvent,
-};
+use lagscope_wire::{LagStats, RuntimeSample, Sample, StallDetection, StallEvent};
 
 /// One instance's sample from an OTLP export, and what its resource says.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,10 +213,8 @@ fn sample_from_resource(rm: &ResourceMetrics, now_ms: u64) -> Option<Mapped> {
     }
     // Per-name task metrics, in the order the names first appeared.
     for task in &v.task_names {
-        let mut t = lagscope_wire::TaskSample {
-            name: task.clone(),
-            ..Default::default()
-        };
+        let mut t = lagscope_wire::TaskSample::default();
+        t.name = task.clone();
         for def in TABLE {
             if let (Source::Task { write, .. }, Some(name)) = (def.source, def.otlp) {
                 if let Some(&(_, value)) = v.tasks.get(&(name.to_string(), task.clone())) {
@@ -308,27 +304,18 @@ fn fill_missing_quantiles(lag: &mut LagStats) {
 
 /// A sample with one runtime, every measurement absent or zero.
 fn empty_sample(service: String, instance: String, timestamp_ms: u64) -> Sample {
-    Sample {
-        service,
-        instance,
-        seq: 0,
-        timestamp_ms,
-        interval_us: 0,
-        runtimes: vec![RuntimeSample {
-            name: MAIN_RUNTIME.into(),
-            workers: 1,
-            ..RuntimeSample::default()
-        }],
-        memory: MemorySample::default(),
-        process: ProcessSample::default(),
-        gauges: vec![],
-        dropped_samples: 0,
-        stalls: vec![],
-        profiles: vec![],
-        tasks: vec![],
-        task_names_folded: 0,
-        notices: Vec::new(),
-        heap: None,
+    {
+        let mut sample = Sample::default();
+        sample.service = service;
+        sample.instance = instance;
+        sample.timestamp_ms = timestamp_ms;
+        sample.runtimes = vec![{
+            let mut runtime_sample = RuntimeSample::default();
+            runtime_sample.name = MAIN_RUNTIME.into();
+            runtime_sample.workers = 1;
+            runtime_sample
+        }];
+        sample
     }
 }
 
@@ -358,16 +345,17 @@ fn lag_from_histogram(h: &HistogramDataPoint) -> Option<LagStats> {
         max_s
     };
     let us = |s: f64| (s * 1e6).max(0.0) as u64;
-    Some(LagStats {
-        probes: h.count,
-        pending_us: None,
-        min_us: us(h.min.unwrap_or(0.0)),
-        mean_us: h.sum.map_or(0, |s| us(s / h.count as f64)),
-        p50_us: us(quantile(0.5)),
-        p90_us: us(quantile(0.9)),
-        p99_us: us(quantile(0.99)),
-        p999_us: us(quantile(0.999)),
-        max_us: us(max_s),
+    Some({
+        let mut lag_stats = LagStats::default();
+        lag_stats.probes = h.count;
+        lag_stats.min_us = us(h.min.unwrap_or(0.0));
+        lag_stats.mean_us = h.sum.map_or(0, |s| us(s / h.count as f64));
+        lag_stats.p50_us = us(quantile(0.5));
+        lag_stats.p90_us = us(quantile(0.9));
+        lag_stats.p99_us = us(quantile(0.99));
+        lag_stats.p999_us = us(quantile(0.999));
+        lag_stats.max_us = us(max_s);
+        lag_stats
     })
 }
 
@@ -612,36 +600,36 @@ pub fn stalls_from_spans(req: &ExportTraceServiceRequest) -> Vec<(String, String
             let frames: Vec<String> = attr_string(a, "code.stacktrace")
                 .map(|s| s.lines().map(String::from).collect())
                 .unwrap_or_default();
-            out.push((
-                service.clone(),
-                instance.clone(),
-                StallEvent {
-                    id,
-                    runtime: attr_string(a, "tokio.runtime").unwrap_or_else(|| "main".into()),
-                    detection: StallDetection::from_name(
-                        &attr_string(a, "tokio.stall.detection").unwrap_or_default(),
-                    ),
-                    tid: attr_string(a, "thread.id")
-                        .and_then(|t| t.parse().ok())
-                        .unwrap_or(0),
-                    started_ms: span.start_time_unix_nano / 1_000_000,
-                    duration_us: span
-                        .end_time_unix_nano
-                        .saturating_sub(span.start_time_unix_nano)
-                        / 1000,
-                    ongoing: false,
-                    blocking_function: attr_string(a, "code.function.name"),
-                    stacks: if frames.is_empty() {
-                        vec![]
-                    } else {
-                        vec![lagscope_wire::StallStack { frames, count: 1 }]
-                    },
-                    task_id: None,
-                    spawned_at: attr_string(a, "tokio.task.spawn_location"),
-                    span: None,
-                    trace_parent: None,
-                },
-            ));
+            out.push((service.clone(), instance.clone(), {
+                let mut stall_event = StallEvent::default();
+                stall_event.id = id;
+                stall_event.runtime =
+                    attr_string(a, "tokio.runtime").unwrap_or_else(|| "main".into());
+                stall_event.detection = StallDetection::from_name(
+                    &attr_string(a, "tokio.stall.detection").unwrap_or_default(),
+                );
+                stall_event.tid = attr_string(a, "thread.id")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                stall_event.started_ms = span.start_time_unix_nano / 1_000_000;
+                stall_event.duration_us = span
+                    .end_time_unix_nano
+                    .saturating_sub(span.start_time_unix_nano)
+                    / 1000;
+                stall_event.blocking_function = attr_string(a, "code.function.name");
+                stall_event.stacks = if frames.is_empty() {
+                    vec![]
+                } else {
+                    vec![{
+                        let mut stall_stack = lagscope_wire::StallStack::default();
+                        stall_stack.frames = frames;
+                        stall_stack.count = 1;
+                        stall_stack
+                    }]
+                };
+                stall_event.spawned_at = attr_string(a, "tokio.task.spawn_location");
+                stall_event
+            }));
         }
     }
     out
@@ -783,10 +771,11 @@ mod tests {
     #[test]
     fn every_table_metric_with_an_otlp_name_round_trips() {
         let mut s = Sample::synthetic("svc", "a:1", 3, 1_800_000_000_000);
-        s.runtimes[0].poll = Some(lagscope_wire::PollStats {
-            max_us: 1500,
-            long_polls: 3,
-            ..Default::default()
+        s.runtimes[0].poll = Some({
+            let mut poll_stats = lagscope_wire::PollStats::default();
+            poll_stats.max_us = 1500;
+            poll_stats.long_polls = 3;
+            poll_stats
         });
         s.dropped_samples = 5;
         let back = &samples_from_request(&request_from_samples(&[&s]), 0)[0].sample;
@@ -826,24 +815,20 @@ mod tests {
     #[test]
     fn stalls_become_spans_with_the_blocking_function() {
         let s = Sample::synthetic("svc", "a:1", 3, 1_800_000_000_000);
-        let stall = StallEvent {
-            id: 7,
-            runtime: "main".into(),
-            detection: StallDetection::PollHooks,
-            tid: 9,
-            started_ms: 1_800_000_000_000,
-            duration_us: 250_000,
-            ongoing: false,
-            blocking_function: Some("svc::checkout".into()),
-            stacks: vec![lagscope_wire::StallStack {
-                frames: vec!["std::thread::sleep".into(), "svc::checkout".into()],
-                count: 2,
-            }],
-            task_id: None,
-            spawned_at: None,
-            span: None,
-            trace_parent: None,
-        };
+        let mut stall = StallEvent::default();
+        stall.id = 7;
+        stall.runtime = "main".into();
+        stall.detection = StallDetection::PollHooks;
+        stall.tid = 9;
+        stall.started_ms = 1_800_000_000_000;
+        stall.duration_us = 250_000;
+        stall.blocking_function = Some("svc::checkout".into());
+        stall.stacks = vec![{
+            let mut stall_stack = lagscope_wire::StallStack::default();
+            stall_stack.frames = vec!["std::thread::sleep".into(), "svc::checkout".into()];
+            stall_stack.count = 2;
+            stall_stack
+        }];
         let req = spans_from_stalls(&s, &[&stall]);
         let back = stalls_from_spans(&req);
         assert_eq!(

@@ -115,26 +115,24 @@ mod tests {
     use lagscope_wire::{StallDetection, StallStack};
 
     fn stall(frames: usize, frame_bytes: usize, stacks: usize) -> StallEvent {
-        StallEvent {
-            id: 1,
-            runtime: "main".into(),
-            detection: StallDetection::PollHooks,
-            tid: 1,
-            started_ms: 0,
-            duration_us: 1,
-            ongoing: false,
-            blocking_function: Some("é".repeat(MAX_NOTE_BYTES)),
-            stacks: vec![
-                StallStack {
-                    frames: vec!["f".repeat(frame_bytes); frames],
-                    count: 1,
+        {
+            let mut stall_event = StallEvent::default();
+            stall_event.id = 1;
+            stall_event.runtime = "main".into();
+            stall_event.detection = StallDetection::PollHooks;
+            stall_event.tid = 1;
+            stall_event.duration_us = 1;
+            stall_event.blocking_function = Some("é".repeat(MAX_NOTE_BYTES));
+            stall_event.stacks = vec![
+                {
+                    let mut stall_stack = StallStack::default();
+                    stall_stack.frames = vec!["f".repeat(frame_bytes); frames];
+                    stall_stack.count = 1;
+                    stall_stack
                 };
                 stacks
-            ],
-            task_id: None,
-            spawned_at: None,
-            span: None,
-            trace_parent: None,
+            ];
+            stall_event
         }
     }
 

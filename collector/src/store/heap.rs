@@ -186,28 +186,32 @@ mod tests {
     use lagscope_wire::HeapSite;
 
     fn window(end_ms: u64, cache_live: u64) -> HeapProfile {
-        HeapProfile {
-            start_ms: end_ms - 10_000,
-            end_ms,
-            sample_bytes: 512 * 1024,
-            samples: end_ms / 1000,
-            dropped: 0,
-            sites: vec![
-                HeapSite {
-                    frames: ["svc::cache::remember", "svc::handler", "main"]
+        {
+            let mut heap_profile = HeapProfile::default();
+            heap_profile.start_ms = end_ms - 10_000;
+            heap_profile.end_ms = end_ms;
+            heap_profile.sample_bytes = 512 * 1024;
+            heap_profile.samples = end_ms / 1000;
+            heap_profile.sites = vec![
+                {
+                    let mut heap_site = HeapSite::default();
+                    heap_site.frames = ["svc::cache::remember", "svc::handler", "main"]
                         .map(String::from)
-                        .into(),
-                    live_bytes: cache_live,
-                    allocated_bytes: 1 << 20,
+                        .into();
+                    heap_site.live_bytes = cache_live;
+                    heap_site.allocated_bytes = 1 << 20;
+                    heap_site
                 },
-                HeapSite {
-                    frames: ["svc::parse", "svc::handler", "main"]
+                {
+                    let mut heap_site = HeapSite::default();
+                    heap_site.frames = ["svc::parse", "svc::handler", "main"]
                         .map(String::from)
-                        .into(),
-                    live_bytes: 0,
-                    allocated_bytes: 4 << 20,
+                        .into();
+                    heap_site.allocated_bytes = 4 << 20;
+                    heap_site
                 },
-            ],
+            ];
+            heap_profile
         }
     }
 

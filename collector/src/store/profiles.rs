@@ -137,23 +137,27 @@ mod tests {
     use lagscope_wire::ProfileStack;
 
     fn window(start_ms: u64, hot: u32) -> Profile {
-        Profile {
-            request_id: None,
-            start_ms,
-            end_ms: start_ms + 10_000,
-            hz: 19,
-            samples: u64::from(hot) + 1,
-            dropped: 0,
-            stacks: vec![
-                ProfileStack {
-                    frames: ["hash", "handler", "worker"].map(String::from).into(),
-                    count: hot,
+        {
+            let mut profile = Profile::default();
+            profile.start_ms = start_ms;
+            profile.end_ms = start_ms + 10_000;
+            profile.hz = 19;
+            profile.samples = u64::from(hot) + 1;
+            profile.stacks = vec![
+                {
+                    let mut profile_stack = ProfileStack::default();
+                    profile_stack.frames = ["hash", "handler", "worker"].map(String::from).into();
+                    profile_stack.count = hot;
+                    profile_stack
                 },
-                ProfileStack {
-                    frames: ["epoll_wait", "worker"].map(String::from).into(),
-                    count: 1,
+                {
+                    let mut profile_stack = ProfileStack::default();
+                    profile_stack.frames = ["epoll_wait", "worker"].map(String::from).into();
+                    profile_stack.count = 1;
+                    profile_stack
                 },
-            ],
+            ];
+            profile
         }
     }
 

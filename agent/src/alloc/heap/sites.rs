@@ -189,8 +189,9 @@ impl Sites {
         seen.dedup();
         let mut sites: Vec<HeapSite> = seen
             .into_iter()
-            .map(|site| HeapSite {
-                frames: match self.stacks.get(site as usize) {
+            .map(|site| {
+                let mut heap_site = HeapSite::default();
+                heap_site.frames = match self.stacks.get(site as usize) {
                     Some(addresses) => without_the_allocator(
                         crate::platform::stack::symbolize(addresses)
                             .into_iter()
@@ -198,9 +199,10 @@ impl Sites {
                             .collect(),
                     ),
                     None => vec![NOT_KEPT.to_string()],
-                },
-                live_bytes: live.get(&site).copied().unwrap_or(0),
-                allocated_bytes: allocated.get(&site).copied().unwrap_or(0),
+                };
+                heap_site.live_bytes = live.get(&site).copied().unwrap_or(0);
+                heap_site.allocated_bytes = allocated.get(&site).copied().unwrap_or(0);
+                heap_site
             })
             .collect();
         sites.sort_by_key(|s| std::cmp::Reverse((s.live_bytes, s.allocated_bytes)));
@@ -208,13 +210,15 @@ impl Sites {
     }
 
     fn profile_of(&self, start_ms: u64, end_ms: u64, sites: Vec<HeapSite>) -> HeapProfile {
-        HeapProfile {
-            start_ms,
-            end_ms,
-            sample_bytes: mean(),
-            sites,
-            samples: SAMPLES.load(Relaxed),
-            dropped: TABLE_FULL.load(Relaxed) + NO_STACK.load(Relaxed),
+        {
+            let mut heap_profile = HeapProfile::default();
+            heap_profile.start_ms = start_ms;
+            heap_profile.end_ms = end_ms;
+            heap_profile.sample_bytes = mean();
+            heap_profile.sites = sites;
+            heap_profile.samples = SAMPLES.load(Relaxed);
+            heap_profile.dropped = TABLE_FULL.load(Relaxed) + NO_STACK.load(Relaxed);
+            heap_profile
         }
     }
 }
@@ -248,9 +252,10 @@ pub(super) fn merged(older: HeapProfile, mut newer: HeapProfile) -> HeapProfile 
     for site in older.sites {
         match newer.sites.iter_mut().find(|s| s.frames == site.frames) {
             Some(s) => s.allocated_bytes += site.allocated_bytes,
-            None if site.allocated_bytes > 0 => newer.sites.push(HeapSite {
-                live_bytes: 0,
-                ..site
+            None if site.allocated_bytes > 0 => newer.sites.push({
+                let mut heap_site = site;
+                heap_site.live_bytes = 0;
+                heap_site
             }),
             None => {}
         }
@@ -286,10 +291,10 @@ pub(super) fn capped(mut sites: Vec<HeapSite>, max: usize) -> Vec<HeapSite> {
     let cut = rest.split_off((max - 1 - by_live).min(rest.len()));
     sites.extend(rest);
     sites.sort_by_key(|s| std::cmp::Reverse((s.live_bytes, s.allocated_bytes)));
-    let summed = other.get_or_insert_with(|| HeapSite {
-        frames: vec![lagscope_wire::OTHER_SITES.to_string()],
-        live_bytes: 0,
-        allocated_bytes: 0,
+    let summed = other.get_or_insert_with(|| {
+        let mut heap_site = HeapSite::default();
+        heap_site.frames = vec![lagscope_wire::OTHER_SITES.to_string()];
+        heap_site
     });
     summed.live_bytes += cut.iter().map(|s| s.live_bytes).sum::<u64>();
     summed.allocated_bytes += cut.iter().map(|s| s.allocated_bytes).sum::<u64>();
