@@ -5,9 +5,8 @@
 //! for example the blocking-pool fields need `--cfg tokio_unstable`, and the
 //! heap fields need `lagscope::alloc::Counting` installed as the global allocator.
 //!
-//! The structs are `#[non_exhaustive]` with `Default`: outside this crate,
-//! make one with `T::default()` and set the fields you have, so a field
-//! added later breaks no one.
+//! The structs are `#[non_exhaustive]` with `Default`: elsewhere, make one
+//! with `T::default()` and set its fields, so a new field breaks no one.
 
 use serde::{Deserialize, Serialize};
 
@@ -580,9 +579,7 @@ impl Sample {
     pub fn gauge(&self, name: &str) -> Option<f64> {
         self.gauges.iter().find(|g| g.name == name)?.value
     }
-}
 
-impl Sample {
     /// A plausible sample of a 2-worker runtime under light load, for tests,
     /// benchmarks and examples: every field measured, values varying a little
     /// with `seq`.
