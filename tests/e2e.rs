@@ -942,32 +942,43 @@ fn profile_and_flamegraph_commands_write_svg_folded_and_pprof() {
     };
 
     // On demand: 5 s at 199 Hz covers two 200 ms hashing blocks (one every
-    // 2 s), so one still falls inside on a loaded machine.
+    // 2 s). On the loaded CI machine a profile has come back without any
+    // of the fixture's frames (about one phase in six, cause not yet
+    // found): a second profile is taken then, and both are described if
+    // it misses too.
     let svg = temp_path("profile.svg");
-    let (ok, err) = run(&[
-        "profile",
-        "--duration",
-        "5s",
-        "--hz",
-        "199",
-        "-o",
-        svg.to_str().expect("utf-8"),
-    ]);
-    assert!(ok, "{err}");
-    let text = std::fs::read_to_string(&svg).expect("svg written");
-    assert!(
-        text.starts_with("<?xml") && text.contains("e2e-profile / "),
-        "title"
-    );
-    assert!(
-        text.contains("hash_in_handler"),
-        "the hot function is drawn; the fixture's frames drawn: {:?}",
-        text.split("<title>")
+    let mut misses = Vec::new();
+    let text = loop {
+        let (ok, err) = run(&[
+            "profile",
+            "--duration",
+            "5s",
+            "--hz",
+            "199",
+            "-o",
+            svg.to_str().expect("utf-8"),
+        ]);
+        assert!(ok, "{err}");
+        let text = std::fs::read_to_string(&svg).expect("svg written");
+        assert!(
+            text.starts_with("<?xml") && text.contains("e2e-profile / "),
+            "title"
+        );
+        if text.contains("hash_in_handler") {
+            break text;
+        }
+        let drawn: Vec<&str> = text
+            .split("<title>")
             .filter_map(|t| t.split("</title>").next())
             .filter(|t| t.contains("lagscope_fixtures"))
             .take(20)
-            .collect::<Vec<_>>()
-    );
+            .collect();
+        misses.push(format!("{} fixture frames drawn: {drawn:?}", err.trim()));
+        assert!(
+            misses.len() < 2,
+            "the hot function is drawn in neither profile: {misses:#?}"
+        );
+    };
     assert!(text.contains("199 Hz"));
 
     let pprof = temp_path("profile.pb.gz");
