@@ -689,17 +689,6 @@ impl Store {
     }
 }
 
-/// Sample builders for tests of this crate.
-#[cfg(test)]
-pub(crate) mod tests_support {
-    use lagscope_wire::Sample;
-
-    /// A plausible sample (see [`Sample::synthetic`]).
-    pub(crate) fn sample(service: &str, instance: &str, seq: u64, t_ms: u64) -> Sample {
-        Sample::synthetic(service, instance, seq, t_ms)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::tests_support::sample;
@@ -1049,5 +1038,16 @@ mod tests {
         let one = sample("svc", "a", 0, 1000);
         assert_eq!(s.rss_bytes_total, one.memory.rss_bytes.map(|b| 2 * b));
         assert_eq!(s.busy_ratio_mean, Some(one.runtimes[0].busy_ratio));
+    }
+}
+
+/// Sample builders for tests of this crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use lagscope_wire::Sample;
+
+    /// A plausible sample (see [`Sample::synthetic`]).
+    pub(crate) fn sample(service: &str, instance: &str, seq: u64, t_ms: u64) -> Sample {
+        Sample::synthetic(service, instance, seq, t_ms)
     }
 }
