@@ -5,13 +5,22 @@
 //! the measured delay is what a newly woken request would see. One probe is in
 //! flight at a time; while it waits, its age counts as lag, so a runtime that is
 //! blocked right now shows growing lag live rather than after it recovers.
+//!
+//! While every worker is parked nothing can be waiting for one, and a probe
+//! would only time a parked worker's wake-up (and cost one: ~40 µs of CPU
+//! for the sampler thread and as much for the worker, on a small machine).
+//! So while the runtime is idle the probes back off, doubling the gap up to
+//! [`IDLE_INTERVAL`]; the first look that finds a worker awake, or a probe
+//! that waited, brings them back to the configured interval. A block that
+//! starts on an idle runtime is seen by the probe at most [`IDLE_INTERVAL`]
+//! late (the stall watchdog times it from the poll's own start).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeMetrics};
 use tokio::task::JoinHandle;
 
 use crate::sample::LagStats;
@@ -19,6 +28,10 @@ use crate::sample::LagStats;
 const NOT_POLLED: u64 = u64::MAX;
 /// 1 µs .. 60 s at 2 significant digits (1 % precision, ~22 KiB).
 const HIST_MAX_US: u64 = 60_000_000;
+/// Longest gap between probes while every worker is parked.
+pub(crate) const IDLE_INTERVAL: Duration = Duration::from_millis(100);
+/// A probe that waited less than this found an idle runtime.
+const IDLE_DELAY_US: u64 = 1_000;
 
 struct InFlight {
     spawned_at: Instant,
@@ -37,9 +50,14 @@ pub(crate) fn new_runtime_token() -> u64 {
 
 pub(crate) struct LagProbe {
     handle: Handle,
+    metrics: RuntimeMetrics,
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     token: u64,
     interval: Duration,
+    /// The gap to the next probe: `interval`, or longer while idle.
+    gap: Duration,
+    /// Whether the last probe to run waited less than [`IDLE_DELAY_US`].
+    last_was_quick: bool,
     next_spawn: Instant,
     next_check: Instant,
     in_flight: Option<InFlight>,
@@ -53,9 +71,12 @@ impl LagProbe {
     /// knows by `token` (the probe tells it which threads work for it).
     pub(crate) fn new(handle: Handle, token: u64, interval: Duration, now: Instant) -> Self {
         LagProbe {
+            metrics: handle.metrics(),
             handle,
             token,
             interval,
+            gap: interval,
+            last_was_quick: false,
             next_spawn: now,
             next_check: now,
             in_flight: None,
@@ -86,6 +107,7 @@ impl LagProbe {
         let finished = flight.task.is_finished();
         let delay = flight.delay_us.load(Ordering::Acquire);
         if delay != NOT_POLLED {
+            self.last_was_quick = delay < IDLE_DELAY_US;
             self.record(delay);
             self.in_flight = None;
         } else if finished {
@@ -102,6 +124,11 @@ impl LagProbe {
             return;
         }
         if self.in_flight.is_none() && now >= self.next_spawn {
+            self.gap = if self.last_was_quick && self.all_parked() {
+                (self.gap * 2).min(IDLE_INTERVAL.max(self.interval))
+            } else {
+                self.interval
+            };
             self.spawn(now);
         }
         // The delay is timed by the task itself; the sampler only needs to come
@@ -132,7 +159,19 @@ impl LagProbe {
             task,
         });
         // Keep a steady cadence, but never schedule into the past after a long stall.
-        self.next_spawn = (self.next_spawn + self.interval).max(now);
+        self.next_spawn = (self.next_spawn + self.gap).max(now);
+    }
+
+    /// Whether every worker of the runtime is parked right now (stable
+    /// metrics: a worker's park/unpark count is odd while it is parked).
+    fn all_parked(&self) -> bool {
+        (0..self.metrics.num_workers()).all(|w| self.metrics.worker_park_unpark_count(w) % 2 == 1)
+    }
+
+    /// The gap the probe keeps now (for tests).
+    #[cfg(test)]
+    fn gap(&self) -> Duration {
+        self.gap
     }
 
     fn record(&mut self, delay_us: u64) {
@@ -224,8 +263,41 @@ mod tests {
         );
         drive(&mut probe, Duration::from_millis(200));
         let stats = probe.take_stats(Instant::now()).expect("probes ran");
-        assert!(stats.probes >= 10, "{stats:?}");
+        assert!(stats.probes >= 2, "{stats:?}");
         assert!(stats.p50_us < 5_000, "{stats:?}");
+    }
+
+    #[test]
+    fn probes_back_off_while_idle_and_return_once_a_worker_is_busy() {
+        let rt = runtime();
+        let interval = Duration::from_millis(5);
+        let mut probe = LagProbe::new(rt.handle().clone(), 1, interval, Instant::now());
+        drive(&mut probe, Duration::from_millis(600));
+        assert_eq!(probe.gap(), IDLE_INTERVAL, "idle: the longest gap");
+        let idle = probe.take_stats(Instant::now()).expect("probes ran");
+        assert!(
+            idle.probes <= 15,
+            "600 ms idle at a 5 ms interval took {} probes",
+            idle.probes
+        );
+        // A worker busy computing (not parked): probes at the interval again.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy = stop.clone();
+        rt.spawn(async move {
+            while !busy.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+                tokio::task::yield_now().await;
+            }
+        });
+        drive(&mut probe, Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(probe.gap(), interval, "busy: the configured interval");
+        let busy_stats = probe.take_stats(Instant::now()).expect("probes ran");
+        assert!(
+            busy_stats.probes >= 20,
+            "300 ms busy at a 5 ms interval took {} probes",
+            busy_stats.probes
+        );
     }
 
     #[test]
