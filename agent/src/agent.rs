@@ -21,9 +21,29 @@ use crate::sampler::{Sampler, Watched};
 
 pub(crate) use crate::sampler::gauge::GaugeFn;
 
+/// How far the agent has got in stopping. It stops in that order, so what
+/// the sources hold when they stop (a partial CPU profile or heap window)
+/// goes out in the sampler's last sample, which the exporters then flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Running,
+    /// The threads that feed the sampler (heap, watchdog, profiler) finish.
+    Sources,
+    /// The sampler takes its last sample and finishes.
+    Sampler,
+}
+
+/// What an agent thread is, for the order in which they stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Source,
+    Sampler,
+    Export,
+}
+
 /// State shared by the handle and the agent's threads.
 struct Shared {
-    stopping: Mutex<bool>,
+    stopping: Mutex<Stage>,
     wake: Condvar,
     latest: Mutex<Option<Arc<Sample>>>,
     gauges: Gauges,
@@ -31,14 +51,26 @@ struct Shared {
 }
 
 impl Shared {
-    /// Waits up to `period` for a stop; returns whether the agent is stopping.
+    /// Waits up to `period` for a source thread's stop; returns whether it
+    /// is to stop.
     fn wait_stopping(&self, period: std::time::Duration) -> bool {
+        self.wait_for(Stage::Sources, period)
+    }
+
+    /// Waits up to `period` for the agent to reach `stage`; returns whether
+    /// it has.
+    fn wait_for(&self, stage: Stage, period: std::time::Duration) -> bool {
         let stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
         let (stopping, _) = self
             .wake
-            .wait_timeout_while(stopping, period, |s| !*s)
+            .wait_timeout_while(stopping, period, |s| *s < stage)
             .unwrap_or_else(|p| p.into_inner());
-        *stopping
+        *stopping >= stage
+    }
+
+    fn set_stage(&self, stage: Stage) {
+        *self.stopping.lock().unwrap_or_else(|p| p.into_inner()) = stage;
+        self.wake.notify_all();
     }
 
     fn dropped(&self) -> u64 {
@@ -60,7 +92,7 @@ pub struct AgentHandle {
     service: String,
     instance: String,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<(Role, JoinHandle<()>)>,
     /// The heap samples' reader, while heap sampling is on.
     heap: Option<Arc<Mutex<crate::alloc::heap::Sites>>>,
 }
@@ -144,7 +176,7 @@ impl AgentHandle {
             profiler.as_ref().map(|(_, e)| e.clone()),
         )?;
         let shared = Arc::new(Shared {
-            stopping: Mutex::new(false),
+            stopping: Mutex::new(Stage::Running),
             wake: Condvar::new(),
             latest: Mutex::new(None),
             gauges: Gauges::new(gauges),
@@ -160,7 +192,7 @@ impl AgentHandle {
 
         let heap_windows = handle.start_heap(options.heap_sample_bytes, &interval_us)?;
         for (thread, what, run) in outputs.into_threads() {
-            handle.supervise(thread, what, run)?;
+            handle.supervise(Role::Export, thread, what, run)?;
         }
         #[allow(unused_mut)]
         let mut sampler = Sampler::new(service, instance, interval_us, watched, now);
@@ -172,23 +204,36 @@ impl AgentHandle {
             let book = crate::watchdog::Book::default();
             sampler.set_stall_book(book.clone());
             let (stop, threshold) = (shared.clone(), options.stall_threshold);
-            handle.supervise("lagscope-watchdog", "the stall watchdog", move || {
-                let stop = |period| stop.wait_stopping(period);
-                crate::watchdog::run(watches, threshold, book, stop)
-            })?;
+            handle.supervise(
+                Role::Source,
+                "lagscope-watchdog",
+                "the stall watchdog",
+                move || {
+                    let stop = |period| stop.wait_stopping(period);
+                    crate::watchdog::run(watches, threshold, book, stop)
+                },
+            )?;
         }
         #[cfg(target_os = "linux")]
         if let Some((signal, exchange)) = profiler {
             sampler.set_profiles(exchange.clone());
             let (stop, hz) = (shared.clone(), options.profile_hz);
-            handle.supervise("lagscope-profiler", "the CPU profiler", move || {
-                let stop = |period| stop.wait_stopping(period);
-                crate::profiler::run(signal, hz, exchange, stop)
-            })?;
+            handle.supervise(
+                Role::Source,
+                "lagscope-profiler",
+                "the CPU profiler",
+                move || {
+                    let stop = |period| stop.wait_stopping(period);
+                    crate::profiler::run(signal, hz, exchange, stop)
+                },
+            )?;
         }
-        handle.supervise("lagscope-sampler", "the sampler", move || {
-            run_sampler(sampler, shared)
-        })?;
+        handle.supervise(
+            Role::Sampler,
+            "lagscope-sampler",
+            "the sampler",
+            move || run_sampler(sampler, shared),
+        )?;
         Ok(handle)
     }
 
@@ -197,6 +242,7 @@ impl AgentHandle {
     /// (`what` stopped after an internal error is said once).
     fn supervise(
         &mut self,
+        role: Role,
         thread: &'static str,
         what: &'static str,
         f: impl FnOnce() + Send + 'static,
@@ -211,7 +257,7 @@ impl AgentHandle {
             .name(thread.into())
             .spawn(run)
             .map_err(|source| Error::Thread { thread, source })?;
-        self.threads.push(joined);
+        self.threads.push((role, joined));
         Ok(())
     }
 
@@ -243,7 +289,7 @@ impl AgentHandle {
         let windows = Arc::new(crate::alloc::heap::Windows::default());
         crate::alloc::heap::set_mean(sample_bytes);
         let (stop, interval_us, out) = (self.shared.clone(), interval_us.clone(), windows.clone());
-        self.supervise("lagscope-heap", "heap sampling", move || {
+        self.supervise(Role::Source, "lagscope-heap", "heap sampling", move || {
             // Sampling stops with this thread, however it ends.
             struct Off;
             impl Drop for Off {
@@ -368,20 +414,24 @@ impl AgentHandle {
         self.stop();
     }
 
+    /// Stops the sources, then the sampler (whose last sample carries what
+    /// they held), then the exporters (which flush it, for a bounded time).
     fn stop(&mut self) {
-        *self
-            .shared
-            .stopping
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = true;
-        self.shared.wake.notify_all();
+        let mut threads = std::mem::take(&mut self.threads);
+        let mut join = |role: Role| {
+            for (_, t) in threads.extract_if(.., |(r, _)| *r == role) {
+                // A panic on an agent thread was already contained and reported there.
+                let _ = t.join();
+            }
+        };
+        self.shared.set_stage(Stage::Sources);
+        join(Role::Source);
+        self.shared.set_stage(Stage::Sampler);
+        join(Role::Sampler);
         for q in &self.shared.exports {
             q.close();
         }
-        for t in self.threads.drain(..) {
-            // A panic on an agent thread was already contained and reported there.
-            let _ = t.join();
-        }
+        join(Role::Export);
     }
 }
 
@@ -469,7 +519,13 @@ fn watched(
             Watched {
                 runtime,
                 blocking: crate::sampler::blocking::BlockingProbe::new(handle.clone(), now),
-                probe: LagProbe::new(handle, token, lag_probe_interval, now),
+                probe: LagProbe::new(
+                    handle,
+                    token,
+                    lag_probe_interval,
+                    crate::sampler::lag::idle_gap(lag_probe_interval),
+                    now,
+                ),
             }
         })
         .collect()
@@ -546,6 +602,10 @@ fn drain_heap(
             HEAP_DRAIN
         };
     }
+    // The partial window goes out with the sampler's last sample.
+    let mut sites = sites.lock().unwrap_or_else(|p| p.into_inner());
+    sites.drain();
+    windows.put(sites.window());
 }
 
 fn run_sampler(mut sampler: Sampler, shared: Arc<Shared>) {
@@ -554,17 +614,16 @@ fn run_sampler(mut sampler: Sampler, shared: Arc<Shared>) {
         if let Some(sample) = sampler.tick(now, &shared.gauges, shared.dropped()) {
             shared.publish(sample);
         }
-        let deadline = sampler.next_deadline();
-        let stopping = shared.stopping.lock().unwrap_or_else(|p| p.into_inner());
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let (stopping, _) = shared
-            .wake
-            .wait_timeout_while(stopping, timeout, |stop| !*stop)
-            .unwrap_or_else(|p| p.into_inner());
-        if *stopping {
+        let timeout = sampler
+            .next_deadline()
+            .saturating_duration_since(Instant::now());
+        if shared.wait_for(Stage::Sampler, timeout) {
             break;
         }
     }
+    // The sources have stopped: their last windows go out now.
+    let last = sampler.last_sample(Instant::now(), &shared.gauges, shared.dropped());
+    shared.publish(last);
 }
 
 fn default_service() -> String {

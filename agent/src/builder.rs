@@ -118,6 +118,9 @@ impl Builder {
     /// Time between lag probes, 100 µs up to the sample interval. A shorter
     /// interval catches shorter blocks more precisely (a block is measured to
     /// within about one probe interval) at the cost of one task spawn per probe.
+    /// With the default, probes back off to one every 100 ms while every
+    /// worker is parked (an idle service then costs a few wake-ups a second);
+    /// an interval set here is kept while idle too.
     /// Default: [`DEFAULT_LAG_PROBE_INTERVAL`]. Environment: `LAGSCOPE_LAG_PROBE_INTERVAL`.
     pub fn lag_probe_interval(mut self, interval: Duration) -> Self {
         self.options.lag_probe_interval = interval;

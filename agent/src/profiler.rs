@@ -434,6 +434,13 @@ pub(crate) fn run(
     }
     drop(timers);
     ENABLED.store(false, Ordering::Relaxed);
+    // The window under way goes out with the sampler's last sample (a
+    // request's too: whoever asked gets what there is).
+    drain(&mut window);
+    if window.request_id.is_some() || window.samples > 0 {
+        names.extend(thread_names());
+        exchange.finish(window.finish(&names));
+    }
     RUNNING.store(false, Ordering::Release);
 }
 

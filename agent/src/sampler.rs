@@ -148,6 +148,21 @@ impl Sampler {
         sample
     }
 
+    /// The sample taken as the agent stops, whenever the last one was: it
+    /// carries what the stopped sources left (a partial profile or heap
+    /// window), so a watch that ends between two windows keeps its end.
+    pub(crate) fn last_sample(
+        &mut self,
+        now: Instant,
+        gauges: &gauge::Gauges,
+        dropped: u64,
+    ) -> Sample {
+        for w in &mut self.watched {
+            w.probe.collect();
+        }
+        self.sample(now, gauges, dropped)
+    }
+
     /// When the sampler thread must wake next.
     pub(crate) fn next_deadline(&self) -> Instant {
         self.watched
