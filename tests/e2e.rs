@@ -1348,12 +1348,9 @@ fn ctrl_c_stops_the_command_and_diagnoses_the_window() {
         run["stopped_with"], "SIGINT",
         "the fixture exits on SIGINT: {run}"
     );
-    assert!(
-        run["command_status"]
-            .as_str()
-            .is_some_and(|s| s.contains("signal: 2")),
-        "{run}"
-    );
+    // It ends the way a well-behaved service does: the agent stops and
+    // sends its last sample, and the process exits cleanly.
+    assert_eq!(run["command_status"], "exit status: 0", "{run}");
     assert_eq!(run["too_short"], false, "{run}");
     assert!(
         json["window_ms"].as_u64().is_some_and(|w| w >= 7_000),
