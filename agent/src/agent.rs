@@ -203,30 +203,18 @@ impl AgentHandle {
         if !options.stall_threshold.is_zero() && !watches.is_empty() {
             let book = crate::watchdog::Book::default();
             sampler.set_stall_book(book.clone());
-            let (stop, threshold) = (shared.clone(), options.stall_threshold);
-            handle.supervise(
-                Role::Source,
-                "lagscope-watchdog",
-                "the stall watchdog",
-                move || {
-                    let stop = |period| stop.wait_stopping(period);
-                    crate::watchdog::run(watches, threshold, book, stop)
-                },
-            )?;
+            let threshold = options.stall_threshold;
+            handle.supervise_source("lagscope-watchdog", "the stall watchdog", move |stop| {
+                crate::watchdog::run(watches, threshold, book, stop)
+            })?;
         }
         #[cfg(target_os = "linux")]
         if let Some((signal, exchange)) = profiler {
             sampler.set_profiles(exchange.clone());
-            let (stop, hz) = (shared.clone(), options.profile_hz);
-            handle.supervise(
-                Role::Source,
-                "lagscope-profiler",
-                "the CPU profiler",
-                move || {
-                    let stop = |period| stop.wait_stopping(period);
-                    crate::profiler::run(signal, hz, exchange, stop)
-                },
-            )?;
+            let hz = options.profile_hz;
+            handle.supervise_source("lagscope-profiler", "the CPU profiler", move |stop| {
+                crate::profiler::run(signal, hz, exchange, stop)
+            })?;
         }
         handle.supervise(
             Role::Sampler,
@@ -235,6 +223,21 @@ impl AgentHandle {
             move || run_sampler(sampler, shared),
         )?;
         Ok(handle)
+    }
+
+    /// Runs a source of the sampler's data (see [`Stage`]) under
+    /// [`supervise`](Self::supervise); `f` gets the check it waits on, which
+    /// says when to stop.
+    fn supervise_source(
+        &mut self,
+        thread: &'static str,
+        what: &'static str,
+        f: impl FnOnce(&dyn Fn(std::time::Duration) -> bool) + Send + 'static,
+    ) -> Result<(), Error> {
+        let shared = self.shared.clone();
+        self.supervise(Role::Source, thread, what, move || {
+            f(&|period| shared.wait_stopping(period))
+        })
     }
 
     /// Runs `f` on a thread of the agent called `thread`: left out of heap
@@ -288,8 +291,8 @@ impl AgentHandle {
         self.heap = Some(sites.clone());
         let windows = Arc::new(crate::alloc::heap::Windows::default());
         crate::alloc::heap::set_mean(sample_bytes);
-        let (stop, interval_us, out) = (self.shared.clone(), interval_us.clone(), windows.clone());
-        self.supervise(Role::Source, "lagscope-heap", "heap sampling", move || {
+        let (interval_us, out) = (interval_us.clone(), windows.clone());
+        self.supervise_source("lagscope-heap", "heap sampling", move |stop| {
             // Sampling stops with this thread, however it ends.
             struct Off;
             impl Drop for Off {
@@ -298,7 +301,7 @@ impl AgentHandle {
                 }
             }
             let _off = Off;
-            drain_heap(&sites, &out, &interval_us, &stop);
+            drain_heap(&sites, &out, &interval_us, stop);
         })?;
         Ok(Some(windows))
     }
@@ -583,12 +586,12 @@ fn drain_heap(
     sites: &Mutex<crate::alloc::heap::Sites>,
     windows: &crate::alloc::heap::Windows,
     interval_us: &AtomicU64,
-    shared: &Shared,
+    stop: &dyn Fn(std::time::Duration) -> bool,
 ) {
     let window = || heap_window(interval_us.load(Ordering::Relaxed));
     let mut wait = HEAP_DRAIN;
     let mut window_ends = Instant::now() + window();
-    while !shared.wait_stopping(wait) {
+    while !stop(wait) {
         let mut sites = sites.lock().unwrap_or_else(|p| p.into_inner());
         let drained = sites.drain();
         if Instant::now() >= window_ends {
