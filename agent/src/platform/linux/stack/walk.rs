@@ -102,26 +102,45 @@ pub(crate) fn decide_frame_walk() {
 /// innermost first; returns how many. Reads the stack directly (no system
 /// call), so a heap sample can take frames beyond its bounded copy. Nothing
 /// where the build does not keep frame pointers ([`FRAME_WALK`]).
-pub(crate) fn walk_own(mut fp: usize, sp: usize, top: usize, out: &[AtomicUsize]) -> usize {
+pub(crate) fn walk_own(fp: usize, sp: usize, top: usize, out: &[AtomicUsize]) -> usize {
     if !FRAME_WALK.load(Ordering::Relaxed) {
         return 0;
     }
     let word = std::mem::size_of::<usize>();
-    let mut n = 0;
-    while n < out.len()
-        && fp >= sp
-        && fp.is_multiple_of(word)
-        && fp.checked_add(2 * word).is_some_and(|end| end <= top)
-    {
+    chain(fp, out, |fp| {
+        if fp < sp
+            || !fp.is_multiple_of(word)
+            || fp.checked_add(2 * word).is_none_or(|end| end > top)
+        {
+            return None;
+        }
         // SAFETY: `fp..fp + 2 words` lies within `sp..top`, the calling
         // thread's own mapped stack (the caller's promise), and is aligned;
         // this thread is the only writer of its stack, and it is not
         // writing while it reads here.
-        let (next_fp, return_address) = unsafe {
-            (
+        Some(unsafe {
+            [
                 std::ptr::read(fp as *const usize),
                 std::ptr::read((fp + word) as *const usize),
-            )
+            ]
+        })
+    })
+}
+
+/// The frame-pointer chain from `fp`: each record read by `record` (the
+/// caller's frame pointer and the return address, or `None` where the
+/// chain cannot go on) gives one return address to `out`, innermost first,
+/// until the chain stops climbing; returns how many. No allocation: it runs
+/// in signal handlers.
+fn chain(
+    mut fp: usize,
+    out: &[AtomicUsize],
+    record: impl Fn(usize) -> Option<[usize; 2]>,
+) -> usize {
+    let mut n = 0;
+    while n < out.len() {
+        let Some([next_fp, return_address]) = record(fp) else {
+            break;
         };
         if return_address == 0 {
             break;
@@ -146,25 +165,11 @@ pub(super) fn plausible_frame(fp: usize, sp: usize) -> bool {
 }
 
 /// Follows the chain from `fp`, writing return addresses to `out`.
-pub(super) fn follow(mut fp: usize, sp: usize, out: &[AtomicUsize]) -> usize {
-    let mut n = 0;
-    while n < out.len() && plausible_frame(fp, sp) {
+pub(super) fn follow(fp: usize, sp: usize, out: &[AtomicUsize]) -> usize {
+    chain(fp, out, |fp| {
         let mut record = [0usize; 2]; // [caller's frame pointer, return address]
-        if !read_own_memory(fp, &mut record) {
-            break;
-        }
-        let [next_fp, return_address] = record;
-        if return_address == 0 {
-            break;
-        }
-        out[n].store(return_address, Ordering::Relaxed);
-        n += 1;
-        if next_fp <= fp {
-            break;
-        }
-        fp = next_fp;
-    }
-    n
+        (plausible_frame(fp, sp) && read_own_memory(fp, &mut record)).then_some(record)
+    })
 }
 
 /// The first word above `sp` that points at a frame record which itself
