@@ -420,8 +420,13 @@ fn write(
         Format::Pprof => flame::pprof_gz(folded, p.hz, p.start_ms, p.end_ms)?,
     };
     save(path, &bytes)?;
+    let lost = if p.dropped > 0 {
+        format!("; {} samples lost by the agent", p.dropped)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "wrote {} ({} stacks, {} {})",
+        "wrote {} ({} stacks, {} {}{lost})",
         path.display(),
         folded.len(),
         folded.total(),
