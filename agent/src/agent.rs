@@ -620,10 +620,12 @@ fn run_sampler(mut sampler: Sampler, shared: Arc<Shared>) {
         let timeout = sampler
             .next_deadline()
             .saturating_duration_since(Instant::now());
-        if shared.wait_for(Stage::Sampler, timeout) {
+        if shared.wait_for(Stage::Sources, timeout) {
             break;
         }
     }
+    sampler.stopping(Instant::now());
+    while !shared.wait_for(Stage::Sampler, std::time::Duration::from_millis(100)) {}
     // The sources have stopped: their last windows go out now.
     let last = sampler.last_sample(Instant::now(), &shared.gauges, shared.dropped());
     shared.publish(last);

@@ -56,6 +56,8 @@ pub(crate) struct Sampler {
     #[cfg(target_os = "linux")]
     profiles: Option<std::sync::Arc<crate::profiler::Exchange>>,
     heap: Option<Arc<crate::alloc::heap::Windows>>,
+    /// Memory as read when the agent began to stop (see [`Self::stopping`]).
+    memory_at_stop: Option<crate::sample::MemorySample>,
 }
 
 impl Sampler {
@@ -84,6 +86,7 @@ impl Sampler {
             #[cfg(target_os = "linux")]
             profiles: None,
             heap: None,
+            memory_at_stop: None,
         }
     }
 
@@ -148,6 +151,15 @@ impl Sampler {
         sample
     }
 
+    /// The agent begins to stop: reads memory now, for the last sample. The
+    /// host's memory is what it holds when it asks the agent to stop; what
+    /// the sources then allocate to hand over their windows (naming a
+    /// profile's stacks can read symbol tables) is the agent's own.
+    pub(crate) fn stopping(&mut self, now: Instant) {
+        let interval = now.duration_since(self.previous_at);
+        self.memory_at_stop = Some(self.memory.sample(interval));
+    }
+
     /// The sample taken as the agent stops, whenever the last one was: it
     /// carries what the stopped sources left (a partial profile or heap
     /// window), so a watch that ends between two windows keeps its end.
@@ -197,7 +209,10 @@ impl Sampler {
                 .map_or(0, |d| d.as_millis() as u64);
             sample_.interval_us = interval.as_micros() as u64;
             sample_.runtimes = runtimes;
-            sample_.memory = self.memory.sample(interval);
+            sample_.memory = match self.memory_at_stop.take() {
+                Some(at_stop) => at_stop,
+                None => self.memory.sample(interval),
+            };
             sample_.process = self.process.sample(interval);
             sample_.gauges = gauges.read();
             sample_.dropped_samples = dropped;
