@@ -974,7 +974,21 @@ fn profile_and_flamegraph_commands_write_svg_folded_and_pprof() {
             .filter(|t| t.contains("lagscope_fixtures"))
             .take(20)
             .collect();
-        misses.push(format!("{} fixture frames drawn: {drawn:?}", err.trim()));
+        // The widest frames, to tell unsampled threads from unnamed frames.
+        let mut widest: Vec<(u64, &str)> = text
+            .split("<title>")
+            .filter_map(|t| t.split("</title>").next())
+            .filter_map(|t| {
+                let (_, rest) = t.rsplit_once(" (")?;
+                Some((rest.split(' ').next()?.replace(',', "").parse().ok()?, t))
+            })
+            .collect();
+        widest.sort_by_key(|w| std::cmp::Reverse(w.0));
+        widest.truncate(8);
+        misses.push(format!(
+            "{} fixture frames drawn: {drawn:?}; widest: {widest:?}",
+            err.trim()
+        ));
         assert!(
             misses.len() < 3,
             "the hot function is drawn in no profile: {misses:#?}"
