@@ -412,7 +412,10 @@ impl AgentHandle {
     }
 
     /// Stops the agent and waits for its threads to finish (promptly: they wait
-    /// on a condition variable, not a sleep). Pending file output is flushed.
+    /// on a condition variable, not a sleep). What the agent holds goes out
+    /// first: the CPU profile and heap window under way, in a last sample
+    /// (naming the profile's stacks can take a moment the first time).
+    /// Pending file output is flushed; the collector gets a bounded time.
     pub fn shutdown(mut self) {
         self.stop();
     }
