@@ -691,6 +691,7 @@ fn batch(seq: u64) -> AgentMessage {
                 task_names_folded: 0,
                 notices: vec![],
                 heap: None,
+                last: false,
             }],
         })),
     }
@@ -1051,13 +1052,9 @@ fn heap_flamegraphs_show_where_the_leaking_cache_allocates() {
     use prost::Message;
     use std::io::Read;
     let collector = Collector::start(&[]);
-    // The fixture turns heap sampling on (512 KiB); so does this.
-    let _svc = fixture(
-        "cache-leak",
-        "e2e-heap",
-        &collector.grpc_url(),
-        &[("LAGSCOPE_HEAP_SAMPLE", "512KiB")],
-    );
+    // Nothing turns heap sampling on: the agent's default samples the
+    // heap where Counting is the global allocator, as in the fixtures.
+    let _svc = fixture("cache-leak", "e2e-heap", &collector.grpc_url(), &[]);
     let inst = collector.wait_for("e2e-heap", 1, Duration::from_secs(20));
     assert!(inst.capabilities.contains(&"heap-sampling".to_string()));
     let api = collector.client(None).url().to_string();

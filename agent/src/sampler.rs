@@ -163,6 +163,7 @@ impl Sampler {
     /// The sample taken as the agent stops, whenever the last one was: it
     /// carries what the stopped sources left (a partial profile or heap
     /// window), so a watch that ends between two windows keeps its end.
+    /// Marked [`Sample::last`]: its memory is the teardown's.
     pub(crate) fn last_sample(
         &mut self,
         now: Instant,
@@ -172,7 +173,9 @@ impl Sampler {
         for w in &mut self.watched {
             w.probe.collect();
         }
-        self.sample(now, gauges, dropped)
+        let mut last = self.sample(now, gauges, dropped);
+        last.last = true;
+        last
     }
 
     /// When the sampler thread must wake next.

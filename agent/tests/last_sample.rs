@@ -85,6 +85,13 @@ fn the_profile_and_heap_window_under_way_go_out_as_the_agent_stops() {
         profiled >= 10,
         "the profile sent at the stop has {profiled} samples in burns_cpu_for"
     );
+    let marked: Vec<bool> = samples.iter().map(|s| s.last).collect();
+    assert_eq!(
+        marked.iter().filter(|&&l| l).count(),
+        1,
+        "one sample is marked last: {marked:?}"
+    );
+    assert_eq!(marked.last(), Some(&true), "the last one: {marked:?}");
     let heap = samples
         .iter()
         .filter_map(|s| s.heap.as_ref())

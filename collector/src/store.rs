@@ -309,6 +309,9 @@ impl Store {
             return Ok(false);
         }
         let before = inst.bytes;
+        // The memory of a process shutting down is its teardown's: kept
+        // out of the series (see `Sample::last`), kept in the sample.
+        let memory = sample.last.then(|| std::mem::take(&mut sample.memory));
         for (name, value) in lagscope_wire::metric::series_of(&sample) {
             let len = inst.series.len();
             match inst.series.get_mut(&name) {
@@ -327,8 +330,11 @@ impl Store {
         for profile in &sample.profiles {
             inst.profiles.record(profile);
         }
+        if let Some(memory) = memory {
+            sample.memory = memory;
+        }
         if let Some(heap) = &sample.heap {
-            inst.heap.record(heap);
+            inst.heap.record(heap, sample.last);
         }
         for notice in &sample.notices {
             let notices = &mut inst.info.notices;
@@ -786,6 +792,34 @@ mod tests {
             )
             .expect("instance");
         assert_eq!(r.series[0].points.len(), 2);
+    }
+
+    #[test]
+    fn the_last_samples_memory_stays_out_of_the_series() {
+        let mut store = Store::new(StoreConfig::default());
+        store
+            .connect("svc", "a", AgentInfo::default(), 0)
+            .expect("room");
+        let mut sample_ = sample("svc", "a", 0, 1000);
+        sample_.memory.heap_live_bytes = Some(64 << 20);
+        assert_eq!(store.ingest(sample_), Ok(true));
+        // The process freed its heap as it shut down.
+        let mut last = sample("svc", "a", 1, 2000);
+        last.memory.heap_live_bytes = Some(1 << 20);
+        last.last = true;
+        assert_eq!(store.ingest(last), Ok(true));
+        let series = |metric: Metric| {
+            let r = store
+                .series("svc", "a", &[metric.series().into()], 0, u64::MAX, None)
+                .expect("instance");
+            r.series[0].points.len()
+        };
+        assert_eq!(
+            series(Metric::HeapLive),
+            1,
+            "the teardown's heap is left out"
+        );
+        assert_eq!(series(Metric::BusyRatio), 2, "the rest is kept");
     }
 
     #[test]

@@ -74,6 +74,7 @@ impl Sample {
             tasks: self.tasks.iter().map(task_to_pb).collect(),
             task_names_folded: self.task_names_folded,
             notices: self.notices.clone(),
+            last: self.last,
             heap: self.heap.as_ref().map(|h| pb::HeapProfile {
                 start_ms: h.start_ms,
                 end_ms: h.end_ms,
@@ -162,6 +163,7 @@ impl Sample {
             tasks: p.tasks.into_iter().map(task_from_pb).collect(),
             task_names_folded: p.task_names_folded,
             notices: p.notices,
+            last: p.last,
             heap: p.heap.map(|h| HeapProfile {
                 start_ms: h.start_ms,
                 end_ms: h.end_ms,

@@ -61,6 +61,13 @@ pub struct Sample {
     /// signal the host took over, say).
     #[serde(default)]
     pub notices: Vec<String>,
+    /// Sent as the agent stops: the process is most likely shutting down,
+    /// so its memory readings and its heap window's live bytes describe
+    /// the teardown rather than the service (the collector keeps them out
+    /// of memory trends). Its counters, stalls and profiles count as any
+    /// sample's.
+    #[serde(default)]
+    pub last: bool,
 }
 
 /// The heap by allocation site, estimated from allocations sampled about
@@ -695,6 +702,7 @@ impl Sample {
             task_names_folded: 0,
             notices: Vec::new(),
             heap: None,
+            last: false,
         }
     }
 }

@@ -23,6 +23,9 @@ struct Window {
     dropped: u64,
     /// (frames innermost first, live bytes, allocated bytes).
     sites: Vec<(Vec<u32>, u64, u64)>,
+    /// Shipped as the agent stopped: its live bytes are the teardown's
+    /// (see [`lagscope_wire::Sample::last`]).
+    last: bool,
 }
 
 /// Heap bytes by stack, from one or more windows (and instances).
@@ -67,7 +70,8 @@ pub struct HeapProfiles {
 
 impl HeapProfiles {
     /// Stores a window from an agent.
-    pub fn record(&mut self, p: &HeapProfile) {
+    /// Keeps window `p`; `last` if it came in the agent's last sample.
+    pub fn record(&mut self, p: &HeapProfile, last: bool) {
         let sites = p
             .sites
             .iter()
@@ -86,6 +90,7 @@ impl HeapProfiles {
             samples: p.samples,
             dropped: p.dropped,
             sites,
+            last,
         });
     }
 
@@ -95,8 +100,9 @@ impl HeapProfiles {
     }
 
     /// `kind` bytes by stack over `[from_ms, to_ms]`: in use at the last
-    /// window ending in it, or allocated over the windows ending in it.
-    /// Empty if no window ends in it.
+    /// window ending in it (before the teardown where another window is
+    /// there), or allocated over the windows ending in it. Empty if no
+    /// window ends in it.
     pub fn merged(&self, kind: HeapKind, from_ms: u64, to_ms: u64) -> HeapMerged {
         let in_span = |w: &&Window| w.end_ms >= from_ms && w.end_ms <= to_ms;
         let mut m = HeapMerged::default();
@@ -105,7 +111,11 @@ impl HeapProfiles {
                 .windows
                 .iter()
                 .rev()
-                .find(in_span)
+                .filter(in_span)
+                .fold(None, |kept: Option<&Window>, w| match kept {
+                    Some(k) if !k.last => Some(k),
+                    _ => Some(w),
+                })
                 .into_iter()
                 .collect(),
             HeapKind::Alloc => self.windows.iter().filter(in_span).collect(),
@@ -136,12 +146,13 @@ impl HeapProfiles {
     }
 
     /// Live bytes by site at the first and the last window ending in
-    /// `[from_ms, to_ms]`; `None` without two such windows.
+    /// `[from_ms, to_ms]`, leaving out the teardown's; `None` without two
+    /// such windows.
     pub fn growth(&self, from_ms: u64, to_ms: u64) -> Option<HeapGrowth> {
         let mut in_span = self
             .windows
             .iter()
-            .filter(|w| w.end_ms >= from_ms && w.end_ms <= to_ms);
+            .filter(|w| !w.last && w.end_ms >= from_ms && w.end_ms <= to_ms);
         let first = in_span.next()?;
         let last = in_span.next_back()?;
         let mut sites: Vec<SiteGrowth> = Vec::new();
@@ -219,7 +230,7 @@ mod tests {
     fn in_use_is_the_last_window_and_allocated_sums_the_span() {
         let mut h = HeapProfiles::default();
         for i in 1..=3u64 {
-            h.record(&window(i * 10_000, i << 20));
+            h.record(&window(i * 10_000, i << 20), false);
         }
         let inuse = h.merged(HeapKind::Inuse, 0, u64::MAX);
         assert_eq!(
@@ -243,7 +254,7 @@ mod tests {
         let mut h = HeapProfiles::default();
         assert!(h.growth(0, u64::MAX).is_none());
         for i in 1..=(WINDOWS as u64 + 5) {
-            h.record(&window(i * 10_000, i << 20));
+            h.record(&window(i * 10_000, i << 20), false);
         }
         let g = h.growth(0, u64::MAX).expect("two windows");
         assert_eq!(g.from_ms, 60_000, "the oldest five were evicted");
@@ -254,7 +265,29 @@ mod tests {
         assert_eq!(cache.grew(), (WINDOWS as i64 - 1) << 20);
         assert_eq!(g.sites[1].grew(), 0);
         let before = h.bytes();
-        h.record(&window(10_000_000, 1));
+        h.record(&window(10_000_000, 1), false);
         assert_eq!(h.bytes(), before, "same shape in, same shape out");
+    }
+
+    #[test]
+    fn the_teardown_window_is_left_out_of_in_use_and_growth() {
+        let mut h = HeapProfiles::default();
+        h.record(&window(10_000, 1 << 20), false);
+        h.record(&window(20_000, 2 << 20), false);
+        // The process freed its cache as it shut down.
+        h.record(&window(21_000, 0), true);
+        let g = h.growth(0, u64::MAX).expect("two windows");
+        assert_eq!((g.from_ms, g.to_ms), (10_000, 20_000));
+        assert_eq!(g.sites[0].grew(), 1 << 20);
+        let inuse = h.merged(HeapKind::Inuse, 0, u64::MAX);
+        assert_eq!(inuse.end_ms, 20_000);
+        assert_eq!(inuse.folded.total(), 2 << 20);
+        // Allocated over the span still counts the last window.
+        assert_eq!(h.merged(HeapKind::Alloc, 0, u64::MAX).end_ms, 21_000);
+        // A last window alone is what there is.
+        let mut only = HeapProfiles::default();
+        only.record(&window(15_000, 3), true);
+        assert_eq!(only.merged(HeapKind::Inuse, 0, u64::MAX).end_ms, 15_000);
+        assert!(only.growth(0, u64::MAX).is_none());
     }
 }
