@@ -90,3 +90,51 @@ fn an_inlined_async_fn_is_named_from_debuginfo_on_tokio_unstable() {
         "stacks without the inlined async fn: {unnamed:#?}"
     );
 }
+
+/// With no `LAGSCOPE_*` settings, `lagscope doctor --duration 25s` on a
+/// leaking service built as users ship it names the function whose
+/// allocations are kept: heap sampling is on by default where `Counting`
+/// is the global allocator.
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+#[test]
+fn doctor_names_the_leaking_function_of_a_shipped_build_with_no_settings() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shipped");
+    let binary = Build::AS_USERS_SHIP
+        .build(&target)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut doctor = std::process::Command::new(env!("CARGO_BIN_EXE_lagscope"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LAGSCOPE_") {
+            doctor.env_remove(name);
+        }
+    }
+    let out = doctor
+        .args([
+            "doctor",
+            "--duration",
+            "25s",
+            "--format",
+            "json",
+            "--no-report",
+        ])
+        .arg("--")
+        .arg(&binary)
+        .args(["leak", "120"])
+        .output()
+        .expect("doctor runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let response: lagscope_wire::doctor::DoctorResponse =
+        serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let findings = &response.diagnoses[0].findings;
+    let leak = findings
+        .iter()
+        .find(|f| f.category == lagscope_wire::doctor::Category::HeapLeak)
+        .unwrap_or_else(|| panic!("no heap-leak finding: {findings:#?}\n{stderr}"));
+    assert_eq!(
+        leak.culprit.as_deref(),
+        Some("shipped::remember_session"),
+        "{leak:#?}"
+    );
+}

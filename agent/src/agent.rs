@@ -137,7 +137,8 @@ impl AgentHandle {
         #[cfg(not(tokio_unstable))]
         let poll_hooks: Vec<(String, PollHooksOf)> = Vec::new();
 
-        let mut capabilities = capabilities(&options, !poll_hooks.is_empty());
+        let heap_sites = claim_heap(&options);
+        let mut capabilities = capabilities(!poll_hooks.is_empty(), heap_sites.is_some());
         let shapes = runtimes
             .iter()
             .map(|(name, h)| (name.clone(), h.metrics().num_workers()))
@@ -190,7 +191,10 @@ impl AgentHandle {
             heap: None,
         };
 
-        let heap_windows = handle.start_heap(options.heap_sample_bytes, &interval_us)?;
+        let heap_windows = match heap_sites {
+            Some(sites) => Some(handle.start_heap(sites, options.heap_sample(), &interval_us)?),
+            None => None,
+        };
         for (thread, what, run) in outputs.into_threads() {
             handle.supervise(Role::Export, thread, what, run)?;
         }
@@ -264,29 +268,14 @@ impl AgentHandle {
         Ok(())
     }
 
-    /// Starts heap sampling, if asked for and possible; the windows of
-    /// sites it ships, for the sampler.
+    /// Starts heap sampling with the sites [`claim_heap`] took; the
+    /// windows of sites it ships, for the sampler.
     fn start_heap(
         &mut self,
+        sites: crate::alloc::heap::Sites,
         sample_bytes: u64,
         interval_us: &Arc<AtomicU64>,
-    ) -> Result<Option<Arc<crate::alloc::heap::Windows>>, Error> {
-        if sample_bytes == 0 {
-            return Ok(None);
-        }
-        let sites = match crate::alloc::heap::Sites::claim() {
-            Some(sites) if crate::alloc::stats().is_some() => sites,
-            Some(_) => {
-                crate::notices::say("heap sampling needs lagscope::alloc::Counting as the global allocator; it stays off".into());
-                return Ok(None);
-            }
-            None => {
-                crate::notices::say(
-                    "another agent in this process samples the heap; this one does not".into(),
-                );
-                return Ok(None);
-            }
-        };
+    ) -> Result<Arc<crate::alloc::heap::Windows>, Error> {
         let sites = Arc::new(Mutex::new(sites));
         self.heap = Some(sites.clone());
         let windows = Arc::new(crate::alloc::heap::Windows::default());
@@ -303,7 +292,7 @@ impl AgentHandle {
             let _off = Off;
             drain_heap(&sites, &out, &interval_us, stop);
         })?;
-        Ok(Some(windows))
+        Ok(windows)
     }
 
     /// The service name this agent reports.
@@ -449,7 +438,7 @@ impl Drop for AgentHandle {
 
 /// What this agent can report, for the collector's hello: the dashboard
 /// says what a build or process lacks.
-fn capabilities(options: &Options, poll_hooks: bool) -> Vec<String> {
+fn capabilities(poll_hooks: bool, heap_sampling: bool) -> Vec<String> {
     let mut capabilities = Vec::new();
     let mut say = |c: &str, has: bool| {
         if has {
@@ -458,18 +447,39 @@ fn capabilities(options: &Options, poll_hooks: bool) -> Vec<String> {
     };
     say("tokio_unstable", cfg!(tokio_unstable));
     say("poll_hooks", poll_hooks);
-    let heap = crate::alloc::stats().is_some();
-    say("heap", heap);
-    say(
-        "heap-sampling",
-        heap && options.heap_sample_bytes > 0 && crate::alloc::heap::supported(),
-    );
+    say("heap", crate::alloc::stats().is_some());
+    say("heap-sampling", heap_sampling);
     say(
         "frame-pointers",
         crate::platform::build_keeps_frame_pointers(),
     );
     say("line-tables", crate::platform::executable_has_line_tables());
     capabilities
+}
+
+/// The heap's sites, where heap sampling is on and can run: it needs
+/// [`Counting`](crate::alloc::Counting) and is one agent's per process. Why
+/// it cannot is a notice where sampling was asked for, and only a debug
+/// event where it is the default.
+fn claim_heap(options: &Options) -> Option<crate::alloc::heap::Sites> {
+    if options.heap_sample() == 0 {
+        return None;
+    }
+    let off = |why: &str| {
+        if options.heap_sample_bytes.is_some() {
+            crate::notices::say(why.into());
+        } else {
+            tracing::debug!(target: "lagscope", "{why}");
+        }
+        None
+    };
+    match crate::alloc::heap::Sites::claim() {
+        Some(sites) if crate::alloc::stats().is_some() => Some(sites),
+        Some(_) => off(
+            "heap sampling needs lagscope::alloc::Counting as the global allocator; it stays off",
+        ),
+        None => off("another agent in this process samples the heap; this one does not"),
+    }
 }
 
 /// The runtimes as the stall watchdog watches them.

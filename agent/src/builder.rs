@@ -18,7 +18,7 @@
 //! | [`ca_file`](Builder::ca_file) | Mozilla's root certificates | `LAGSCOPE_CA_FILE` |
 //! | [`stall_threshold`](Builder::stall_threshold) (Linux) | 20 ms | `LAGSCOPE_STALL_THRESHOLD` |
 //! | [`profile_hz`](Builder::profile_hz) (Linux) | 19 | `LAGSCOPE_PROFILE_HZ` |
-//! | [`heap_sample_bytes`](Builder::heap_sample_bytes) (Linux x86_64, glibc) | 0 (off) | `LAGSCOPE_HEAP_SAMPLE` |
+//! | [`heap_sample_bytes`](Builder::heap_sample_bytes) (Linux x86_64, glibc) | 512 KiB with [`Counting`](crate::alloc::Counting) installed | `LAGSCOPE_HEAP_SAMPLE` |
 //! | [`max_task_names`](Builder::max_task_names) | [`DEFAULT_MAX_TASK_NAMES`](crate::DEFAULT_MAX_TASK_NAMES) | `LAGSCOPE_MAX_TASK_NAMES` |
 //! | `otel` (cargo feature `otel`) | off | `LAGSCOPE_OTEL` (`http`, `grpc`, `off`) plus the standard `OTEL_*` variables |
 //!
@@ -212,11 +212,13 @@ impl Builder {
     /// [`crate::alloc::heap::DEFAULT_HEAP_SAMPLE_BYTES`], is what tcmalloc
     /// and jemalloc use) and keeps each live sample's stack, so
     /// [`AgentHandle::heap_profile`] says which code allocated what is live.
-    /// Needs [`crate::alloc::Counting`] as the global allocator. Default: off.
+    /// Needs [`crate::alloc::Counting`] as the global allocator (without it
+    /// the heap is not sampled; a notice says so if sampling was asked for).
+    /// Default: 512 KiB where heap sampling can run.
     /// Environment: `LAGSCOPE_HEAP_SAMPLE` (bytes, or `512KiB`, `1MiB`; `0`
     /// for off). Linux on x86_64 with glibc only.
     pub fn heap_sample_bytes(mut self, bytes: u64) -> Self {
-        self.options.heap_sample_bytes = bytes;
+        self.options.heap_sample_bytes = Some(bytes);
         self
     }
 

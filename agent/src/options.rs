@@ -48,7 +48,8 @@ pub(crate) struct Options {
     #[cfg(target_os = "linux")]
     pub(crate) profile_hz: u32,
     pub(crate) max_task_names: usize,
-    pub(crate) heap_sample_bytes: u64,
+    /// As asked for; `None`: [`Options::heap_sample`]'s default.
+    pub(crate) heap_sample_bytes: Option<u64>,
 }
 
 impl Default for Options {
@@ -70,7 +71,7 @@ impl Default for Options {
             #[cfg(target_os = "linux")]
             profile_hz: crate::profiler::DEFAULT_PROFILE_HZ,
             max_task_names: crate::tasks::DEFAULT_MAX_TASK_NAMES,
-            heap_sample_bytes: 0,
+            heap_sample_bytes: None,
         }
     }
 }
@@ -91,12 +92,24 @@ impl std::fmt::Debug for Options {
         d.field("stall_threshold", &self.stall_threshold)
             .field("profile_hz", &self.profile_hz);
         d.field("max_task_names", &self.max_task_names)
-            .field("heap_sample_bytes", &self.heap_sample_bytes)
+            .field("heap_sample_bytes", &self.heap_sample())
             .finish()
     }
 }
 
 impl Options {
+    /// Heap sampling's mean interval in bytes (0: off): as asked for, else
+    /// [`DEFAULT_HEAP_SAMPLE_BYTES`](crate::alloc::heap::DEFAULT_HEAP_SAMPLE_BYTES)
+    /// where heap sampling can run.
+    pub(crate) fn heap_sample(&self) -> u64 {
+        self.heap_sample_bytes
+            .unwrap_or(if crate::alloc::heap::supported() {
+                crate::alloc::heap::DEFAULT_HEAP_SAMPLE_BYTES
+            } else {
+                0
+            })
+    }
+
     /// Whether a running agent can use these options; the error names the
     /// first that it cannot.
     pub(crate) fn validate(&self) -> Result<(), Error> {
@@ -131,18 +144,18 @@ impl Options {
                 ),
             });
         }
-        if self.heap_sample_bytes > 0 && !crate::alloc::heap::supported() {
+        if self.heap_sample_bytes.is_some_and(|b| b > 0) && !crate::alloc::heap::supported() {
             return Err(Error::InvalidConfig {
                 option: "heap_sample_bytes",
                 reason: "heap sampling needs Linux on x86_64 with glibc".into(),
             });
         }
-        if self.heap_sample_bytes > MAX_HEAP_SAMPLE_BYTES {
+        if self.heap_sample() > MAX_HEAP_SAMPLE_BYTES {
             return Err(Error::InvalidConfig {
                 option: "heap_sample_bytes",
                 reason: format!(
                     "{} is above {MAX_HEAP_SAMPLE_BYTES} (1 GiB)",
-                    self.heap_sample_bytes
+                    self.heap_sample()
                 ),
             });
         }

@@ -424,8 +424,14 @@ impl Drop for Watched {
 }
 
 /// What doctor sets in the command it runs, unless the environment already
-/// says: samples every 500 ms (and so heap windows every 5 s).
-const WATCH_SETTINGS: [(&str, &str); 1] = [("LAGSCOPE_SAMPLE_INTERVAL", "500ms")];
+/// says: samples every 500 ms (and so heap windows every 5 s), and heap
+/// sampling on at its default interval even where the service's code
+/// turned it off (it runs where `lagscope::alloc::Counting` is the global
+/// allocator).
+const WATCH_SETTINGS: [(&str, &str); 2] = [
+    ("LAGSCOPE_SAMPLE_INTERVAL", "500ms"),
+    ("LAGSCOPE_HEAP_SAMPLE", "512KiB"),
+];
 
 fn spawn(command: &[String], grpc_url: &str) -> Result<Child> {
     let (program, rest) = command.split_first().context("an empty command")?;

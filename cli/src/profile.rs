@@ -92,7 +92,7 @@ pub struct FlamegraphArgs {
     blocking: bool,
     /// Draw the heap by allocation site instead of CPU samples: bytes in
     /// use at the end of the window, or allocated over it (needs heap
-    /// sampling: LAGSCOPE_HEAP_SAMPLE). With --compare-previous, in-use
+    /// sampling, on by default with lagscope::alloc::Counting). With --compare-previous, in-use
     /// bytes draw what grew since the previous window's end.
     #[arg(long, value_enum, conflicts_with = "blocking")]
     heap: Option<HeapArg>,
@@ -256,8 +256,9 @@ fn heap_flamegraph(
     let (h, folded) = fetch(kind, from, to)?;
     if folded.is_empty() {
         bail!(
-            "no heap samples for {} in the last {}; is heap sampling on (LAGSCOPE_HEAP_SAMPLE)? \
-             The agent sends the heap every 10 s.",
+            "no heap samples for {} in the last {}; is lagscope::alloc::Counting the service's \
+             global allocator, and heap sampling not off (LAGSCOPE_HEAP_SAMPLE=0)? The agent \
+             sends the heap every 10 s.",
             t.service,
             lagscope_wire::duration::format(args.window)
         );

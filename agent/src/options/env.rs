@@ -148,13 +148,13 @@ const ENV: &[(&str, EnvSetter)] = &[
         }
     }),
     ("LAGSCOPE_HEAP_SAMPLE", |b, v| {
-        b.heap_sample_bytes = env_bytes(v).ok_or_else(|| {
+        b.heap_sample_bytes = Some(env_bytes(v).ok_or_else(|| {
             invalid(
                 "LAGSCOPE_HEAP_SAMPLE",
                 v,
                 "expected bytes, e.g. 524288, 512KiB or 1MiB (0 for off)",
             )
-        })?;
+        })?);
         Ok(())
     }),
     ("LAGSCOPE_MAX_TASK_NAMES", |b, v| {
@@ -321,7 +321,9 @@ mod tests {
             let mut b = Options::default();
             let warnings = apply(&mut b, env(&[("LAGSCOPE_HEAP_SAMPLE", "64KiB")]));
             assert!(warnings.is_empty(), "{warnings:?}");
-            assert_eq!(b.heap_sample_bytes, 64 * 1024);
+            assert_eq!(b.heap_sample(), 64 * 1024);
+            let _ = apply(&mut b, env(&[("LAGSCOPE_HEAP_SAMPLE", "0")]));
+            assert_eq!(b.heap_sample(), 0, "0 turns it off");
         }
     }
 

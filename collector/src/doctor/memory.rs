@@ -12,9 +12,14 @@ pub(super) fn heap_leak(w: &Window) -> Vec<Finding> {
         return Vec::new();
     };
     let growth = last - first;
+    // The same tests without the largest step: the rate scaled by what is
+    // left of the growth.
+    let steady = growth_beyond_largest_step(&heap);
     if rate < HEAP_GROWTH_PER_MIN
         || growth < HEAP_GROWTH_SHARE * first.max(1.0)
         || rising_share(&heap) < HEAP_RISING_SHARE
+        || steady < HEAP_GROWTH_SHARE * first.max(1.0)
+        || rate * steady / growth < HEAP_GROWTH_PER_MIN
     {
         return Vec::new();
     }
@@ -54,8 +59,9 @@ pub(super) fn heap_leak(w: &Window) -> Vec<Finding> {
                      default sample interval, 5 s under `lagscope doctor -- CMD`) for where the \
                      growth was allocated."
                 } else {
-                    "Heap sampling (LAGSCOPE_HEAP_SAMPLE=512KiB, with lagscope::alloc::Counting \
-                     as the global allocator) names where it was allocated."
+                    "Heap sampling names where it was allocated: it is on by default where \
+                     lagscope::alloc::Counting is the global allocator (Linux x86_64, glibc), \
+                     unless LAGSCOPE_HEAP_SAMPLE=0."
                 }
             ),
         ),

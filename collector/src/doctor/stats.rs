@@ -58,6 +58,17 @@ pub(super) fn max(v: &[f64]) -> Option<f64> {
 }
 
 /// Share of steps in which the series rose.
+/// How much `v` grew from first to last without its largest single rise:
+/// a one-off step (a cache filled once, symbol tables loaded) is not a
+/// leak, which keeps rising.
+pub(super) fn growth_beyond_largest_step(v: &[f64]) -> f64 {
+    let (Some(first), Some(last)) = (v.first(), v.last()) else {
+        return 0.0;
+    };
+    let largest = v.windows(2).map(|p| p[1] - p[0]).fold(0.0, f64::max);
+    last - first - largest
+}
+
 pub(super) fn rising_share(v: &[f64]) -> f64 {
     if v.len() < 2 {
         return 0.0;

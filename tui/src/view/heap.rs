@@ -16,8 +16,8 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let Some(h) = app.heap.as_ref().filter(|h| !h.sites.is_empty()) else {
         frame.render_widget(
             Paragraph::new(Line::from(
-                "no heap samples in this window yet (heap windows arrive every 10 s; \
-                 LAGSCOPE_HEAP_SAMPLE=512KiB turns heap sampling on)",
+                "no heap samples in this window yet (heap windows arrive every 10 s; heap \
+                 sampling needs lagscope::alloc::Counting as the global allocator)",
             ))
             .style(theme.dim())
             .block(
