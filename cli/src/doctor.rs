@@ -359,7 +359,7 @@ fn conclude(
                 flame::svg(
                     &folded,
                     &format!("{service} — CPU"),
-                    &format!("{} samples at {} Hz", p.samples, p.hz),
+                    &cpu_subtitle(p.samples, p.hz, window_ms),
                 )
                 .ok()
             });
@@ -411,6 +411,21 @@ fn print_text(response: &DoctorResponse) {
             let _ = writeln!(out, "  → {}", f.recommendation);
         }
     }
+}
+
+/// What the CPU flamegraph's samples stand for: the profiler samples CPU
+/// time, so a mostly idle service has few in a long window.
+fn cpu_subtitle(samples: u64, hz: u32, window_ms: u64) -> String {
+    let cpu_ms = if hz == 0 {
+        0
+    } else {
+        samples * 1000 / u64::from(hz)
+    };
+    format!(
+        "{samples} sample{} at {hz} Hz of CPU time: ≈ {cpu_ms} ms of CPU in {:.0} s watched",
+        if samples == 1 { "" } else { "s" },
+        window_ms as f64 / 1000.0,
+    )
 }
 
 /// The child process, killed when dropped.
@@ -595,7 +610,16 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
-    use super::loopback_target;
+    use super::{cpu_subtitle, loopback_target};
+
+    #[test]
+    fn the_cpu_flamegraph_says_its_samples_are_cpu_time() {
+        assert_eq!(
+            cpu_subtitle(1, 19, 25_100),
+            "1 sample at 19 Hz of CPU time: ≈ 52 ms of CPU in 25 s watched"
+        );
+        assert!(cpu_subtitle(0, 0, 1000).starts_with("0 samples at 0 Hz"));
+    }
 
     #[test]
     fn load_targets_must_be_loopback_http() {
