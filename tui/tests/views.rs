@@ -351,6 +351,19 @@ fn m_shows_where_the_heap_was_allocated_and_what_grew() {
         render(&app, 100, 30).contains("no heap samples"),
         "before any arrive"
     );
+    // A window whose samples were all freed again.
+    let mut freed = heap(T0 - 5_000, 0);
+    freed.folded.clear();
+    let none_live = lagscope_tui::state::HeapSites::from_responses(&freed, None);
+    apply(
+        &mut app,
+        Event::Heap(service.clone(), instance.clone(), none_live),
+    );
+    let screen = render(&app, 100, 30);
+    assert!(
+        screen.contains("nothing sampled is live") && screen.contains("every 512 KiB"),
+        "{screen}"
+    );
     apply(&mut app, Event::Heap(service, instance, sites));
     let screen = render(&app, 100, 30);
     assert!(screen.contains("+24.0"), "the cache's growth: {screen}");

@@ -3,7 +3,7 @@
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::format;
@@ -14,17 +14,27 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let theme = &app.theme;
     let Some(h) = app.heap.as_ref().filter(|h| !h.sites.is_empty()) else {
-        frame.render_widget(
-            Paragraph::new(Line::from(
-                "no heap samples in this window yet (heap windows arrive every 10 s; heap \
-                 sampling needs lagscope::alloc::Counting as the global allocator)",
-            ))
-            .style(theme.dim())
-            .block(
-                Block::default()
-                    .borders(Borders::TOP)
-                    .title(" Heap by allocation site "),
+        // A heap window came, but none of its samples was still live: the
+        // instance only allocates what it frees soon after.
+        let text = match app.heap.as_ref() {
+            Some(h) if h.sample_bytes > 0 => format!(
+                "nothing sampled is live at the last heap window: this instance's \
+                 allocations are short-lived (sampled every {} KiB on average)",
+                h.sample_bytes / 1024
             ),
+            _ => "no heap samples in this window yet (heap windows arrive every 10 s; heap \
+                  sampling needs lagscope::alloc::Counting as the global allocator)"
+                .to_string(),
+        };
+        frame.render_widget(
+            Paragraph::new(Line::from(text))
+                .wrap(Wrap { trim: true })
+                .style(theme.dim())
+                .block(
+                    Block::default()
+                        .borders(Borders::TOP)
+                        .title(" Heap by allocation site "),
+                ),
             area,
         );
         return;
