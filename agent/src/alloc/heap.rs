@@ -100,6 +100,8 @@ struct Raw {
     pc: AtomicUsize,
     /// 1 + its [`COPIES`] slot.
     copy: AtomicUsize,
+    /// 1 + the [`TABLE`] entry of its allocation; 0 if the table was full.
+    entry: AtomicUsize,
     /// The frame-pointer chain's return addresses, where the build keeps
     /// frame pointers: frames beyond the copy's end come from here.
     chain: [AtomicUsize; CHAIN],
@@ -117,6 +119,7 @@ static RAW: [Raw; RAW_SLOTS] = [const {
         weight: AtomicU64::new(0),
         pc: AtomicUsize::new(0),
         copy: AtomicUsize::new(0),
+        entry: AtomicUsize::new(0),
         chain: [const { AtomicUsize::new(0) }; CHAIN],
         chain_len: AtomicUsize::new(0),
     }
@@ -289,14 +292,15 @@ fn record(address: usize, weight: u64) {
         NO_STACK.fetch_add(1, Relaxed);
         UNSITED_ALLOCATED.fetch_add(weight, Relaxed);
     }
-    let inserted = insert(address, weight, site);
-    if !inserted {
+    let entry = insert(address, weight, site);
+    if entry.is_none() {
         TABLE_FULL.fetch_add(1, Relaxed);
     }
-    if let Some((_, hold)) = raw {
+    if let Some((i, hold)) = raw {
         // Published after the insert: the thread that unwinds it then finds
         // the table entry to give its site to (or none: the table was full,
         // and the sample still counts as allocated).
+        RAW[i].entry.store(entry.map_or(0, |e| e + 1), Relaxed);
         hold.publish();
     }
 }
@@ -326,10 +330,13 @@ fn capture(_weight: u64) -> Option<(usize, Writing<'static>)> {
     None
 }
 
-fn insert(address: usize, weight: u64, site: u32) -> bool {
+/// Enters `address` into the table; the entry it took, or `None` if the
+/// probed entries were all taken.
+fn insert(address: usize, weight: u64, site: u32) -> Option<usize> {
     let start = table_slot(address);
     for k in 0..PROBES {
-        let slot = &TABLE[(start + k) & (TABLE_SIZE - 1)];
+        let index = (start + k) & (TABLE_SIZE - 1);
+        let slot = &TABLE[index];
         let current = slot.address.load(Relaxed);
         if current != EMPTY && current != GONE {
             continue;
@@ -343,10 +350,10 @@ fn insert(address: usize, weight: u64, site: u32) -> bool {
             slot.site.store(site, Release);
             let bucket = &FILTER[filter_bucket(address)];
             let _ = bucket.fetch_update(Relaxed, Relaxed, |c| (c < u8::MAX).then_some(c + 1));
-            return true;
+            return Some(index);
         }
     }
-    false
+    None
 }
 
 fn remove(address: usize) {
@@ -503,7 +510,7 @@ mod tests {
     #[test]
     fn a_removed_address_leaves_the_table() {
         let address = 0x7000_0000_1230usize;
-        assert!(insert(address, 100, NO_SITE));
+        assert!(insert(address, 100, NO_SITE).is_some());
         assert_ne!(FILTER[filter_bucket(address)].load(Relaxed), 0);
         remove(address);
         let start = table_slot(address);

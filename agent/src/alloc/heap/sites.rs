@@ -89,21 +89,18 @@ impl Sites {
             *self.allocated.entry(site).or_default() += weight;
             sited.push((i, site, hold));
         }
-        if sited.is_empty() {
-            return 0;
-        }
-        // The site of each raw slot drained now; `None` for the others.
-        let mut site_of = [None; RAW_SLOTS];
+        // Each sample's table entry learns its site. The entry may have
+        // been freed and taken again since; then it no longer holds this raw
+        // slot's mark (the slot stays taken until `sited` drops, so no other
+        // sample can hold it) and is left alone.
         for &(i, site, _) in &sited {
-            site_of[i] = Some(site);
-        }
-        for slot in &TABLE {
-            let pending = slot.site.load(Acquire);
-            if pending & PENDING == 0 || pending == NO_SITE {
+            let Some(entry) = RAW[i].entry.load(Relaxed).checked_sub(1) else {
                 continue;
-            }
-            if let Some(&Some(site)) = site_of.get((pending & !PENDING) as usize) {
-                let _ = slot.site.compare_exchange(pending, site, AcqRel, Relaxed);
+            };
+            if let Some(slot) = TABLE.get(entry) {
+                let _ = slot
+                    .site
+                    .compare_exchange(PENDING | i as u32, site, AcqRel, Relaxed);
             }
         }
         // Dropping the holds frees the raw slots.
