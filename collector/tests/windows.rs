@@ -18,6 +18,7 @@ fn expected(name: &str) -> Category {
         "external-memory" | "c-heap-growth" => Category::ExternalMemory,
         "slow-downstream" => Category::None,
         "single-worker-cpu-bound" => Category::UnderusedCores,
+        "cpu-saturation" => Category::CpuSaturation,
         "unbounded-concurrency" => Category::UnboundedConcurrency,
         "lock-contention" => Category::LockContention,
         other => panic!("no expectation for recorded window {other}"),
@@ -51,7 +52,7 @@ fn every_recorded_fixture_gets_its_diagnosis() {
         }
         seen += 1;
     }
-    assert_eq!(seen, 15, "one recorded window per fixture");
+    assert_eq!(seen, 16, "one recorded window per fixture");
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
