@@ -24,6 +24,21 @@ fn sleeps_short(d: Duration) {
     std::hint::black_box(());
 }
 
+/// Runs `f` under `depth` more frames of user code.
+#[inline(never)]
+fn nested(depth: usize, f: &dyn Fn()) {
+    if depth == 0 {
+        f();
+    } else {
+        nested(depth - 1, f);
+    }
+    std::hint::black_box(depth);
+}
+
+/// Frames enough to put the stuck function deeper than the watchdog keeps
+/// of a stack (its thread's start is then never seen).
+const DEEP: usize = 64;
+
 const LONG: Duration = Duration::from_millis(300);
 const SHORT: Duration = Duration::from_millis(100);
 
@@ -33,10 +48,11 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Blocks both workers at once: one in `sleeps_long`, one in `sleeps_short`.
-/// The tasks are spawned from a plain thread (the runtime's shared queue),
-/// and each waits on its worker until the other has started.
-fn block_two_workers(rt: &tokio::runtime::Runtime) {
+/// Blocks both workers at once: one in `sleeps_long`, one in `sleeps_short`,
+/// each under `depth` frames of [`nested`]. The tasks are spawned from a
+/// plain thread (the runtime's shared queue), and each waits on its worker
+/// until the other has started.
+fn block_two_workers(rt: &tokio::runtime::Runtime, depth: usize) {
     let met = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = [true, false]
         .into_iter()
@@ -52,11 +68,13 @@ fn block_two_workers(rt: &tokio::runtime::Runtime) {
                     {
                         std::hint::spin_loop();
                     }
-                    if long {
-                        sleeps_long(LONG);
-                    } else {
-                        sleeps_short(SHORT);
-                    }
+                    nested(depth, &|| {
+                        if long {
+                            sleeps_long(LONG);
+                        } else {
+                            sleeps_short(SHORT);
+                        }
+                    });
                 })
             })
             .join()
@@ -102,13 +120,15 @@ fn two_stalls_at_once_keep_their_own_function_and_length() {
     let end = Instant::now() + Duration::from_secs(30);
     while finished_stalls(&file).is_empty() {
         assert!(Instant::now() < end, "the watchdog never reported a stall");
-        block_two_workers(&rt);
+        block_two_workers(&rt, 0);
         std::thread::sleep(Duration::from_millis(100));
     }
-    for round in 0..3 {
+    // Shallow stacks, then stacks deeper than the watchdog keeps: which
+    // thread left its function is told from either.
+    for (round, depth) in [(0, 0), (1, 0), (2, 0), (3, DEEP), (4, DEEP), (5, DEEP)] {
         std::thread::sleep(Duration::from_millis(200));
         let since = unix_ms();
-        block_two_workers(&rt);
+        block_two_workers(&rt, depth);
         let end = Instant::now() + Duration::from_secs(10);
         let finished = loop {
             let finished: Vec<StallEvent> = finished_stalls(&file)

@@ -198,7 +198,9 @@ impl Watchdog {
             captured.retain(|&(tid, _)| probe_runtime(tid) == Some(watch.token));
         }
         let before = captured.len();
-        captured.retain(|&(tid, _)| self.blocks_by_itself(tid, latest));
+        let (captured, waiting): (Vec<_>, Vec<_>) = captured
+            .into_iter()
+            .partition(|&(tid, _)| self.blocks_by_itself(tid, latest));
         let captured_len = captured.len();
         if captured.is_empty() && before > 0 {
             // Every thread in user code was waiting for a CPU (or is looked
@@ -241,6 +243,10 @@ impl Watchdog {
         {
             return;
         }
+        // Past the wait, a thread still in user code but short of CPU (a
+        // loaded machine) is paired last: a stall opens either way, and its
+        // stack names it better than no thread would.
+        stuck.extend(waiting);
         for (key, since) in suspects {
             // With more stuck threads than suspects the pairing is a guess;
             // the stacks still say what each thread was doing.

@@ -136,9 +136,11 @@ impl Watchdog {
         if is_parked(&now) {
             return Some(true);
         }
-        // A stack cut short (the chain broke before the thread's start), or
-        // one that lost the caller of a library routine, tells nothing.
-        if !now.iter().any(|f| f.contains("thread_start")) || capture_quality(&now) == LOST_CALLER {
+        // A stack cut short (the chain broke before the thread's start: not
+        // one merely deeper than the frames kept), or one that lost the
+        // caller of a library routine, tells nothing.
+        let cut_short = now.len() < STACK_DEPTH && !now.iter().any(|f| f.contains("thread_start"));
+        if cut_short || capture_quality(&now) == LOST_CALLER {
             return None;
         }
         let b = lock(&self.book);
