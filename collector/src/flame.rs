@@ -334,11 +334,13 @@ fn encode_pprof<'a>(
             .map(|name| {
                 *function_ids.entry(name.to_string()).or_insert_with(|| {
                     let id = functions.len() as u64 + 1;
-                    let n = strings.id(name);
+                    // No system name: pprof tools simplify a name equal to
+                    // it as if it were C++ (`<T as Trait>::poll` would show
+                    // as `::poll`), but keep a name given apart from it.
                     functions.push(pprof::Function {
                         id,
-                        name: n,
-                        system_name: n,
+                        name: strings.id(name),
+                        system_name: 0,
                         filename: 0,
                     });
                     id
@@ -585,6 +587,37 @@ mod tests {
         assert_eq!(name(*hot.location_id.last().expect("root")), "main");
         assert_eq!(hot.value[1], 30 * (1_000_000_000 / 19));
         assert_eq!(p.duration_nanos, 10_000_000_000);
+    }
+
+    #[test]
+    fn pprof_names_rust_trait_frames_apart_from_a_system_name() {
+        let mut folded = Folded::default();
+        let stack = [
+            "<std::sys::thread::unix::Thread>::new::thread_start",
+            "<F as core::future::future::Future>::poll",
+            "app::handler",
+        ];
+        folded.add(stack.into_iter(), 5);
+        let gz = pprof_gz(&folded, 19, 1_000, 2_000).expect("encoded");
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut raw)
+            .expect("gunzip");
+        let p = pprof::Profile::decode(&raw[..]).expect("decodes");
+        let names: Vec<&str> = p
+            .function
+            .iter()
+            .map(|f| {
+                // A system name equal to the name is what makes pprof
+                // simplify it.
+                assert_ne!(f.system_name, f.name);
+                p.string_table[f.name as usize].as_str()
+            })
+            .collect();
+        assert_eq!(names.len(), 3);
+        for name in stack {
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
     }
 
     #[test]
