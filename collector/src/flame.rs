@@ -8,6 +8,7 @@ use std::io::Write;
 
 use flate2::write::GzEncoder;
 pub use lagscope_wire::api::TopFunction;
+use lagscope_wire::frames::is_user_frame;
 use prost::Message;
 
 /// Why a rendering failed.
@@ -116,6 +117,40 @@ impl Folded {
         self.stacks.is_empty()
     }
 
+    /// The `n` user functions (see [`lagscope_wire::frames::is_user_frame`])
+    /// with the most samples, each sample charged to the innermost user
+    /// frame of its stack (the library code it called counts for it); the
+    /// total counts are as in [`Folded::top_functions`]. Stacks without a
+    /// user frame count for none.
+    pub fn top_user_functions(&self, n: usize) -> Vec<TopFunction> {
+        let mut own: HashMap<&str, u64> = HashMap::new();
+        for (stack, &count) in &self.stacks {
+            if let Some(user) = stack.split(';').rev().find(|f| is_user_frame(f)) {
+                *own.entry(user).or_default() += count;
+            }
+        }
+        let mut total: HashMap<&str, u64> = HashMap::new();
+        for (stack, &count) in &self.stacks {
+            let mut frames: Vec<&str> = stack.split(';').collect();
+            frames.sort_unstable();
+            frames.dedup();
+            for f in frames.into_iter().filter(|f| own.contains_key(f)) {
+                *total.entry(f).or_default() += count;
+            }
+        }
+        let mut top: Vec<TopFunction> = own
+            .into_iter()
+            .map(|(name, own)| TopFunction {
+                name: name.to_string(),
+                self_samples: own,
+                total_samples: total.get(name).copied().unwrap_or(own),
+            })
+            .collect();
+        sort_top(&mut top);
+        top.truncate(n);
+        top
+    }
+
     /// The `n` functions with the most samples on top of the stack (self),
     /// with their self and total (anywhere on the stack) counts.
     pub fn top_functions(&self, n: usize) -> Vec<TopFunction> {
@@ -142,14 +177,19 @@ impl Folded {
                 total_samples: total,
             })
             .collect();
-        top.sort_by(|a, b| {
-            b.self_samples
-                .cmp(&a.self_samples)
-                .then_with(|| a.name.cmp(&b.name))
-        });
+        sort_top(&mut top);
         top.truncate(n);
         top
     }
+}
+
+/// Most samples first, then by name.
+fn sort_top(top: &mut [TopFunction]) {
+    top.sort_by(|a, b| {
+        b.self_samples
+            .cmp(&a.self_samples)
+            .then_with(|| a.name.cmp(&b.name))
+    });
 }
 
 /// An interactive SVG flamegraph of `folded` titled `title`.
@@ -517,6 +557,41 @@ mod tests {
         let b: Vec<String> = ["read", "handler", "main"].map(String::from).into();
         let c: Vec<String> = ["<[u8; 4] as Foo>::bar", "main"].map(String::from).into();
         Folded::from_stacks([(&a[..], 30), (&b[..], 10), (&c[..], 1)])
+    }
+
+    #[test]
+    fn user_functions_are_charged_with_the_library_code_they_call() {
+        let mut f = Folded::default();
+        let stack = |frames: &[&'static str], count| (frames.to_vec(), count);
+        for (frames, count) in [
+            stack(
+                &[
+                    "tokio::run",
+                    "app::handle",
+                    "app::encode",
+                    "core::fmt::write",
+                ],
+                40,
+            ),
+            stack(&["tokio::run", "app::handle", "app::encode"], 10),
+            stack(
+                &["tokio::run", "app::handle", "std::io::copy", "memcpy"],
+                30,
+            ),
+            stack(&["tokio::run", "tokio::park"], 25),
+        ] {
+            f.add(frames.into_iter(), count);
+        }
+        let top = f.top_user_functions(10);
+        let got: Vec<(&str, u64, u64)> = top
+            .iter()
+            .map(|t| (t.name.as_str(), t.self_samples, t.total_samples))
+            .collect();
+        // encode's own 10 and core::fmt's 40; handle's memcpy; tokio's
+        // own time is no user function's.
+        assert_eq!(got, [("app::encode", 50, 50), ("app::handle", 30, 80)]);
+        // By self time alone the library leaf comes first.
+        assert_eq!(f.top_functions(1)[0].name, "core::fmt::write");
     }
 
     #[test]

@@ -651,6 +651,7 @@ impl Store {
             stalls,
             profile_samples: merged.samples,
             top: merged.folded.top_functions(10),
+            top_user: merged.folded.top_user_functions(10),
             capabilities: inst.info.capabilities.clone(),
             heap: inst.heap.growth(from_ms, to_ms),
         })

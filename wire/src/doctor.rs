@@ -31,6 +31,11 @@ pub struct Window {
     pub profile_samples: u64,
     /// Functions with the most CPU samples.
     pub top: Vec<TopFunction>,
+    /// User functions with the most CPU samples, each charged with its own
+    /// time and that of the library code it called (a sample counts for the
+    /// innermost user frame of its stack): what to make cheaper.
+    #[serde(default)]
+    pub top_user: Vec<TopFunction>,
     /// What the agent said it can do (`frame-pointers`, `line-tables`,
     /// `tokio_unstable`, …): what its build gives stack names.
     #[serde(default)]

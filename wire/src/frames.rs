@@ -4,14 +4,23 @@
 //! diagnosis).
 
 /// Crates whose frames are never "the function that blocked".
-pub const RUNTIME_CRATES: [&str; 8] = [
-    "std", "core", "alloc", "tokio", "mio", "lagscope", "libc",
+pub const RUNTIME_CRATES: [&str; 9] = [
+    "std",
+    "core",
+    "alloc",
+    "tokio",
+    "mio",
+    "lagscope",
+    "libc",
     // The allocator shim rustc generates (`__rustc::__rust_dealloc`).
     "__rustc",
+    // The poll timing lagscope's instrumentation wraps every future in.
+    "tokio_metrics",
 ];
 
 /// Whether a frame name is user code: a Rust path whose crate is not the
-/// standard library, tokio, mio, libc or lagscope. C functions and raw
+/// standard library, tokio, mio, libc or lagscope (with the tokio-metrics
+/// timing it wraps futures in). C functions and raw
 /// addresses are not.
 ///
 /// ```
@@ -19,6 +28,7 @@ pub const RUNTIME_CRATES: [&str; 8] = [
 /// assert!(is_user_frame("checkout::handlers::price_cart"));
 /// assert!(!is_user_frame("std::thread::sleep"));
 /// assert!(!is_user_frame("clock_nanosleep"));
+/// assert!(!is_user_frame("tokio_metrics::task::instrument_poll"));
 /// assert!(!is_user_frame("__rustc::__rust_dealloc"));
 /// ```
 pub fn is_user_frame(name: &str) -> bool {

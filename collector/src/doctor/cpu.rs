@@ -11,8 +11,15 @@ pub(super) fn cpu(w: &Window) -> Vec<Finding> {
         return Vec::new();
     }
     let cpu = median(&w.means(Metric::CpuRatio));
-    let hot = w
-        .top
+    // The service's own functions, charged with the library code they
+    // call, say what to make cheaper; a window recorded without them, or a
+    // profile with no user frame, falls back to the functions on top.
+    let top = if w.top_user.is_empty() {
+        &w.top
+    } else {
+        &w.top_user
+    };
+    let hot = top
         .iter()
         .take(3)
         .map(|t| {
@@ -79,11 +86,10 @@ pub(super) fn cpu(w: &Window) -> Vec<Finding> {
         recommendation: format!(
             "Add cores or processes, or make the hot code cheaper{}; `lagscope flamegraph` shows \
              where the time goes.",
-            w.top
-                .first()
+            top.first()
                 .map(|t| format!(" (start with {})", t.name))
                 .unwrap_or_default()
         ),
-        culprit: w.top.first().map(|t| t.name.clone()),
+        culprit: top.first().map(|t| t.name.clone()),
     }]
 }
