@@ -17,8 +17,9 @@
 //!   and park count when it parks or every ~61 scheduler ticks, so a worker
 //!   that is not parked and whose counters have not moved for the threshold is
 //!   in one long poll (or in a run of polls without a maintenance tick — with
-//!   polls that each take ≥ threshold/61, that can be a false alarm; the
-//!   stack shows which). The stuck thread is found among the runtime's
+//!   polls that each take ≥ threshold/61, that can be a false alarm: the
+//!   lag probe and the task each capture finds the thread polling tell
+//!   most of those apart). The stuck thread is found among the runtime's
 //!   threads (`tokio-rt-worker`, or the thread that started the agent for a
 //!   current-thread runtime) as the one whose stack is in user code rather
 //!   than parked. The final duration is the busy time the worker published
@@ -90,6 +91,8 @@ const CAPTURE_ATTEMPTS: usize = 4;
 const CLASSIFY_EVERY: Duration = Duration::from_millis(500);
 /// Captures tried per thread to classify it.
 const CLASSIFY_TRIES: u8 = 3;
+/// How long a look at the task a thread polls is compared with later ones.
+const TASK_LOOK_MEMORY: Duration = Duration::from_secs(10);
 /// Thread name tokio gives its workers (`/proc/<pid>/task/<tid>/comm`).
 const WORKER_THREAD_NAME: &str = "tokio-rt-worker";
 
@@ -114,6 +117,19 @@ struct Active {
     marker: u64,
     last_capture: Instant,
     tid: i32,
+}
+
+/// The last look at the task a thread polls (stable tokio's detector).
+#[derive(Clone, Copy)]
+struct TaskLook {
+    /// The task's id.
+    task: u64,
+    /// The first of the looks in a row that saw this task.
+    first_at: Instant,
+    /// When the look was taken.
+    at: Instant,
+    /// Whether another task was seen since the worker's counters froze.
+    moved: bool,
 }
 
 /// What the stable detector remembers of each worker.
@@ -150,11 +166,40 @@ struct Watchdog {
     /// The first look at a thread found asleep in a call its task's poll
     /// made, with no user frame on its stack: when, and the call.
     asleep_looks: HashMap<i32, (Instant, String)>,
+    /// The last look at the tokio task a suspected worker's thread polls:
+    /// when, and the task's id. Another task at a later look means the
+    /// thread went through polls (stable tokio's detector).
+    task_looks: HashMap<i32, TaskLook>,
+    /// Threads a stack showed inside a tokio runtime (parked, or under its
+    /// scheduler): ones a capture may ask for the task they poll.
+    entered: HashSet<i32>,
     /// When the next check is due: the earliest moment a poll now running
     /// could reach the threshold. Checks lower it.
     next_check: Instant,
     epoch_instant: Instant,
     epoch_system: SystemTime,
+}
+
+impl Watchdog {
+    fn new(threshold: Duration, book: Book) -> Watchdog {
+        Watchdog {
+            threshold,
+            book,
+            next_id: 1,
+            active: HashMap::new(),
+            workers: HashMap::new(),
+            pool_threads: HashSet::new(),
+            classify_tries: HashMap::new(),
+            last_classify: Instant::now(),
+            first_looks: HashMap::new(),
+            asleep_looks: HashMap::new(),
+            task_looks: HashMap::new(),
+            entered: HashSet::new(),
+            next_check: Instant::now(),
+            epoch_instant: Instant::now(),
+            epoch_system: SystemTime::now(),
+        }
+    }
 }
 
 /// Watches `watches` until `stop` returns true.
@@ -165,21 +210,7 @@ pub(crate) fn run(
     stop: impl Fn(Duration) -> bool,
 ) {
     let half = (threshold / 2).max(Duration::from_millis(1));
-    let mut w = Watchdog {
-        threshold,
-        book,
-        next_id: 1,
-        active: HashMap::new(),
-        workers: HashMap::new(),
-        pool_threads: HashSet::new(),
-        classify_tries: HashMap::new(),
-        last_classify: Instant::now(),
-        first_looks: HashMap::new(),
-        asleep_looks: HashMap::new(),
-        next_check: Instant::now(),
-        epoch_instant: Instant::now(),
-        epoch_system: SystemTime::now(),
-    };
+    let mut w = Watchdog::new(threshold, book);
     // Read the symbol tables (up to half a second on a large binary) beside
     // the checks rather than before them, so a stall in the agent's first
     // moments is seen with its true start; a capture taken meanwhile waits
@@ -371,6 +402,35 @@ mod tests {
             Instant::now() + Duration::from_millis(5)
         ));
         assert!(!probe_ran_since(tid + 1, before), "another thread");
+    }
+
+    #[test]
+    fn a_thread_seen_in_other_tasks_is_in_one_poll_since_it_was_first_seen_in_it() {
+        let mut w = Watchdog::new(Duration::from_millis(20), Book::default());
+        let frozen = Instant::now();
+        // Unknown tasks say nothing beyond the counters.
+        assert_eq!(w.in_its_poll_since(7, 0, frozen), frozen);
+        // One task only since the freeze: in one poll since the freeze, as
+        // far as can be told.
+        assert_eq!(w.in_its_poll_since(7, 41, frozen), frozen);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(w.in_its_poll_since(7, 41, frozen), frozen);
+        // Another task: it went through polls, and is in this one since
+        // the first look that saw it, however long it stays there.
+        std::thread::sleep(Duration::from_millis(2));
+        let seen = w.in_its_poll_since(7, 42, frozen);
+        assert!(seen > frozen);
+        assert_eq!(seen, w.task_looks[&7].at);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(w.in_its_poll_since(7, 42, frozen), seen);
+        // Back in the first task: a new run of looks.
+        let again = w.in_its_poll_since(7, 41, frozen);
+        assert!(again > seen);
+        // Each thread on its own.
+        assert_eq!(w.in_its_poll_since(8, 42, frozen), frozen);
+        // Looks from before a later freeze are no comparison.
+        let refrozen = Instant::now() + Duration::from_millis(1);
+        assert_eq!(w.in_its_poll_since(7, 43, refrozen), refrozen);
     }
 
     #[test]

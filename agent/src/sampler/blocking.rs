@@ -130,7 +130,9 @@ mod tests {
             assert!(Instant::now() < end, "the probe never ran");
             std::thread::sleep(Duration::from_millis(5));
         };
-        assert!(free < 50_000, "{free} µs on a free pool");
+        // Starting the pool's first thread takes a while on a loaded
+        // machine; still far below the wait behind a busy pool below.
+        assert!(free < 120_000, "{free} µs on a free pool");
         // The only blocking thread busy for 400 ms: the probe waits behind it.
         let (tx, rx) = std::sync::mpsc::channel();
         rt.spawn_blocking(move || {
@@ -153,6 +155,6 @@ mod tests {
             );
         }
         let waiting = probe.take(Instant::now()).expect("pending age");
-        assert!(waiting >= 150_000, "{waiting} µs while the pool is busy");
+        assert!(waiting >= 290_000, "{waiting} µs while the pool is busy");
     }
 }

@@ -115,6 +115,14 @@ pub(super) fn stall_frames(stacks: &[StallStack]) -> (Vec<&str>, Vec<&str>) {
 /// the copy where frame pointers are missing too) is retried a few times,
 /// and the best one kept.
 pub(super) fn take_stack(tid: i32) -> Option<Vec<String>> {
+    take_stack_and_task(tid, false).map(|(frames, _)| frames)
+}
+
+/// Like [`take_stack`], with, if `want_task`, the id of the tokio task the
+/// thread was polling (0 for none; see
+/// [`stack::capture_with_task`](crate::platform::stack) for when it may be
+/// asked).
+pub(super) fn take_stack_and_task(tid: i32, want_task: bool) -> Option<(Vec<String>, u64)> {
     if tid == 0 {
         return None;
     }
@@ -126,24 +134,26 @@ pub(super) fn take_stack(tid: i32) -> Option<Vec<String>> {
     } else {
         1
     };
-    let mut best: Option<(u8, Vec<String>)> = None;
+    let mut best: Option<(u8, Vec<String>, u64)> = None;
     for attempt in 0..attempts {
         if attempt > 0 {
             std::thread::sleep(Duration::from_micros(200));
         }
-        let Ok(addresses) = stack::capture(tid, CAPTURE_TIMEOUT) else {
+        let Ok((addresses, task)) =
+            stack::capture_with_task(tid, CAPTURE_TIMEOUT, stack::CAPTURE_COPY_BYTES, want_task)
+        else {
             break;
         };
         let frames = frame_names(&addresses);
         let quality = capture_quality(&frames);
-        if best.as_ref().is_none_or(|(q, _)| quality > *q) {
-            best = Some((quality, frames));
+        if best.as_ref().is_none_or(|(q, _, _)| quality > *q) {
+            best = Some((quality, frames, task));
         }
         if quality == GOOD_CAPTURE {
             break;
         }
     }
-    best.map(|(_, frames)| frames)
+    best.map(|(_, frames, task)| (frames, task))
 }
 
 /// Stack bytes of a brief capture: the innermost frames, where a parked

@@ -70,6 +70,47 @@ impl Watchdog {
         false
     }
 
+    /// The earliest moment thread `tid`, seen now polling task `task` (0:
+    /// not known), may be taken to have been in the poll it is in, given
+    /// that its worker's counters froze at `since`. Polls shorter than the
+    /// threshold, many to a publication of the counters (a saturated
+    /// runtime), look like one long poll from the counters; the task a
+    /// thread polls tells them apart. A thread seen in one task only since
+    /// the freeze is taken to be in one poll since then. One seen in other
+    /// tasks too went through polls: it is in one poll only since the
+    /// first of the looks, in a row, that saw its current task (a task
+    /// polled again and again, by itself on its worker, still looks like
+    /// one poll).
+    pub(super) fn in_its_poll_since(&mut self, tid: i32, task: u64, since: Instant) -> Instant {
+        if task == 0 {
+            return since;
+        }
+        let now = Instant::now();
+        self.task_looks
+            .retain(|_, look| now.duration_since(look.at) < TASK_LOOK_MEMORY);
+        let look = match self.task_looks.get(&tid) {
+            Some(look) if look.at >= since && look.task == task => TaskLook { at: now, ..*look },
+            Some(look) if look.at >= since => TaskLook {
+                task,
+                first_at: now,
+                at: now,
+                moved: true,
+            },
+            _ => TaskLook {
+                task,
+                first_at: now,
+                at: now,
+                moved: false,
+            },
+        };
+        self.task_looks.insert(tid, look);
+        if look.moved {
+            look.first_at
+        } else {
+            since
+        }
+    }
+
     pub(super) fn check_metrics(&mut self, ri: usize, watch: &Watch) {
         let metrics = watch.handle.metrics();
         let now = Instant::now();
@@ -159,7 +200,7 @@ impl Watchdog {
         let Some(latest) = suspects.iter().map(|&(_, since)| since).max() else {
             return;
         };
-        let (progressed, candidates): (Vec<i32>, Vec<i32>) = threads
+        let (mut progressed, candidates): (Vec<i32>, Vec<i32>) = threads
             .into_iter()
             .partition(|&tid| progressing(tid, latest));
         // Find the stuck threads: the runtime's threads whose stack is in
@@ -169,25 +210,38 @@ impl Watchdog {
         // worker, looked at on every check while another runs short polls)
         // at a fraction of the cost; only the others are taken whole.
         let mut captured = Vec::new();
+        // Threads that could not be looked at: each may be a stuck one.
+        let mut unseen = 0;
         for tid in candidates {
             // Before the tables are read a brief look could not be named
             // until they are, and the whole capture taken after it would be
             // late: take the whole stack at once.
             if stack::is_warm() {
                 let Some(brief) = take_brief_stack(tid) else {
+                    unseen += 1;
                     continue;
                 };
                 if is_parked(&brief) {
                     continue;
                 }
             }
-            let Some(frames) = take_stack(tid) else {
+            let Some((frames, task)) = take_stack_and_task(tid, self.entered.contains(&tid)) else {
+                unseen += 1;
                 continue;
             };
             self.note_kind(tid, &frames);
-            if !is_parked(&frames) && !is_blocking_pool_thread(&frames) {
-                captured.push((tid, frames));
+            if is_parked(&frames) || is_blocking_pool_thread(&frames) {
+                continue;
             }
+            let began = self.in_its_poll_since(tid, task, latest);
+            if Instant::now().duration_since(began) < self.threshold {
+                // Seen in another task since: not in one poll long enough
+                // (yet); looked at again when it could be.
+                self.check_by(began + self.threshold);
+                progressed.push(tid);
+                continue;
+            }
+            captured.push((tid, frames));
         }
         // Threads known to work for this runtime come before threads that
         // may be another, unwatched runtime's (tokio names them all alike).
@@ -247,6 +301,13 @@ impl Watchdog {
         // loaded machine) is paired last: a stall opens either way, and its
         // stack names it better than no thread would.
         stuck.extend(waiting);
+        if !progressed.is_empty() && stuck.len() + unseen < suspects.len() {
+            // Threads that went through polls account for the other
+            // suspects: their counters are frozen between publications.
+            // The ones frozen longest are the stuck ones.
+            suspects.sort_by_key(|&(_, since)| since);
+            suspects.truncate(stuck.len() + unseen);
+        }
         for (key, since) in suspects {
             // With more stuck threads than suspects the pairing is a guess;
             // the stacks still say what each thread was doing.

@@ -5,9 +5,15 @@
 use super::*;
 
 impl Watchdog {
-    /// Learns from a capture that reached the thread's start whether the
-    /// thread is a worker or one of the blocking pool's.
+    /// Learns from a capture whether the thread has entered a runtime and,
+    /// if it reached the thread's start, whether it is a worker or one of
+    /// the blocking pool's.
     pub(super) fn note_kind(&mut self, tid: i32, frames: &[String]) {
+        // Parked, or under the scheduler: the thread has entered a runtime
+        // (see `stack::capture_with_task`).
+        if is_parked(frames) || frames.iter().any(|f| f.contains("tokio::runtime::")) {
+            self.entered.insert(tid);
+        }
         if frames.iter().any(|f| f.contains("thread_start")) {
             self.classify_tries.insert(tid, CLASSIFY_TRIES);
             if is_blocking_pool_thread(frames) {
@@ -25,6 +31,7 @@ impl Watchdog {
         let threads = runtime_threads(watch);
         self.classify_tries.retain(|tid, _| threads.contains(tid));
         self.pool_threads.retain(|tid| threads.contains(tid));
+        self.entered.retain(|tid| threads.contains(tid));
         let Some(&tid) = threads
             .iter()
             .find(|tid| self.classify_tries.get(tid).copied().unwrap_or(0) < CLASSIFY_TRIES)

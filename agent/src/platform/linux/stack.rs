@@ -46,7 +46,7 @@
 //! # }
 //! ```
 
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::platform::slots::{Disarmed, Slot};
 use std::sync::{Mutex, OnceLock};
@@ -69,6 +69,10 @@ struct Request {
     len: AtomicUsize,
     /// Most stack bytes the handler copies for this request.
     copy_limit: AtomicUsize,
+    /// Whether the handler reads the tokio task the thread is polling.
+    want_task: AtomicBool,
+    /// That task's id; 0 for none (or not asked).
+    task: AtomicU64,
     frames: [AtomicUsize; MAX_FRAMES],
 }
 
@@ -77,6 +81,8 @@ static REQUEST: Request = Request {
     target: AtomicI32::new(0),
     len: AtomicUsize::new(0),
     copy_limit: AtomicUsize::new(CAPTURE_COPY_BYTES),
+    want_task: AtomicBool::new(false),
+    task: AtomicU64::new(0),
     frames: [const { AtomicUsize::new(0) }; MAX_FRAMES],
 };
 
@@ -135,6 +141,23 @@ pub(crate) fn capture_up_to(
     timeout: Duration,
     copy_bytes: usize,
 ) -> Result<Vec<usize>, StackError> {
+    capture_with_task(tid, timeout, copy_bytes, false).map(|(frames, _)| frames)
+}
+
+/// Like [`capture_up_to`], with, if `want_task`, the id of the tokio task
+/// the thread is polling (0 when it polls none): two captures of a worker
+/// that name different tasks were taken in different polls.
+///
+/// `want_task` only for a thread known to have entered a tokio runtime:
+/// the handler then reads tokio's thread-local context, which such a
+/// thread has already set up (on any other thread, the first access
+/// could allocate).
+pub(crate) fn capture_with_task(
+    tid: i32,
+    timeout: Duration,
+    copy_bytes: usize,
+    want_task: bool,
+) -> Result<(Vec<usize>, u64), StackError> {
     if !cfg!(all(
         target_os = "linux",
         any(target_arch = "x86_64", target_arch = "aarch64")
@@ -155,6 +178,8 @@ pub(crate) fn capture_up_to(
     settle(timeout).map_err(|()| StackError::Timeout(tid, timeout))?;
     REQUEST.len.store(0, Ordering::Relaxed);
     REQUEST.copy_limit.store(copy_bytes, Ordering::Relaxed);
+    REQUEST.want_task.store(want_task, Ordering::Relaxed);
+    REQUEST.task.store(0, Ordering::Relaxed);
     REQUEST.target.store(tid, Ordering::Relaxed);
     if !REQUEST.slot.arm() {
         // `settle` left it free and we hold `CAPTURING`: unreachable, but
@@ -183,10 +208,12 @@ pub(crate) fn capture_up_to(
                 .iter()
                 .map(|f| f.load(Ordering::Relaxed))
                 .collect();
+            let task = REQUEST.task.load(Ordering::Relaxed);
             // SAFETY: the answer is published and we, its one reader
             // (holding `CAPTURING`), hold it until `_answer` drops after
             // the unwind: no handler touches the copy meanwhile.
-            return Ok(unsafe { SLOT_COPY.unwind(&fp_frames, MAX_FRAMES) });
+            let frames = unsafe { SLOT_COPY.unwind(&fp_frames, MAX_FRAMES) };
+            return Ok((frames, task));
         }
         if Instant::now() >= deadline {
             // Withdrawn; or a handler is answering, and the next capture
@@ -253,8 +280,9 @@ pub(crate) fn check_signal() {
 }
 
 /// The signal handler. Async-signal-safe: it reads registers from the
-/// context, makes `gettid`/`getpid`/`process_vm_readv` system calls, and
-/// writes only static atomics.
+/// context, makes `gettid`/`getpid`/`process_vm_readv` system calls, reads
+/// tokio's thread-local context when asked (on a thread that has set it up:
+/// see [`capture_with_task`]), and writes only static atomics.
 extern "C" fn handler(
     _signal: libc::c_int,
     _info: *mut libc::siginfo_t,
@@ -272,11 +300,42 @@ extern "C" fn handler(
     };
     let n = walk(context, &REQUEST.frames);
     REQUEST.len.store(n, Ordering::Relaxed);
+    if REQUEST.want_task.load(Ordering::Relaxed) {
+        REQUEST.task.store(polled_task(), Ordering::Relaxed);
+    }
     // SAFETY: this handler holds the request's slot (answered above): only
     // it writes the copy until it publishes it below, and the capturing
     // thread reads it only after that.
     unsafe { SLOT_COPY.fill(context, REQUEST.copy_limit.load(Ordering::Relaxed)) };
     hold.publish();
+}
+
+/// The id of the tokio task this thread is polling, 0 for none: a read of
+/// tokio's thread-local context (no lock, no allocation once the thread has
+/// entered a runtime, which the caller of [`capture_with_task`] vouches for).
+fn polled_task() -> u64 {
+    use std::hash::{Hash, Hasher};
+    /// Keeps the one integer an id hashes as.
+    struct Keep(u64);
+    impl Hasher for Keep {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    tokio::task::try_id().map_or(0, |id| {
+        let mut keep = Keep(0);
+        id.hash(&mut keep);
+        // Ids start at 1; never 0, which means none.
+        keep.finish().max(1)
+    })
 }
 
 mod copy;
@@ -442,6 +501,54 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         t.join().expect("thread");
         assert!(found, "{last:#?}");
+    }
+
+    #[test]
+    fn a_capture_tells_which_task_the_thread_polls() {
+        let (tx, rx) = mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            let _ = tx.send((current_tid(), 0));
+            for _ in 0..2 {
+                // Each task spins until the next capture has been taken.
+                let tx = tx.clone();
+                rt.block_on(rt.spawn(async move {
+                    let begun = Instant::now();
+                    let _ = tx.send((current_tid(), polled_task()));
+                    while begun.elapsed() < Duration::from_millis(200) {
+                        std::hint::spin_loop();
+                    }
+                }))
+                .expect("task");
+            }
+            // Entered, polling no task.
+            let _ = tx.send((current_tid(), 0));
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let (tid, _) = rx.recv().expect("tid");
+        let mut seen = Vec::new();
+        for i in 0..3 {
+            let (_, own) = rx.recv().expect("a task's own id");
+            std::thread::sleep(Duration::from_millis(50));
+            if i == 1 {
+                // Not asked, not read.
+                let (_, task) =
+                    capture_with_task(tid, Duration::from_secs(2), 4096, false).expect("captured");
+                assert_eq!(task, 0);
+            }
+            let (_, task) =
+                capture_with_task(tid, Duration::from_secs(2), 4096, true).expect("captured");
+            seen.push((own, task));
+        }
+        t.join().expect("thread");
+        let [(a, a_seen), (b, b_seen), (none, none_seen)] = seen[..] else {
+            panic!("{seen:?}");
+        };
+        assert!(a != 0 && b != 0 && a != b, "{seen:?}");
+        assert_eq!((a_seen, b_seen), (a, b), "{seen:?}");
+        assert_eq!((none, none_seen), (0, 0));
     }
 
     #[test]
