@@ -1166,15 +1166,8 @@ fn doctor_diagnoses_every_fixture_under_load() {
             1
         }
     };
-    // A known gap of the worker-metrics detector: in this unoptimised test
-    // build cpu-saturation's polls last several ms, and stable tokio
-    // publishes its counters too rarely to tell many such polls from one
-    // stall. Its release build is diagnosed right on stable tokio; here it
-    // is checked with poll hooks only.
-    let skipped = |s: Scenario| cfg!(not(tokio_unstable)) && s == Scenario::CpuSaturation;
     let plan = Scenario::ALL
         .into_iter()
-        .filter(|&s| !skipped(s))
         .flat_map(|s| std::iter::repeat_n(s, runs(s)));
     let mut last = None;
     for scenario in plan {
@@ -1243,9 +1236,8 @@ fn doctor_diagnoses_every_fixture_under_load() {
         let _ = std::fs::remove_file(report);
         checked += 1;
     }
-    // Every fixture, on stable tokio as on tokio_unstable (but the one above).
-    let expected = Scenario::ALL.iter().filter(|&&s| !skipped(s)).count();
-    assert_eq!(checked, expected);
+    // Every fixture, on stable tokio as on tokio_unstable.
+    assert_eq!(checked, Scenario::ALL.len());
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 

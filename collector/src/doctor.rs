@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use lagscope_wire::api::slope;
+use lagscope_wire::api::{slope, TopFunction};
 use lagscope_wire::metric::Metric;
 use lagscope_wire::tasks::TaskSplit;
 

@@ -19,16 +19,14 @@ pub(super) fn cpu(w: &Window) -> Vec<Finding> {
     } else {
         &w.top_user
     };
+    let share = |t: &TopFunction| 100.0 * t.self_samples as f64 / w.profile_samples.max(1) as f64;
+    // The first three, but none below 1 % after the first.
     let hot = top
         .iter()
         .take(3)
-        .map(|t| {
-            format!(
-                "{} ({:.0} %)",
-                t.name,
-                100.0 * t.self_samples as f64 / w.profile_samples.max(1) as f64
-            )
-        })
+        .enumerate()
+        .filter(|(i, t)| *i == 0 || share(t) >= 1.0)
+        .map(|(_, t)| format!("{} ({:.0} %)", t.name, share(t)))
         .collect::<Vec<_>>();
     let mut evidence = vec![
         format!("busy ratio median {:.0} %", busy * 100.0),
