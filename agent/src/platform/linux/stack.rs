@@ -310,40 +310,13 @@ extern "C" fn handler(
     hold.publish();
 }
 
-/// The id of the tokio task this thread is polling, 0 for none: a read of
-/// tokio's thread-local context (no lock, no allocation once the thread has
-/// entered a runtime, which the caller of [`capture_with_task`] vouches for).
-fn polled_task() -> u64 {
-    use std::hash::{Hash, Hasher};
-    /// Keeps the one integer an id hashes as.
-    struct Keep(u64);
-    impl Hasher for Keep {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(b);
-            }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-    tokio::task::try_id().map_or(0, |id| {
-        let mut keep = Keep(0);
-        id.hash(&mut keep);
-        // Ids start at 1; never 0, which means none.
-        keep.finish().max(1)
-    })
-}
-
 mod copy;
 mod elf;
 mod lines;
 mod registers;
 mod signal;
 mod symbols;
+mod task;
 mod walk;
 
 pub(crate) use copy::CopyPool;
@@ -352,6 +325,7 @@ use copy::StackCopy;
 pub(crate) use registers::own_registers;
 pub use signal::SignalError;
 pub(crate) use signal::{install_free, is_ours};
+use task::polled_task;
 pub(crate) use walk::{decide_frame_walk, own_stack_top, walk, walk_own};
 #[cfg(target_arch = "x86_64")]
 mod unwind;
