@@ -3,6 +3,7 @@
 //! caller passes `now_ms`), so it is tested and benchmarked directly.
 
 pub mod bounds;
+pub mod gorilla;
 pub mod heap;
 pub mod names;
 pub mod profiles;
@@ -290,11 +291,7 @@ impl Store {
     pub fn ingest(&mut self, mut sample: Sample) -> Result<bool, StoreError> {
         let config = self.config;
         self.input_cut += bounds::bound_sample(&mut sample);
-        let limits = SeriesLimits {
-            raw_points: config.raw_points,
-            bucket_ms: config.bucket_ms,
-            buckets: config.buckets,
-        };
+        let limits = self.limits();
         let Some(inst) = self
             .services
             .get_mut(&sample.service)
@@ -315,10 +312,10 @@ impl Store {
         for (name, value) in lagscope_wire::metric::series_of(&sample) {
             let len = inst.series.len();
             match inst.series.get_mut(&name) {
-                Some(s) => s.push(sample.timestamp_ms, value),
+                Some(s) => s.push(&limits, sample.timestamp_ms, value),
                 None if len < config.max_series_per_instance => {
-                    let mut s = Series::new(limits);
-                    s.push(sample.timestamp_ms, value);
+                    let mut s = Series::new();
+                    s.push(&limits, sample.timestamp_ms, value);
                     inst.series.insert(name, s);
                 }
                 None => self.series_dropped += 1,
@@ -364,6 +361,14 @@ impl Store {
         inst.latest = Some(sample);
         self.samples_ingested += 1;
         Ok(true)
+    }
+
+    fn limits(&self) -> SeriesLimits {
+        SeriesLimits {
+            raw_points: self.config.raw_points,
+            bucket_ms: self.config.bucket_ms,
+            buckets: self.config.buckets,
+        }
     }
 
     /// Refuses (and counts) a sample dated outside what the store can hold
@@ -485,13 +490,14 @@ impl Store {
         max_points: Option<usize>,
     ) -> Option<SeriesResponse> {
         let inst = self.services.get(service)?.get(instance)?;
+        let limits = self.limits();
         let series = inst
             .series
             .iter()
             .filter(|(name, _)| names.is_empty() || names.iter().any(|n| n == *name))
             .map(|(name, s)| ApiSeries {
                 name: name.clone(),
-                points: s.query(from_ms, to_ms, max_points),
+                points: s.query(&limits, from_ms, to_ms, max_points),
             })
             .collect();
         Some(SeriesResponse {
@@ -615,13 +621,14 @@ impl Store {
         to_ms: u64,
     ) -> Option<lagscope_wire::doctor::Window> {
         let inst = self.services.get(service)?.get(instance)?;
+        let limits = self.limits();
         let series = inst
             .series
             .iter()
             .filter(|(name, _)| !name.starts_with("rt."))
             .map(|(name, s)| {
                 let points = s
-                    .query(from_ms, to_ms, None)
+                    .query(&limits, from_ms, to_ms, None)
                     .into_iter()
                     .map(|p| (p.t_ms, p.mean, p.max))
                     .collect();

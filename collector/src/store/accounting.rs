@@ -6,7 +6,7 @@ use super::*;
 /// What one series costs besides its points: its share of the map's nodes
 /// (room for eleven entries each, partly filled) and its name's allocation.
 /// Calibrated by `collector-bench` ("memory per new instance").
-pub(super) const SERIES_ENTRY_BYTES: u64 = 96;
+pub(super) const SERIES_ENTRY_BYTES: u64 = 128;
 
 /// What an instance's entries cost besides the instance itself: its share of
 /// the service map's nodes and, for a service of one instance (an OTLP
