@@ -733,6 +733,61 @@ fn the_collector_can_change_an_agents_sample_interval() {
     assert!(err.to_string().contains("400"), "{err}");
 }
 
+/// The dashboard's push: `GET /api/v1/updates` sends an event when an agent
+/// connects and as its samples arrive, no faster than asked; a bad interval
+/// or a wrong token is a clear error.
+#[test]
+fn updates_are_pushed_as_samples_arrive() {
+    let collector = Collector::start(&["--token", "s3cret"]);
+    let client = collector.client(Some("s3cret"));
+    let mut updates = client.updates(100).expect("subscribed");
+    let first = updates
+        .next_update()
+        .expect("the current generation at once");
+    let _svc = fixture(
+        "healthy",
+        "e2e-push",
+        &collector.grpc_url(),
+        &[("LAGSCOPE_TOKEN", "s3cret")],
+    );
+    let start = Instant::now();
+    let mut generations = vec![first];
+    let mut seen = None;
+    while start.elapsed() < Duration::from_secs(20) && generations.len() < 12 {
+        generations.push(updates.next_update().expect("an update"));
+        let listed = client.services().expect("services");
+        seen = seen.or_else(|| {
+            listed
+                .services
+                .iter()
+                .find(|s| s.service == "e2e-push")
+                .map(|_| generations.len())
+        });
+    }
+    assert!(
+        seen.is_some(),
+        "the agent's arrival was pushed: {generations:?}"
+    );
+    assert!(
+        generations.windows(2).all(|w| w[1] > w[0]),
+        "each event is a newer generation: {generations:?}"
+    );
+    // 200 ms samples with a 100 ms interval: about one event a sample.
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(
+        generations.len() as f64 <= elapsed / 0.1 + 2.0,
+        "at most one event per 100 ms: {} in {elapsed:.1} s",
+        generations.len()
+    );
+    let err = client.updates(1).expect_err("interval too short");
+    assert!(err.to_string().contains("400"), "{err}");
+    let err = collector
+        .client(Some("wrong"))
+        .updates(100)
+        .expect_err("bad token");
+    assert!(err.to_string().contains("401"), "{err}");
+}
+
 /// The dashboard as a person meets it: `lagscope demo` in a real terminal
 /// (tmux), read back with capture-pane, driven with send-keys.
 #[test]

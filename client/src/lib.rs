@@ -14,6 +14,9 @@ use lagscope_wire::api::{ProfileResponse, SeriesResponse, ServicesResponse, Stal
 use lagscope_wire::doctor::DoctorResponse;
 use serde::de::DeserializeOwned;
 
+mod updates;
+pub use updates::{Updates, SILENCE};
+
 /// Where a collector's HTTP API listens unless told otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:6671";
 
@@ -262,12 +265,32 @@ impl Client {
         self.request("GET", path)
     }
 
-    /// One request on a fresh connection, read to the end (`Connection: close`).
-    fn request(&self, method: &str, path: &str) -> Result<Vec<u8>, ClientError> {
-        let io = |source| ClientError::Io {
+    /// `GET /api/v1/updates`: follows the collector's changes as
+    /// server-sent events, at most one per `min_interval_ms`. The
+    /// subscription counts the collector as gone after [`SILENCE`] without
+    /// a byte.
+    pub fn updates(&self, min_interval_ms: u64) -> Result<Updates, ClientError> {
+        let q = lagscope_wire::api::query::UpdatesQuery {
+            min_interval_ms: Some(min_interval_ms),
+        };
+        let path = route::with_query(route::UPDATES, &q);
+        let stream = self.send("GET", &path, "text/event-stream")?;
+        stream
+            .set_read_timeout(Some(SILENCE))
+            .map_err(|source| self.io_error(source))?;
+        Updates::start(stream)
+    }
+
+    fn io_error(&self, source: std::io::Error) -> ClientError {
+        ClientError::Io {
             url: self.url.clone(),
             source,
-        };
+        }
+    }
+
+    /// Connects and sends a request without a body.
+    fn send(&self, method: &str, path: &str, accept: &str) -> Result<TcpStream, ClientError> {
+        let io = |source| self.io_error(source);
         let addr = self
             .host_port
             .to_socket_addrs()
@@ -283,12 +306,20 @@ impl Client {
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\nContent-Length: 0\r\nAccept: application/json\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\nContent-Length: 0\r\nAccept: {accept}\r\n\r\n",
             self.host_port
         );
         stream.write_all(request.as_bytes()).map_err(io)?;
+        Ok(stream)
+    }
+
+    /// One request on a fresh connection, read to the end (`Connection: close`).
+    fn request(&self, method: &str, path: &str) -> Result<Vec<u8>, ClientError> {
+        let mut stream = self.send(method, path, "application/json")?;
         let mut response = Vec::new();
-        stream.read_to_end(&mut response).map_err(io)?;
+        stream
+            .read_to_end(&mut response)
+            .map_err(|source| self.io_error(source))?;
         parse_response(&response)
     }
 }

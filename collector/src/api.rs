@@ -9,6 +9,7 @@
 //! | `GET /api/v1/services/{service}/instances/{instance}/latest` | the latest sample |
 //! | `POST /api/v1/services/{service}/instances/{instance}/sample-interval?ms=N` | tell a connected agent to sample every N ms |
 //! | `GET /api/v1/stalls?service=&instance=&limit=` | recent stalls with their stacks, newest first |
+//! | `GET /api/v1/updates?min_interval_ms=50` | server-sent events (`event: update`, `data: {"generation":N}`) each time the data changed, at most one per interval: a dashboard redraws on them instead of polling |
 //! | `POST /v1/metrics` | OTLP/HTTP metrics (`application/x-protobuf`, plain or gzip) from other runtimes |
 //! | `GET /api/v1/doctor?service=S&instance=&window_ms=60000&windows=true` | diagnosis per instance over the last window (and the data it used) |
 //! | `GET /api/v1/profile?service=S&instance=&from_ms=&to_ms=&folded=false` | continuous CPU profile windows merged (folded stacks unless `folded=false`, and top functions) |
@@ -41,7 +42,7 @@ use crate::record::Recorder;
 use crate::shared::Shared;
 use lagscope_wire::api::query::{
     route, ApiQuery, DoctorQuery, HeapQuery, MetricsQuery, ProfileQuery, ProfileRequestQuery,
-    SampleIntervalQuery, SeriesQuery, ServicesQuery, StallsQuery,
+    SampleIntervalQuery, SeriesQuery, ServicesQuery, StallsQuery, UpdatesQuery,
 };
 use lagscope_wire::api::HeapKind;
 
@@ -74,6 +75,7 @@ impl Api {
             .route(route::METRICS, get(metrics))
             .route(route::SERVICES, get(services))
             .route(route::STALLS, get(stalls))
+            .route(route::UPDATES, get(updates))
             .route(route::PROFILE, get(profile))
             .route(route::HEAP, get(heap))
             .route(route::DOCTOR, get(doctor))
@@ -224,6 +226,41 @@ async fn services(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
     );
     body.collector.recording = api.recorder.as_ref().map(Recorder::status);
     Json(body).into_response()
+}
+
+/// Least and most time between two update events, and the default.
+const UPDATE_INTERVAL_MS: (u64, u64, u64) = (10, 10_000, 50);
+
+/// Server-sent events, one each time the collector's data changed, at most
+/// one per `min_interval_ms` (changes in between make one event): `event:
+/// update`, `data: {"generation":N}`. A comment every 15 s keeps idle
+/// connections (and proxies) open. A client redraws on each event instead
+/// of polling.
+async fn updates(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio_stream::StreamExt;
+    let query: UpdatesQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
+    };
+    let (least, most, default) = UPDATE_INTERVAL_MS;
+    let interval = query.min_interval_ms.unwrap_or(default);
+    if !(least..=most).contains(&interval) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("min_interval_ms must be between {least} and {most}\n"),
+        )
+            .into_response();
+    }
+    let events = tokio_stream::wrappers::WatchStream::new(api.shared.updates())
+        .throttle(std::time::Duration::from_millis(interval))
+        .map(|generation| {
+            let data = serde_json::json!({ "generation": generation }).to_string();
+            Ok::<_, std::convert::Infallible>(Event::default().event("update").data(data))
+        });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response()
 }
 
 async fn stalls(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {

@@ -137,6 +137,7 @@ impl collector_server::Collector for Ingest {
             .store()
             .connect(&service, &instance, info, crate::shared::now_ms())
             .map_err(|e| self.reject(Status::resource_exhausted(e.to_string())))?;
+        self.shared.note_update();
 
         let (tx, rx) = mpsc::channel(16);
         let welcome = CollectorMessage {
@@ -186,6 +187,7 @@ impl collector_server::Collector for Ingest {
                 shared
                     .store()
                     .disconnect(&service, &instance, crate::shared::now_ms());
+                shared.note_update();
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -219,6 +221,7 @@ async fn pump(
             continue;
         };
         let mut acked = None;
+        let mut stored = false;
         {
             let mut store = shared.store();
             for p in batch.samples {
@@ -234,6 +237,7 @@ async fn pump(
                 let forwarded = shared.forwarder().map(|f| (f, sample.clone()));
                 match store.ingest(sample) {
                     Ok(true) => {
+                        stored = true;
                         if let Some((r, s)) = recorded {
                             r.append(&s);
                         }
@@ -246,6 +250,9 @@ async fn pump(
                 }
                 acked = Some(acked.map_or(seq, |a: u64| a.max(seq)));
             }
+        }
+        if stored {
+            shared.note_update();
         }
         if let Some(seq) = acked {
             let ack = CollectorMessage {

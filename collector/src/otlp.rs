@@ -98,6 +98,10 @@ pub fn ingest(shared: &Shared, request: &ExportMetricsServiceRequest) -> Result<
             outcome.stored += 1;
         }
     }
+    drop(store);
+    if outcome.stored > 0 {
+        shared.note_update();
+    }
     Ok(outcome)
 }
 

@@ -36,9 +36,22 @@ pub struct Shared {
     pub http_connections: Arc<ConnectionStats>,
     /// Connections to the agents' (gRPC) port.
     pub grpc_connections: Arc<ConnectionStats>,
+    /// Bumped each time the store's data changes, for `GET /api/v1/updates`.
+    updates: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
+    /// Tells subscribers the store's data changed (cheap: waiters are woken,
+    /// nothing is queued).
+    pub fn note_update(&self) {
+        self.updates.send_modify(|generation| *generation += 1);
+    }
+
+    /// Follows the store's changes: the value is a generation number.
+    pub fn updates(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.updates.subscribe()
+    }
+
     /// Wraps `store`.
     pub fn new(store: Store, token: Option<String>) -> Self {
         Shared {
@@ -49,6 +62,7 @@ impl Shared {
             next_session: AtomicU64::new(0),
             next_request: AtomicU64::new(1),
             forwarder: std::sync::OnceLock::new(),
+            updates: tokio::sync::watch::channel(0).0,
             profile_requests: Mutex::default(),
             http_connections: Arc::default(),
             grpc_connections: Arc::default(),
@@ -65,6 +79,7 @@ impl Shared {
             next_session: AtomicU64::new(0),
             next_request: AtomicU64::new(1),
             forwarder: std::sync::OnceLock::new(),
+            updates: tokio::sync::watch::channel(0).0,
             profile_requests: Mutex::default(),
             http_connections: Arc::default(),
             grpc_connections: Arc::default(),

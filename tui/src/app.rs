@@ -18,8 +18,14 @@ use crate::state::{App, Connection, HeapSites};
 use crate::theme::Theme;
 use lagscope_client::Client;
 
-/// How often the collector is polled.
+/// How often everything is polled (and the fallback when the collector
+/// cannot push its updates).
 pub const REFRESH: Duration = Duration::from_millis(500);
+
+/// Least time between two pushed updates: on each, the services listing
+/// and the selected instance's series are fetched again (the rest waits
+/// for the next [`REFRESH`]).
+pub const PUSH_INTERVAL_MS: u64 = 100;
 
 /// Stalls fetched for the incidents pane.
 const STALLS_SHOWN: usize = 20;
@@ -49,8 +55,10 @@ pub enum Event {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Wanted {
     instance: Option<(String, String)>,
-    from_ms: u64,
-    to_ms: u64,
+    /// The window's length and how far it is panned back from the newest
+    /// sample (the poller places it on the listing it just fetched).
+    window_ms: u64,
+    pan_ms: u64,
     /// Whether the heap pane is shown (its data is fetched only then).
     heap: bool,
 }
@@ -87,7 +95,11 @@ fn run_in(
     app.notices = notices;
 
     let input = spawn_input(tx.clone(), stop.clone())?;
-    let poller = spawn_poller(client, tx, stop.clone(), wanted.clone())?;
+    let (nudge, nudges) = channel();
+    // Not joined: it may sit in a read until the collector's next
+    // keep-alive, and it ends on the first error once `stop` is set.
+    spawn_subscriber(client.clone(), nudge, stop.clone())?;
+    let poller = spawn_poller(client, tx, nudges, stop.clone(), wanted.clone())?;
     let result = event_loop(terminal, &mut app, &rx, &wanted);
     stop.store(true, Relaxed);
     let _ = input.join();
@@ -113,11 +125,10 @@ fn event_loop(
         while let Ok(event) = rx.try_recv() {
             apply(app, event);
         }
-        let end = app.window_end_ms(now);
         let next = Wanted {
             instance: app.selection(),
-            from_ms: end.saturating_sub(app.window().as_millis() as u64),
-            to_ms: end,
+            window_ms: app.window().as_millis() as u64,
+            pan_ms: app.pan_ms,
             heap: app.show_heap,
         };
         *wanted.lock().unwrap_or_else(|p| p.into_inner()) = next;
@@ -166,69 +177,131 @@ fn spawn_input(
         })
 }
 
+/// Follows the collector's pushed updates and nudges the poller on each;
+/// reconnects every second while the collector is away (polling goes on
+/// meanwhile).
+fn spawn_subscriber(
+    client: Client,
+    nudge: Sender<()>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tui-updates".into())
+        .spawn(move || {
+            while !stop.load(Relaxed) {
+                if let Ok(mut updates) = client.updates(PUSH_INTERVAL_MS) {
+                    while updates.next_update().is_ok() {
+                        if stop.load(Relaxed) || nudge.send(()).is_err() {
+                            return;
+                        }
+                    }
+                }
+                for _ in 0..10 {
+                    if stop.load(Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+}
+
 fn spawn_poller(
     client: Client,
     tx: Sender<Event>,
+    nudges: Receiver<()>,
     stop: Arc<AtomicBool>,
     wanted: Arc<Mutex<Wanted>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tui-poll".into())
         .spawn(move || {
+            let mut last_full: Option<std::time::Instant> = None;
             while !stop.load(Relaxed) {
-                let services = client.services().map_err(|e| e.to_string());
-                let ok = services.is_ok();
-                if tx.send(Event::Services(services)).is_err() {
+                let full = last_full.is_none_or(|t| t.elapsed() >= REFRESH);
+                if full {
+                    last_full = Some(std::time::Instant::now());
+                }
+                if poll(&client, &tx, &wanted, full).is_err() {
                     break;
                 }
-                let w = wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if let (true, Some((service, instance))) = (ok, w.instance) {
-                    if let Ok(s) = client.series(&service, &instance, w.from_ms, w.to_ms, Some(240))
-                    {
-                        if tx.send(Event::Series(s)).is_err() {
-                            break;
-                        }
-                    }
-                    if let Ok(p) = client.profile_top(&service, &instance, w.from_ms, w.to_ms) {
-                        if tx.send(Event::Profile(instance.clone(), p)).is_err() {
-                            break;
-                        }
-                    }
-                    if let Ok(d) = client.doctor(&service, Some(&instance), 60_000, false) {
-                        if let Some(d) = d.diagnoses.into_iter().next() {
-                            if tx.send(Event::Diagnosis(d)).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    if w.heap {
-                        let inuse = |from, to| {
-                            client.heap(&service, Some(&instance), HeapKind::Inuse, from, to)
-                        };
-                        if let Ok(now) = inuse(w.from_ms, w.to_ms) {
-                            let before = inuse(0, w.from_ms).ok();
-                            let sites = HeapSites::from_responses(&now, before.as_ref());
-                            let event = Event::Heap(service.clone(), instance.clone(), sites);
-                            if tx.send(event).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    if let Ok(s) = client.stalls(&service, &instance, STALLS_SHOWN) {
-                        if tx.send(Event::Stalls(service, instance, s.stalls)).is_err() {
-                            break;
-                        }
-                    }
-                }
-                // Sleep in short steps so quitting is prompt.
-                for _ in 0..5 {
+                // Until the next full poll, or sooner when the collector
+                // pushes an update; in short steps so quitting is prompt.
+                loop {
                     if stop.load(Relaxed) {
                         return;
                     }
-                    std::thread::sleep(REFRESH / 5);
+                    let due =
+                        last_full.map_or(Duration::ZERO, |t| REFRESH.saturating_sub(t.elapsed()));
+                    if due.is_zero() {
+                        break;
+                    }
+                    match nudges.recv_timeout(due.min(REFRESH / 5)) {
+                        Ok(()) => {
+                            while nudges.try_recv().is_ok() {}
+                            break;
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => {
+                            std::thread::sleep(due.min(REFRESH / 5))
+                        }
+                    }
                 }
             }
         })
+}
+
+/// The event loop is gone.
+struct Closed;
+
+fn send(tx: &Sender<Event>, event: Event) -> Result<(), Closed> {
+    tx.send(event).map_err(|_| Closed)
+}
+
+/// One round of requests: the services listing and the selected
+/// instance's series always; with `full`, its profile, diagnosis, heap and
+/// stalls too.
+fn poll(
+    client: &Client,
+    tx: &Sender<Event>,
+    wanted: &Mutex<Wanted>,
+    full: bool,
+) -> Result<(), Closed> {
+    let services = client.services().map_err(|e| e.to_string());
+    let w = wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let end = crate::state::window_end_ms(services.as_ref().ok(), w.pan_ms, now_ms());
+    let (from_ms, to_ms) = (end.saturating_sub(w.window_ms), end);
+    let ok = services.is_ok();
+    send(tx, Event::Services(services))?;
+    let (true, Some((service, instance))) = (ok, w.instance) else {
+        return Ok(());
+    };
+    if let Ok(s) = client.series(&service, &instance, from_ms, to_ms, Some(240)) {
+        send(tx, Event::Series(s))?;
+    }
+    if !full {
+        return Ok(());
+    }
+    if let Ok(p) = client.profile_top(&service, &instance, from_ms, to_ms) {
+        send(tx, Event::Profile(instance.clone(), p))?;
+    }
+    if let Ok(d) = client.doctor(&service, Some(&instance), 60_000, false) {
+        if let Some(d) = d.diagnoses.into_iter().next() {
+            send(tx, Event::Diagnosis(d))?;
+        }
+    }
+    if w.heap {
+        let inuse = |from, to| client.heap(&service, Some(&instance), HeapKind::Inuse, from, to);
+        if let Ok(now) = inuse(from_ms, to_ms) {
+            let before = inuse(0, from_ms).ok();
+            let sites = HeapSites::from_responses(&now, before.as_ref());
+            send(tx, Event::Heap(service.clone(), instance.clone(), sites))?;
+        }
+    }
+    if let Ok(s) = client.stalls(&service, &instance, STALLS_SHOWN) {
+        send(tx, Event::Stalls(service, instance, s.stalls))?;
+    }
+    Ok(())
 }
 
 fn now_ms() -> u64 {

@@ -195,15 +195,7 @@ impl App {
     /// End of the window, ms since the epoch: the newest sample seen (so a
     /// replayed recording shows its own time), moved back by the pan.
     pub fn window_end_ms(&self, now_ms: u64) -> u64 {
-        let newest = self
-            .services
-            .iter()
-            .flat_map(|s| &s.services)
-            .flat_map(|s| &s.instances)
-            .filter_map(|i| i.last_sample_ms)
-            .max()
-            .unwrap_or(now_ms);
-        newest.saturating_sub(self.pan_ms)
+        window_end_ms(self.services.as_ref(), self.pan_ms, now_ms)
     }
 
     /// New services listing; keeps the selection on the same instance if it is still there.
@@ -449,4 +441,17 @@ impl HeapSites {
             sites,
         }
     }
+}
+
+/// End of a window panned back `pan_ms` from the newest sample `services`
+/// lists (`now_ms` when it lists none).
+pub fn window_end_ms(services: Option<&ServicesResponse>, pan_ms: u64, now_ms: u64) -> u64 {
+    let newest = services
+        .iter()
+        .flat_map(|s| &s.services)
+        .flat_map(|s| &s.instances)
+        .filter_map(|i| i.last_sample_ms)
+        .max()
+        .unwrap_or(now_ms);
+    newest.saturating_sub(pan_ms)
 }

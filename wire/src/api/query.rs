@@ -176,6 +176,14 @@ api_query! {
         cursor: String,
     }
 
+    /// `GET /api/v1/updates`: a server-sent event each time what the
+    /// collector holds changed (a sample stored, an instance connected or
+    /// gone), at most one per `min_interval_ms`.
+    UpdatesQuery {
+        /// Least time between two events (default 50, 10 to 10000).
+        min_interval_ms: u64,
+    }
+
     /// `GET /api/v1/stalls`, newest first.
     StallsQuery {
         /// Only this service.
@@ -266,6 +274,8 @@ pub mod route {
     pub const SERVICES: &str = "/api/v1/services";
     /// Recent stalls.
     pub const STALLS: &str = "/api/v1/stalls";
+    /// Server-sent events when the collector's data changes.
+    pub const UPDATES: &str = "/api/v1/updates";
     /// Continuous CPU profiles.
     pub const PROFILE: &str = "/api/v1/profile";
     /// Heap profiles.
