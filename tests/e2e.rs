@@ -788,6 +788,64 @@ fn updates_are_pushed_as_samples_arrive() {
     assert!(err.to_string().contains("401"), "{err}");
 }
 
+/// A fleet sharded over two collectors in one dashboard: `lagscope tui
+/// --collector A --collector B` lists both shards' services, and an
+/// instance's panes come from the collector that holds it.
+#[test]
+fn one_dashboard_shows_two_collectors() {
+    require("tmux", "apt-get install tmux");
+    let (a, b) = (Collector::start(&[]), Collector::start(&[]));
+    let _orders = fixture("healthy", "shard-a-orders", &a.grpc_url(), &[]);
+    let _billing = fixture("sleep-in-async", "shard-b-billing", &b.grpc_url(), &[]);
+    a.wait_for("shard-a-orders", 2, Duration::from_secs(20));
+    b.wait_for("shard-b-billing", 2, Duration::from_secs(20));
+    let session = format!("lagscope-e2e-fleet-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
+    let (url_a, url_b) = (format!("http://{}", a.http), format!("http://{}", b.http));
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "160",
+        "-y",
+        "30",
+        LAGSCOPE,
+        "tui",
+        "--collector",
+        &url_a,
+        "--collector",
+        &url_b,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let capture = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let both = wait_until(Duration::from_secs(20), || {
+        let s = capture();
+        (s.contains("shard-a-orders") && s.contains("shard-b-billing") && s.contains("2 svc"))
+            .then_some(s)
+    });
+    // The second shard's instance: its diagnosis comes from collector B.
+    tmux(&["send-keys", "-t", &session, "Down"]);
+    let from_b = wait_until(Duration::from_secs(20), || {
+        let s = capture();
+        (s.contains("shard-b-billing /") && s.contains("event-loop-blocking")).then_some(s)
+    });
+    let last = capture();
+    tmux(&["kill-session", "-t", &session]);
+    assert!(both.is_some(), "both collectors' services listed:\n{last}");
+    assert!(
+        from_b.is_some(),
+        "the B instance's panes came from B:\n{last}"
+    );
+}
+
 /// The dashboard as a person meets it: `lagscope demo` in a real terminal
 /// (tmux), read back with capture-pane, driven with send-keys.
 #[test]

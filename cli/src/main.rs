@@ -31,11 +31,17 @@ struct Cli {
 enum Command {
     /// Run the collector: agents stream to --grpc, the API and /metrics are on --http.
     Collector(collector::CollectorArgs),
-    /// Live dashboard of a running collector.
+    /// Live dashboard of running collectors.
     Tui {
-        /// The collector's HTTP address.
-        #[arg(long, env = "LAGSCOPE_API", default_value = lagscope_client::DEFAULT_URL)]
-        collector: String,
+        /// A collector's HTTP address; repeat it to see several collectors'
+        /// services in one dashboard (e.g. one collector per shard of the fleet).
+        #[arg(
+            long,
+            env = "LAGSCOPE_API",
+            default_value = lagscope_client::DEFAULT_URL,
+            value_delimiter = ','
+        )]
+        collector: Vec<String>,
         /// Token, if the collector requires one.
         #[arg(long, env = "LAGSCOPE_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -79,8 +85,12 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Collector(args) => collector::run(args),
         Command::Tui { collector, token } => {
-            let client = lagscope_client::Client::new(&collector, token)?;
-            lagscope_tui::run(client).context("running the dashboard")
+            let clients = collector
+                .iter()
+                .map(|url| lagscope_client::Client::new(url, token.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            lagscope_tui::run_fleet(lagscope_tui::fleet::Fleet::new(clients))
+                .context("running the dashboard")
         }
         Command::Demo { headless, duration } => demo::run(headless, duration),
         Command::Profile(args) => profile::profile(args),

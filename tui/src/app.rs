@@ -14,6 +14,7 @@ use lagscope_wire::doctor::Diagnosis;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::DefaultTerminal;
 
+use crate::fleet::Fleet;
 use crate::state::{App, Connection, HeapSites};
 use crate::theme::Theme;
 use lagscope_client::Client;
@@ -72,34 +73,47 @@ pub fn run(client: Client) -> std::io::Result<()> {
 /// [`run`], with lines the user must not miss (e.g. damage found in a
 /// replayed recording) kept on the status line for the whole session.
 pub fn run_with_notices(client: Client, notices: Vec<String>) -> std::io::Result<()> {
+    run_fleet_with_notices(Fleet::new(vec![client]), notices)
+}
+
+/// [`run`] over several collectors at once: their services in one list,
+/// each instance's panes fetched from the collector that holds it.
+pub fn run_fleet(fleet: Fleet) -> std::io::Result<()> {
+    run_fleet_with_notices(fleet, Vec::new())
+}
+
+fn run_fleet_with_notices(fleet: Fleet, notices: Vec<String>) -> std::io::Result<()> {
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err(std::io::Error::other(
             "the dashboard needs a terminal on standard output (demo and replay also have --headless)",
         ));
     }
     let mut terminal = ratatui::try_init()?;
-    let result = run_in(&mut terminal, client, notices);
+    let result = run_in(&mut terminal, fleet, notices);
     ratatui::restore();
     result
 }
 
 fn run_in(
     terminal: &mut DefaultTerminal,
-    client: Client,
+    fleet: Fleet,
     notices: Vec<String>,
 ) -> std::io::Result<()> {
     let (tx, rx) = channel();
     let stop = Arc::new(AtomicBool::new(false));
     let wanted = Arc::new(Mutex::new(Wanted::default()));
-    let mut app = App::new(client.url().to_string(), Theme::from_env());
+    let mut app = App::new(fleet.source(), Theme::from_env());
     app.notices = notices;
 
     let input = spawn_input(tx.clone(), stop.clone())?;
     let (nudge, nudges) = channel();
-    // Not joined: it may sit in a read until the collector's next
-    // keep-alive, and it ends on the first error once `stop` is set.
-    spawn_subscriber(client.clone(), nudge, stop.clone())?;
-    let poller = spawn_poller(client, tx, nudges, stop.clone(), wanted.clone())?;
+    // Not joined: they may sit in a read until the collector's next
+    // keep-alive, and they end on the first error once `stop` is set.
+    for client in fleet.clients() {
+        spawn_subscriber(client.clone(), nudge.clone(), stop.clone())?;
+    }
+    drop(nudge);
+    let poller = spawn_poller(fleet, tx, nudges, stop.clone(), wanted.clone())?;
     let result = event_loop(terminal, &mut app, &rx, &wanted);
     stop.store(true, Relaxed);
     let _ = input.join();
@@ -207,7 +221,7 @@ fn spawn_subscriber(
 }
 
 fn spawn_poller(
-    client: Client,
+    fleet: Fleet,
     tx: Sender<Event>,
     nudges: Receiver<()>,
     stop: Arc<AtomicBool>,
@@ -222,7 +236,7 @@ fn spawn_poller(
                 if full {
                     last_full = Some(std::time::Instant::now());
                 }
-                if poll(&client, &tx, &wanted, full).is_err() {
+                if poll(&fleet, &tx, &wanted, full).is_err() {
                     break;
                 }
                 // Until the next full poll, or sooner when the collector
@@ -262,18 +276,25 @@ fn send(tx: &Sender<Event>, event: Event) -> Result<(), Closed> {
 /// instance's series always; with `full`, its profile, diagnosis, heap and
 /// stalls too.
 fn poll(
-    client: &Client,
+    fleet: &Fleet,
     tx: &Sender<Event>,
     wanted: &Mutex<Wanted>,
     full: bool,
 ) -> Result<(), Closed> {
-    let services = client.services().map_err(|e| e.to_string());
+    let listing = fleet.services();
     let w = wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let end = crate::state::window_end_ms(services.as_ref().ok(), w.pan_ms, now_ms());
+    let end = crate::state::window_end_ms(listing.services.as_ref(), w.pan_ms, now_ms());
     let (from_ms, to_ms) = (end.saturating_sub(w.window_ms), end);
-    let ok = services.is_ok();
+    let client = w
+        .instance
+        .as_ref()
+        .and_then(|(service, instance)| fleet.holder(&listing, service, instance))
+        .cloned();
+    // A collector that does not answer leaves the others shown; only when
+    // none answers is the dashboard disconnected.
+    let services = listing.services.ok_or_else(|| listing.failed.join("; "));
     send(tx, Event::Services(services))?;
-    let (true, Some((service, instance))) = (ok, w.instance) else {
+    let (Some(client), Some((service, instance))) = (client, w.instance) else {
         return Ok(());
     };
     if let Ok(s) = client.series(&service, &instance, from_ms, to_ms, Some(240)) {

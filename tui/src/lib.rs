@@ -5,9 +5,10 @@
 //! it, [`app`] runs the event loop; [`lagscope_client`] fetches from the collector.
 
 pub mod app;
+pub mod fleet;
 pub mod state;
 pub mod theme;
 pub mod view;
 
-pub use app::{run, run_with_notices};
+pub use app::{run, run_fleet, run_with_notices};
 pub use lagscope_client::Client;
