@@ -846,6 +846,86 @@ fn one_dashboard_shows_two_collectors() {
     );
 }
 
+/// The way past one collector, as Prometheus users run it: a real
+/// Prometheus scrapes two collectors (each holding one shard of the fleet)
+/// and answers one PromQL query over both.
+#[test]
+fn prometheus_scrapes_two_collectors_and_answers_across_both() {
+    require("prometheus", "apt-get install prometheus");
+    let (a, b) = (Collector::start(&[]), Collector::start(&[]));
+    let _orders = fixture("healthy", "shard-a-orders", &a.grpc_url(), &[]);
+    let _billing = fixture("healthy", "shard-b-billing", &b.grpc_url(), &[]);
+    a.wait_for("shard-a-orders", 2, Duration::from_secs(20));
+    b.wait_for("shard-b-billing", 2, Duration::from_secs(20));
+    let dir = temp_path("prometheus-fleet");
+    std::fs::create_dir_all(&dir).expect("prometheus dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: lagscope\n    static_configs:\n      - targets: ['{}', '{}']\n",
+            a.http, b.http
+        ),
+    )
+    .expect("config written");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _prometheus = Proc {
+        child: Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={listen}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    };
+    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let query = |promql: &str| -> Option<serde_json::Value> {
+        let encoded: String = promql
+            .bytes()
+            .map(|c| match c {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (c as char).to_string(),
+                _ => format!("%{c:02X}"),
+            })
+            .collect();
+        // Not listening yet: nothing to ask.
+        TcpStream::connect(addr).ok()?;
+        let (status, body) = http_get(addr, &format!("/api/v1/query?query={encoded}"), &[]);
+        (status == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+    };
+    // One series per service, from two collectors, in one answer.
+    let by_service = wait_until(Duration::from_secs(30), || {
+        let answer = query("count by (service) (tokio_workers)")?;
+        let services: Vec<String> = answer["data"]["result"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["metric"]["service"].as_str().map(String::from))
+            .collect();
+        (services.len() == 2).then_some(services)
+    });
+    let agents = wait_until(Duration::from_secs(10), || {
+        let answer = query("sum(lagscope_collector_agents_connected)")?;
+        let value = answer["data"]["result"][0]["value"][1]
+            .as_str()?
+            .to_string();
+        (value == "2").then_some(value)
+    });
+    let mut services = by_service.expect("both shards' services in one PromQL answer");
+    services.sort();
+    assert_eq!(services, ["shard-a-orders", "shard-b-billing"]);
+    assert_eq!(
+        agents.as_deref(),
+        Some("2"),
+        "agents summed over both collectors"
+    );
+}
+
 /// The dashboard as a person meets it: `lagscope demo` in a real terminal
 /// (tmux), read back with capture-pane, driven with send-keys.
 #[test]
