@@ -926,6 +926,196 @@ fn prometheus_scrapes_two_collectors_and_answers_across_both() {
     );
 }
 
+/// One request a Pyroscope-like receiver kept: request line, head, body.
+struct Kept {
+    line: String,
+    head: String,
+    body: Vec<u8>,
+}
+
+/// A receiver for Pyroscope's ingest API that keeps what arrives and
+/// refuses the first push with 503, as a busy server would.
+fn pyroscope_receiver() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Kept>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { break };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut data = Vec::new();
+            let mut buf = [0u8; 65536];
+            let (head_end, length) = loop {
+                let Ok(k) = conn.read(&mut buf) else {
+                    break (0, 0);
+                };
+                if k == 0 {
+                    break (0, 0);
+                }
+                data.extend_from_slice(&buf[..k]);
+                if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (end + 4, length);
+                }
+            };
+            if head_end == 0 {
+                continue;
+            }
+            while data.len() < head_end + length {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => data.extend_from_slice(&buf[..k]),
+                }
+            }
+            let status = if n == 0 {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let _ = conn.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+            let kept = Kept {
+                line: head.lines().next().unwrap_or_default().to_string(),
+                head,
+                body: data[head_end..].to_vec(),
+            };
+            if tx.send(kept).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// The bytes of form field `name` in a multipart body.
+fn form_field<'a>(body: &'a [u8], boundary: &str, name: &str) -> Option<&'a [u8]> {
+    let marker = format!("name=\"{name}\"");
+    let at = body
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())?;
+    let start = at + body[at..].windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let end_marker = format!("\r\n--{boundary}");
+    let len = body[start..]
+        .windows(end_marker.len())
+        .position(|w| w == end_marker.as_bytes())?;
+    Some(&body[start..start + len])
+}
+
+/// Profiles out to where fleets keep them: with `--pyroscope URL` the
+/// collector pushes each CPU window to Pyroscope's ingest API as its docs
+/// give it (`POST /ingest?name=&from=&until=&format=pprof`, multipart
+/// `profile` + `sample_type_config`), retries a refused push, and what
+/// arrives reads back in `go tool pprof` with the user's function named.
+#[test]
+fn profiles_are_pushed_to_pyroscope_and_read_back_by_go_tool_pprof() {
+    require("go", "apt-get install golang-go");
+    let (addr, kept) = pyroscope_receiver();
+    let collector = Collector::start(&["--pyroscope", &format!("http://{addr}")]);
+    let _svc = fixture("cpu-in-async", "e2e-pyro", &collector.grpc_url(), &[]);
+    let mut requests = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cpu = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(k) = kept.recv_timeout(left) else {
+            panic!(
+                "no CPU window pushed within 60 s; got {:?}",
+                requests.iter().map(|k: &Kept| &k.line).collect::<Vec<_>>()
+            );
+        };
+        let is_cpu = String::from_utf8_lossy(&k.body).contains("\"display-name\":\"cpu\"");
+        requests.push(k);
+        if is_cpu && requests.len() >= 2 {
+            break requests.len() - 1;
+        }
+    };
+    // The refused first push came again.
+    assert_eq!(requests[0].line, requests[1].line, "the 503 was retried");
+    let k = &requests[cpu];
+    assert!(
+        k.line
+            .starts_with("POST /ingest?name=e2e-pyro%7Bservice_name%3De2e-pyro%2Cinstance%3D"),
+        "{}",
+        k.line
+    );
+    assert!(k.line.contains("&format=pprof"), "{}", k.line);
+    let from: u64 = k
+        .line
+        .split("from=")
+        .nth(1)
+        .and_then(|r| r.split('&').next())
+        .and_then(|v| v.parse().ok())
+        .expect("from");
+    let until: u64 = k
+        .line
+        .split("until=")
+        .nth(1)
+        .and_then(|r| r.split('&').next())
+        .and_then(|v| v.parse().ok())
+        .expect("until");
+    assert!(
+        from < until && until <= now_ms() / 1000 + 1,
+        "{from}..{until}"
+    );
+    let boundary = k
+        .head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .contains("content-type: multipart/form-data")
+                .then(|| l.split("boundary=").nth(1).map(|b| b.trim().to_string()))
+        })
+        .flatten()
+        .expect("a multipart body");
+    let profile = form_field(&k.body, &boundary, "profile").expect("a profile field");
+    let file = temp_path("pushed.pb.gz");
+    std::fs::write(&file, profile).expect("written");
+    let raw = Command::new("go")
+        .args(["tool", "pprof", "-raw"])
+        .arg(&file)
+        .output()
+        .expect("go tool pprof runs");
+    let text = String::from_utf8_lossy(&raw.stdout);
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert!(text.contains("samples/count cpu/nanoseconds"), "{text}");
+    assert!(
+        text.contains("hash_in_handler"),
+        "the user function, named whole:\n{text}"
+    );
+    let metrics = collector
+        .client(None)
+        .get_text("/metrics")
+        .expect("metrics");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("lagscope_collector_pyroscope_pushed_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("lagscope_collector_pyroscope_failures_total") >= 1.0,
+        "{metrics}"
+    );
+}
+
 /// The dashboard as a person meets it: `lagscope demo` in a real terminal
 /// (tmux), read back with capture-pane, driven with send-keys.
 #[test]

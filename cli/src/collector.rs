@@ -57,6 +57,10 @@ pub struct CollectorArgs {
     /// endpoint, e.g. an OpenTelemetry Collector at http://127.0.0.1:4317.
     #[arg(long, value_name = "URL", env = "LAGSCOPE_OTLP_EXPORT")]
     otlp_export: Option<String>,
+    /// Push every agent's CPU profile windows and heap windows to this
+    /// Pyroscope (its HTTP ingest, pprof), e.g. http://127.0.0.1:4040.
+    #[arg(long, value_name = "URL", env = "LAGSCOPE_PYROSCOPE")]
+    pyroscope: Option<String>,
     /// Worker threads of the collector's runtime.
     #[arg(long, env = "LAGSCOPE_COLLECTOR_THREADS", default_value_t = 1)]
     threads: usize,
@@ -103,6 +107,7 @@ pub fn run(args: CollectorArgs) -> Result<()> {
         quiet: false,
         tls,
         otlp_export: args.otlp_export,
+        pyroscope: args.pyroscope,
         max_http_connections: args.max_connections,
         connection_timeout: args.connection_timeout,
     };

@@ -169,6 +169,7 @@ async fn metrics(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
             &store.status(),
             api.recorder.as_ref().map_or(0, Recorder::dropped),
             api.shared.forwarder(),
+            api.shared.pyroscope(),
             &[
                 ("http", &api.shared.http_connections),
                 ("grpc", &api.shared.grpc_connections),

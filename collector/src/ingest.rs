@@ -244,6 +244,11 @@ async fn pump(
                         if let Some((f, s)) = forwarded {
                             f.push(&s);
                         }
+                        if let Some(p) = shared.pyroscope() {
+                            if let Some(s) = store.latest(service, instance) {
+                                p.offer(s);
+                            }
+                        }
                     }
                     Ok(false) => {}
                     Err(e) => return Err(Status::failed_precondition(e.to_string())),

@@ -12,6 +12,7 @@ pub(crate) mod ingest;
 pub mod listener;
 pub mod otlp;
 pub(crate) mod profile_requests;
+pub mod pyroscope;
 pub mod record;
 pub mod report;
 pub mod server;

@@ -52,6 +52,8 @@ pub struct CollectorConfig {
     pub tls: Option<TlsFiles>,
     /// OTLP/gRPC endpoint to forward agents' metrics and stalls to.
     pub otlp_export: Option<String>,
+    /// Pyroscope to push agents' CPU and heap profile windows to.
+    pub pyroscope: Option<String>,
     /// Cap on open connections to the HTTP port.
     pub max_http_connections: usize,
     /// Time a new connection (either port) has to start talking, and an
@@ -74,6 +76,7 @@ impl CollectorConfig {
             quiet: true,
             tls: None,
             otlp_export: None,
+            pyroscope: None,
             max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
             connection_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
@@ -102,6 +105,7 @@ impl Default for CollectorConfig {
             quiet: false,
             tls: None,
             otlp_export: None,
+            pyroscope: None,
             max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
             connection_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
@@ -125,6 +129,9 @@ pub enum StartError {
     /// The TLS certificate or key was not usable.
     #[error("cannot use the TLS certificate and key: {0}")]
     Tls(String),
+    /// The `--pyroscope` URL is not usable.
+    #[error(transparent)]
+    Pyroscope(#[from] crate::pyroscope::BadUrl),
     /// The recording file could not be opened.
     #[error("cannot record to {path}: {source}")]
     Record {
@@ -261,6 +268,17 @@ pub async fn start_with(
         )
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut tasks = Vec::new();
+    if let Some(url) = &config.pyroscope {
+        let pusher = Arc::new(crate::pyroscope::Pusher::new(url)?);
+        shared.set_pyroscope(pusher.clone());
+        let mut stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                () = pusher.run() => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        }));
+    }
     if let Some(url) = &config.otlp_export {
         let forwarder = Arc::new(crate::otlp::forward::Forwarder::default());
         shared.set_forwarder(forwarder.clone());

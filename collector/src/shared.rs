@@ -30,6 +30,7 @@ pub struct Shared {
     next_session: AtomicU64,
     next_request: AtomicU64,
     forwarder: std::sync::OnceLock<std::sync::Arc<crate::otlp::forward::Forwarder>>,
+    pyroscope: std::sync::OnceLock<std::sync::Arc<crate::pyroscope::Pusher>>,
     /// On-demand profiles in flight.
     profile_requests: Mutex<ProfileRequests>,
     /// Connections to the HTTP port.
@@ -62,6 +63,7 @@ impl Shared {
             next_session: AtomicU64::new(0),
             next_request: AtomicU64::new(1),
             forwarder: std::sync::OnceLock::new(),
+            pyroscope: std::sync::OnceLock::new(),
             updates: tokio::sync::watch::channel(0).0,
             profile_requests: Mutex::default(),
             http_connections: Arc::default(),
@@ -79,11 +81,23 @@ impl Shared {
             next_session: AtomicU64::new(0),
             next_request: AtomicU64::new(1),
             forwarder: std::sync::OnceLock::new(),
+            pyroscope: std::sync::OnceLock::new(),
             updates: tokio::sync::watch::channel(0).0,
             profile_requests: Mutex::default(),
             http_connections: Arc::default(),
             grpc_connections: Arc::default(),
         }
+    }
+
+    /// Pushes every stored agent sample's profile windows through `pusher`
+    /// (once).
+    pub fn set_pyroscope(&self, pusher: std::sync::Arc<crate::pyroscope::Pusher>) {
+        let _ = self.pyroscope.set(pusher);
+    }
+
+    /// The Pyroscope pusher, if `--pyroscope` is on.
+    pub fn pyroscope(&self) -> Option<&crate::pyroscope::Pusher> {
+        self.pyroscope.get().map(|p| &**p)
     }
 
     /// Forwards every stored agent sample through `forwarder` (once).

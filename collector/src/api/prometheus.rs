@@ -65,6 +65,7 @@ pub fn render(
     status: &CollectorStatus,
     record_dropped: u64,
     forwarder: Option<&crate::otlp::forward::Forwarder>,
+    pyroscope: Option<&crate::pyroscope::Pusher>,
     connections: &[(&str, &ConnectionStats)],
 ) -> String {
     let mut out = String::new();
@@ -288,6 +289,28 @@ pub fn render(
             f.point(name, &[], v as f64);
         }
     }
+    if let Some(p) = pyroscope {
+        for (name, help, v) in [
+            (
+                "lagscope_collector_pyroscope_pushed_total",
+                "Profile windows pushed to the --pyroscope server.",
+                p.pushed.load(Relaxed),
+            ),
+            (
+                "lagscope_collector_pyroscope_dropped_total",
+                "Profile windows not pushed: the queue was full, or every try failed.",
+                p.dropped.load(Relaxed),
+            ),
+            (
+                "lagscope_collector_pyroscope_failures_total",
+                "Pushes to the --pyroscope server that failed (each retried window counts each try).",
+                p.failures.load(Relaxed),
+            ),
+        ] {
+            let mut f = Family::start(&mut out, name, "counter", help);
+            f.point(name, &[], v as f64);
+        }
+    }
     out
 }
 
@@ -343,7 +366,7 @@ mod tests {
             finished_seconds: 0.5,
             ongoing: 1,
         }];
-        let text = render(&[(&s, Health::Live)], &stalls, &status, 0, None, &[]);
+        let text = render(&[(&s, Health::Live)], &stalls, &status, 0, None, None, &[]);
         assert!(text.contains("# TYPE tokio_stalls_total counter"));
         assert!(
             text.contains(r#"tokio_stalls_total{service="svc",instance="a"} 3"#),
@@ -369,7 +392,7 @@ mod tests {
             poll_stats
         });
         let status = status();
-        let text = render(&[(&s, Health::Live)], &[], &status, 0, None, &[]);
+        let text = render(&[(&s, Health::Live)], &[], &status, 0, None, None, &[]);
         for def in TABLE {
             if let Some(name) = def.prometheus {
                 assert!(
