@@ -793,52 +793,37 @@ fn updates_are_pushed_as_samples_arrive() {
 /// instance's panes come from the collector that holds it.
 #[test]
 fn one_dashboard_shows_two_collectors() {
-    require("tmux", "apt-get install tmux");
     let (a, b) = (Collector::start(&[]), Collector::start(&[]));
     let _orders = fixture("healthy", "shard-a-orders", &a.grpc_url(), &[]);
     let _billing = fixture("sleep-in-async", "shard-b-billing", &b.grpc_url(), &[]);
     a.wait_for("shard-a-orders", 2, Duration::from_secs(20));
     b.wait_for("shard-b-billing", 2, Duration::from_secs(20));
-    let session = format!("lagscope-e2e-fleet-{}", std::process::id());
-    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
     let (url_a, url_b) = (format!("http://{}", a.http), format!("http://{}", b.http));
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "160",
-        "-y",
-        "30",
-        LAGSCOPE,
-        "tui",
-        "--collector",
-        &url_a,
-        "--collector",
-        &url_b,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
+    let screen = Tmux::start(
+        "fleet",
+        160,
+        30,
+        &[
+            LAGSCOPE,
+            "tui",
+            "--collector",
+            &url_a,
+            "--collector",
+            &url_b,
+        ],
     );
-    let capture = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
-    };
     let both = wait_until(Duration::from_secs(20), || {
-        let s = capture();
+        let s = screen.capture();
         (s.contains("shard-a-orders") && s.contains("shard-b-billing") && s.contains("2 svc"))
             .then_some(s)
     });
     // The second shard's instance: its diagnosis comes from collector B.
-    tmux(&["send-keys", "-t", &session, "Down"]);
+    screen.keys("Down");
     let from_b = wait_until(Duration::from_secs(20), || {
-        let s = capture();
+        let s = screen.capture();
         (s.contains("shard-b-billing /") && s.contains("event-loop-blocking")).then_some(s)
     });
-    let last = capture();
-    tmux(&["kill-session", "-t", &session]);
+    let last = screen.capture();
     assert!(both.is_some(), "both collectors' services listed:\n{last}");
     assert!(
         from_b.is_some(),
@@ -1120,52 +1105,26 @@ fn profiles_are_pushed_to_pyroscope_and_read_back_by_go_tool_pprof() {
 /// (tmux), read back with capture-pane, driven with send-keys.
 #[test]
 fn the_demo_dashboard_runs_in_a_terminal_and_quits_cleanly() {
-    let session = format!("lagscope-e2e-{}", std::process::id());
-    require("tmux", "apt-get install tmux");
-    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        LAGSCOPE,
-        "demo",
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let capture = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
-    };
-    let screen = wait_until(Duration::from_secs(30), || {
-        let s = capture();
+    let screen = Tmux::start("demo", 100, 30, &[LAGSCOPE, "demo"]);
+    let shown = wait_until(Duration::from_secs(30), || {
+        let s = screen.capture();
         (s.contains("demo-blocking") && s.contains("demo-leaky") && s.contains("lag p99"))
             .then_some(s)
     });
-    let Some(screen) = screen else {
-        let last = capture();
-        tmux(&["kill-session", "-t", &session]);
-        panic!("the dashboard never showed the demo services:\n{last}");
+    let Some(shown) = shown else {
+        panic!(
+            "the dashboard never showed the demo services:\n{}",
+            screen.capture()
+        );
     };
-    assert!(screen.contains("? help"), "{screen}");
-    tmux(&["send-keys", "-t", &session, "?"]);
+    assert!(shown.contains("? help"), "{shown}");
+    screen.keys("?");
     let help = wait_until(Duration::from_secs(5), || {
-        capture().contains("select instance").then_some(())
+        screen.capture().contains("select instance").then_some(())
     });
-    tmux(&["send-keys", "-t", &session, "Escape"]);
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let ended = wait_until(Duration::from_secs(10), || {
-        (!tmux(&["has-session", "-t", &session]).status.success()).then_some(())
-    });
-    if ended.is_none() {
-        tmux(&["kill-session", "-t", &session]);
-    }
+    screen.keys("Escape");
+    screen.keys("q");
+    let ended = wait_until(Duration::from_secs(10), || (!screen.alive()).then_some(()));
     assert!(help.is_some(), "the help overlay opened");
     assert!(ended.is_some(), "q quit the dashboard");
 }

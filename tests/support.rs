@@ -244,3 +244,65 @@ pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> (u16, String)
         .map_or(String::new(), |(_, b)| b.to_string());
     (status, body)
 }
+
+/// A program running in a detached tmux session of `cols`×`rows`, read
+/// back with capture-pane and driven with send-keys; the session is killed
+/// when this is dropped.
+pub struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    /// Starts `command` in a new session called `name` (made unique per test process).
+    pub fn start(name: &str, cols: u16, rows: u16, command: &[&str]) -> Tmux {
+        require("tmux", "apt-get install tmux");
+        let session = format!("lagscope-e2e-{name}-{}", std::process::id());
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        let mut args = vec![
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            &cols,
+            "-y",
+            &rows,
+        ];
+        args.extend_from_slice(command);
+        let started = tmux(&args);
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        Tmux { session }
+    }
+
+    /// What the screen shows now.
+    pub fn capture(&self) -> String {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &self.session]).stdout)
+            .into_owned()
+    }
+
+    /// Types `keys` (tmux key names, e.g. `Down`, `q`).
+    pub fn keys(&self, keys: &str) {
+        tmux(&["send-keys", "-t", &self.session, keys]);
+    }
+
+    /// Whether the session (so its program) still runs.
+    pub fn alive(&self) -> bool {
+        tmux(&["has-session", "-t", &self.session]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        if self.alive() {
+            tmux(&["kill-session", "-t", &self.session]);
+        }
+    }
+}
+
+fn tmux(args: &[&str]) -> std::process::Output {
+    Command::new("tmux").args(args).output().expect("tmux runs")
+}

@@ -333,16 +333,8 @@ fn parse_response(response: &[u8]) -> Result<Vec<u8>, ClientError> {
         .ok_or_else(|| ClientError::Protocol("no end of headers".into()))?;
     let head = String::from_utf8_lossy(&response[..split]);
     let body = &response[split + 4..];
-    let status: u16 = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ClientError::Protocol("bad status line".into()))?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
+    let status = status_of(&head)?;
+    let chunked = is_chunked(&head);
     let body = if chunked {
         dechunk(body)?
     } else {
@@ -355,6 +347,23 @@ fn parse_response(response: &[u8]) -> Result<Vec<u8>, ClientError> {
         });
     }
     Ok(body)
+}
+
+/// The status code of a response head.
+fn status_of(head: &str) -> Result<u16, ClientError> {
+    head.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::Protocol("bad status line".into()))
+}
+
+/// Whether a response head says its body is chunked.
+fn is_chunked(head: &str) -> bool {
+    head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    })
 }
 
 fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, ClientError> {

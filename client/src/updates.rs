@@ -44,13 +44,8 @@ impl Updates {
                 return Err(ClientError::Protocol("updates: headers too long".into()));
             }
         }
-        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-        let status: u16 = head
-            .lines()
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ClientError::Protocol("bad status line".into()))?;
+        let head = String::from_utf8_lossy(&head);
+        let status = crate::status_of(&head)?;
         if status != 200 {
             let mut body = Vec::new();
             let _ = reader.take(4096).read_to_end(&mut body);
@@ -59,10 +54,7 @@ impl Updates {
                 body: String::from_utf8_lossy(&body).trim().to_string(),
             });
         }
-        let chunked = head
-            .lines()
-            .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
-        let body = if chunked {
+        let body = if crate::is_chunked(&head) {
             Body::Chunked(reader, 0)
         } else {
             Body::Plain(reader)

@@ -273,45 +273,53 @@ pub fn render(
         }
     }
     if let Some(fw) = forwarder {
-        for (name, help, v) in [
-            (
-                "lagscope_collector_otlp_exported_total",
-                "Samples forwarded to the --otlp-export endpoint.",
-                fw.exported.load(Relaxed),
-            ),
-            (
-                "lagscope_collector_otlp_dropped_total",
-                "Samples not forwarded: the queue was full or the endpoint failed.",
-                fw.dropped.load(Relaxed),
-            ),
-        ] {
-            let mut f = Family::start(&mut out, name, "counter", help);
-            f.point(name, &[], v as f64);
-        }
+        counters(
+            &mut out,
+            &[
+                (
+                    "lagscope_collector_otlp_exported_total",
+                    "Samples forwarded to the --otlp-export endpoint.",
+                    fw.exported.load(Relaxed),
+                ),
+                (
+                    "lagscope_collector_otlp_dropped_total",
+                    "Samples not forwarded: the queue was full or the endpoint failed.",
+                    fw.dropped.load(Relaxed),
+                ),
+            ],
+        );
     }
     if let Some(p) = pyroscope {
-        for (name, help, v) in [
-            (
-                "lagscope_collector_pyroscope_pushed_total",
-                "Profile windows pushed to the --pyroscope server.",
-                p.pushed.load(Relaxed),
-            ),
-            (
-                "lagscope_collector_pyroscope_dropped_total",
-                "Profile windows not pushed: the queue was full, or every try failed.",
-                p.dropped.load(Relaxed),
-            ),
-            (
-                "lagscope_collector_pyroscope_failures_total",
-                "Pushes to the --pyroscope server that failed (each retried window counts each try).",
-                p.failures.load(Relaxed),
-            ),
-        ] {
-            let mut f = Family::start(&mut out, name, "counter", help);
-            f.point(name, &[], v as f64);
-        }
+        counters(
+            &mut out,
+            &[
+                (
+                    "lagscope_collector_pyroscope_pushed_total",
+                    "Profile windows pushed to the --pyroscope server.",
+                    p.pushed.load(Relaxed),
+                ),
+                (
+                    "lagscope_collector_pyroscope_dropped_total",
+                    "Profile windows not pushed: the queue was full, or every try failed.",
+                    p.dropped.load(Relaxed),
+                ),
+                (
+                    "lagscope_collector_pyroscope_failures_total",
+                    "Pushes to the --pyroscope server that failed (each retried window counts each try).",
+                    p.failures.load(Relaxed),
+                ),
+            ],
+        );
     }
     out
+}
+
+/// Label-less counters, one family each: (name, help, value).
+fn counters(out: &mut String, families: &[(&str, &str, u64)]) {
+    for &(name, help, v) in families {
+        let mut f = Family::start(out, name, "counter", help);
+        f.point(name, &[], v as f64);
+    }
 }
 
 /// Says how many instances a bounded exposition left out.
