@@ -1497,12 +1497,16 @@ fn doctor_diagnoses_every_fixture_under_load() {
     use lagscope_fixtures::scenario::Scenario;
     let mut wrong = Vec::new();
     let mut checked = 0;
-    // On stable tokio two workers stalled at once are paired with their
-    // threads by guess and swapped back when one returns; on a loaded machine
-    // the swap is sometimes missed (a known gap of the worker-metrics
-    // detector): that one scenario gets a second run there.
+    // Two known gaps of stable tokio's worker-metrics detector on a loaded
+    // machine get a second run there: two workers stalled at once are paired
+    // with their threads by guess, and the swap back is sometimes missed;
+    // and a saturated worker descheduled by the OS for over the threshold
+    // (this 2-core machine runs the load generator beside it) reads as one
+    // stall in whatever poll it was in (seen once: 136 ms in
+    // `TokioIo::poll_read`, 1 % of the window).
     let runs = |s: Scenario| {
-        if cfg!(not(tokio_unstable)) && s == Scenario::ConcurrentStalls {
+        let flaky = matches!(s, Scenario::ConcurrentStalls | Scenario::CpuSaturation);
+        if cfg!(not(tokio_unstable)) && flaky {
             2
         } else {
             1
