@@ -98,7 +98,8 @@ impl<const N: usize> Level<N> {
     }
 
     /// Points of the chunks that may hold times in `[from_ms, to_ms]`,
-    /// given that a point covers `width_ms` from its time.
+    /// given that a point covers `width_ms` from its time (at least 1: a
+    /// raw point covers its own millisecond).
     fn points_in(
         &self,
         from_ms: u64,
@@ -236,7 +237,7 @@ impl Series {
             .map(|b| b.point())
             .chain(
                 self.raw
-                    .points_in(from_ms, to_ms, 0)
+                    .points_in(from_ms, to_ms, 1)
                     .filter(|&(t, _)| t >= from_ms && t <= to_ms)
                     .map(|(t, [v])| {
                         let p = Point {
@@ -406,6 +407,18 @@ mod tests {
             assert_eq!(p.mean, values[(p.t_ms / 1000) as usize]);
         }
         assert_eq!(s.last(), Some((399_000, values[399])));
+    }
+
+    #[test]
+    fn a_range_starting_at_a_chunks_last_point_keeps_it() {
+        let mut s = Fixed::new(limits(250));
+        for i in 0..250u64 {
+            s.push(i * 1000, i as f64);
+        }
+        // Chunks of 120: the first ends at 119 s.
+        let points = s.query(119_000, 120_000, None);
+        let times: Vec<u64> = points.iter().map(|p| p.t_ms).collect();
+        assert_eq!(times, [119_000, 120_000]);
     }
 
     #[test]
