@@ -291,7 +291,7 @@ impl Store {
     pub fn ingest(&mut self, mut sample: Sample) -> Result<bool, StoreError> {
         let config = self.config;
         self.input_cut += bounds::bound_sample(&mut sample);
-        let limits = self.limits();
+        let limits = SeriesLimits::from(&self.config);
         let Some(inst) = self
             .services
             .get_mut(&sample.service)
@@ -361,14 +361,6 @@ impl Store {
         inst.latest = Some(sample);
         self.samples_ingested += 1;
         Ok(true)
-    }
-
-    fn limits(&self) -> SeriesLimits {
-        SeriesLimits {
-            raw_points: self.config.raw_points,
-            bucket_ms: self.config.bucket_ms,
-            buckets: self.config.buckets,
-        }
     }
 
     /// Refuses (and counts) a sample dated outside what the store can hold
@@ -490,7 +482,7 @@ impl Store {
         max_points: Option<usize>,
     ) -> Option<SeriesResponse> {
         let inst = self.services.get(service)?.get(instance)?;
-        let limits = self.limits();
+        let limits = SeriesLimits::from(&self.config);
         let series = inst
             .series
             .iter()
@@ -621,7 +613,7 @@ impl Store {
         to_ms: u64,
     ) -> Option<lagscope_wire::doctor::Window> {
         let inst = self.services.get(service)?.get(instance)?;
-        let limits = self.limits();
+        let limits = SeriesLimits::from(&self.config);
         let series = inst
             .series
             .iter()

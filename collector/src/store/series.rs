@@ -49,6 +49,16 @@ pub struct SeriesLimits {
     pub buckets: usize,
 }
 
+impl From<&super::StoreConfig> for SeriesLimits {
+    fn from(config: &super::StoreConfig) -> Self {
+        SeriesLimits {
+            raw_points: config.raw_points,
+            bucket_ms: config.bucket_ms,
+            buckets: config.buckets,
+        }
+    }
+}
+
 /// One level of a series: sealed chunks, oldest first, and the one being
 /// written.
 #[derive(Debug, Clone)]
