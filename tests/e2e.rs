@@ -1031,20 +1031,15 @@ fn profiles_are_pushed_to_pyroscope_and_read_back_by_go_tool_pprof() {
         k.line
     );
     assert!(k.line.contains("&format=pprof"), "{}", k.line);
-    let from: u64 = k
-        .line
-        .split("from=")
-        .nth(1)
-        .and_then(|r| r.split('&').next())
-        .and_then(|v| v.parse().ok())
-        .expect("from");
-    let until: u64 = k
-        .line
-        .split("until=")
-        .nth(1)
-        .and_then(|r| r.split('&').next())
-        .and_then(|v| v.parse().ok())
-        .expect("until");
+    let param = |name: &str| -> u64 {
+        k.line
+            .split(&format!("{name}="))
+            .nth(1)
+            .and_then(|r| r.split('&').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {}", k.line))
+    };
+    let (from, until) = (param("from"), param("until"));
     assert!(
         from < until && until <= now_ms() / 1000 + 1,
         "{from}..{until}"
