@@ -664,6 +664,7 @@ fn hello(service: &str, instance: &str) -> AgentMessage {
             capabilities: vec![],
             config_warnings: vec![],
             sample_interval_us: 1_000_000,
+            max_unacked: 0,
         })),
     }
 }
@@ -693,6 +694,7 @@ fn batch(seq: u64) -> AgentMessage {
                 heap: None,
                 last: false,
             }],
+            flush: false,
         })),
     }
 }

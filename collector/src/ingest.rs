@@ -23,6 +23,59 @@ use crate::store::AgentInfo;
 /// How long an agent has to say hello after opening its stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most samples an acknowledgement waits for: at 1 Hz an agent hears back
+/// every 8 s, inside its 10 s HTTP/2 keep-alive, so acks also keep the
+/// connection from needing pings.
+const ACK_EVERY_MAX: u64 = 8;
+
+/// The longest an acknowledgement waits, whatever the count.
+const ACK_DELAY_MAX: Duration = Duration::from_secs(8);
+
+/// When to acknowledge what was stored. Each ack is a frame and a write on
+/// both sides, and at 1 Hz it was half the collector's work per agent, so
+/// samples are acknowledged every few batches: at most a quarter of the
+/// agent's unacknowledged allowance (it never has to pause for them), at most
+/// [`ACK_EVERY_MAX`] and [`ACK_DELAY_MAX`] apart, and at once when the agent
+/// flushes before exiting. Older agents (no allowance said): every batch.
+#[derive(Debug)]
+struct AckPolicy {
+    every: u64,
+    /// Highest sequence stored or skipped since the last ack, and how many.
+    pending: Option<u64>,
+    count: u64,
+    since: tokio::time::Instant,
+}
+
+impl AckPolicy {
+    fn new(max_unacked: u32) -> Self {
+        AckPolicy {
+            every: (u64::from(max_unacked) / 4).clamp(1, ACK_EVERY_MAX),
+            pending: None,
+            count: 0,
+            since: tokio::time::Instant::now(),
+        }
+    }
+
+    fn note(&mut self, seq: u64) {
+        self.pending = Some(self.pending.map_or(seq, |a| a.max(seq)));
+        self.count += 1;
+    }
+
+    /// The sequence to acknowledge after a batch, if it is time.
+    fn due(&mut self, flush: bool) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        let due =
+            flush || self.count >= self.every || now.duration_since(self.since) >= ACK_DELAY_MAX;
+        if !due {
+            return None;
+        }
+        let seq = self.pending.take()?;
+        self.count = 0;
+        self.since = now;
+        Some(seq)
+    }
+}
+
 /// The `lagscope.v1.Collector` service.
 pub struct Ingest {
     shared: Arc<Shared>,
@@ -132,6 +185,7 @@ impl collector_server::Collector for Ingest {
             via_otlp: false,
             notices: Vec::new(),
         };
+        let acks = AckPolicy::new(hello.max_unacked);
         let (service, instance) = (hello.service, hello.instance);
         self.shared
             .store()
@@ -160,6 +214,7 @@ impl collector_server::Collector for Ingest {
                 &instance,
                 &mut inbound,
                 &tx,
+                acks,
             )
             .await;
             if let Err(status) = outcome {
@@ -207,7 +262,8 @@ fn is_bad_input(status: &Status) -> bool {
     )
 }
 
-/// Stores each batch and acknowledges it, until the agent hangs up.
+/// Stores each batch and acknowledges what was stored, until the agent
+/// hangs up.
 async fn pump(
     shared: &Shared,
     recorder: Option<&Recorder>,
@@ -215,12 +271,12 @@ async fn pump(
     instance: &str,
     inbound: &mut Streaming<AgentMessage>,
     tx: &mpsc::Sender<Result<CollectorMessage, Status>>,
+    mut acks: AckPolicy,
 ) -> Result<(), Status> {
     while let Some(message) = inbound.message().await? {
         let Some(agent_message::Msg::Samples(batch)) = message.msg else {
             continue;
         };
-        let mut acked = None;
         let mut stored = false;
         {
             let mut store = shared.store();
@@ -230,7 +286,7 @@ async fn pump(
                 let now_ms = crate::shared::now_ms();
                 if store.check_clock(sample.timestamp_ms, now_ms).is_err() {
                     // Acknowledged, so the agent does not send it again.
-                    acked = Some(acked.map_or(seq, |a: u64| a.max(seq)));
+                    acks.note(seq);
                     continue;
                 }
                 let recorded = recorder.map(|r| (r, sample.clone()));
@@ -253,13 +309,13 @@ async fn pump(
                     Ok(false) => {}
                     Err(e) => return Err(Status::failed_precondition(e.to_string())),
                 }
-                acked = Some(acked.map_or(seq, |a: u64| a.max(seq)));
+                acks.note(seq);
             }
         }
         if stored {
             shared.note_update();
         }
-        if let Some(seq) = acked {
+        if let Some(seq) = acks.due(batch.flush) {
             let ack = CollectorMessage {
                 msg: Some(collector_message::Msg::Ack(pb::Ack { seq })),
             };
@@ -269,4 +325,60 @@ async fn pump(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_agents_have_every_batch_acknowledged() {
+        let mut acks = AckPolicy::new(0);
+        for seq in 0..3 {
+            acks.note(seq);
+            assert_eq!(acks.due(false), Some(seq));
+        }
+        assert_eq!(acks.due(true), None, "nothing pending, nothing to say");
+    }
+
+    #[test]
+    fn acks_come_every_quarter_of_the_allowance_and_at_most_every_eight() {
+        let mut small = AckPolicy::new(20);
+        let acked: Vec<_> = (0..12)
+            .filter_map(|seq| {
+                small.note(seq);
+                small.due(false)
+            })
+            .collect();
+        assert_eq!(acked, [4, 9]);
+
+        let mut default = AckPolicy::new(300);
+        let acked: Vec<_> = (0..20)
+            .filter_map(|seq| {
+                default.note(seq);
+                default.due(false)
+            })
+            .collect();
+        assert_eq!(acked, [7, 15]);
+    }
+
+    #[test]
+    fn a_flush_is_acknowledged_at_once() {
+        let mut acks = AckPolicy::new(300);
+        acks.note(41);
+        acks.note(42);
+        assert_eq!(acks.due(false), None);
+        assert_eq!(acks.due(true), Some(42));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_agent_hears_back_within_the_delay() {
+        let mut acks = AckPolicy::new(300);
+        acks.note(1);
+        tokio::time::advance(ACK_DELAY_MAX - Duration::from_millis(1)).await;
+        assert_eq!(acks.due(false), None);
+        acks.note(2);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(acks.due(false), Some(2));
+    }
 }

@@ -160,18 +160,25 @@ impl CollectorExporter {
         // Resend what an earlier session did not get acknowledged.
         self.queue.requeue_front(unacked.drain(..));
         let mut closing_since: Option<tokio::time::Instant> = None;
+        // Whether the collector was asked to acknowledge everything now.
+        let mut flushed = false;
         loop {
             if self.queue.is_closed() && closing_since.is_none() {
                 closing_since = Some(tokio::time::Instant::now());
             }
             let room = self.max_unacked.saturating_sub(unacked.len());
             let batch = self.queue.drain(BATCH.min(room));
-            if !batch.is_empty() {
+            // The collector acknowledges every few batches; when closing,
+            // one batch (empty if nothing is left) asks it to answer now.
+            let flush = closing_since.is_some() && !flushed && !unacked.is_empty();
+            if !batch.is_empty() || flush {
                 let message = AgentMessage {
                     msg: Some(agent_message::Msg::Samples(pb::SampleBatch {
                         samples: batch.iter().map(|s| s.to_pb()).collect(),
+                        flush: closing_since.is_some(),
                     })),
                 };
+                flushed |= closing_since.is_some();
                 unacked.extend(batch);
                 if tx.send(message).await.is_err() {
                     return End::Broken("stream closed".into());
@@ -248,6 +255,7 @@ impl CollectorExporter {
                 capabilities: id.capabilities.clone(),
                 config_warnings: id.config_warnings.clone(),
                 sample_interval_us: self.sample_interval_us.load(Relaxed),
+                max_unacked: u32::try_from(self.max_unacked).unwrap_or(u32::MAX),
             })),
         }
     }
