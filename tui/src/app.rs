@@ -40,6 +40,9 @@ pub enum Event {
     Resize,
     /// A fresh services listing, or why it failed.
     Services(Result<ServicesResponse, String>),
+    /// After a listing merged from several collectors: those that did not
+    /// answer, with why (empty when all did).
+    Unanswered(Vec<String>),
     /// Fresh series of the selected instance.
     Series(SeriesResponse),
     /// Recent stalls of (service, instance).
@@ -157,6 +160,11 @@ pub fn apply(app: &mut App, event: Event) {
         Event::Key(_) | Event::Resize => {}
         Event::Services(Ok(s)) => app.set_services(s),
         Event::Services(Err(e)) => app.connection = Connection::Failed(e),
+        Event::Unanswered(failed) => {
+            if app.connection == Connection::Connected && !failed.is_empty() {
+                app.connection = Connection::Partial(failed);
+            }
+        }
         Event::Series(s) => app.set_series(s),
         Event::Stalls(service, instance, stalls) => app.set_stalls(&service, &instance, stalls),
         Event::Profile(instance, profile) => app.set_profile(&instance, profile),
@@ -292,8 +300,12 @@ fn poll(
         .cloned();
     // A collector that does not answer leaves the others shown; only when
     // none answers is the dashboard disconnected.
+    let partial = listing.services.is_some();
     let services = listing.services.ok_or_else(|| listing.failed.join("; "));
     send(tx, Event::Services(services))?;
+    if partial {
+        send(tx, Event::Unanswered(listing.failed))?;
+    }
     let (Some(client), Some((service, instance))) = (client, w.instance) else {
         return Ok(());
     };

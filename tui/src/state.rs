@@ -42,6 +42,9 @@ pub enum Connection {
     Connected,
     /// The last request failed; history shown is from before.
     Failed(String),
+    /// Some of the dashboard's collectors answered and these did not (why,
+    /// naming each): what they hold is missing from the list.
+    Partial(Vec<String>),
 }
 
 /// One line of the list: a service header or one of its instances.

@@ -457,6 +457,27 @@ fn a_failing_recording_is_said_on_the_status_line_until_it_resumes() {
 }
 
 #[test]
+fn a_fleet_collector_that_does_not_answer_is_named_while_the_others_show() {
+    let mut app = app();
+    let services = app.services.clone().expect("a listing");
+    apply(&mut app, Event::Services(Ok(services.clone())));
+    apply(
+        &mut app,
+        Event::Unanswered(vec![
+            "cannot reach the collector at http://127.0.0.1:6672: connection refused".into(),
+        ]),
+    );
+    let screen = render(&app, 120, 24);
+    assert!(screen.contains("checkout"), "{screen}");
+    assert!(screen.contains("127.0.0.1:6672"), "{screen}");
+    insta::assert_snapshot!(screen);
+    // Once every collector answers again, the warning goes.
+    apply(&mut app, Event::Services(Ok(services)));
+    apply(&mut app, Event::Unanswered(vec![]));
+    assert!(!render(&app, 120, 24).contains("6672"));
+}
+
+#[test]
 fn collector_down_keeps_last_data_and_says_so() {
     let mut app = app();
     apply(

@@ -23,6 +23,20 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
             format!("✗ {e} (showing last data)"),
             theme.warn(),
         )],
+        Connection::Partial(failed) => vec![
+            Span::raw(format!("◐ {}", app.source)),
+            Span::styled(
+                format!(
+                    " │ ✗ {} not shown: {}",
+                    match failed.len() {
+                        1 => "1 collector's services".to_string(),
+                        n => format!("{n} collectors' services"),
+                    },
+                    failed.join("; ")
+                ),
+                theme.warn(),
+            ),
+        ],
     };
     if let Some(s) = &app.services {
         let instances: usize = s.services.iter().map(|s| s.instances.len()).sum();
