@@ -343,23 +343,18 @@ mod tests {
 
     #[test]
     fn acks_come_every_quarter_of_the_allowance_and_at_most_every_eight() {
-        let mut small = AckPolicy::new(20);
-        let acked: Vec<_> = (0..12)
-            .filter_map(|seq| {
-                small.note(seq);
-                small.due(false)
-            })
-            .collect();
-        assert_eq!(acked, [4, 9]);
-
-        let mut default = AckPolicy::new(300);
-        let acked: Vec<_> = (0..20)
-            .filter_map(|seq| {
-                default.note(seq);
-                default.due(false)
-            })
-            .collect();
-        assert_eq!(acked, [7, 15]);
+        // What is acknowledged over samples 0..n, one per batch.
+        let acked = |max_unacked: u32, n: u64| -> Vec<u64> {
+            let mut acks = AckPolicy::new(max_unacked);
+            (0..n)
+                .filter_map(|seq| {
+                    acks.note(seq);
+                    acks.due(false)
+                })
+                .collect()
+        };
+        assert_eq!(acked(20, 12), [4, 9]);
+        assert_eq!(acked(300, 20), [7, 15]);
     }
 
     #[test]

@@ -300,10 +300,10 @@ fn poll(
         .cloned();
     // A collector that does not answer leaves the others shown; only when
     // none answers is the dashboard disconnected.
-    let partial = listing.services.is_some();
+    let some_answered = listing.services.is_some();
     let services = listing.services.ok_or_else(|| listing.failed.join("; "));
     send(tx, Event::Services(services))?;
-    if partial {
+    if some_answered {
         send(tx, Event::Unanswered(listing.failed))?;
     }
     let (Some(client), Some((service, instance))) = (client, w.instance) else {
