@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagscope_wire::api::{
     HeapKind, ProfileResponse, SeriesResponse, ServicesResponse, StallRecord,
@@ -238,39 +238,55 @@ fn spawn_poller(
     std::thread::Builder::new()
         .name("tui-poll".into())
         .spawn(move || {
-            let mut last_full: Option<std::time::Instant> = None;
+            let mut last_full: Option<Instant> = None;
             while !stop.load(Relaxed) {
                 let full = last_full.is_none_or(|t| t.elapsed() >= REFRESH);
                 if full {
-                    last_full = Some(std::time::Instant::now());
+                    last_full = Some(Instant::now());
                 }
+                let began = Instant::now();
                 if poll(&fleet, &tx, &wanted, full).is_err() {
                     break;
                 }
+                let next_push = Instant::now() + push_spacing(began.elapsed());
                 // Until the next full poll, or sooner when the collector
-                // pushes an update; in short steps so quitting is prompt.
+                // pushes an update (but no sooner than `next_push`); in
+                // short steps so quitting is prompt.
+                let mut pushed = false;
                 loop {
                     if stop.load(Relaxed) {
                         return;
                     }
+                    let now = Instant::now();
                     let due =
                         last_full.map_or(Duration::ZERO, |t| REFRESH.saturating_sub(t.elapsed()));
-                    if due.is_zero() {
+                    if due.is_zero() || (pushed && now >= next_push) {
                         break;
                     }
-                    match nudges.recv_timeout(due.min(REFRESH / 5)) {
+                    let mut step = due.min(REFRESH / 5);
+                    if pushed {
+                        step = step.min(next_push - now);
+                    }
+                    match nudges.recv_timeout(step) {
                         Ok(()) => {
                             while nudges.try_recv().is_ok() {}
-                            break;
+                            pushed = true;
                         }
                         Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => {
-                            std::thread::sleep(due.min(REFRESH / 5))
-                        }
+                        Err(RecvTimeoutError::Disconnected) => std::thread::sleep(step),
                     }
                 }
             }
         })
+}
+
+/// Least time from the end of one round of requests to a round a pushed
+/// update asks for: [`PUSH_INTERVAL_MS`], or nine times what the last
+/// round took when that is longer, so the dashboard spends at most a
+/// tenth of its time fetching however large the fleet's listing is (and
+/// never refreshes less often than it would by polling).
+pub fn push_spacing(round: Duration) -> Duration {
+    (round * 9).clamp(Duration::from_millis(PUSH_INTERVAL_MS), REFRESH)
 }
 
 /// The event loop is gone.
@@ -341,4 +357,23 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushed_rounds_are_spaced_by_what_a_round_costs() {
+        let push = Duration::from_millis(PUSH_INTERVAL_MS);
+        // A small fleet's listing: as fast as updates are pushed.
+        assert_eq!(push_spacing(Duration::from_millis(2)), push);
+        // A listing that takes 30 ms: at most a tenth of the time fetching.
+        assert_eq!(
+            push_spacing(Duration::from_millis(30)),
+            Duration::from_millis(270)
+        );
+        // Never rarer than polling would be.
+        assert_eq!(push_spacing(Duration::from_secs(2)), REFRESH);
+    }
 }
