@@ -492,6 +492,52 @@ fn silent_slow_and_excess_connections_are_closed_or_refused_cleanly() {
     assert_promtool_clean(&metrics);
 }
 
+/// `tests/data/format1-before-compression.lsr` was recorded by a collector
+/// from before history was kept in compressed chunks (two fixtures, 14 s:
+/// a heap leak and a 250 ms sleep in async code). It must replay as it did
+/// then: the recording holds samples, not the store's layout.
+#[test]
+fn a_recording_made_before_compressed_history_still_replays() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/format1-before-compression.lsr"
+    );
+    let out = Command::new(LAGSCOPE)
+        .args(["replay", "--headless", file])
+        .output()
+        .expect("replay runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("damaged"), "{stderr}");
+    // What the collector of the time printed for it, column for column.
+    let row = |service: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(service))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("{service} is listed: {stdout}"))
+    };
+    let leak = row("old-heap-leak");
+    assert_eq!(
+        leak[2..],
+        [
+            "29",
+            "0.1ms",
+            "0.1ms",
+            "0%",
+            "20.0MiB",
+            "+78.34MiB",
+            "32.3MiB"
+        ]
+    );
+    let sleep = row("old-sleep-in-async");
+    assert_eq!(
+        sleep[2..],
+        ["33", "252.9ms", "252.9ms", "12%", "2.6MiB", "+3.36MiB", "14.9MiB"]
+    );
+}
+
 #[test]
 fn a_recording_survives_kill_9_and_replays_with_its_torn_tail_skipped() {
     let file = temp_path("rec.lsr");
