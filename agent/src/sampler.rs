@@ -38,6 +38,10 @@ pub(crate) const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Shortest time between an early (stall news) sample and the one before.
 const EARLIEST: Duration = Duration::from_millis(100);
 
+/// How long past its time a blocking-pool probe waits for the sampler
+/// thread to wake for something else (see [`Sampler::next_deadline`]).
+const BLOCKING_SLACK: Duration = lag::IDLE_INTERVAL;
+
 pub(crate) struct Sampler {
     service: String,
     instance: String,
@@ -178,11 +182,19 @@ impl Sampler {
         last
     }
 
-    /// When the sampler thread must wake next.
+    /// When the sampler thread must wake next. A blocking-pool probe may
+    /// wait up to [`BLOCKING_SLACK`] past its time for the thread's next
+    /// wake-up (a lag probe's, at most 100 ms apart while idle), so it costs
+    /// no wake-up of its own.
     pub(crate) fn next_deadline(&self) -> Instant {
         self.watched
             .iter()
-            .flat_map(|w| [w.probe.next_deadline(), w.blocking.next_deadline()])
+            .flat_map(|w| {
+                [
+                    w.probe.next_deadline(),
+                    w.blocking.next_deadline() + BLOCKING_SLACK,
+                ]
+            })
             .fold(self.next_sample, Instant::min)
     }
 

@@ -93,6 +93,14 @@ const CLASSIFY_EVERY: Duration = Duration::from_millis(500);
 const CLASSIFY_TRIES: u8 = 3;
 /// How long a look at the task a thread polls is compared with later ones.
 const TASK_LOOK_MEMORY: Duration = Duration::from_secs(10);
+/// Every worker parked at every check for this long: the watchdog checks
+/// only every [`IDLE_CHECK`] until a worker is seen awake.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+/// Busy time between two checks from which a parked worker counts as having
+/// worked (a lag probe's wake-up takes a few microseconds).
+const AWAKE_BUSY: Duration = Duration::from_millis(1);
+/// The gap between checks while the runtime is idle (see [`Quiet`]).
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// Thread name tokio gives its workers (`/proc/<pid>/task/<tid>/comm`).
 const WORKER_THREAD_NAME: &str = "tokio-rt-worker";
 
@@ -176,6 +184,12 @@ struct Watchdog {
     /// When the next check is due: the earliest moment a poll now running
     /// could reach the threshold. Checks lower it.
     next_check: Instant,
+    /// Whether a check since this was last cleared asked for another or
+    /// found a worker awake (something ran that may become a stall).
+    asked: bool,
+    /// Polls each poll-hook slot had run at the last check.
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
+    slot_polls: HashMap<(usize, usize), u64>,
     epoch_instant: Instant,
     epoch_system: SystemTime,
 }
@@ -196,6 +210,8 @@ impl Watchdog {
             task_looks: HashMap::new(),
             entered: HashSet::new(),
             next_check: Instant::now(),
+            asked: false,
+            slot_polls: HashMap::new(),
             epoch_instant: Instant::now(),
             epoch_system: SystemTime::now(),
         }
@@ -228,8 +244,10 @@ pub(crate) fn run(
         }
     };
     let mut wait = half;
+    let mut quiet = Quiet::default();
     while !stop(wait) {
         w.next_check = Instant::now() + threshold.max(half);
+        w.asked = false;
         for (ri, watch) in watches.iter().enumerate() {
             #[cfg(tokio_unstable)]
             if let Some(hooks) = &watch.hooks {
@@ -238,10 +256,44 @@ pub(crate) fn run(
             }
             w.check_metrics(ri, watch);
         }
-        wait = w.wait(half);
+        let idle = w.active.is_empty() && !w.asked;
+        wait = quiet.wait(idle, Instant::now(), w.wait(half));
     }
     if let Some(warm) = warm {
         let _ = warm.join();
+    }
+}
+
+/// How long the watchdog has seen nothing that could become a stall: every
+/// worker parked (no poll running) at every check, no stall open.
+///
+/// A wake-up costs 30–50 µs of CPU on a small VM, so checking every
+/// threshold (20 ms) costs an idle service ~2 ms of CPU a second. After
+/// [`IDLE_AFTER`] of quiet the checks come every [`IDLE_CHECK`] until one
+/// finds a worker awake (or woken for more than a lag probe's moment). The
+/// price: a block that starts on a runtime idle for a second is opened up
+/// to [`IDLE_CHECK`] late (its start and length are still right: the
+/// thread's own looks and tokio's busy time give them), and one shorter
+/// than about [`IDLE_CHECK`] may end unseen.
+#[derive(Debug, Default)]
+struct Quiet {
+    since: Option<Instant>,
+}
+
+impl Quiet {
+    /// The wait before the next check, after one that found the runtime
+    /// `idle` at `now`; `busy_wait` is the wait while it is not.
+    fn wait(&mut self, idle: bool, now: Instant, busy_wait: Duration) -> Duration {
+        if !idle {
+            self.since = None;
+            return busy_wait;
+        }
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) >= IDLE_AFTER {
+            busy_wait.max(IDLE_CHECK)
+        } else {
+            busy_wait
+        }
     }
 }
 
@@ -264,6 +316,7 @@ impl Watchdog {
 
     /// Asks for a check no later than `at`.
     fn check_by(&mut self, at: Instant) {
+        self.asked = true;
         self.next_check = self.next_check.min(at);
     }
 
@@ -385,6 +438,26 @@ mod tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn checks_space_out_after_a_second_of_quiet_and_return_at_once() {
+        let busy = Duration::from_millis(20);
+        let mut q = Quiet::default();
+        let t0 = Instant::now();
+        assert_eq!(q.wait(true, t0, busy), busy, "quiet for no time yet");
+        let later = t0 + IDLE_AFTER - Duration::from_millis(1);
+        assert_eq!(q.wait(true, later, busy), busy);
+        assert_eq!(q.wait(true, t0 + IDLE_AFTER, busy), IDLE_CHECK);
+        // One check that finds a worker awake ends the quiet spell...
+        let woke = t0 + IDLE_AFTER + IDLE_CHECK;
+        assert_eq!(q.wait(false, woke, busy), busy);
+        // ...and the next spell is timed from its own start.
+        assert_eq!(q.wait(true, woke, busy), busy);
+        assert_eq!(q.wait(true, woke + IDLE_AFTER, busy), IDLE_CHECK);
+        // A longer wait asked for while quiet (a slow check) is kept.
+        let slow = Duration::from_millis(250);
+        assert_eq!(q.wait(true, woke + 2 * IDLE_AFTER, slow), slow);
     }
 
     #[test]

@@ -400,10 +400,75 @@ fn a_stall_in_the_agents_first_moments_keeps_its_true_start() {
         "a 600 ms block measured {} µs",
         finished.duration_us
     );
-    assert!(finished
-        .blocking_function
-        .as_deref()
-        .is_some_and(|f| f.contains("blocks_at_once")));
+    assert!(
+        finished
+            .blocking_function
+            .as_deref()
+            .is_some_and(|f| f.contains("blocks_at_once")),
+        "{finished:#?}"
+    );
+}
+
+/// A block that begins after the runtime has been idle for seconds, when
+/// the watchdog checks only every 100 ms, is still caught and named, with
+/// its start and length right.
+#[cfg(target_os = "linux")]
+fn a_block_after_a_quiet_spell_keeps_its_start_and_length(with_hooks: bool) {
+    #[inline(never)]
+    fn wakes_to_block(d: Duration) {
+        // Two sleeps, so the linker does not fold it into another test's
+        // identical function (and name that one).
+        std::thread::sleep(d / 2);
+        std::thread::sleep(d / 2);
+        std::hint::black_box(());
+    }
+    let (rt, agent) = stall_runtime(with_hooks);
+    let agent = agent.start(rt.handle().clone()).expect("start");
+    // Quiet for well past the watchdog's one second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let began_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    rt.spawn(async { wakes_to_block(Duration::from_millis(300)) });
+    let mut seq = None;
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut finished = None;
+    while finished.is_none() && Instant::now() < end {
+        let s = next_sample(&agent, seq, Duration::from_secs(5));
+        seq = Some(s.seq);
+        finished = s.stalls.into_iter().find(|e| !e.ongoing);
+    }
+    let finished = finished.expect("the stall was reported when it ended");
+    assert!(
+        finished
+            .blocking_function
+            .as_deref()
+            .is_some_and(|f| f.contains("wakes_to_block")),
+        "{finished:#?}"
+    );
+    assert!(
+        (270_000..360_000).contains(&finished.duration_us),
+        "a 300 ms block measured {} µs",
+        finished.duration_us
+    );
+    assert!(
+        finished.started_ms + 5 >= began_ms && finished.started_ms <= began_ms + 30,
+        "started at {} for a block begun at {began_ms}",
+        finished.started_ms
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_block_after_a_quiet_spell_keeps_its_start_and_length_from_worker_metrics() {
+    a_block_after_a_quiet_spell_keeps_its_start_and_length(false);
+}
+
+#[cfg(all(tokio_unstable, target_os = "linux"))]
+#[test]
+fn a_block_after_a_quiet_spell_keeps_its_start_and_length_from_poll_hooks() {
+    a_block_after_a_quiet_spell_keeps_its_start_and_length(true);
 }
 
 #[cfg(all(tokio_unstable, target_os = "linux"))]

@@ -13,6 +13,12 @@ impl Watchdog {
             let key = (ri, si);
             let started = slot.poll_started_ns.load(Relaxed);
             let now_ns = state.now_ns();
+            // More than a lag probe's one poll since the last check: working.
+            let polls = slot.polls.load(Relaxed);
+            let before = self.slot_polls.insert(key, polls).unwrap_or(polls);
+            if started != 0 || polls.saturating_sub(before) > 1 {
+                self.asked = true;
+            }
             if let Some(a) = self.active.get(&key) {
                 if a.marker == started {
                     self.update(key, Duration::from_nanos(now_ns.saturating_sub(started)));

@@ -132,6 +132,11 @@ impl Watchdog {
                 let frozen_for = now - seen.changed_at;
                 let busy_delta = busy.saturating_sub(seen.busy);
                 let late = seen.late;
+                // Awake, or woken for more than a moment since the last
+                // check (a lag probe's wake-up is not work).
+                if park_unpark.is_multiple_of(2) || busy_delta >= AWAKE_BUSY {
+                    self.asked = true;
+                }
                 *seen = WorkerSeen {
                     park_unpark,
                     busy,
