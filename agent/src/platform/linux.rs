@@ -94,7 +94,11 @@ pub(crate) mod test_support {
         assert!(!ptr.is_null(), "malloc({bytes}) failed");
         // SAFETY: `ptr` points to `bytes` writable bytes we own.
         unsafe { std::ptr::write_bytes(ptr.cast::<u8>(), 0x5a, bytes) };
-        CMalloc { ptr }
+        // Opaque to the optimizer: in a release build it may otherwise pair
+        // this malloc with the free in `drop` and remove both.
+        CMalloc {
+            ptr: std::hint::black_box(ptr),
+        }
     }
 
     impl Drop for CMalloc {
