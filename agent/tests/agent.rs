@@ -373,6 +373,20 @@ fn the_watchdog_names_a_computing_function_on_an_overloaded_machine() {
     watchdog_names_the_function_that_stalls_a_worker(false, true);
 }
 
+/// The first stall the agent reports as ended, within 10 s.
+fn first_finished_stall(agent: &lagscope::AgentHandle) -> lagscope::StallEvent {
+    let mut seq = None;
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let s = next_sample(agent, seq, Duration::from_secs(5));
+        seq = Some(s.seq);
+        if let Some(e) = s.stalls.into_iter().find(|e| !e.ongoing) {
+            return e;
+        }
+    }
+    panic!("no stall was reported as ended within 10 s");
+}
+
 /// A stall that begins as the agent starts, while the watchdog still reads
 /// the symbol tables, is seen with its true start and named.
 #[cfg(target_os = "linux")]
@@ -386,15 +400,7 @@ fn a_stall_in_the_agents_first_moments_keeps_its_true_start() {
     let (rt, agent) = stall_runtime(false);
     let agent = agent.start(rt.handle().clone()).expect("start");
     rt.spawn(async { blocks_at_once(Duration::from_millis(600)) });
-    let mut seq = None;
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut finished = None;
-    while finished.is_none() && Instant::now() < end {
-        let s = next_sample(&agent, seq, Duration::from_secs(5));
-        seq = Some(s.seq);
-        finished = s.stalls.into_iter().find(|e| !e.ongoing);
-    }
-    let finished = finished.expect("the stall was reported when it ended");
+    let finished = first_finished_stall(&agent);
     assert!(
         finished.duration_us >= 500_000,
         "a 600 ms block measured {} µs",
@@ -431,15 +437,7 @@ fn a_block_after_a_quiet_spell_keeps_its_start_and_length(with_hooks: bool) {
         .expect("clock")
         .as_millis() as u64;
     rt.spawn(async { wakes_to_block(Duration::from_millis(300)) });
-    let mut seq = None;
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut finished = None;
-    while finished.is_none() && Instant::now() < end {
-        let s = next_sample(&agent, seq, Duration::from_secs(5));
-        seq = Some(s.seq);
-        finished = s.stalls.into_iter().find(|e| !e.ongoing);
-    }
-    let finished = finished.expect("the stall was reported when it ended");
+    let finished = first_finished_stall(&agent);
     assert!(
         finished
             .blocking_function
