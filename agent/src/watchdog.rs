@@ -272,9 +272,9 @@ pub(crate) fn run(
 /// [`IDLE_AFTER`] of quiet the checks come every [`IDLE_CHECK`] until one
 /// finds a worker awake (or woken for more than a lag probe's moment). The
 /// price: a block that starts on a runtime idle for a second is opened up
-/// to [`IDLE_CHECK`] late (its start and length are still right: the
-/// thread's own looks and tokio's busy time give them), and one shorter
-/// than about [`IDLE_CHECK`] may end unseen.
+/// to [`IDLE_CHECK`] late (its length, from tokio's busy time, and so its
+/// start are set right when it ends), and one shorter than about
+/// [`IDLE_CHECK`] may end unseen.
 #[derive(Debug, Default)]
 struct Quiet {
     since: Option<Instant>,
@@ -413,11 +413,17 @@ impl Watchdog {
         let Some(a) = self.active.remove(&key) else {
             return;
         };
+        let now_ms = self.unix_ms(Instant::now());
         let mut b = lock(&self.book);
         if let Some(mut e) = b.ongoing.remove(&a.id) {
             e.ongoing = false;
             if let Some(d) = duration {
                 e.duration_us = micros(d);
+                // It ended by now, so it began no later than its length
+                // before: a stall first seen late (after a quiet spell's
+                // longer gap) gets its start back.
+                let d_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                e.started_ms = e.started_ms.min(now_ms.saturating_sub(d_ms));
             }
             if b.finished.len() >= FINISHED_CAPACITY {
                 b.finished.pop_front();
