@@ -239,6 +239,7 @@ fn spawn_poller(
         .name("tui-poll".into())
         .spawn(move || {
             let mut last_full: Option<Instant> = None;
+            let mut spacing = push_spacing(Duration::ZERO);
             while !stop.load(Relaxed) {
                 let full = last_full.is_none_or(|t| t.elapsed() >= REFRESH);
                 if full {
@@ -248,7 +249,12 @@ fn spawn_poller(
                 if poll(&fleet, &tx, &wanted, full).is_err() {
                     break;
                 }
-                let next_push = Instant::now() + push_spacing(began.elapsed());
+                // Timed on the rounds pushes ask for (listing and series):
+                // a full round's profile and diagnosis are not repeated then.
+                if !full {
+                    spacing = push_spacing(began.elapsed());
+                }
+                let next_push = Instant::now() + spacing;
                 // Until the next full poll, or sooner when the collector
                 // pushes an update (but no sooner than `next_push`); in
                 // short steps so quitting is prompt.
@@ -281,8 +287,8 @@ fn spawn_poller(
 }
 
 /// Least time from the end of one round of requests to a round a pushed
-/// update asks for: [`PUSH_INTERVAL_MS`], or nine times what the last
-/// round took when that is longer, so the dashboard spends at most a
+/// update asks for: [`PUSH_INTERVAL_MS`], or nine times what the last such
+/// round (listing and series) took when that is longer, so the dashboard spends at most a
 /// tenth of its time fetching however large the fleet's listing is (and
 /// never refreshes less often than it would by polling).
 pub fn push_spacing(round: Duration) -> Duration {
