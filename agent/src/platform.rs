@@ -26,7 +26,7 @@ pub(crate) use linux::test_support;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
     build_keeps_frame_pointers, c_allocator, current_tid, executable_has_line_tables,
-    release_free_heap, sched, timer,
+    release_free_heap, sched, signal_thread, timer,
 };
 #[cfg(not(target_os = "linux"))]
 pub(crate) use other::{

@@ -18,8 +18,9 @@
 //!   that is not parked and whose counters have not moved for the threshold is
 //!   in one long poll (or in a run of polls without a maintenance tick — with
 //!   polls that each take ≥ threshold/61, that can be a false alarm: the
-//!   lag probe and the task each capture finds the thread polling tell
-//!   most of those apart). The stuck thread is found among the runtime's
+//!   lag probe, the task each capture finds the thread polling and the
+//!   mark a capture leaves on the poll (its coop budget, spent; see
+//!   `stack::PollMark`) tell those apart). The stuck thread is found among the runtime's
 //!   threads (`tokio-rt-worker`, or the thread that started the agent for a
 //!   current-thread runtime) as the one whose stack is in user code rather
 //!   than parked. The final duration is the busy time the worker published
@@ -127,13 +128,17 @@ struct Active {
     tid: i32,
 }
 
-/// The last look at the task a thread polls (stable tokio's detector).
+/// The last look at the poll a thread is in (stable tokio's detector).
 #[derive(Clone, Copy)]
 struct TaskLook {
-    /// The task's id.
+    /// The id of the task it polled.
     task: u64,
-    /// The first of the looks in a row that saw this task.
+    /// The first of the looks in a row that found the thread in this poll
+    /// (the same task and, where marks are known, the same mark).
     first_at: Instant,
+    /// The look before `first_at`, which found the thread in another poll;
+    /// the freeze of its worker's counters when there was none since.
+    after: Instant,
     /// When the look was taken.
     at: Instant,
     /// Whether another task was seen since the worker's counters froze.
@@ -483,33 +488,105 @@ mod tests {
         assert!(!probe_ran_since(tid + 1, before), "another thread");
     }
 
+    fn unmarked(task: u64) -> stack::Polled {
+        stack::Polled {
+            task,
+            mark: stack::PollMark::Unknown,
+        }
+    }
+
     #[test]
     fn a_thread_seen_in_other_tasks_is_in_one_poll_since_it_was_first_seen_in_it() {
         let mut w = Watchdog::new(Duration::from_millis(20), Book::default());
         let frozen = Instant::now();
+        let at = |ms| frozen + Duration::from_millis(ms);
         // Unknown tasks say nothing beyond the counters.
-        assert_eq!(w.in_its_poll_since(7, 0, frozen), frozen);
+        assert_eq!(
+            w.in_its_poll_since_at(7, unmarked(0), frozen, at(0)),
+            Some(frozen)
+        );
         // One task only since the freeze: in one poll since the freeze, as
         // far as can be told.
-        assert_eq!(w.in_its_poll_since(7, 41, frozen), frozen);
-        std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(w.in_its_poll_since(7, 41, frozen), frozen);
+        assert_eq!(
+            w.in_its_poll_since_at(7, unmarked(41), frozen, at(0)),
+            Some(frozen)
+        );
+        assert_eq!(
+            w.in_its_poll_since_at(7, unmarked(41), frozen, at(2)),
+            Some(frozen)
+        );
         // Another task: it went through polls, and is in this one since
         // the first look that saw it, however long it stays there.
-        std::thread::sleep(Duration::from_millis(2));
-        let seen = w.in_its_poll_since(7, 42, frozen);
-        assert!(seen > frozen);
-        assert_eq!(seen, w.task_looks[&7].at);
-        std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(w.in_its_poll_since(7, 42, frozen), seen);
+        assert_eq!(
+            w.in_its_poll_since_at(7, unmarked(42), frozen, at(4)),
+            Some(at(4))
+        );
+        assert_eq!(
+            w.in_its_poll_since_at(7, unmarked(42), frozen, at(6)),
+            Some(at(4))
+        );
         // Back in the first task: a new run of looks.
-        let again = w.in_its_poll_since(7, 41, frozen);
-        assert!(again > seen);
+        assert_eq!(
+            w.in_its_poll_since_at(7, unmarked(41), frozen, at(8)),
+            Some(at(8))
+        );
         // Each thread on its own.
-        assert_eq!(w.in_its_poll_since(8, 42, frozen), frozen);
+        assert_eq!(
+            w.in_its_poll_since_at(8, unmarked(42), frozen, at(8)),
+            Some(frozen)
+        );
         // Looks from before a later freeze are no comparison.
-        let refrozen = Instant::now() + Duration::from_millis(1);
-        assert_eq!(w.in_its_poll_since(7, 43, refrozen), refrozen);
+        assert_eq!(
+            w.in_its_poll_since_at(7, unmarked(43), at(9), at(10)),
+            Some(at(9))
+        );
+    }
+
+    #[test]
+    fn a_marked_poll_is_one_poll_once_looks_in_it_span_half_a_threshold() {
+        use stack::PollMark::{New, Same};
+        let threshold = Duration::from_millis(20);
+        let mut w = Watchdog::new(threshold, Book::default());
+        let frozen = Instant::now();
+        let at = |ms| frozen + Duration::from_millis(ms);
+        let look = |mark| stack::Polled { task: 41, mark };
+        // The first look marks the poll; one look says nothing of how long
+        // the poll lasts, and asks for a look half a threshold on.
+        assert_eq!(w.in_its_poll_since_at(7, look(New), frozen, at(0)), None);
+        assert!(w.next_check <= at(10));
+        assert_eq!(w.in_its_poll_since_at(7, look(Same), frozen, at(5)), None);
+        // Still marked half a threshold after the first look: one poll,
+        // since the freeze (no look found another poll since).
+        assert_eq!(
+            w.in_its_poll_since_at(7, look(Same), frozen, at(10)),
+            Some(frozen)
+        );
+        // The same task found with a fresh budget was polled again: a new
+        // run of looks, in a poll since this look at the earliest.
+        assert_eq!(
+            w.in_its_poll_since_at(7, look(New), frozen, at(11)),
+            Some(at(11))
+        );
+        // Half a threshold on, in that poll since the look before it.
+        assert_eq!(
+            w.in_its_poll_since_at(7, look(Same), frozen, at(21)),
+            Some(at(10))
+        );
+        // A task that only yields, each poll shorter than half a threshold,
+        // is never one poll however long its worker's counters stay frozen.
+        let mut w = Watchdog::new(threshold, Book::default());
+        for i in 0..40u64 {
+            let mark = if i % 2 == 0 { New } else { Same };
+            let now = at(i * 3);
+            let began = w.in_its_poll_since_at(7, look(mark), frozen, now);
+            assert!(
+                began.is_none_or(|b| now - b < threshold / 2),
+                "look {i}: {began:?}"
+            );
+        }
+        // Without a task id, a mark still tells.
+        let unknown = stack::Polled { task: 0, mark: New };
+        assert_eq!(w.in_its_poll_since_at(8, unknown, frozen, at(200)), None);
     }
 
     #[test]

@@ -12,6 +12,21 @@ pub fn current_tid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// Sends `signal` to thread `tid` of this process (`tgkill`); whether it
+/// was sent. The caller has a handler installed for `signal`.
+pub(crate) fn signal_thread(tid: i32, signal: i32) -> bool {
+    // SAFETY: tgkill only sends a signal, to a thread of this process.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid(),
+            libc::c_long::from(tid),
+            libc::c_long::from(signal),
+        )
+    };
+    sent == 0
+}
+
 /// Whether this crate was compiled keeping frame pointers (so the user's
 /// crate most likely was too: both take the same `RUSTFLAGS`): on x86_64,
 /// whether a function that needs no frame still opens with `push rbp;

@@ -115,14 +115,17 @@ pub(super) fn stall_frames(stacks: &[StallStack]) -> (Vec<&str>, Vec<&str>) {
 /// the copy where frame pointers are missing too) is retried a few times,
 /// and the best one kept.
 pub(super) fn take_stack(tid: i32) -> Option<Vec<String>> {
-    take_stack_and_task(tid, false).map(|(frames, _)| frames)
+    take_stack_and_task(tid, stack::Ask::Stack).map(|(frames, _)| frames)
 }
 
-/// Like [`take_stack`], with, if `want_task`, the id of the tokio task the
-/// thread was polling (0 for none; see
-/// [`stack::capture_with_task`](crate::platform::stack) for when it may be
-/// asked).
-pub(super) fn take_stack_and_task(tid: i32, want_task: bool) -> Option<(Vec<String>, u64)> {
+/// Like [`take_stack`], with what `ask` asks of the poll the thread was in
+/// (see [`stack::capture_with_task`](crate::platform::stack) for when it
+/// may be asked). Only the first attempt marks the poll: a later one would
+/// find its own mark.
+pub(super) fn take_stack_and_task(
+    tid: i32,
+    ask: stack::Ask,
+) -> Option<(Vec<String>, stack::Polled)> {
     if tid == 0 {
         return None;
     }
@@ -134,26 +137,42 @@ pub(super) fn take_stack_and_task(tid: i32, want_task: bool) -> Option<(Vec<Stri
     } else {
         1
     };
-    let mut best: Option<(u8, Vec<String>, u64)> = None;
+    let mut best: Option<(u8, Vec<String>, stack::Polled)> = None;
+    let mut first: Option<stack::Polled> = None;
     for attempt in 0..attempts {
         if attempt > 0 {
             std::thread::sleep(Duration::from_micros(200));
         }
-        let Ok((addresses, task)) =
-            stack::capture_with_task(tid, CAPTURE_TIMEOUT, stack::CAPTURE_COPY_BYTES, want_task)
+        let ask = match ask {
+            stack::Ask::TaskAndMark if attempt > 0 => stack::Ask::Task,
+            ask => ask,
+        };
+        let Ok((addresses, polled)) =
+            stack::capture_with_task(tid, CAPTURE_TIMEOUT, stack::CAPTURE_COPY_BYTES, ask)
         else {
             break;
+        };
+        let first = *first.get_or_insert(polled);
+        // A later attempt in another task was taken in another poll than
+        // the one the first attempt marked.
+        let polled = stack::Polled {
+            mark: if polled.task == first.task {
+                first.mark
+            } else {
+                stack::PollMark::New
+            },
+            ..polled
         };
         let frames = frame_names(&addresses);
         let quality = capture_quality(&frames);
         if best.as_ref().is_none_or(|(q, _, _)| quality > *q) {
-            best = Some((quality, frames, task));
+            best = Some((quality, frames, polled));
         }
         if quality == GOOD_CAPTURE {
             break;
         }
     }
-    best.map(|(_, frames, task)| (frames, task))
+    best.map(|(_, frames, polled)| (frames, polled))
 }
 
 /// Stack bytes of a brief capture: the innermost frames, where a parked

@@ -70,44 +70,94 @@ impl Watchdog {
         false
     }
 
-    /// The earliest moment thread `tid`, seen now polling task `task` (0:
-    /// not known), may be taken to have been in the poll it is in, given
-    /// that its worker's counters froze at `since`. Polls shorter than the
-    /// threshold, many to a publication of the counters (a saturated
-    /// runtime), look like one long poll from the counters; the task a
-    /// thread polls tells them apart. A thread seen in one task only since
-    /// the freeze is taken to be in one poll since then. One seen in other
-    /// tasks too went through polls: it is in one poll only since the
-    /// first of the looks, in a row, that saw its current task (a task
-    /// polled again and again, by itself on its worker, still looks like
-    /// one poll).
-    pub(super) fn in_its_poll_since(&mut self, tid: i32, task: u64, since: Instant) -> Instant {
-        if task == 0 {
-            return since;
-        }
-        let now = Instant::now();
+    /// The earliest moment thread `tid`, seen now as `polled` says (the task
+    /// it polls, 0 if not known, and the mark on its poll), may be taken to
+    /// have been in the poll it is in, given that its worker's counters
+    /// froze at `since`; `None` while that is not known yet (its first looks
+    /// since the freeze). Polls shorter than the threshold, many to a
+    /// publication of the counters (a saturated runtime), look like one long
+    /// poll from the counters; the looks at the thread tell them apart.
+    ///
+    /// With marks (stable tokio; see [`stack::PollMark`]) a thread is in
+    /// one poll from the look before the first of the looks in a row that
+    /// found its mark, or from the freeze: known once looks in one poll
+    /// span half a threshold, so polls shorter than that are never taken
+    /// for one long poll, even of a task that only yields and is polled
+    /// again and again by itself.
+    ///
+    /// Without marks, a thread seen in one task only since the freeze is
+    /// taken to be in one poll since then; one seen in other tasks too went
+    /// through polls: it is in one poll only since the first of the looks,
+    /// in a row, that saw its current task.
+    pub(super) fn in_its_poll_since(
+        &mut self,
+        tid: i32,
+        polled: stack::Polled,
+        since: Instant,
+    ) -> Option<Instant> {
+        self.in_its_poll_since_at(tid, polled, since, Instant::now())
+    }
+
+    /// [`Self::in_its_poll_since`] with the look taken at `now`.
+    pub(super) fn in_its_poll_since_at(
+        &mut self,
+        tid: i32,
+        polled: stack::Polled,
+        since: Instant,
+        now: Instant,
+    ) -> Option<Instant> {
         self.task_looks
             .retain(|_, look| now.duration_since(look.at) < TASK_LOOK_MEMORY);
+        let marked = polled.mark != stack::PollMark::Unknown;
+        if polled.task == 0 && !marked {
+            return Some(since);
+        }
         let look = match self.task_looks.get(&tid) {
-            Some(look) if look.at >= since && look.task == task => TaskLook { at: now, ..*look },
+            Some(look)
+                if look.at >= since
+                    && look.task == polled.task
+                    && polled.mark != stack::PollMark::New =>
+            {
+                TaskLook { at: now, ..*look }
+            }
             Some(look) if look.at >= since => TaskLook {
-                task,
+                task: polled.task,
                 first_at: now,
+                after: look.at,
                 at: now,
-                moved: true,
+                moved: look.moved || look.task != polled.task,
             },
             _ => TaskLook {
-                task,
+                task: polled.task,
                 first_at: now,
+                after: since,
                 at: now,
                 moved: false,
             },
         };
         self.task_looks.insert(tid, look);
-        if look.moved {
-            look.first_at
+        if marked {
+            let known_at = look.first_at + self.threshold / 2;
+            if now < known_at {
+                self.check_by(known_at);
+                // Went through polls since the freeze: in this one since now
+                // at the earliest, as far as is known.
+                return (look.after != since).then_some(now);
+            }
+            return Some(look.after);
+        }
+        Some(if look.moved { look.first_at } else { since })
+    }
+
+    /// How long a worker's counters stay frozen before its threads are
+    /// looked at. Where polls are marked (stable tokio), a look cannot tell
+    /// one poll until a later one half a threshold on: looking from half a
+    /// threshold opens a stall at the threshold, as without marks.
+    fn suspect_after(&self) -> Duration {
+        if cfg!(tokio_unstable) {
+            self.threshold
         } else {
-            since
+            self.threshold / 2
         }
     }
 
@@ -115,6 +165,7 @@ impl Watchdog {
         let metrics = watch.handle.metrics();
         let now = Instant::now();
         let mut suspects = Vec::new();
+        let suspect_after = self.suspect_after();
         for wi in 0..metrics.num_workers() {
             let key = (ri, wi);
             let park_unpark = metrics.worker_park_unpark_count(wi);
@@ -168,15 +219,15 @@ impl Watchdog {
             }
             // Odd = parked: an idle worker's counters freeze too.
             if park_unpark.is_multiple_of(2) {
-                if frozen_for >= self.threshold {
+                if frozen_for >= suspect_after {
                     suspects.push((key, seen.changed_at));
                     // Looked at again soon if it is not taken for a stall
                     // now (its thread went through lag probes, say).
                     self.check_by(now + self.threshold / 2);
                 } else {
-                    // Check when its counters will have been frozen a
-                    // threshold.
-                    let due = seen.changed_at + self.threshold;
+                    // Check when its counters will have been frozen long
+                    // enough to look at its threads.
+                    let due = seen.changed_at + suspect_after;
                     self.check_by(due);
                 }
             }
@@ -217,6 +268,10 @@ impl Watchdog {
         let mut captured = Vec::new();
         // Threads that could not be looked at: each may be a stuck one.
         let mut unseen = 0;
+        // Threads looked at since the freeze too briefly to tell one long
+        // poll from many (see `in_its_poll_since`): each may be a stuck one,
+        // known at a later check.
+        let mut pending = 0;
         for tid in candidates {
             // Before the tables are read a brief look could not be named
             // until they are, and the whole capture taken after it would be
@@ -230,7 +285,12 @@ impl Watchdog {
                     continue;
                 }
             }
-            let Some((frames, task)) = take_stack_and_task(tid, self.entered.contains(&tid)) else {
+            let ask = if self.entered.contains(&tid) {
+                stack::Ask::TaskAndMark
+            } else {
+                stack::Ask::Stack
+            };
+            let Some((frames, polled)) = take_stack_and_task(tid, ask) else {
                 unseen += 1;
                 continue;
             };
@@ -238,15 +298,36 @@ impl Watchdog {
             if is_parked(&frames) || is_blocking_pool_thread(&frames) {
                 continue;
             }
-            let began = self.in_its_poll_since(tid, task, latest);
+            if cfg!(not(tokio_unstable)) && ask == stack::Ask::Stack && self.entered.contains(&tid)
+            {
+                // Found inside the runtime just now: its poll is marked
+                // from the next look, soon.
+                pending += 1;
+                self.blocks_by_itself(tid, latest);
+                self.check_by(Instant::now() + self.threshold / 4);
+                continue;
+            }
+            // Not known to be in one poll yet (looked at again when it can
+            // be), or seen in another poll since: not in one poll long
+            // enough (yet); looked at again when it could be.
+            let Some(began) = self.in_its_poll_since(tid, polled, latest) else {
+                pending += 1;
+                // Its CPU clock read now, so it is known by then whether it
+                // holds its worker by itself.
+                self.blocks_by_itself(tid, latest);
+                continue;
+            };
             if Instant::now().duration_since(began) < self.threshold {
-                // Seen in another task since: not in one poll long enough
-                // (yet); looked at again when it could be.
                 self.check_by(began + self.threshold);
                 progressed.push(tid);
                 continue;
             }
             captured.push((tid, frames));
+        }
+        if pending > 0 {
+            // Paired only once every thread is known: a stall opened now
+            // could take the wrong worker's place.
+            return;
         }
         // Threads known to work for this runtime come before threads that
         // may be another, unwatched runtime's (tokio names them all alike).
@@ -306,6 +387,12 @@ impl Watchdog {
         // loaded machine) is paired last: a stall opens either way, and its
         // stack names it better than no thread would.
         stuck.extend(waiting);
+        if stuck.is_empty() && unseen == 0 {
+            // Every thread was parked, a pool thread or went through polls:
+            // none is stuck (a worker seen unparked by its counters as its
+            // thread parks, say).
+            return;
+        }
         if !progressed.is_empty() && stuck.len() + unseen < suspects.len() {
             // Threads that went through polls account for the other
             // suspects: their counters are frozen between publications.

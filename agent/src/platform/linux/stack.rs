@@ -46,7 +46,7 @@
 //! # }
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::platform::slots::{Disarmed, Slot};
 use std::sync::{Mutex, OnceLock};
@@ -71,8 +71,12 @@ struct Request {
     copy_limit: AtomicUsize,
     /// Whether the handler reads the tokio task the thread is polling.
     want_task: AtomicBool,
+    /// Whether it also marks the poll that task is in (see [`PollMark`]).
+    want_mark: AtomicBool,
     /// That task's id; 0 for none (or not asked).
     task: AtomicU64,
+    /// What the mark found, as [`PollMark::to_u8`].
+    mark: AtomicU8,
     frames: [AtomicUsize; MAX_FRAMES],
 }
 
@@ -82,7 +86,9 @@ static REQUEST: Request = Request {
     len: AtomicUsize::new(0),
     copy_limit: AtomicUsize::new(CAPTURE_COPY_BYTES),
     want_task: AtomicBool::new(false),
+    want_mark: AtomicBool::new(false),
     task: AtomicU64::new(0),
+    mark: AtomicU8::new(0),
     frames: [const { AtomicUsize::new(0) }; MAX_FRAMES],
 };
 
@@ -141,23 +147,45 @@ pub(crate) fn capture_up_to(
     timeout: Duration,
     copy_bytes: usize,
 ) -> Result<Vec<usize>, StackError> {
-    capture_with_task(tid, timeout, copy_bytes, false).map(|(frames, _)| frames)
+    capture_with_task(tid, timeout, copy_bytes, Ask::Stack).map(|(frames, _)| frames)
 }
 
-/// Like [`capture_up_to`], with, if `want_task`, the id of the tokio task
-/// the thread is polling (0 when it polls none): two captures of a worker
-/// that name different tasks were taken in different polls.
+/// What a capture asks of the thread besides its stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// The stack only.
+    Stack,
+    /// The id of the tokio task the thread is polling.
+    Task,
+    /// That id, and a mark on the poll (see [`PollMark`]).
+    TaskAndMark,
+}
+
+/// What a capture learnt of the poll its thread was in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Polled {
+    /// The id of the tokio task the thread polls: 0 for none, or not asked.
+    pub(crate) task: u64,
+    /// The mark on that poll (`Unknown` when not asked).
+    pub(crate) mark: PollMark,
+}
+
+/// Like [`capture_up_to`], with what `ask` asks of the poll the thread is
+/// in: the id of the tokio task it polls (0 when it polls none), so two
+/// captures of a worker that name different tasks were taken in different
+/// polls; and a mark on that poll, so two captures that found the same mark
+/// were taken in one poll, even of one task polled again and again.
 ///
-/// `want_task` only for a thread known to have entered a tokio runtime:
-/// the handler then reads tokio's thread-local context, which such a
-/// thread has already set up (on any other thread, the first access
+/// Ask more than the stack only of a thread known to have entered a tokio
+/// runtime: the handler then reads tokio's thread-local context, which such
+/// a thread has already set up (on any other thread, the first access
 /// could allocate).
 pub(crate) fn capture_with_task(
     tid: i32,
     timeout: Duration,
     copy_bytes: usize,
-    want_task: bool,
-) -> Result<(Vec<usize>, u64), StackError> {
+    ask: Ask,
+) -> Result<(Vec<usize>, Polled), StackError> {
     if !cfg!(all(
         target_os = "linux",
         any(target_arch = "x86_64", target_arch = "aarch64")
@@ -178,24 +206,23 @@ pub(crate) fn capture_with_task(
     settle(timeout).map_err(|()| StackError::Timeout(tid, timeout))?;
     REQUEST.len.store(0, Ordering::Relaxed);
     REQUEST.copy_limit.store(copy_bytes, Ordering::Relaxed);
-    REQUEST.want_task.store(want_task, Ordering::Relaxed);
+    REQUEST
+        .want_task
+        .store(ask != Ask::Stack, Ordering::Relaxed);
+    REQUEST
+        .want_mark
+        .store(ask == Ask::TaskAndMark, Ordering::Relaxed);
     REQUEST.task.store(0, Ordering::Relaxed);
+    REQUEST
+        .mark
+        .store(PollMark::Unknown.to_u8(), Ordering::Relaxed);
     REQUEST.target.store(tid, Ordering::Relaxed);
     if !REQUEST.slot.arm() {
         // `settle` left it free and we hold `CAPTURING`: unreachable, but
         // a refusal beats a wrong answer.
         return Err(StackError::Timeout(tid, timeout));
     }
-    // SAFETY: tgkill only sends a signal; our handler for it is installed.
-    let sent = unsafe {
-        libc::syscall(
-            libc::SYS_tgkill,
-            libc::getpid(),
-            libc::c_long::from(tid),
-            libc::c_long::from(signal),
-        )
-    };
-    if sent != 0 {
+    if !super::signal_thread(tid, signal) {
         // Nobody can answer; a stray answer is settled by the next capture.
         let _ = REQUEST.slot.disarm();
         return Err(StackError::NoSuchThread(tid));
@@ -208,12 +235,15 @@ pub(crate) fn capture_with_task(
                 .iter()
                 .map(|f| f.load(Ordering::Relaxed))
                 .collect();
-            let task = REQUEST.task.load(Ordering::Relaxed);
+            let polled = Polled {
+                task: REQUEST.task.load(Ordering::Relaxed),
+                mark: PollMark::from_u8(REQUEST.mark.load(Ordering::Relaxed)),
+            };
             // SAFETY: the answer is published and we, its one reader
             // (holding `CAPTURING`), hold it until `_answer` drops after
             // the unwind: no handler touches the copy meanwhile.
             let frames = unsafe { SLOT_COPY.unwind(&fp_frames, MAX_FRAMES) };
-            return Ok((frames, task));
+            return Ok((frames, polled));
         }
         if Instant::now() >= deadline {
             // Withdrawn; or a handler is answering, and the next capture
@@ -282,7 +312,8 @@ pub(crate) fn check_signal() {
 /// The signal handler. Async-signal-safe: it reads registers from the
 /// context, makes `gettid`/`getpid`/`process_vm_readv` system calls, reads
 /// tokio's thread-local context when asked (on a thread that has set it up:
-/// see [`capture_with_task`]), and writes only static atomics.
+/// see [`capture_with_task`]) and, when asked to mark the poll, the task's
+/// coop budget there, and writes only static atomics.
 extern "C" fn handler(
     _signal: libc::c_int,
     _info: *mut libc::siginfo_t,
@@ -302,6 +333,9 @@ extern "C" fn handler(
     REQUEST.len.store(n, Ordering::Relaxed);
     if REQUEST.want_task.load(Ordering::Relaxed) {
         REQUEST.task.store(polled_task(), Ordering::Relaxed);
+        if REQUEST.want_mark.load(Ordering::Relaxed) {
+            REQUEST.mark.store(mark_poll().to_u8(), Ordering::Relaxed);
+        }
     }
     // SAFETY: this handler holds the request's slot (answered above): only
     // it writes the copy until it publishes it below, and the capturing
@@ -325,7 +359,8 @@ use copy::StackCopy;
 pub(crate) use registers::own_registers;
 pub use signal::SignalError;
 pub(crate) use signal::{install_free, is_ours};
-use task::polled_task;
+pub(crate) use task::PollMark;
+use task::{mark_poll, polled_task};
 pub(crate) use walk::{decide_frame_walk, own_stack_top, walk, walk_own};
 #[cfg(target_arch = "x86_64")]
 mod unwind;
@@ -508,13 +543,14 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
             if i == 1 {
                 // Not asked, not read.
-                let (_, task) =
-                    capture_with_task(tid, Duration::from_secs(2), 4096, false).expect("captured");
-                assert_eq!(task, 0);
+                let (_, polled) = capture_with_task(tid, Duration::from_secs(2), 4096, Ask::Stack)
+                    .expect("captured");
+                assert_eq!(polled.task, 0);
             }
-            let (_, task) =
-                capture_with_task(tid, Duration::from_secs(2), 4096, true).expect("captured");
-            seen.push((own, task));
+            let (_, polled) =
+                capture_with_task(tid, Duration::from_secs(2), 4096, Ask::Task).expect("captured");
+            assert_eq!(polled.mark, PollMark::Unknown, "not asked");
+            seen.push((own, polled.task));
         }
         t.join().expect("thread");
         let [(a, a_seen), (b, b_seen), (none, none_seen)] = seen[..] else {
@@ -523,6 +559,50 @@ mod tests {
         assert!(a != 0 && b != 0 && a != b, "{seen:?}");
         assert_eq!((a_seen, b_seen), (a, b), "{seen:?}");
         assert_eq!((none, none_seen), (0, 0));
+    }
+
+    #[test]
+    fn a_mark_tells_one_poll_from_the_next_poll_of_the_same_task() {
+        let (tx, rx) = mpsc::channel();
+        let (next_tx, next_rx) = mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            rt.block_on(rt.spawn(async move {
+                // Two polls of one task, each spinning until told to yield.
+                for _ in 0..2 {
+                    let _ = tx.send(current_tid());
+                    let begun = Instant::now();
+                    while next_rx.try_recv().is_err() && begun.elapsed() < Duration::from_secs(10) {
+                        std::hint::spin_loop();
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }))
+            .expect("task");
+        });
+        let mut marks = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let tid = rx.recv().expect("a poll began");
+            for _ in 0..2 {
+                let (_, polled) =
+                    capture_with_task(tid, Duration::from_secs(2), 4096, Ask::TaskAndMark)
+                        .expect("captured");
+                marks.push(polled.mark);
+                tasks.push(polled.task);
+            }
+            let _ = next_tx.send(());
+        }
+        t.join().expect("thread");
+        assert!(tasks.iter().all(|&t| t != 0 && t == tasks[0]), "{tasks:?}");
+        if cfg!(tokio_unstable) {
+            assert!(marks.iter().all(|&m| m == PollMark::Unknown), "{marks:?}");
+        } else {
+            use PollMark::{New, Same};
+            assert_eq!(marks, [New, Same, New, Same]);
+        }
     }
 
     #[test]
