@@ -12,6 +12,10 @@
 //! table of distinct stacks, names them once per window and hands the
 //! window to the sampler, which sends it with the next sample.
 //!
+//! A thread whose timer stays silent while it runs (a kernel state seen
+//! under heavy load) is found and sampled by the profiler thread instead
+//! ([`threads`]).
+//!
 //! Continuous windows run at a low rate (19 Hz by default, [`WINDOW`] long);
 //! a profile request from the collector switches every thread to its rate
 //! for its duration and answers with a profile carrying the request's id.
@@ -20,7 +24,7 @@
 //! signal still in flight can never reach the default action, which for a
 //! real-time signal is to kill the process.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,7 +33,9 @@ use lagscope_wire::{Profile, ProfileStack};
 
 use crate::platform::slots::Slot;
 use crate::platform::stack;
-use crate::platform::timer::CpuTimer;
+
+mod threads;
+use threads::Threads;
 
 /// Default continuous sampling rate (per CPU-second of each thread).
 pub const DEFAULT_PROFILE_HZ: u32 = 19;
@@ -37,8 +43,11 @@ pub const DEFAULT_PROFILE_HZ: u32 = 19;
 pub const MAX_PROFILE_HZ: u32 = 1000;
 /// Length of a continuous profile window.
 pub const WINDOW: Duration = Duration::from_secs(10);
-/// How often the ring is drained.
+/// How often the ring is drained while there are samples.
 const DRAIN: Duration = Duration::from_millis(100);
+/// Longest wait between two drains while there are none (see
+/// [`next_drain`]): a wake-up costs an idle process more than the drain.
+const IDLE_DRAIN: Duration = Duration::from_millis(400);
 /// How often the thread list is read for new and gone threads.
 const RESCAN: Duration = Duration::from_secs(1);
 /// Offset from `SIGRTMIN` of the profiler's signal.
@@ -193,45 +202,6 @@ extern "C" fn handler(
     hold.publish();
 }
 
-/// The per-thread timers.
-struct Timers {
-    signal: i32,
-    hz: u32,
-    by_tid: HashMap<i32, CpuTimer>,
-}
-
-impl Timers {
-    fn set_rate(&mut self, hz: u32) {
-        self.hz = hz;
-        for t in self.by_tid.values() {
-            t.arm(hz);
-        }
-    }
-
-    /// Creates timers for new threads and deletes those of gone ones.
-    fn rescan(&mut self) {
-        let mut alive = HashSet::new();
-        if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-            for entry in dir.flatten() {
-                if let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
-                    alive.insert(tid);
-                }
-            }
-        }
-        // Dropping a gone thread's timer deletes it.
-        self.by_tid.retain(|tid, _| alive.contains(tid));
-        for tid in alive {
-            if self.by_tid.contains_key(&tid) {
-                continue;
-            }
-            if let Some(t) = CpuTimer::new(tid, self.signal) {
-                t.arm(self.hz);
-                self.by_tid.insert(tid, t);
-            }
-        }
-    }
-}
-
 /// Stacks of one window, by address, before naming.
 struct Window {
     request_id: Option<u64>,
@@ -256,19 +226,20 @@ impl Window {
         }
     }
 
-    fn add(&mut self, frames: Vec<usize>) {
+    /// Adds a sample standing for `weight` periods of CPU.
+    fn add(&mut self, frames: Vec<usize>, weight: u32) {
         let full = self.stacks.len() >= MAX_STACKS;
         match self.stacks.get_mut(&frames) {
-            Some(c) => *c += 1,
+            Some(c) => *c = c.saturating_add(weight),
             None if full => {
-                self.dropped += 1;
+                self.dropped += u64::from(weight);
                 return;
             }
             None => {
-                self.stacks.insert(frames, 1);
+                self.stacks.insert(frames, weight);
             }
         }
-        self.samples += 1;
+        self.samples += u64::from(weight);
     }
 
     /// Names the stacks and ends the window.
@@ -315,9 +286,11 @@ impl Window {
     }
 }
 
-/// Moves every finished record from the ring into `window`. The thread id is
-/// kept as the stack's last element so threads stay apart.
-fn drain(window: &mut Window) {
+/// Moves every finished record from the ring into `window`, each weighted
+/// as `threads` says; how many there were. The thread id is kept as the
+/// stack's last element so threads stay apart.
+fn drain(window: &mut Window, threads: &mut Threads) -> usize {
+    let mut drained = 0;
     for r in &RECORDS {
         let Some(hold) = r.slot.ready() else {
             continue;
@@ -332,21 +305,47 @@ fn drain(window: &mut Window) {
             None => fp_frames,
         };
         let len = frames.len();
-        frames.push(r.tid.load(Ordering::Relaxed));
+        let tid = r.tid.load(Ordering::Relaxed);
+        frames.push(tid);
         drop(hold);
+        drained += 1;
+        let weight = threads.answered(i32::try_from(tid).unwrap_or(-1));
         if len > 0 {
-            window.add(frames);
+            window.add(frames, weight);
         }
     }
-    window.dropped += RING_DROPPED.swap(0, Ordering::Relaxed);
+    let lost = RING_DROPPED.swap(0, Ordering::Relaxed);
+    if lost > 0 {
+        window.dropped += lost;
+        threads.lost_samples();
+    }
+    drained
 }
 
 /// How often to drain at `hz`: at most [`DRAIN`], and often enough that the
 /// samples of all CPUs between two drains fill at most half the stack copies.
 fn drain_every(hz: u32, cpus: usize) -> Duration {
+    copies_last(hz, cpus).min(DRAIN)
+}
+
+/// How long the samples of all CPUs at `hz` take to fill half the stack
+/// copies (at least 5 ms).
+fn copies_last(hz: u32, cpus: usize) -> Duration {
     let per_second = f64::from(hz.max(1)) * cpus as f64;
-    Duration::from_secs_f64(COPY_SLOTS as f64 / 2.0 / per_second)
-        .clamp(Duration::from_millis(5), DRAIN)
+    Duration::from_secs_f64(COPY_SLOTS as f64 / 2.0 / per_second).max(Duration::from_millis(5))
+}
+
+/// The wait before the next drain, after one that found `drained` samples
+/// following a wait of `last`: [`drain_every`] while there are samples;
+/// while there are none (an idle process), twice the last wait, up to
+/// [`IDLE_DRAIN`] and never longer than samples arriving at once would take
+/// to fill half the stack copies, so no sample loses its copy for it.
+fn next_drain(last: Duration, drained: usize, hz: u32, cpus: usize) -> Duration {
+    let busy = drain_every(hz, cpus);
+    if drained > 0 {
+        return busy;
+    }
+    (last * 2).clamp(busy, IDLE_DRAIN.min(copies_last(hz, cpus)).max(busy))
 }
 
 /// Thread names by tid (`/proc/self/task/<tid>/comm`), for the profile roots.
@@ -374,18 +373,15 @@ pub(crate) fn run(
     stop: impl Fn(Duration) -> bool,
 ) {
     stack::warm_up();
-    let mut timers = Timers {
-        signal,
-        hz: continuous_hz,
-        by_tid: HashMap::new(),
-    };
+    let mut threads = Threads::new(signal, continuous_hz);
     ENABLED.store(true, Ordering::Relaxed);
-    timers.rescan();
+    threads.rescan();
     let mut window = Window::new(None, continuous_hz, WINDOW);
     let mut names = thread_names();
     let mut last_scan = Instant::now();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    while !stop(drain_every(window.hz, cpus)) {
+    let mut wait = drain_every(window.hz, cpus);
+    while !stop(wait) {
         if !stack::is_ours(signal, handler) {
             // The host installed its own handler over ours: stop the timers
             // at once so no more of our signals reach it.
@@ -394,12 +390,19 @@ pub(crate) fn run(
             ));
             break;
         }
-        drain(&mut window);
+        let drained = drain(&mut window, &mut threads);
+        wait = next_drain(wait, drained, window.hz, cpus);
+        if let Some(relay) = threads.relay() {
+            wait = wait.min(relay);
+        }
         let now = Instant::now();
         if now.duration_since(last_scan) >= RESCAN {
-            timers.rescan();
-            // Names of threads seen so far, kept for threads that exit mid-window.
-            names.extend(thread_names());
+            threads.judge();
+            if threads.rescan() {
+                // Names of threads seen so far, kept for threads that exit
+                // mid-window (all are read again when a window ends).
+                names.extend(thread_names());
+            }
             last_scan = now;
         }
         if window.request_id.is_none() {
@@ -411,10 +414,11 @@ pub(crate) fn run(
                     exchange.finish(done.finish(&names));
                 }
                 // Threads started since the last scan are profiled (and named) too.
-                timers.rescan();
+                threads.rescan();
                 names.extend(thread_names());
                 last_scan = now;
-                timers.set_rate(r.hz.clamp(1, MAX_PROFILE_HZ));
+                threads.set_rate(r.hz.clamp(1, MAX_PROFILE_HZ));
+                wait = drain_every(window.hz, cpus);
                 continue;
             }
         }
@@ -428,15 +432,15 @@ pub(crate) fn run(
             }
             names = thread_names();
             if was_request {
-                timers.set_rate(continuous_hz);
+                threads.set_rate(continuous_hz);
             }
         }
     }
-    drop(timers);
+    threads.stop();
     ENABLED.store(false, Ordering::Relaxed);
     // The window under way goes out with the sampler's last sample (a
     // request's too: whoever asked gets what there is).
-    drain(&mut window);
+    drain(&mut window, &mut threads);
     if window.request_id.is_some() || window.samples > 0 {
         names.extend(thread_names());
         exchange.finish(window.finish(&names));
@@ -461,7 +465,37 @@ mod tests {
     }
 
     #[test]
-    fn a_requested_profile_finds_the_function_that_burns_cpu() {
+    fn drains_space_out_while_there_are_no_samples_and_return_with_them() {
+        let busy = drain_every(DEFAULT_PROFILE_HZ, 2);
+        assert_eq!(busy, DRAIN);
+        let mut wait = busy;
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            wait = next_drain(wait, 0, DEFAULT_PROFILE_HZ, 2);
+            waits.push(wait.as_millis());
+        }
+        assert_eq!(waits, [200, 400, 400, 400]);
+        // Samples arriving at once after the longest wait fill at most half
+        // the stack copies.
+        assert!(IDLE_DRAIN <= copies_last(DEFAULT_PROFILE_HZ, 2));
+        assert_eq!(next_drain(wait, 3, DEFAULT_PROFILE_HZ, 2), busy);
+        // Many CPUs: the copies bound the wait, idle or not.
+        let many = drain_every(DEFAULT_PROFILE_HZ, 64);
+        assert!(many < DRAIN);
+        assert_eq!(next_drain(many, 0, DEFAULT_PROFILE_HZ, 64), many);
+        // A fast request never waits longer than its copies last.
+        let fast = next_drain(Duration::from_secs(1), 0, MAX_PROFILE_HZ, 2);
+        assert_eq!(fast, drain_every(MAX_PROFILE_HZ, 2));
+    }
+
+    /// One profiler at a time in this test process (the ring is per process).
+    static ONE_PROFILER: Mutex<()> = Mutex::new(());
+
+    /// Profiles a thread burning CPU for `burn` with a 199 Hz request of
+    /// `length`; `silent` makes the burner's timer silent. The burner's
+    /// samples: in all, and in `burns_cpu`.
+    fn profile_a_burner(burn: Duration, length: Duration, silent: bool) -> (u32, u32) {
+        let _one = ONE_PROFILER.lock().unwrap_or_else(|p| p.into_inner());
         let signal = install().expect("installed");
         let exchange = Arc::new(Exchange::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -474,19 +508,27 @@ mod tests {
                 })
             })
         };
+        let (started, is_started) = std::sync::mpsc::channel();
         let burner = std::thread::Builder::new()
             .name("burner".into())
-            .spawn(|| burns_cpu(Instant::now() + Duration::from_millis(1200)))
+            .spawn(move || {
+                if silent {
+                    threads::tests::SILENT.store(stack::current_tid(), Ordering::Relaxed);
+                }
+                let _ = started.send(());
+                burns_cpu(Instant::now() + burn)
+            })
             .expect("thread");
+        is_started.recv().expect("the burner starts");
         // The request comes while the burner runs: a profile covers the
         // threads alive when it starts.
         exchange.request(Request {
             id: 7,
             hz: 199,
-            duration: Duration::from_millis(800),
+            duration: length,
         });
         let _ = burner.join();
-        let profile = (0..50)
+        let profile = (0..80)
             .find_map(|_| {
                 std::thread::sleep(Duration::from_millis(100));
                 exchange
@@ -497,6 +539,7 @@ mod tests {
             .expect("the requested profile");
         stop.store(true, Ordering::Relaxed);
         let _ = profiler.join();
+        threads::tests::SILENT.store(-1, Ordering::Relaxed);
         assert_eq!(profile.hz, 199);
         // Other tests run in this process too: look at the burner's samples.
         let burner: Vec<&ProfileStack> = profile
@@ -510,11 +553,36 @@ mod tests {
             .filter(|s| s.frames.iter().any(|f| f.contains("burns_cpu")))
             .map(|s| s.count)
             .sum();
+        (total, burning)
+    }
+
+    #[test]
+    fn a_requested_profile_finds_the_function_that_burns_cpu() {
+        let (total, burning) = profile_a_burner(
+            Duration::from_millis(1200),
+            Duration::from_millis(800),
+            false,
+        );
         assert!(total >= 60, "{total} samples of the burner");
         assert!(
             f64::from(burning) >= 0.9 * f64::from(total),
-            "{burning} of {total} samples in burns_cpu: {:#?}",
-            &burner[..burner.len().min(3)]
+            "{burning} of {total} samples in burns_cpu"
+        );
+    }
+
+    #[test]
+    fn a_thread_whose_timer_stays_silent_is_still_profiled() {
+        // Judged after its first 20 periods of CPU (at the first rescan,
+        // 1 s in), then relayed for the rest of the request.
+        let (total, burning) = profile_a_burner(
+            Duration::from_millis(2800),
+            Duration::from_millis(2500),
+            true,
+        );
+        assert!(total >= 60, "{total} samples of the burner");
+        assert!(
+            f64::from(burning) >= 0.9 * f64::from(total),
+            "{burning} of {total} samples in burns_cpu"
         );
     }
 
@@ -522,9 +590,9 @@ mod tests {
     fn a_full_window_counts_what_it_cannot_keep() {
         let mut w = Window::new(None, 19, WINDOW);
         for i in 0..(MAX_STACKS + 10) {
-            w.add(vec![i, 1]);
+            w.add(vec![i, 1], 1);
         }
-        w.add(vec![0, 1]);
+        w.add(vec![0, 1], 1);
         assert_eq!(w.stacks.len(), MAX_STACKS);
         assert_eq!(w.dropped, 10);
         assert_eq!(w.samples, MAX_STACKS as u64 + 1);

@@ -1,6 +1,8 @@
 //! Per-thread CPU-time timers (`timer_create` on a thread's CPU clock with
 //! `SIGEV_THREAD_ID`): each fires a signal at its own thread every `1/hz`
-//! seconds of the CPU time that thread uses.
+//! seconds of the CPU time that thread uses; and whether a signal is still
+//! pending for a thread, for the direct signals that stand in for a timer
+//! that stays silent.
 
 /// A timer on one thread's CPU clock; deleted when dropped.
 #[derive(Debug)]
@@ -60,6 +62,33 @@ impl Drop for CpuTimer {
     }
 }
 
+/// Whether `signal` is pending for thread `tid` (its own or the process's
+/// pending set, `/proc/self/task/<tid>/status`); `None` if that cannot be
+/// read.
+pub(crate) fn signal_pending(tid: i32, signal: i32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
+    pending_in(&status, signal)
+}
+
+/// Whether `signal` is in the `SigPnd` or `ShdPnd` mask of a status file.
+fn pending_in(status: &str, signal: i32) -> Option<bool> {
+    let bit = 1u64.checked_shl(u32::try_from(signal).ok()?.checked_sub(1)?)?;
+    let mut found = false;
+    let mut pending = false;
+    for line in status.lines() {
+        let Some(mask) = line
+            .strip_prefix("SigPnd:")
+            .or_else(|| line.strip_prefix("ShdPnd:"))
+        else {
+            continue;
+        };
+        let mask = u64::from_str_radix(mask.trim(), 16).ok()?;
+        found = true;
+        pending |= mask & bit != 0;
+    }
+    found.then_some(pending)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +103,23 @@ mod tests {
         drop(timer);
         assert!(
             CpuTimer::new(i32::MAX, libc::SIGRTMAX()).is_none(),
+            "no such thread"
+        );
+    }
+
+    #[test]
+    fn pending_signals_are_read_from_both_masks() {
+        let status = "Name:\tx\nSigPnd:\t0000000000000000\nShdPnd:\t0000000800000000\nSigBlk:\t0\n";
+        assert_eq!(pending_in(status, 36), Some(true));
+        assert_eq!(pending_in(status, 35), Some(false));
+        let own = "SigPnd:\t0000000000000001\nShdPnd:\t0000000000000000\n";
+        assert_eq!(pending_in(own, 1), Some(true));
+        assert_eq!(pending_in("Name:\tx\n", 1), None);
+        assert_eq!(pending_in(own, 0), None);
+        let me = super::super::current_tid();
+        assert_eq!(signal_pending(me, libc::SIGRTMAX()), Some(false));
+        assert!(
+            !super::super::signal_thread(i32::MAX, libc::SIGRTMAX()),
             "no such thread"
         );
     }
