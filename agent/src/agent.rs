@@ -587,9 +587,9 @@ const HEAP_WINDOW_SAMPLES: u64 = 10;
 const HEAP_WINDOW_MIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// The longest heap window, whatever the sample interval.
 const HEAP_WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(60);
-/// How often sampled heap stacks are unwound.
+/// The longest wait between two unwindings of the sampled heap stacks.
 const HEAP_DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
-/// ... and while allocations come in bursts.
+/// The shortest, while samples come fast (see `Sites::next_drain`).
 const HEAP_DRAIN_BUSY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Unwinds the sampled heap stacks often enough that their slots come
@@ -604,19 +604,23 @@ fn drain_heap(
     let window = || heap_window(interval_us.load(Ordering::Relaxed));
     let mut wait = HEAP_DRAIN;
     let mut window_ends = Instant::now() + window();
+    let mut last_drain = Instant::now();
     while !stop(wait) {
         let mut sites = sites.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
         let drained = sites.drain();
         if Instant::now() >= window_ends {
             windows.put(sites.window());
             window_ends += window();
         }
         drop(sites);
-        wait = if crate::alloc::heap::Sites::busy(drained) {
-            HEAP_DRAIN_BUSY
-        } else {
-            HEAP_DRAIN
-        };
+        wait = crate::alloc::heap::Sites::next_drain(
+            now.duration_since(last_drain),
+            drained,
+            HEAP_DRAIN_BUSY,
+            HEAP_DRAIN,
+        );
+        last_drain = now;
     }
     // The partial window goes out with the sampler's last sample.
     let mut sites = sites.lock().unwrap_or_else(|p| p.into_inner());

@@ -499,6 +499,18 @@ mod tests {
     }
 
     #[test]
+    fn drains_come_as_often_as_the_stack_copies_need() {
+        use std::time::Duration;
+        let (short, long) = (Duration::from_millis(10), Duration::from_millis(100));
+        let ms = |d: Duration| d.as_millis();
+        assert_eq!(Sites::next_drain(long, 0, short, long), long);
+        // 1100 samples a second fill half of 128 copies in 58 ms.
+        assert_eq!(ms(Sites::next_drain(long, 110, short, long)), 58);
+        assert_eq!(Sites::next_drain(long, 10_000, short, long), short);
+        assert_eq!(Sites::next_drain(long, 3, short, long), long);
+    }
+
+    #[test]
     fn intervals_average_the_mean() {
         let mean = 1000u64;
         let n = 20_000;

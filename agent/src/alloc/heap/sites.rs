@@ -59,10 +59,24 @@ impl Sites {
         unsampled(|| self.drain_now())
     }
 
-    /// Whether a drain that unwound `drained` stacks saw a burst, after
-    /// which the next should come sooner.
-    pub(crate) fn busy(drained: usize) -> bool {
-        drained >= COPY_SLOTS / 4
+    /// The wait before the next drain, after one that unwound `drained`
+    /// stacks sampled over `since_last`: as long as samples at that rate
+    /// take to fill half the stack copies, between `shortest` and
+    /// `longest`. Every wake-up of the draining thread takes a CPU from the
+    /// service (and its caches), so it comes no more often than the copies
+    /// need.
+    pub(crate) fn next_drain(
+        since_last: std::time::Duration,
+        drained: usize,
+        shortest: std::time::Duration,
+        longest: std::time::Duration,
+    ) -> std::time::Duration {
+        if drained == 0 {
+            return longest;
+        }
+        let per_second = drained as f64 / since_last.as_secs_f64().max(1e-3);
+        std::time::Duration::from_secs_f64(COPY_SLOTS as f64 / 2.0 / per_second)
+            .clamp(shortest, longest)
     }
 
     fn drain_now(&mut self) -> usize {
