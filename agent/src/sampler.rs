@@ -184,7 +184,7 @@ impl Sampler {
 
     /// When the sampler thread must wake next. A blocking-pool probe may
     /// wait up to [`BLOCKING_SLACK`] past its time for the thread's next
-    /// wake-up (a lag probe's, at most 100 ms apart while idle), so it costs
+    /// wake-up (a lag probe's, at most `lag::IDLE_INTERVAL` apart while idle), so it costs
     /// no wake-up of its own.
     pub(crate) fn next_deadline(&self) -> Instant {
         self.watched

@@ -30,7 +30,7 @@ const NOT_POLLED: u64 = u64::MAX;
 /// 1 µs .. 60 s at 2 significant digits (1 % precision, ~22 KiB).
 const HIST_MAX_US: u64 = 60_000_000;
 /// Longest gap between probes while every worker is parked.
-pub(crate) const IDLE_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const IDLE_INTERVAL: Duration = Duration::from_millis(200);
 /// The longest gap between probes while idle, for a configured interval:
 /// [`IDLE_INTERVAL`] for the default, the interval itself (no back-off) for
 /// one set on purpose, which asks for the precision it costs.
