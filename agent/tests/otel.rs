@@ -107,34 +107,55 @@ fn metrics_and_a_parented_stall_span_reach_an_otlp_receiver() {
     // binary on a cold page cache), before which it sees no stall: this
     // test is about export and parenting.
     std::thread::sleep(Duration::from_millis(1500));
-    let (tx, rx) = std::sync::mpsc::channel();
-    rt.spawn(async move {
-        let span = tracing::info_span!("request", path = "/checkout");
-        let _entered = span.enter();
-        let cx = span.context();
-        let sc = cx.span().span_context().clone();
-        let _ = tx.send((sc.trace_id(), sc.span_id()));
-        slow_checkout();
-    });
-    let (trace_id, span_id) = rx.recv_timeout(Duration::from_secs(5)).expect("span ids");
-
-    let end = Instant::now() + Duration::from_secs(15);
-    let stall = loop {
-        let found = received
-            .traces
-            .lock()
-            .expect("lock")
-            .iter()
-            .flat_map(|t| &t.resource_spans)
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .find(|s| s.name == "tokio.stall")
-            .cloned();
-        if let Some(s) = found {
-            break s;
+    // This test is about export and parenting, not about catching every
+    // block (the stall-accuracy harness measures that): a block the
+    // watchdog misses on a starved CI machine is tried again, up to three
+    // times, and a failure says whether the agent saw a stall at all.
+    let mut seen_by_agent: Vec<String> = Vec::new();
+    let mut found = None;
+    for _attempt in 0..3 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let span = tracing::info_span!("request", path = "/checkout");
+            let _entered = span.enter();
+            let cx = span.context();
+            let sc = cx.span().span_context().clone();
+            let _ = tx.send((sc.trace_id(), sc.span_id()));
+            slow_checkout();
+        });
+        let (trace_id, span_id) = rx.recv_timeout(Duration::from_secs(5)).expect("span ids");
+        let end = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < end {
+            if let Some(sample) = agent.snapshot() {
+                for s in &sample.stalls {
+                    let what = format!("{} ms in {:?}", s.duration_us / 1000, s.blocking_function);
+                    if !seen_by_agent.contains(&what) {
+                        seen_by_agent.push(what);
+                    }
+                }
+            }
+            let span = received
+                .traces
+                .lock()
+                .expect("lock")
+                .iter()
+                .flat_map(|t| &t.resource_spans)
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .find(|s| s.name == "tokio.stall" && s.parent_span_id == span_id.to_bytes())
+                .cloned();
+            if let Some(span) = span {
+                found = Some((span, trace_id, span_id));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(Instant::now() < end, "no tokio.stall span arrived");
-        std::thread::sleep(Duration::from_millis(50));
+        if found.is_some() {
+            break;
+        }
+    }
+    let Some((stall, trace_id, span_id)) = found else {
+        panic!("no tokio.stall span arrived in three tries; stalls the agent reported: {seen_by_agent:?}");
     };
     assert_eq!(stall.trace_id, trace_id.to_bytes().to_vec(), "same trace");
     assert_eq!(
