@@ -85,6 +85,10 @@ impl Watchdog {
     /// for one long poll, even of a task that only yields and is polled
     /// again and again by itself.
     ///
+    /// A thread found in no task is between polls where polls are marked
+    /// (in none since now); without marks, nothing is known beyond the
+    /// counters (in one poll since the freeze).
+    ///
     /// Without marks, a thread seen in one task only since the freeze is
     /// taken to be in one poll since then; one seen in other tasks too went
     /// through polls: it is in one poll only since the first of the looks,
@@ -110,6 +114,13 @@ impl Watchdog {
             .retain(|_, look| now.duration_since(look.at) < TASK_LOOK_MEMORY);
         let marked = polled.mark != stack::PollMark::Unknown;
         if polled.task == 0 && !marked {
+            if cfg!(not(tokio_unstable)) {
+                // Where polls are marked, a thread found in no task is
+                // between polls (the runtime's own work between them): it
+                // went through polls since the freeze, and is in none now.
+                self.task_looks.remove(&tid);
+                return Some(now);
+            }
             return Some(since);
         }
         let look = match self.task_looks.get(&tid) {
