@@ -304,6 +304,76 @@ pub struct HeapResponse {
     pub top: Vec<TopFunction>,
 }
 
+/// `GET /api/v1/waits`: where the instrumented futures of a service
+/// waited over a span, by name and await point, and the stuck ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitsResponse {
+    /// Service name.
+    pub service: String,
+    /// Instances whose waits are summed.
+    pub instances: Vec<String>,
+    /// Start of the span covered by wait windows.
+    pub start_ms: u64,
+    /// End of the span.
+    pub end_ms: u64,
+    /// Await points the agents captured since they started.
+    pub captures: u64,
+    /// Captures they lost.
+    pub dropped: u64,
+    /// By name, most waiting first.
+    pub tasks: Vec<TaskWaits>,
+    /// Futures pending without a poll for longer than the agents' stuck
+    /// threshold, oldest first.
+    pub stuck: Vec<StuckEntry>,
+    /// `name;frames…;[kind] µs` lines (empty unless asked for).
+    pub folded: String,
+}
+
+/// Where the futures of one name waited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskWaits {
+    /// The instrumented name.
+    pub task: String,
+    /// Estimated µs waited in all over the span.
+    pub wait_us: u64,
+    /// Await points, most waiting first.
+    pub sites: Vec<WaitShare>,
+}
+
+/// One await point's share of a name's waiting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitShare {
+    /// `socket`, `timer`, `lock`, `channel`, `join`, `yield` or `other`.
+    pub kind: String,
+    /// "`orders::fetch_price` → `reqwest::Client::send`".
+    pub await_point: String,
+    /// Frames, innermost first.
+    pub frames: Vec<String>,
+    /// Estimated µs waited here.
+    pub wait_us: u64,
+    /// Of the name's waiting, 0 to 1.
+    pub share: f64,
+    /// Sampled waits behind the estimate.
+    pub waits: u64,
+}
+
+/// A stuck future, with its instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StuckEntry {
+    /// The instance it is in.
+    pub instance: String,
+    /// The instrumented name.
+    pub task: String,
+    /// How long it has been pending, ms.
+    pub pending_ms: u64,
+    /// What it waits on (empty if not known yet).
+    pub kind: String,
+    /// Its await point (empty if not known yet).
+    pub await_point: String,
+    /// Frames, innermost first.
+    pub frames: Vec<String>,
+}
+
 /// One line of a top-functions table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopFunction {

@@ -91,6 +91,33 @@ impl Sample {
                     })
                     .collect(),
             }),
+            waits: self.waits.as_ref().map(|w| pb::WaitProfile {
+                start_ms: w.start_ms,
+                end_ms: w.end_ms,
+                captures: w.captures,
+                dropped: w.dropped,
+                sites: w
+                    .sites
+                    .iter()
+                    .map(|s| pb::WaitSite {
+                        task: s.task.clone(),
+                        kind: s.kind.clone(),
+                        frames: s.frames.clone(),
+                        wait_us: s.wait_us,
+                        waits: s.waits,
+                    })
+                    .collect(),
+            }),
+            stuck: self
+                .stuck
+                .iter()
+                .map(|s| pb::StuckRequest {
+                    task: s.task.clone(),
+                    pending_ms: s.pending_ms,
+                    kind: s.kind.clone(),
+                    frames: s.frames.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -180,6 +207,33 @@ impl Sample {
                     })
                     .collect(),
             }),
+            waits: p.waits.map(|w| WaitProfile {
+                start_ms: w.start_ms,
+                end_ms: w.end_ms,
+                captures: w.captures,
+                dropped: w.dropped,
+                sites: w
+                    .sites
+                    .into_iter()
+                    .map(|s| WaitSite {
+                        task: s.task,
+                        kind: s.kind,
+                        frames: s.frames,
+                        wait_us: s.wait_us,
+                        waits: s.waits,
+                    })
+                    .collect(),
+            }),
+            stuck: p
+                .stuck
+                .into_iter()
+                .map(|s| StuckRequest {
+                    task: s.task,
+                    pending_ms: s.pending_ms,
+                    kind: s.kind,
+                    frames: s.frames,
+                })
+                .collect(),
         }
     }
 }
@@ -204,6 +258,7 @@ fn task_to_pb(t: &TaskSample) -> pb::TaskSample {
         poll: times(&t.poll),
         idle: times(&t.idle),
         first_poll_delay: times(&t.first_poll_delay),
+        stuck: t.stuck,
     }
 }
 
@@ -227,6 +282,7 @@ fn task_from_pb(t: pb::TaskSample) -> TaskSample {
         poll: times(t.poll),
         idle: times(t.idle),
         first_poll_delay: times(t.first_poll_delay),
+        stuck: t.stuck,
     }
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::TopFunction;
-use crate::sample::StallEvent;
+use crate::api::{TaskWaits, TopFunction};
+use crate::sample::{StallEvent, StuckRequest};
 
 /// Everything the rules look at: one instance over a window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,14 @@ pub struct Window {
     /// windows in the window (heap sampling on, two windows or more).
     #[serde(default)]
     pub heap: Option<HeapGrowth>,
+    /// Where instrumented requests waited over the window, by name and
+    /// await point (wait capture on).
+    #[serde(default)]
+    pub waits: Vec<TaskWaits>,
+    /// Futures pending without a poll for longer than the agent's stuck
+    /// threshold, as its latest sample in the window listed them.
+    #[serde(default)]
+    pub stuck: Vec<StuckRequest>,
 }
 
 /// Live heap bytes by allocation site at two moments.
@@ -109,13 +117,15 @@ pub enum Category {
     ExternalMemory,
     /// Tasks pile up without bound.
     UnboundedConcurrency,
+    /// Requests pending without a wake for longer than the stuck threshold.
+    StuckRequests,
     /// Nothing found.
     None,
 }
 
 impl Category {
     /// Every category, most specific first.
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::EventLoopBlocking,
         Category::LockContention,
         Category::CpuSaturation,
@@ -124,6 +134,7 @@ impl Category {
         Category::HeapLeak,
         Category::ExternalMemory,
         Category::UnboundedConcurrency,
+        Category::StuckRequests,
         Category::None,
     ];
 
@@ -144,6 +155,7 @@ impl Category {
             Category::HeapLeak => "heap-leak",
             Category::ExternalMemory => "external-memory",
             Category::UnboundedConcurrency => "unbounded-concurrency",
+            Category::StuckRequests => "stuck-requests",
             Category::None => "none",
         }
     }

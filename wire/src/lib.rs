@@ -21,6 +21,7 @@ pub mod frames;
 pub mod metric;
 pub mod sample;
 pub mod tasks;
+pub mod waits;
 
 pub use sample::*;
 

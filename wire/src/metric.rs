@@ -605,6 +605,18 @@ metric_table! {
             write: |t, v| t.slow_polls = whole(v),
         },
     },
+    /// Instrumented futures pending without a wake for longer than the
+    /// agent's stuck threshold (`stuck_after`), now.
+    TaskStuck {
+        series: "task_stuck", label: "stuck", unit: Unit::Count("{task}"), kind: Gauge,
+        field: "tasks[].stuck",
+        prometheus: Some("tokio_task_stuck"),
+        otlp: Some("tokio.task.stuck"),
+        source: Source::Task {
+            read: |t| Some(t.stuck as f64),
+            write: |t, v| t.stuck = whole(v),
+        },
+    },
     /// Time instrumented futures spent woken and waiting for a worker (cumulative).
     TaskScheduledTime {
         series: "task_scheduled_us", label: "scheduled", unit: Unit::Micros, kind: Counter,

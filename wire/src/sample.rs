@@ -68,6 +68,74 @@ pub struct Sample {
     /// sample's.
     #[serde(default)]
     pub last: bool,
+    /// Where instrumented futures waited over the interval, from sampled
+    /// captures of their await points (`None` when nothing was captured).
+    #[serde(default)]
+    pub waits: Option<WaitProfile>,
+    /// Instrumented futures pending without a poll for longer than the
+    /// stuck threshold at the end of the interval (see
+    /// `lagscope::Builder::stuck_after`), oldest first, at most
+    /// [`MAX_STUCK_LISTED`].
+    #[serde(default)]
+    pub stuck: Vec<StuckRequest>,
+}
+
+/// Stuck requests a sample lists at most; the count per name
+/// ([`TaskSample::stuck`]) covers them all.
+pub const MAX_STUCK_LISTED: usize = 64;
+
+/// Where instrumented futures waited over `[start_ms, end_ms]`: polls of
+/// instrumented futures are sampled, and a sampled poll that returns
+/// `Pending` records the await point the future registered its waker at;
+/// the time until the future's next poll is charged to that site, weighted
+/// by the inverse of the sampling rate so the totals estimate every wait.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WaitProfile {
+    /// Window start, ms since the Unix epoch.
+    pub start_ms: u64,
+    /// Window end, ms since the Unix epoch.
+    pub end_ms: u64,
+    /// Await points captured since the process started.
+    pub captures: u64,
+    /// Captures lost since the process started: no stack slot was free, or
+    /// the hand-over to the agent was full.
+    pub dropped: u64,
+    /// Sites by name, most wait first; beyond the agent's cap per name the
+    /// rest are summed into one [`OTHER_SITES`] site.
+    pub sites: Vec<WaitSite>,
+}
+
+/// One await point of one name, and the waits charged to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WaitSite {
+    /// The instrumented name (route, job kind).
+    pub task: String,
+    /// What the future waited on (see [`crate::waits::WaitKind`]).
+    pub kind: String,
+    /// Function names, innermost first: from the call that registered the
+    /// waker up to the instrumented future.
+    pub frames: Vec<String>,
+    /// Estimated time waited here over the window, µs.
+    pub wait_us: u64,
+    /// Sampled waits that ended over the window.
+    pub waits: u64,
+}
+
+/// A future pending without a poll for longer than the stuck threshold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StuckRequest {
+    /// The instrumented name.
+    pub task: String,
+    /// How long it has been pending, ms.
+    pub pending_ms: u64,
+    /// What it waits on (see [`crate::waits::WaitKind`]); empty if its
+    /// await point is not known yet.
+    pub kind: String,
+    /// Its await point, innermost first (empty if not known yet).
+    pub frames: Vec<String>,
 }
 
 /// The heap by allocation site, estimated from allocations sampled about
@@ -147,6 +215,10 @@ pub struct TaskSample {
     pub idle: Option<TaskTimes>,
     /// Per request: from instrumentation (creation) to first poll.
     pub first_poll_delay: Option<TaskTimes>,
+    /// Futures pending without a poll for longer than the stuck threshold,
+    /// at the end of the interval.
+    #[serde(default)]
+    pub stuck: u64,
 }
 
 /// Mean and 99th percentile of one per-request time over an interval.
@@ -698,11 +770,14 @@ impl Sample {
                     mean_us: 15,
                     p99_us: 60,
                 }),
+                stuck: 0,
             }],
             task_names_folded: 0,
             notices: Vec::new(),
             heap: None,
             last: false,
+            waits: None,
+            stuck: Vec::new(),
         }
     }
 }

@@ -208,11 +208,61 @@ fn heap() -> impl Strategy<Value = HeapProfile> {
         })
 }
 
+fn waits() -> impl Strategy<Value = WaitProfile> {
+    (
+        prop::array::uniform4(any::<u64>()),
+        prop::collection::vec(
+            (
+                ("[ -~]{1,16}", "[a-z ]{0,8}"),
+                prop::collection::vec("[ -~]{1,16}", 0..4),
+                any::<(u64, u64)>(),
+            ),
+            0..3,
+        ),
+    )
+        .prop_map(|(v, sites)| {
+            let mut waits = WaitProfile::default();
+            waits.start_ms = v[0];
+            waits.end_ms = v[1];
+            waits.captures = v[2];
+            waits.dropped = v[3];
+            waits.sites = sites
+                .into_iter()
+                .map(|((task, kind), frames, (wait_us, n))| {
+                    let mut site = WaitSite::default();
+                    site.task = task;
+                    site.kind = kind;
+                    site.frames = frames;
+                    site.wait_us = wait_us;
+                    site.waits = n;
+                    site
+                })
+                .collect();
+            waits
+        })
+}
+
+fn stuck() -> impl Strategy<Value = StuckRequest> {
+    (
+        ("[ -~]{1,16}", "[a-z ]{0,8}"),
+        any::<u64>(),
+        prop::collection::vec("[ -~]{1,16}", 0..4),
+    )
+        .prop_map(|((task, kind), pending_ms, frames)| {
+            let mut stuck = StuckRequest::default();
+            stuck.task = task;
+            stuck.kind = kind;
+            stuck.pending_ms = pending_ms;
+            stuck.frames = frames;
+            stuck
+        })
+}
+
 fn task() -> impl Strategy<Value = TaskSample> {
     let times = || prop::option::of(any::<(u64, u64)>());
     (
         "[ -~]{1,16}",
-        prop::array::uniform7(any::<u64>()),
+        prop::array::uniform8(any::<u64>()),
         (times(), times(), times(), times()),
     )
         .prop_map(|(name, v, (s, p, i, f))| {
@@ -234,6 +284,7 @@ fn task() -> impl Strategy<Value = TaskSample> {
                 task_sample.poll_us = v[4];
                 task_sample.idle_us = v[5];
                 task_sample.requests = v[6];
+                task_sample.stuck = v[7];
                 task_sample.scheduled = t(s);
                 task_sample.poll = t(p);
                 task_sample.idle = t(i);
@@ -266,6 +317,8 @@ fn sample() -> impl Strategy<Value = Sample> {
         (
             prop::option::of(heap()),
             prop::collection::vec("[ -~]{0,40}", 0..3),
+            prop::option::of(waits()),
+            prop::collection::vec(stuck(), 0..3),
         ),
     )
         .prop_map(
@@ -277,7 +330,7 @@ fn sample() -> impl Strategy<Value = Sample> {
                 (p, cpu_ratio, cores),
                 gauges,
                 (dropped, stalls, profiles, tasks, task_names_folded, c_heap),
-                (heap, notices),
+                (heap, notices, waits, stuck),
             )| {
                 {
                     let mut sample = Sample::default();
@@ -326,6 +379,8 @@ fn sample() -> impl Strategy<Value = Sample> {
                     sample.task_names_folded = task_names_folded;
                     sample.heap = heap;
                     sample.notices = notices;
+                    sample.waits = waits;
+                    sample.stuck = stuck;
                     sample
                 }
             },

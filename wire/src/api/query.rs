@@ -222,6 +222,23 @@ api_query! {
         to_ms: u64,
     }
 
+    /// `GET /api/v1/waits`: where instrumented futures waited, and the
+    /// stuck ones.
+    WaitsQuery {
+        /// The service (required).
+        service: String,
+        /// One instance, or all merged.
+        instance: String,
+        /// Only this instrumented name.
+        task: String,
+        /// Start of the span, ms since the Unix epoch.
+        from_ms: u64,
+        /// End of the span.
+        to_ms: u64,
+        /// `false`: shares and the stuck list only.
+        folded: bool,
+    }
+
     /// `GET /api/v1/doctor`: a diagnosis per instance.
     DoctorQuery {
         /// The service (required).
@@ -280,6 +297,8 @@ pub mod route {
     pub const PROFILE: &str = "/api/v1/profile";
     /// Heap profiles.
     pub const HEAP: &str = "/api/v1/heap";
+    /// Wait profiles and stuck requests.
+    pub const WAITS: &str = "/api/v1/waits";
     /// Diagnoses.
     pub const DOCTOR: &str = "/api/v1/doctor";
     /// OTLP/HTTP metrics in.
