@@ -203,6 +203,12 @@ impl AgentHandle {
         if let Some(windows) = heap_windows {
             sampler.set_heap_windows(windows);
         }
+        if options.wait_captures > 0 {
+            sampler.capture_waits(options.wait_captures);
+        }
+        if !options.stuck_after.is_zero() {
+            sampler.watch_stuck(options.stuck_after);
+        }
         #[cfg(target_os = "linux")]
         if !options.stall_threshold.is_zero() && !watches.is_empty() {
             let book = crate::watchdog::Book::default();

@@ -20,6 +20,8 @@
 //! | [`profile_hz`](Builder::profile_hz) (Linux) | 19 | `LAGSCOPE_PROFILE_HZ` |
 //! | [`heap_sample_bytes`](Builder::heap_sample_bytes) (Linux x86_64, glibc) | 512 KiB with [`Counting`](crate::alloc::Counting) installed | `LAGSCOPE_HEAP_SAMPLE` |
 //! | [`max_task_names`](Builder::max_task_names) | [`DEFAULT_MAX_TASK_NAMES`](crate::DEFAULT_MAX_TASK_NAMES) | `LAGSCOPE_MAX_TASK_NAMES` |
+//! | [`wait_captures_per_second`](Builder::wait_captures_per_second) | 32 | `LAGSCOPE_WAIT_CAPTURES` (`0` for off) |
+//! | [`stuck_after`](Builder::stuck_after) | [`DEFAULT_STUCK_AFTER`](crate::DEFAULT_STUCK_AFTER) | `LAGSCOPE_STUCK_AFTER` |
 //! | `otel` (cargo feature `otel`) | off | `LAGSCOPE_OTEL` (`http`, `grpc`, `off`) plus the standard `OTEL_*` variables |
 //!
 //! Durations in the environment are written `250ms`, `1s`, `2m`, `500us`.
@@ -205,6 +207,42 @@ impl Builder {
     #[cfg(target_os = "linux")]
     pub fn profile_hz(mut self, hz: u32) -> Self {
         self.options.profile_hz = hz;
+        self
+    }
+
+    /// Samples where instrumented futures ([`crate::instrument`],
+    /// [`crate::TaskMonitor`], the tower layer) wait: about `n` polls a
+    /// second that go `Pending` record the await point (the async call
+    /// chain, unwound without frame pointers) and the time until the next
+    /// poll, sent as wait profiles by name and site (socket, timer, lock,
+    /// channel, another task); `0` turns it off. More captures give tighter
+    /// shares sooner, for the agent's CPU naming them. At most 1000.
+    /// Default: 32. Environment: `LAGSCOPE_WAIT_CAPTURES`. Await points are
+    /// captured on Linux x86_64 with glibc.
+    ///
+    /// ```
+    /// let builder = lagscope::Builder::new().wait_captures_per_second(0);
+    /// # let _ = builder;
+    /// ```
+    pub fn wait_captures_per_second(mut self, n: u32) -> Self {
+        self.options.wait_captures = n;
+        self
+    }
+
+    /// How long an instrumented future may be pending without being polled
+    /// again before it is listed as stuck, with its name, age and await
+    /// point (`Sample::stuck`, counted per name). A future that keeps being
+    /// woken (a long-lived stream) is polled and never stuck. `Duration::ZERO`
+    /// turns the list off. Default: [`crate::DEFAULT_STUCK_AFTER`] (10 s).
+    /// Environment: `LAGSCOPE_STUCK_AFTER` (`30s`, `0` for off).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = lagscope::Builder::new().stuck_after(Duration::from_secs(30));
+    /// # let _ = builder;
+    /// ```
+    pub fn stuck_after(mut self, after: Duration) -> Self {
+        self.options.stuck_after = after;
         self
     }
 

@@ -78,7 +78,7 @@ pub use lagscope_wire::sample::{
 pub use options::MAX_STALL_THRESHOLD;
 pub use options::{
     DEFAULT_BUFFER_CAPACITY, DEFAULT_LAG_PROBE_INTERVAL, DEFAULT_SAMPLE_INTERVAL,
-    MAX_BUFFER_CAPACITY,
+    DEFAULT_STUCK_AFTER, MAX_BUFFER_CAPACITY,
 };
 #[cfg(target_os = "linux")]
 #[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]

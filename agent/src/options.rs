@@ -50,7 +50,15 @@ pub(crate) struct Options {
     pub(crate) max_task_names: usize,
     /// As asked for; `None`: [`Options::heap_sample`]'s default.
     pub(crate) heap_sample_bytes: Option<u64>,
+    /// Await points of instrumented futures captured a second (0: off).
+    pub(crate) wait_captures: u32,
+    /// How long an instrumented future is pending without a poll before it
+    /// is listed as stuck (zero: never).
+    pub(crate) stuck_after: Duration,
 }
+
+/// Default [`crate::Builder::stuck_after`].
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(10);
 
 impl Default for Options {
     fn default() -> Self {
@@ -72,6 +80,8 @@ impl Default for Options {
             profile_hz: crate::profiler::DEFAULT_PROFILE_HZ,
             max_task_names: crate::tasks::DEFAULT_MAX_TASK_NAMES,
             heap_sample_bytes: None,
+            wait_captures: crate::tasks::wait::DEFAULT_CAPTURES_PER_SECOND,
+            stuck_after: DEFAULT_STUCK_AFTER,
         }
     }
 }
@@ -93,6 +103,8 @@ impl std::fmt::Debug for Options {
             .field("profile_hz", &self.profile_hz);
         d.field("max_task_names", &self.max_task_names)
             .field("heap_sample_bytes", &self.heap_sample())
+            .field("wait_captures", &self.wait_captures)
+            .field("stuck_after", &self.stuck_after)
             .finish()
     }
 }
@@ -166,6 +178,16 @@ impl Options {
                     "{} is outside 1..={}",
                     self.max_task_names,
                     crate::tasks::MAX_TASK_NAMES
+                ),
+            });
+        }
+        if self.wait_captures > crate::tasks::wait::MAX_CAPTURES_PER_SECOND {
+            return Err(Error::InvalidConfig {
+                option: "wait_captures_per_second",
+                reason: format!(
+                    "{} is above {} (0 turns wait capture off)",
+                    self.wait_captures,
+                    crate::tasks::wait::MAX_CAPTURES_PER_SECOND
                 ),
             });
         }

@@ -1,7 +1,8 @@
 //! Everything the agent knows about the operating system, picked at this one
 //! point: thread ids, `/proc`, the C allocator's figures and, on Linux,
 //! another thread's stack by signal and per-thread CPU timers. Every `unsafe`
-//! block of the agent lives under this module, except the allocator's
+//! block of the agent lives under this module (with the one `RawWaker` vtable,
+//! [`waker`]), except the allocator's
 //! `GlobalAlloc` contract in [`crate::alloc`]; each carries a `// SAFETY:`
 //! comment (`clippy::undocumented_unsafe_blocks` is denied).
 //!
@@ -17,6 +18,7 @@ pub(crate) mod procfs;
 pub(crate) mod slots;
 #[cfg(tokio_unstable)]
 pub(crate) mod static_ref;
+pub(crate) mod waker;
 
 #[cfg(target_os = "linux")]
 pub use linux::stack;

@@ -13,6 +13,7 @@ pub(crate) mod poll;
 pub(crate) mod process;
 pub(crate) mod runtime;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,7 +22,7 @@ use self::lag::LagProbe;
 use self::memory::MemorySampler;
 use self::process::ProcessSampler;
 use self::runtime::RuntimeSampler;
-use crate::sample::Sample;
+use crate::sample::{Sample, StuckRequest, MAX_STUCK_LISTED};
 
 /// One watched runtime: its counters, its lag probe and its blocking-pool probe.
 pub(crate) struct Watched {
@@ -60,6 +61,11 @@ pub(crate) struct Sampler {
     #[cfg(target_os = "linux")]
     profiles: Option<std::sync::Arc<crate::profiler::Exchange>>,
     heap: Option<Arc<crate::alloc::heap::Windows>>,
+    /// Where instrumented futures wait (on unless switched off).
+    waits: Option<crate::tasks::wait::Waits>,
+    waits_drained_at: Instant,
+    /// Lists futures pending without a poll for longer than this.
+    stuck: Option<StuckWatch>,
     /// Memory as read when the agent began to stop (see [`Self::stopping`]).
     memory_at_stop: Option<crate::sample::MemorySample>,
 }
@@ -90,7 +96,65 @@ impl Sampler {
             #[cfg(target_os = "linux")]
             profiles: None,
             heap: None,
+            waits: None,
+            waits_drained_at: now,
+            stuck: None,
             memory_at_stop: None,
+        }
+    }
+
+    /// Lists futures pending without a poll for longer than `after`.
+    pub(crate) fn watch_stuck(&mut self, after: Duration) {
+        crate::tasks::stuck::enable(true);
+        self.stuck = Some(StuckWatch { after });
+    }
+
+    /// The stuck futures now: the list (oldest first, capped) and the
+    /// count per name.
+    fn stuck_now(&mut self) -> (Vec<StuckRequest>, HashMap<String, u64>) {
+        let Some(watch) = &self.stuck else {
+            return (Vec::new(), HashMap::new());
+        };
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        let mut names: HashMap<usize, Option<String>> = HashMap::new();
+        let mut listed = Vec::new();
+        for s in crate::tasks::stuck::scan(watch.after) {
+            let Some(name) = names
+                .entry(s.task)
+                .or_insert_with(|| crate::tasks::name_of(s.task))
+                .clone()
+            else {
+                continue;
+            };
+            *counts.entry(name.clone()).or_default() += 1;
+            if listed.len() >= MAX_STUCK_LISTED {
+                continue;
+            }
+            let mut r = StuckRequest::default();
+            r.task = name;
+            r.pending_ms = u64::try_from(s.pending.as_millis()).unwrap_or(u64::MAX);
+            if let Some((kind, frames)) = self
+                .waits
+                .as_ref()
+                .and_then(|w| (s.capture != 0).then(|| w.point_of(s.capture)).flatten())
+            {
+                r.kind = kind.name().to_string();
+                r.frames = frames;
+            }
+            listed.push(r);
+        }
+        (listed, counts)
+    }
+
+    /// Samples where instrumented futures wait, `per_second` captures a
+    /// second, from now on.
+    pub(crate) fn capture_waits(&mut self, per_second: u32) {
+        self.waits = crate::tasks::wait::Waits::start(per_second);
+        if self.waits.is_none() {
+            tracing::info!(
+                target: "lagscope",
+                "another agent of this process captures await points; this one sends none"
+            );
         }
     }
 
@@ -121,6 +185,13 @@ impl Sampler {
         for w in &mut self.watched {
             w.probe.collect();
             w.blocking.tick(now);
+        }
+        if let Some(waits) = &mut self.waits {
+            // Often enough that the stack copies come free between bursts.
+            if now >= self.waits_drained_at + waits.drain_every() {
+                waits.drain();
+                self.waits_drained_at = now;
+            }
         }
         let requested = Duration::from_micros(self.requested_interval_us.load(Relaxed))
             .clamp(MIN_SAMPLE_INTERVAL, MAX_SAMPLE_INTERVAL);
@@ -211,7 +282,15 @@ impl Sampler {
                 r
             })
             .collect();
-        let (tasks, task_names_folded) = self.tasks.sample();
+        let (mut tasks, task_names_folded) = self.tasks.sample();
+        if let Some(waits) = &mut self.waits {
+            // Probes answered since the last drain name their stuck futures.
+            waits.drain();
+        }
+        let (stuck, stuck_counts) = self.stuck_now();
+        for t in &mut tasks {
+            t.stuck = stuck_counts.get(&t.name).copied().unwrap_or(0);
+        }
         #[cfg(target_os = "linux")]
         crate::platform::stack::check_signal();
         let sample = {
@@ -246,10 +325,26 @@ impl Sampler {
             sample_.tasks = tasks;
             sample_.task_names_folded = task_names_folded;
             sample_.heap = self.heap.as_ref().and_then(|w| w.take());
+            sample_.waits = self
+                .waits
+                .as_mut()
+                .and_then(|w| w.window(crate::tasks::name_of));
+            sample_.stuck = stuck;
             sample_.notices = crate::notices::take();
             sample_
         };
         self.seq += 1;
         sample
+    }
+}
+
+/// The stuck list's threshold; registration stops with it.
+struct StuckWatch {
+    after: Duration,
+}
+
+impl Drop for StuckWatch {
+    fn drop(&mut self) {
+        crate::tasks::stuck::enable(false);
     }
 }

@@ -26,6 +26,8 @@
 
 #[cfg(feature = "tower")]
 pub mod route;
+pub(crate) mod stuck;
+pub(crate) mod wait;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -91,6 +93,8 @@ impl TaskMonitor {
             created: Instant::now(),
             first_poll: None,
             polled: Duration::ZERO,
+            waiting: None,
+            registration: None,
         };
         Instrumented {
             inner: TaskMonitorCore::instrument_with(timed, Core(entry)),
@@ -151,6 +155,10 @@ pin_project! {
         created: Instant,
         first_poll: Option<Instant>,
         polled: Duration,
+        // A sampled `Pending` whose wait ends at the next poll.
+        waiting: Option<wait::Waiting>,
+        // In the stuck registry since its first `Pending`.
+        registration: Option<stuck::Registration>,
     }
 }
 
@@ -166,8 +174,45 @@ impl<F: Future> Future for Timed<F> {
         // keep naming the caller's code, not lagscope's wrapper.
         let poll: fn(Pin<&mut F>, &mut Context<'_>) -> Poll<F::Output> =
             std::hint::black_box(F::poll);
-        let out = poll(this.future, cx);
+        // A poll the agent asked for, to see where a stuck future waits:
+        // its wait goes on.
+        let probe = this.registration.as_ref().is_some_and(|r| r.polled());
+        if !probe {
+            if let Some(waiting) = this.waiting.take() {
+                wait::ended(waiting, start);
+            }
+        }
+        let sampled = if probe {
+            Some(0)
+        } else {
+            wait::sample_this_poll()
+        };
+        let mut captured = 0;
+        let out = match sampled {
+            Some(weight) => {
+                let (out, waiting) =
+                    wait::poll_capturing(cx, weight, this.entry.order, |cx| poll(this.future, cx));
+                if let Some(waiting) = waiting {
+                    captured = waiting.id();
+                    if !probe {
+                        *this.waiting = Some(waiting);
+                    }
+                }
+                out
+            }
+            None => poll(this.future, cx),
+        };
         let end = Instant::now();
+        if out.is_pending() {
+            if this.registration.is_none() {
+                *this.registration = stuck::Registration::new(this.entry.order);
+            }
+            if let Some(r) = this.registration.as_ref() {
+                r.pending(end, cx.waker(), captured, probe);
+            }
+        } else {
+            *this.registration = None;
+        }
         *this.polled += end.saturating_duration_since(start);
         if out.is_ready() {
             // The wrapper publishes this task's scheduling log during the poll.
@@ -468,6 +513,15 @@ pub fn registry_footprint() -> (usize, usize) {
         .map(|e| per_entry + e.name.len())
         .sum::<usize>();
     (entries.len(), bytes)
+}
+
+/// The name of the entry first seen `order`-th.
+pub(crate) fn name_of(order: usize) -> Option<String> {
+    registry()
+        .entries()
+        .into_iter()
+        .find(|e| e.order == order)
+        .map(|e| e.name.to_string())
 }
 
 /// The sampler's view: turns cumulative readings into interval figures.

@@ -157,6 +157,29 @@ const ENV: &[(&str, EnvSetter)] = &[
         })?);
         Ok(())
     }),
+    ("LAGSCOPE_WAIT_CAPTURES", |b, v| {
+        b.wait_captures = v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n <= crate::tasks::wait::MAX_CAPTURES_PER_SECOND)
+            .ok_or_else(|| {
+                invalid(
+                    "LAGSCOPE_WAIT_CAPTURES",
+                    v,
+                    "expected await points captured a second, 0 (off) to 1000",
+                )
+            })?;
+        Ok(())
+    }),
+    ("LAGSCOPE_STUCK_AFTER", |b, v| {
+        b.stuck_after = if v.trim() == "0" {
+            Duration::ZERO
+        } else {
+            env_duration("LAGSCOPE_STUCK_AFTER", v)?
+        };
+        Ok(())
+    }),
     ("LAGSCOPE_MAX_TASK_NAMES", |b, v| {
         b.max_task_names = v.trim().parse().map_err(|_| {
             invalid(

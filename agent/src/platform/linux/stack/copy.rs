@@ -78,6 +78,15 @@ impl<const SLOTS: usize, const WORDS: usize> CopyPool<SLOTS, WORDS> {
         Some(i)
     }
 
+    /// Frees slot `i`, published by [`CopyPool::fill_own`] on this thread
+    /// and never handed to the reader (its capture was abandoned): no one
+    /// else can hold or read it.
+    pub(crate) fn discard(&self, i: usize) {
+        if let Some(slot) = self.slots.get(i) {
+            drop(slot.slot.ready());
+        }
+    }
+
     /// Unwinds slot `i` (see [`StackCopy::unwind`]) and frees it. A slot
     /// that is not ready gives `fp_frames` back. Only one thread may call
     /// this.

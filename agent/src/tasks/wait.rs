@@ -1,0 +1,584 @@
+//! Where instrumented futures wait: sampled captures of their await points.
+//!
+//! The instrumented wrapper owns the `Context` its future is polled with.
+//! On a sampled poll (about [`DEFAULT_CAPTURES_PER_SECOND`] a second, spread at
+//! random over the polls of every instrumented future) it hands the future
+//! a waker of its own over the real one. A leaf future that goes `Pending`
+//! clones the waker to be woken later: at that moment the whole async call
+//! chain, from the wrapper down to tokio's socket, timer or semaphore, is on
+//! this thread's stack. The clone copies the registers and the top of the
+//! stack into static memory (no allocation, no signal) and returns a plain
+//! clone of the real waker, so nothing of lagscope stays registered.
+//!
+//! If the poll returns `Pending`, the copy is handed to the agent, which
+//! unwinds it with the binaries' call-frame information (no frame pointers
+//! needed) and names it. The time from that `Pending` to the future's next
+//! poll is charged to the site, weighted by the sampling interval, so the
+//! totals estimate every wait and the shares stay unbiased.
+//!
+//! Bounded: captures per second adapt to the poll rate, stack copies and
+//! outstanding captures are fixed pools (what does not fit is counted in
+//! [`WaitProfile::dropped`]), sites are capped ([`MAX_SITES`], and
+//! [`WINDOW_SITES`] per name in a window).
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lagscope_wire::waits::{classify, WaitKind};
+use lagscope_wire::{WaitProfile, WaitSite, OTHER_SITES};
+
+/// Captures a second the sampling aims at by default, whatever the poll
+/// rate.
+pub(crate) const DEFAULT_CAPTURES_PER_SECOND: u32 = 32;
+/// Most captures a second that can be asked for.
+pub(crate) const MAX_CAPTURES_PER_SECOND: u32 = 1000;
+/// Distinct sites kept; waits at further new stacks count under
+/// [`OTHER_SITES`].
+pub(crate) const MAX_SITES: usize = 1024;
+/// Sites a window lists per name; the rest are summed into one.
+pub(crate) const WINDOW_SITES: usize = 16;
+/// Captures handed to the agent whose wait has not ended yet, kept at most
+/// (the oldest are forgotten first, and counted as dropped).
+const OUTSTANDING: usize = 4096;
+/// Ended waits waiting for the agent at most.
+const ENDED: usize = 4096;
+/// Frames kept per capture.
+const DEPTH: usize = 64;
+
+/// Whether polls are sampled: an agent that reads the captures runs.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Held by the one [`Waits`] of the process (it drains the static pools).
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+/// Mean polls between two sampled ones.
+static EVERY: AtomicU32 = AtomicU32::new(1);
+/// Polls of instrumented futures the sampled ones stood for, since the
+/// start: about every poll.
+static POLLS: AtomicU64 = AtomicU64::new(0);
+/// Captures handed to the agent, and those lost, since the start.
+static CAPTURES: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Capture ids.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Waits that ended: (capture id, nanoseconds).
+static ENDED_WAITS: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// xorshift state for the draw of sampled polls.
+    static SEED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Turns sampling on (an agent reads the captures) or off.
+pub(crate) fn enable(on: bool) {
+    ENABLED.store(on, Relaxed);
+}
+
+/// A sampled `Pending`: the capture the agent names, and when it began.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting {
+    id: u64,
+    since: Instant,
+}
+
+impl Waiting {
+    /// The capture's id.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// On every poll of an instrumented future: whether to sample this one,
+/// and if so its weight, the inverse of the chance it had. Each poll is
+/// drawn on its own (one step of a thread-local xorshift), so which polls
+/// are sampled owes nothing to the order polls come in.
+#[inline]
+pub(crate) fn sample_this_poll() -> Option<u32> {
+    if !ENABLED.load(Relaxed) {
+        return None;
+    }
+    let every = EVERY.load(Relaxed).max(1);
+    let x = SEED
+        .try_with(|s| {
+            let mut x = s.get();
+            if x == 0 {
+                x = (crate::platform::current_tid() as u32) | 1;
+            }
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            s.set(x);
+            x
+        })
+        .ok()?;
+    (x % every == 0).then(|| {
+        POLLS.fetch_add(u64::from(every), Relaxed);
+        every
+    })
+}
+
+/// Charges a sampled `Pending` with the wait that ends now (the future is
+/// polled again). Never blocks: if the agent holds the list, the wait is
+/// dropped and counted.
+pub(crate) fn ended(waiting: Waiting, now: Instant) {
+    let ns =
+        u64::try_from(now.saturating_duration_since(waiting.since).as_nanos()).unwrap_or(u64::MAX);
+    match ENDED_WAITS.try_lock() {
+        Ok(mut ended) if ended.len() < ENDED => ended.push((waiting.id, ns)),
+        _ => {
+            DROPPED.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Polls `poll` with a capturing waker over `cx`'s: a `Pending` with a
+/// captured await point gives the [`Waiting`] to charge at the next poll.
+pub(crate) fn poll_capturing<T>(
+    cx: &mut Context<'_>,
+    weight: u32,
+    task: usize,
+    poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+) -> (Poll<T>, Option<Waiting>) {
+    // The first clone is where the future registered to be woken; later
+    // ones (a `select!`'s other branches) are not taken.
+    let taken: OnceLock<Option<capture::Taken>> = OnceLock::new();
+    let on_clone = || {
+        taken.get_or_init(capture::take);
+    };
+    let out = crate::platform::waker::poll_with_clone_hook(cx, &on_clone, poll);
+    let taken = taken.into_inner().flatten();
+    if out.is_ready() {
+        return (out, None);
+    }
+    let Some(taken) = taken else {
+        return (out, None);
+    };
+    let id = NEXT_ID.fetch_add(1, Relaxed);
+    if !capture::publish(taken, id, weight, task) {
+        DROPPED.fetch_add(1, Relaxed);
+        return (out, None);
+    }
+    CAPTURES.fetch_add(1, Relaxed);
+    let waiting = Waiting {
+        id,
+        since: Instant::now(),
+    };
+    (out, Some(waiting))
+}
+
+/// Taking and handing over the stack copies: static memory, no allocation.
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+mod capture {
+    use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+    use crate::platform::slots::{self, Slot, Writing};
+    use crate::platform::stack;
+
+    /// Stack bytes copied per capture: an async call chain from a leaf's
+    /// waker registration up to the wrapper, a few KiB on release builds.
+    const COPY_BYTES: usize = 16 * 1024;
+    /// Captures waiting to be unwound (the agent unwinds them every sample;
+    /// drains them a quarter of the pool at a time).
+    pub(crate) const SLOTS: usize = 64;
+    /// Return addresses of the frame-pointer chain kept per capture.
+    const CHAIN: usize = 64;
+
+    static COPIES: stack::CopyPool<SLOTS, { COPY_BYTES / 8 }> = stack::CopyPool::new();
+
+    pub(crate) struct Raw {
+        slot: Slot,
+        pub(super) id: AtomicU64,
+        pub(super) weight: AtomicU32,
+        pub(super) task: AtomicUsize,
+        pc: AtomicUsize,
+        copy: AtomicUsize,
+        chain: [AtomicUsize; CHAIN],
+        chain_len: AtomicUsize,
+    }
+
+    pub(crate) static RAW: [Raw; SLOTS] = [const {
+        Raw {
+            slot: Slot::new(),
+            id: AtomicU64::new(0),
+            weight: AtomicU32::new(0),
+            task: AtomicUsize::new(0),
+            pc: AtomicUsize::new(0),
+            copy: AtomicUsize::new(0),
+            chain: [const { AtomicUsize::new(0) }; CHAIN],
+            chain_len: AtomicUsize::new(0),
+        }
+    }; SLOTS];
+
+    /// A capture held by the thread that took it until it is published;
+    /// dropped unpublished (its future did not wait), its slots come free.
+    pub(crate) struct Taken {
+        index: usize,
+        hold: Option<Writing<'static>>,
+    }
+
+    impl Drop for Taken {
+        fn drop(&mut self) {
+            if self.hold.is_some() {
+                if let Some(copy) = RAW[self.index].copy.load(Relaxed).checked_sub(1) {
+                    COPIES.discard(copy);
+                }
+            }
+        }
+    }
+
+    /// Copies this thread's registers and stack top into a free slot.
+    #[inline(never)]
+    pub(crate) fn take() -> Option<Taken> {
+        let top = stack::own_stack_top()?;
+        let (index, hold) = slots::claim_first(&RAW, |r| &r.slot)?;
+        let raw = &RAW[index];
+        let at = stack::own_registers();
+        raw.pc.store(at.pc, Relaxed);
+        let chain = stack::walk_own(at.fp, at.sp, top, &raw.chain);
+        raw.chain_len.store(chain, Relaxed);
+        raw.copy.store(0, Relaxed);
+        // Without a copy the slot goes back free as `hold` drops.
+        let copy = COPIES.fill_own(at.pc, at.sp, at.fp, top)? + 1;
+        raw.copy.store(copy, Relaxed);
+        Some(Taken {
+            index,
+            hold: Some(hold),
+        })
+    }
+
+    /// Hands a capture to the agent.
+    pub(crate) fn publish(mut taken: Taken, id: u64, weight: u32, task: usize) -> bool {
+        let raw = &RAW[taken.index];
+        raw.id.store(id, Relaxed);
+        raw.weight.store(weight, Relaxed);
+        raw.task.store(task, Relaxed);
+        match taken.hold.take() {
+            Some(hold) => {
+                hold.publish();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every published capture: (id, weight, task, addresses), freed.
+    pub(crate) fn drain(depth: usize) -> Vec<(u64, u32, usize, Vec<usize>)> {
+        let mut out = Vec::new();
+        for raw in &RAW {
+            let Some(_read) = raw.slot.ready() else {
+                continue;
+            };
+            let chain = raw.chain_len.load(Relaxed).min(CHAIN);
+            let fp_frames: Vec<usize> = std::iter::once(raw.pc.load(Relaxed))
+                .chain(raw.chain[..chain].iter().map(|a| a.load(Relaxed)))
+                .collect();
+            let addresses = match raw.copy.load(Relaxed).checked_sub(1) {
+                Some(c) => COPIES.unwind(c, &fp_frames, depth),
+                None => fp_frames,
+            };
+            out.push((
+                raw.id.load(Relaxed),
+                raw.weight.load(Relaxed),
+                raw.task.load(Relaxed),
+                addresses,
+            ));
+        }
+        out
+    }
+
+    /// Names for addresses, innermost first.
+    pub(crate) fn names(addresses: &[usize]) -> Vec<String> {
+        stack::symbolize(addresses)
+            .into_iter()
+            .map(|f| f.function.unwrap_or_else(|| format!("{:#x}", f.address)))
+            .collect()
+    }
+}
+
+/// Where stacks cannot be copied, nothing is captured.
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu")))]
+mod capture {
+    pub(crate) const SLOTS: usize = 64;
+
+    pub(crate) struct Taken;
+
+    pub(crate) fn take() -> Option<Taken> {
+        None
+    }
+
+    pub(crate) fn publish(_: Taken, _: u64, _: u32, _: usize) -> bool {
+        false
+    }
+
+    pub(crate) fn drain(_: usize) -> Vec<(u64, u32, usize, Vec<usize>)> {
+        Vec::new()
+    }
+
+    pub(crate) fn names(_: &[usize]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The frames of a capture that belong to the wait: from the call that
+/// cloned the waker (lagscope's own clone and capture dropped) out to the
+/// future the wrapper polls (the wrapper and the runtime above it dropped).
+fn wait_frames(mut names: Vec<String>) -> Vec<String> {
+    if let Some(i) = names.iter().position(|n| n.contains("waker::clone_waker")) {
+        names.drain(..=i);
+    }
+    // The waker's own `clone`, inlined or not, is not the await point.
+    while names
+        .first()
+        .is_some_and(|n| n.contains("core::task::wake::Waker") || n.starts_with("<&T as "))
+    {
+        names.remove(0);
+    }
+    // The wrapper's own frames (lagscope's, and the tokio-metrics timing it
+    // wraps futures in) and the runtime above them are not the wait's.
+    if let Some(end) = names.iter().position(|n| {
+        matches!(
+            lagscope_wire::frames::frame_crate(n),
+            Some("lagscope" | "tokio_metrics")
+        )
+    }) {
+        names.truncate(end);
+    }
+    names
+}
+
+/// One interned site: the wait's frames and kind.
+struct Site {
+    kind: WaitKind,
+    frames: Arc<[String]>,
+}
+
+/// The agent's side: names the captures and charges the waits that ended.
+/// One per process at a time (it drains the static pools).
+pub(crate) struct Waits {
+    sites: Vec<Site>,
+    by_frames: HashMap<Arc<[String]>, u32>,
+    /// Captures whose wait has not ended: id → (task, site, weight).
+    outstanding: BTreeMap<u64, (usize, u32, u32)>,
+    /// This window: (task, site) → (weighted ns, waits).
+    window: HashMap<(usize, u32), (u128, u64)>,
+    window_start_ms: u64,
+    /// Captures a second aimed at.
+    per_second: u32,
+    /// For the sampling interval's adjustment: polls counted then.
+    polls_then: u64,
+    adjusted_at: Instant,
+}
+
+/// The site index of [`OTHER_SITES`].
+const OTHER_SITE: u32 = u32::MAX;
+
+impl Waits {
+    /// Starts sampling polls, aiming at `per_second` captures a second;
+    /// sampling stops when this is dropped. `None` while another agent of
+    /// this process samples them.
+    pub(crate) fn start(per_second: u32) -> Option<Waits> {
+        if CLAIMED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return None;
+        }
+        EVERY.store(1, Relaxed);
+        enable(true);
+        Some(Waits {
+            sites: Vec::new(),
+            by_frames: HashMap::new(),
+            outstanding: BTreeMap::new(),
+            window: HashMap::new(),
+            window_start_ms: now_ms(),
+            per_second: per_second.clamp(1, MAX_CAPTURES_PER_SECOND),
+            polls_then: POLLS.load(Relaxed),
+            adjusted_at: Instant::now(),
+        })
+    }
+
+    /// Names the captures published so far and charges the waits that
+    /// ended; then sets the sampling interval for the next stretch.
+    pub(crate) fn drain(&mut self) {
+        for (id, weight, task, addresses) in capture::drain(DEPTH) {
+            let site = self.site_of(&addresses);
+            if self.outstanding.len() >= OUTSTANDING {
+                self.outstanding.pop_first();
+                DROPPED.fetch_add(1, Relaxed);
+            }
+            self.outstanding.insert(id, (task, site, weight));
+        }
+        let ended = std::mem::take(&mut *ENDED_WAITS.lock().unwrap_or_else(|p| p.into_inner()));
+        for (id, ns) in ended {
+            let Some((task, site, weight)) = self.outstanding.remove(&id) else {
+                continue;
+            };
+            if weight == 0 {
+                continue; // A stuck future's probe: no sampled wait.
+            }
+
+            let slot = self.window.entry((task, site)).or_default();
+            slot.0 += u128::from(ns) * u128::from(weight);
+            slot.1 += 1;
+        }
+        self.adjust();
+    }
+
+    /// How often [`Waits::drain`] must run for the stack copies to come
+    /// free: a quarter of the pool at the aimed rate.
+    pub(crate) fn drain_every(&self) -> Duration {
+        let quarter = (capture::SLOTS / 4) as f64;
+        Duration::from_secs_f64(quarter / f64::from(self.per_second))
+            .min(Duration::from_millis(250))
+    }
+
+    /// Aims the sampled polls at the rate asked for, from the polls of the
+    /// last stretch.
+    fn adjust(&mut self) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.adjusted_at);
+        if elapsed < Duration::from_millis(200) {
+            return;
+        }
+        let polls = POLLS.load(Relaxed);
+        let per_second = polls.saturating_sub(self.polls_then) as f64 / elapsed.as_secs_f64();
+        let every = f64::from(EVERY.load(Relaxed).max(1));
+        let next = (per_second / f64::from(self.per_second)).ceil().max(1.0);
+        // Halve at most per stretch while the rate falls, so a pause does
+        // not make the next burst sample every poll.
+        let next = next.max(every / 2.0).min(f64::from(u32::MAX / 4)) as u32;
+        EVERY.store(next.max(1), Relaxed);
+        self.polls_then = polls;
+        self.adjusted_at = now;
+    }
+
+    /// The kind and frames of capture `id`, if it is outstanding (its
+    /// future is still pending there).
+    pub(crate) fn point_of(&self, id: u64) -> Option<(WaitKind, Vec<String>)> {
+        let &(_, site, _) = self.outstanding.get(&id)?;
+        match self.sites.get(site as usize) {
+            Some(s) => Some((s.kind, s.frames.to_vec())),
+            None => Some((WaitKind::Other, vec![OTHER_SITES.to_string()])),
+        }
+    }
+
+    fn site_of(&mut self, addresses: &[usize]) -> u32 {
+        let frames: Arc<[String]> = wait_frames(capture::names(addresses)).into();
+        if let Some(&site) = self.by_frames.get(&frames) {
+            return site;
+        }
+        if self.sites.len() >= MAX_SITES {
+            return OTHER_SITE;
+        }
+        let site = self.sites.len() as u32;
+        self.sites.push(Site {
+            kind: classify(&frames),
+            frames: frames.clone(),
+        });
+        self.by_frames.insert(frames, site);
+        site
+    }
+
+    /// The waits that ended since the last window, by name and site, with
+    /// `name` giving each task's name; `None` when none ended.
+    pub(crate) fn window(&mut self, name: impl Fn(usize) -> Option<String>) -> Option<WaitProfile> {
+        self.drain();
+        let end_ms = now_ms();
+        let start_ms = std::mem::replace(&mut self.window_start_ms, end_ms);
+        if self.window.is_empty() {
+            return None;
+        }
+        let mut by_task: BTreeMap<usize, Vec<(u32, u128, u64)>> = BTreeMap::new();
+        for ((task, site), (ns, n)) in self.window.drain() {
+            by_task.entry(task).or_default().push((site, ns, n));
+        }
+        let mut profile = WaitProfile::default();
+        profile.start_ms = start_ms;
+        profile.end_ms = end_ms;
+        profile.captures = CAPTURES.load(Relaxed);
+        profile.dropped = DROPPED.load(Relaxed);
+        for (task, mut sites) in by_task {
+            let Some(task_name) = name(task) else {
+                continue;
+            };
+            sites.sort_by_key(|&(_, ns, _)| std::cmp::Reverse(ns));
+            let rest = sites.split_off(sites.len().min(WINDOW_SITES));
+            let mut listed: Vec<(u32, u128, u64)> = sites;
+            if !rest.is_empty() {
+                let (ns, n) = rest
+                    .iter()
+                    .fold((0u128, 0u64), |(a, b), &(_, ns, n)| (a + ns, b + n));
+                listed.push((OTHER_SITE, ns, n));
+            }
+            for (site, ns, n) in listed {
+                let mut s = WaitSite::default();
+                s.task = task_name.clone();
+                match self.sites.get(site as usize) {
+                    Some(known) => {
+                        s.kind = known.kind.name().to_string();
+                        s.frames = known.frames.to_vec();
+                    }
+                    None => {
+                        s.kind = WaitKind::Other.name().to_string();
+                        s.frames = vec![OTHER_SITES.to_string()];
+                    }
+                }
+                s.wait_us = u64::try_from(ns / 1000).unwrap_or(u64::MAX);
+                s.waits = n;
+                profile.sites.push(s);
+            }
+        }
+        Some(profile)
+    }
+}
+
+impl Drop for Waits {
+    fn drop(&mut self) {
+        enable(false);
+        // What is still published is the next reader's to drain.
+        CLAIMED.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn about_one_poll_in_every_is_sampled_with_that_weight() {
+        enable(true);
+        EVERY.store(16, Relaxed);
+        let sampled: Vec<u32> = (0..64_000).filter_map(|_| sample_this_poll()).collect();
+        enable(false);
+        assert!((3_400..4_600).contains(&sampled.len()), "{}", sampled.len());
+        assert!(sampled.iter().all(|&w| w == 16));
+    }
+
+    #[test]
+    fn wait_frames_drop_the_capture_and_the_runtime() {
+        let names = [
+            "lagscope::tasks::wait::capture::take",
+            "lagscope::platform::waker::clone_waker",
+            "<core::task::wake::Waker as core::clone::Clone>::clone",
+            "tokio::runtime::time::entry::TimerEntry::poll_elapsed",
+            "svc::backoff::{{closure}}",
+            "lagscope::tasks::wait::poll_capturing",
+            "<lagscope::tasks::Timed<F> as core::future::future::Future>::poll",
+            "tokio::runtime::task::harness::poll_future",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            wait_frames(names),
+            vec![
+                "tokio::runtime::time::entry::TimerEntry::poll_elapsed".to_string(),
+                "svc::backoff::{{closure}}".to_string(),
+            ]
+        );
+    }
+}
