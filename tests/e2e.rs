@@ -594,7 +594,7 @@ fn headless_demo_summarises_every_service() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for service in ["demo-api", "demo-blocking", "demo-leaky"] {
+    for service in ["demo-api", "demo-blocking", "demo-leaky", "demo-checkout"] {
         assert!(stdout.contains(service), "{stdout}");
     }
 }
@@ -739,6 +739,8 @@ fn batch(seq: u64) -> AgentMessage {
                 notices: vec![],
                 heap: None,
                 last: false,
+                waits: None,
+                stuck: vec![],
             }],
             flush: false,
         })),

@@ -10,11 +10,12 @@ use lagscope_collector::{summary, CollectorConfig};
 use lagscope_fixtures::scenario::Scenario;
 
 /// The demo's services: (fixture, service name).
-const DEMO: [(Scenario, &str); 4] = [
+const DEMO: [(Scenario, &str); 5] = [
     (Scenario::Healthy, "demo-api"),
     (Scenario::Healthy, "demo-api"),
     (Scenario::SleepInAsync, "demo-blocking"),
     (Scenario::HeapLeak, "demo-leaky"),
+    (Scenario::StuckRequests, "demo-checkout"),
 ];
 
 /// Fixture processes, killed when dropped.

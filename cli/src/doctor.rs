@@ -372,6 +372,7 @@ fn conclude(
                 blocking_flamegraph: blocking.as_deref(),
                 heap_growth_flamegraph: report::heap_growth_flamegraph(&response.windows, service)
                     .as_deref(),
+                wait_flamegraph: report::wait_flamegraph(&response.windows, service).as_deref(),
                 command,
             },
         );
@@ -439,13 +440,16 @@ impl Drop for Watched {
 }
 
 /// What doctor sets in the command it runs, unless the environment already
-/// says: samples every 500 ms (and so heap windows every 5 s), and heap
+/// says: samples every 500 ms (and so heap windows every 5 s), heap
 /// sampling on at its default interval even where the service's code
 /// turned it off (it runs where `lagscope::alloc::Counting` is the global
-/// allocator).
-const WATCH_SETTINGS: [(&str, &str); 2] = [
+/// allocator), wait capture on, and requests listed as stuck after 3 s
+/// without a wake rather than 10, so a short watch sees them.
+const WATCH_SETTINGS: [(&str, &str); 4] = [
     ("LAGSCOPE_SAMPLE_INTERVAL", "500ms"),
     ("LAGSCOPE_HEAP_SAMPLE", "512KiB"),
+    ("LAGSCOPE_WAIT_CAPTURES", "32"),
+    ("LAGSCOPE_STUCK_AFTER", "3s"),
 ];
 
 fn spawn(command: &[String], grpc_url: &str) -> Result<Child> {

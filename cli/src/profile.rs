@@ -96,6 +96,15 @@ pub struct FlamegraphArgs {
     /// bytes draw what grew since the previous window's end.
     #[arg(long, value_enum, conflicts_with = "blocking")]
     heap: Option<HeapArg>,
+    /// Draw where instrumented requests waited instead of CPU samples: each
+    /// name's waiting by await point and kind (socket, timer, lock,
+    /// channel, another task), weighted by time waited (pprof sample type
+    /// `wait_time`, ns).
+    #[arg(long, conflicts_with_all = ["blocking", "heap", "compare_previous", "base"])]
+    wait: bool,
+    /// With --wait: only the requests instrumented under this name.
+    #[arg(long, requires = "wait")]
+    task: Option<String>,
     /// Differential: compare with the window just before this one.
     #[arg(long, conflicts_with = "base")]
     compare_previous: bool,
@@ -168,6 +177,9 @@ pub fn flamegraph(args: FlamegraphArgs) -> Result<()> {
     let from = to.saturating_sub(window_ms);
     if let Some(heap) = args.heap {
         return heap_flamegraph(&args, heap.kind(), format, &client, from, to);
+    }
+    if args.wait {
+        return wait_flamegraph(&args, format, &client, from, to);
     }
     let (p, unit) = if args.blocking {
         (blocking(&client, t, from, to)?, "ms stalled")
@@ -346,6 +358,67 @@ fn heap_flamegraph(
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// `flamegraph --wait`: where instrumented requests waited over
+/// `[from, to]`, in µs by name, await point and kind.
+fn wait_flamegraph(
+    args: &FlamegraphArgs,
+    format: Format,
+    client: &Client,
+    from: u64,
+    to: u64,
+) -> Result<()> {
+    let t = &args.target;
+    let w = client
+        .waits(
+            &t.service,
+            t.instance.as_deref(),
+            args.task.as_deref(),
+            from,
+            to,
+            true,
+        )
+        .context("fetching the wait profile")?;
+    let folded = Folded::parse(&w.folded).context("the collector's folded stacks")?;
+    if folded.is_empty() {
+        bail!(
+            "no waits of instrumented requests{} for {} in the last {}; are requests wrapped              in lagscope::instrument (or the tower layer), and wait capture not off              (LAGSCOPE_WAIT_CAPTURES=0)?",
+            args.task
+                .as_deref()
+                .map(|n| format!(" named {n:?}"))
+                .unwrap_or_default(),
+            t.service,
+            lagscope_wire::duration::format(args.window)
+        );
+    }
+    let who = t.instance.clone().unwrap_or_else(|| w.instances.join(", "));
+    let title = match &args.task {
+        Some(task) => format!("{} / {who} — where {task} waits", t.service),
+        None => format!("{} / {who} — where requests wait", t.service),
+    };
+    let mut subtitle = format!(
+        "{}–{} UTC, µs waited from Pending to the next poll, estimated from {} sampled await points",
+        utc_hms(w.start_ms),
+        utc_hms(w.end_ms),
+        w.captures
+    );
+    if w.dropped > 0 {
+        subtitle.push_str(&format!(", {} lost", w.dropped));
+    }
+    let bytes = match format {
+        Format::Svg => flame::svg_counting(&folded, &title, &subtitle, "µs")?,
+        Format::Folded => folded.to_text().into_bytes(),
+        Format::Pprof => flame::wait_pprof_gz(&folded, w.start_ms, w.end_ms)?,
+    };
+    save(&t.output, &bytes)?;
+    eprintln!(
+        "wrote {} ({} await points, {:.1} s waited)",
+        t.output.display(),
+        folded.len(),
+        folded.total() as f64 / 1e6
+    );
+    Ok(())
+}
 
 fn heap_subtitle(h: &HeapResponse) -> String {
     let when = match h.kind {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lagscope_wire::api::query::{
     route, DoctorQuery, HeapQuery, ProfileQuery, ProfileRequestQuery, SampleIntervalQuery,
-    SeriesQuery, StallsQuery,
+    SeriesQuery, StallsQuery, WaitsQuery,
 };
 use lagscope_wire::api::{ProfileResponse, SeriesResponse, ServicesResponse, StallsResponse};
 use lagscope_wire::doctor::DoctorResponse;
@@ -194,6 +194,30 @@ impl Client {
             to_ms: Some(to_ms),
         };
         self.get_json(&route::with_query(route::HEAP, &q))
+    }
+
+    /// Where the instrumented futures of `service` waited over
+    /// `[from_ms, to_ms]`, by name and await point, and the stuck ones
+    /// (`GET /api/v1/waits`); only name `task` if given; with folded stacks
+    /// (counts in µs) if `folded`.
+    pub fn waits(
+        &self,
+        service: &str,
+        instance: Option<&str>,
+        task: Option<&str>,
+        from_ms: u64,
+        to_ms: u64,
+        folded: bool,
+    ) -> Result<lagscope_wire::api::WaitsResponse, ClientError> {
+        let q = WaitsQuery {
+            service: Some(service.into()),
+            instance: instance.map(String::from),
+            task: task.map(String::from),
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+            folded: Some(folded),
+        };
+        self.get_json(&route::with_query(route::WAITS, &q))
     }
 
     /// Like [`profile`](Self::profile) but without the folded stacks: just

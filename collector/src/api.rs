@@ -14,6 +14,7 @@
 //! | `GET /api/v1/doctor?service=S&instance=&window_ms=60000&windows=true` | diagnosis per instance over the last window (and the data it used) |
 //! | `GET /api/v1/profile?service=S&instance=&from_ms=&to_ms=&folded=false` | continuous CPU profile windows merged (folded stacks unless `folded=false`, and top functions) |
 //! | `GET /api/v1/heap?service=S&instance=&kind=inuse\|alloc&from_ms=&to_ms=` | heap bytes by allocation site (folded stacks, counts in bytes): in use at the last heap window of the span, or allocated over it |
+//! | `GET /api/v1/waits?service=S&instance=&task=&from_ms=&to_ms=&folded=` | where instrumented futures waited: each name's shares by await point and kind, the stuck futures of the latest samples, and (with `folded=true`) folded stacks in µs |
 //! | `POST /api/v1/services/{service}/instances/{instance}/profile?seconds=10&hz=199` | profile a connected agent now; answers when the profile arrives |
 //!
 //! With a token configured, everything but `/healthz` needs
@@ -42,7 +43,7 @@ use crate::record::Recorder;
 use crate::shared::Shared;
 use lagscope_wire::api::query::{
     route, ApiQuery, DoctorQuery, HeapQuery, MetricsQuery, ProfileQuery, ProfileRequestQuery,
-    SampleIntervalQuery, SeriesQuery, ServicesQuery, StallsQuery, UpdatesQuery,
+    SampleIntervalQuery, SeriesQuery, ServicesQuery, StallsQuery, UpdatesQuery, WaitsQuery,
 };
 use lagscope_wire::api::HeapKind;
 
@@ -78,6 +79,7 @@ impl Api {
             .route(route::UPDATES, get(updates))
             .route(route::PROFILE, get(profile))
             .route(route::HEAP, get(heap))
+            .route(route::WAITS, get(waits))
             .route(route::DOCTOR, get(doctor))
             .route(route::OTLP_METRICS, post(otlp_metrics))
             .route(route::INSTANCE_PROFILE, post(request_profile))
@@ -360,6 +362,37 @@ async fn heap(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
             top: m.folded.top_functions(TOP_FUNCTIONS),
             folded: m.folded.to_text(),
         })
+        .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no service {service:?} (or instance {instance:?}); see /api/v1/services\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn waits(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
+    let query: WaitsQuery = match params(raw) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
+    };
+    let Some(service) = &query.service else {
+        return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
+    };
+    let (from, to) = match window(query.from_ms, query.to_ms) {
+        Ok(w) => w,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let instance = query.instance.as_deref();
+    let found = api.shared.store().waits(service, instance, from, to);
+    match found {
+        Some((instances, m)) => Json(crate::waits::response(
+            service,
+            instances,
+            &m,
+            query.task.as_deref(),
+            query.folded.unwrap_or(false),
+        ))
         .into_response(),
         None => (
             StatusCode::NOT_FOUND,

@@ -17,6 +17,7 @@
 //! | `heap-leak` | Rust heap grows ≥ [`HEAP_GROWTH_PER_MIN`], ≥ [`HEAP_GROWTH_SHARE`] over the window, rising in ≥ [`HEAP_RISING_SHARE`] of steps; all of it again without its largest single step |
 //! | `external-memory` | RSS − Rust heap grows ≥ [`NATIVE_GROWTH_PER_MIN`] and [`NATIVE_GROWTH_MIN_BYTES`] while the heap grows below [`HEAP_FLAT_PER_MIN`] or [`HEAP_FLAT_SHARE`] of that; or the C heap grows as much and ≥ [`C_HEAP_OVER_RUST`] times the Rust heap's rate |
 //! | `unbounded-concurrency` | alive tasks grow ≥ [`TASKS_GROWTH_PER_MIN`] to ≥ [`TASKS_MIN_ALIVE`], by ≥ [`TASKS_GROWTH_FACTOR`] times |
+//! | `stuck-requests` | an instrumented future is pending without a wake past the agent's stuck threshold (critical from [`STUCK_CRITICAL`]) |
 //!
 //! Findings are ordered by severity, then by score.
 
@@ -38,6 +39,7 @@ mod requests;
 mod stalls;
 mod stats;
 pub mod thresholds;
+mod waits;
 
 use concurrency::*;
 use cpu::*;
@@ -48,6 +50,7 @@ use requests::*;
 use stalls::*;
 use stats::*;
 use thresholds::*;
+use waits::*;
 
 /// Runs every rule over `w`.
 pub fn diagnose(w: &Window) -> Diagnosis {
@@ -70,6 +73,7 @@ pub fn diagnose(w: &Window) -> Diagnosis {
     findings.extend(external_memory(w));
     findings.extend(c_heap_growth(w));
     findings.extend(unbounded_concurrency(w));
+    findings.extend(stuck_requests(w));
     // What hurts users now comes first; the score ranks within a severity.
     findings.sort_by(|a, b| {
         b.severity
@@ -101,28 +105,54 @@ fn healthy(w: &Window) -> Finding {
     }
     evidence.push(format!("{} stalls", w.stalls.len()));
     let idle = idle_requests(w);
+    // Where the idle names wait, by await point, where the agent captured it.
+    let mut points = Vec::new();
+    let mut kinds: Vec<lagscope_wire::waits::WaitKind> = Vec::new();
+    for t in task_splits(w).iter().filter(|t| t.idle >= TASK_IDLE_SHARE) {
+        if let Some((text, k)) = wait_points(w, &t.name) {
+            points.push(format!(
+                "requests to {} spend their waiting on {text}",
+                t.name
+            ));
+            for k in k {
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+        }
+    }
     let waiting = !idle.is_empty();
     evidence.extend(idle);
+    evidence.extend(points.iter().cloned());
+    let summary = match points.first() {
+        Some(first) => {
+            format!("No problem found in the runtime: it keeps up and memory is flat; {first}")
+        }
+        None if waiting => "No problem found in the runtime: it keeps up and memory is flat; \
+                            requests spend their time waiting outside it"
+            .into(),
+        None => "No problem found: the runtime keeps up, memory is flat".into(),
+    };
+    let recommendation = if !kinds.is_empty() {
+        format!(
+            "The runtime is not what makes these requests slow; their waits are: {}.",
+            advice_for(&kinds)
+        )
+    } else if waiting {
+        "The runtime is not what makes these requests slow: look at what they wait on \
+         (a database, a downstream call, a lock or channel) — a trace of one slow request \
+         shows which."
+            .into()
+    } else {
+        "Nothing to do. Keep the agent on to catch regressions.".into()
+    };
     Finding {
         category: Category::None,
         severity: Severity::Info,
         score: 0.0,
-        summary: if waiting {
-            "No problem found in the runtime: it keeps up and memory is flat; requests spend \
-             their time waiting outside it"
-                .into()
-        } else {
-            "No problem found: the runtime keeps up, memory is flat".into()
-        },
+        summary,
         evidence,
-        recommendation: if waiting {
-            "The runtime is not what makes these requests slow: look at what they wait on \
-             (a database, a downstream call, a lock or channel) — a trace of one slow request \
-             shows which."
-                .into()
-        } else {
-            "Nothing to do. Keep the agent on to catch regressions.".into()
-        },
+        recommendation,
         culprit: None,
     }
 }
@@ -740,6 +770,7 @@ mod tests {
             format!(
                 "alive tasks +≥ {TASKS_GROWTH_PER_MIN}/min to ≥ {TASKS_MIN_ALIVE}, growing ≥ {TASKS_GROWTH_FACTOR}× over the window"
             ),
+            format!("critical from {STUCK_CRITICAL} of them"),
         ] {
             assert!(readme.contains(&quote), "README.md does not say {quote:?}");
         }

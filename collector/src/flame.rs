@@ -338,6 +338,25 @@ pub fn heap_pprof_gz(
     encode_pprof(values.into_iter().map(|(s, v)| (s, v.to_vec())), &layout)
 }
 
+/// A gzipped pprof wait profile of `folded` (counts in µs): `waits` (the
+/// µs as counted) and `wait_time` in nanoseconds, as
+/// `go tool pprof -sample_index=wait_time` reads it.
+pub fn wait_pprof_gz(folded: &Folded, start_ms: u64, end_ms: u64) -> Result<Vec<u8>, FlameError> {
+    let stacks = folded.stacks.iter().map(|(stack, &us)| {
+        let us = i64::try_from(us).unwrap_or(i64::MAX);
+        (stack.as_str(), vec![us.saturating_mul(1000)])
+    });
+    let layout = Layout {
+        sample_types: &[("wait_time", "nanoseconds")],
+        default_type: None,
+        period_type: ("wait_time", "nanoseconds"),
+        period: 1,
+        start_ms,
+        end_ms,
+    };
+    encode_pprof(stacks, &layout)
+}
+
 /// What a pprof file's values are.
 struct Layout<'a> {
     /// (type, unit) of each value of a sample.

@@ -19,5 +19,6 @@ pub mod server;
 pub mod shared;
 pub mod store;
 pub mod summary;
+pub mod waits;
 
 pub use server::{start, start_with, CollectorConfig, RunningCollector, StartError, TlsFiles};

@@ -16,6 +16,9 @@ pub struct Extras<'a> {
     /// Heap growth flamegraph SVG (live bytes by site, first heap window
     /// against the last: see [`heap_growth_flamegraph`]).
     pub heap_growth_flamegraph: Option<&'a [u8]>,
+    /// Wait flamegraph SVG (where the slowest names' requests waited: see
+    /// [`wait_flamegraph`]).
+    pub wait_flamegraph: Option<&'a [u8]>,
     /// The command that was diagnosed, if any.
     pub command: Option<String>,
 }
@@ -53,6 +56,38 @@ pub fn heap_growth_flamegraph(windows: &[Window], service: &str) -> Option<Vec<u
         ),
         "bytes",
         false,
+    )
+    .ok()
+}
+
+/// Names whose waits the report's wait flamegraph draws: the slowest.
+const WAIT_NAMES: usize = 3;
+
+/// A flamegraph of where the requests of the [`WAIT_NAMES`] names that
+/// waited longest waited, in µs by name, await point and kind; `None`
+/// without captured waits.
+pub fn wait_flamegraph(windows: &[Window], service: &str) -> Option<Vec<u8>> {
+    let mut folded = crate::flame::Folded::default();
+    let mut names: Vec<&lagscope_wire::api::TaskWaits> =
+        windows.iter().flat_map(|w| w.waits.iter()).collect();
+    names.sort_by_key(|t| std::cmp::Reverse(t.wait_us));
+    for t in names.iter().take(WAIT_NAMES) {
+        for site in &t.sites {
+            let kind = format!("[{}]", site.kind);
+            let root_first = std::iter::once(t.task.as_str())
+                .chain(site.frames.iter().rev().map(String::as_str))
+                .chain(std::iter::once(kind.as_str()));
+            folded.add(root_first, site.wait_us.max(1));
+        }
+    }
+    if folded.is_empty() {
+        return None;
+    }
+    crate::flame::svg_counting(
+        &folded,
+        &format!("{service} — where requests wait"),
+        "µs waited from Pending to the next poll, by name and await point (sampled)",
+        "µs",
     )
     .ok()
 }
@@ -106,6 +141,7 @@ pub fn html(diagnoses: &[Diagnosis], windows: &[Window], extras: &Extras<'_>) ->
         if let Some(w) = windows.get(i) {
             charts(&mut out, w);
             tasks(&mut out, w);
+            waits(&mut out, w);
             stalls(&mut out, w);
         }
         out.push_str("</section>");
@@ -119,6 +155,10 @@ pub fn html(diagnoses: &[Diagnosis], windows: &[Window], extras: &Extras<'_>) ->
         (
             "Heap growth flamegraph (live bytes by allocation site: red grew, blue shrank)",
             extras.heap_growth_flamegraph,
+        ),
+        (
+            "Wait flamegraph (where requests waited, by time waited)",
+            extras.wait_flamegraph,
         ),
     ] {
         if let Some(svg) = svg {
@@ -299,6 +339,50 @@ fn tasks(out: &mut String, w: &Window) {
         );
     }
     out.push_str("</table>");
+}
+
+fn waits(out: &mut String, w: &Window) {
+    if !w.waits.is_empty() {
+        out.push_str(
+            "<h3>Where requests wait</h3><table class=tasks><tr><th>name</th><th>share</th>\
+             <th>kind</th><th>await point</th></tr>",
+        );
+        for t in w.waits.iter().take(10) {
+            for (i, site) in t.sites.iter().take(5).enumerate() {
+                let _ = write!(
+                    out,
+                    "<tr><td><code>{}</code></td><td>{:.0} %</td><td>{}</td><td><code>{}</code></td></tr>",
+                    if i == 0 { esc(&t.task) } else { String::new() },
+                    site.share * 100.0,
+                    esc(&site.kind),
+                    esc(&site.await_point)
+                );
+            }
+        }
+        out.push_str("</table>");
+    }
+    if !w.stuck.is_empty() {
+        out.push_str(
+            "<h3>Stuck requests (pending without a wake)</h3><table class=tasks><tr><th>name</th>\
+             <th>pending</th><th>kind</th><th>await point</th></tr>",
+        );
+        for s in w.stuck.iter().take(20) {
+            let at = if s.frames.is_empty() {
+                "not captured yet".to_string()
+            } else {
+                lagscope_wire::waits::await_point(&s.frames).label()
+            };
+            let _ = write!(
+                out,
+                "<tr><td><code>{}</code></td><td>{:.1} s</td><td>{}</td><td><code>{}</code></td></tr>",
+                esc(&s.task),
+                s.pending_ms as f64 / 1000.0,
+                esc(&s.kind),
+                esc(&at)
+            );
+        }
+        out.push_str("</table>");
+    }
 }
 
 fn stalls(out: &mut String, w: &Window) {

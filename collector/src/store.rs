@@ -8,6 +8,7 @@ pub mod heap;
 pub mod names;
 pub mod profiles;
 pub mod series;
+pub mod waits;
 pub mod windows;
 
 mod accounting;
@@ -30,6 +31,7 @@ use lagscope_wire::{Sample, StallEvent};
 use self::heap::{HeapKind, HeapMerged, HeapProfiles};
 use self::profiles::{Merged, Profiles};
 use self::series::{Series, SeriesLimits};
+use self::waits::{WaitProfiles, WaitsMerged};
 
 /// Bounds of the store. Every limit has a default and a collector flag.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +104,7 @@ struct Instance {
     stalls: Stalls,
     profiles: Profiles,
     heap: HeapProfiles,
+    waits: WaitProfiles,
 }
 
 /// How far ahead of the collector's clock a sample may be dated: a sender's
@@ -268,6 +271,7 @@ impl Store {
                     stalls: Stalls::default(),
                     profiles: Profiles::default(),
                     heap: HeapProfiles::default(),
+                    waits: WaitProfiles::default(),
                 }),
             );
         Ok(None)
@@ -333,6 +337,10 @@ impl Store {
         if let Some(heap) = &sample.heap {
             inst.heap.record(heap, sample.last);
         }
+        if let Some(waits) = &sample.waits {
+            inst.waits.record(waits);
+        }
+        inst.waits.set_stuck(&sample.stuck, sample.timestamp_ms);
         for notice in &sample.notices {
             let notices = &mut inst.info.notices;
             if notices.len() < lagscope_wire::api::MAX_NOTICES && !notices.contains(notice) {
@@ -348,6 +356,7 @@ impl Store {
             + inst.stalls.bytes
             + inst.profiles.bytes()
             + inst.heap.bytes()
+            + inst.waits.bytes()
             + sample_bytes(&sample);
         self.bytes = self.bytes - before + inst.bytes;
         let over = self.bytes.saturating_sub(config.max_history_bytes);
@@ -603,6 +612,30 @@ impl Store {
         (!names.is_empty()).then_some((names, merged))
     }
 
+    /// Where the instrumented futures of `service` (one instance, or all)
+    /// waited over `[from_ms, to_ms]`, and the stuck ones (see
+    /// [`WaitProfiles::merged`]), summed over instances; `None` if the
+    /// service (or instance) is unknown.
+    pub fn waits(
+        &self,
+        service: &str,
+        instance: Option<&str>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(Vec<String>, WaitsMerged)> {
+        let insts = self.services.get(service)?;
+        let mut names = Vec::new();
+        let mut merged = WaitsMerged::default();
+        for (id, inst) in insts {
+            if instance.is_some_and(|want| want != id) {
+                continue;
+            }
+            names.push(id.clone());
+            merged.absorb(inst.waits.merged(id, from_ms, to_ms));
+        }
+        (!names.is_empty()).then_some((names, merged))
+    }
+
     /// What the doctor looks at for one instance over `[from_ms, to_ms]`:
     /// its main-runtime series, stalls and CPU profile.
     pub fn doctor_window(
@@ -639,6 +672,7 @@ impl Store {
             .cloned()
             .collect();
         let merged = inst.profiles.merged(from_ms, to_ms);
+        let waits = inst.waits.merged(instance, from_ms, to_ms);
         Some(lagscope_wire::doctor::Window {
             service: service.to_string(),
             instance: instance.to_string(),
@@ -653,6 +687,8 @@ impl Store {
             top_user: merged.folded.top_user_functions(10),
             capabilities: inst.info.capabilities.clone(),
             heap: inst.heap.growth(from_ms, to_ms),
+            waits: crate::waits::response(service, Vec::new(), &waits, None, false).tasks,
+            stuck: waits.stuck.into_iter().map(|(_, s)| s).collect(),
         })
     }
 

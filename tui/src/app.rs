@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagscope_wire::api::{
-    HeapKind, ProfileResponse, SeriesResponse, ServicesResponse, StallRecord,
+    HeapKind, ProfileResponse, SeriesResponse, ServicesResponse, StallRecord, WaitsResponse,
 };
 use lagscope_wire::doctor::Diagnosis;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
@@ -53,6 +53,9 @@ pub enum Event {
     Diagnosis(Diagnosis),
     /// Heap sites of (service, instance), while the heap pane is shown.
     Heap(String, String, HeapSites),
+    /// Where the requests of (service, instance) waited, while the
+    /// requests pane is shown.
+    Waits(String, String, WaitsResponse),
 }
 
 /// What the poller should fetch besides the services listing.
@@ -65,6 +68,9 @@ struct Wanted {
     pan_ms: u64,
     /// Whether the heap pane is shown (its data is fetched only then).
     heap: bool,
+    /// Whether the requests pane is shown (its await points are fetched
+    /// only then).
+    waits: bool,
 }
 
 /// Runs the dashboard against `client` until the user quits. Fails with a
@@ -147,6 +153,7 @@ fn event_loop(
             window_ms: app.window().as_millis() as u64,
             pan_ms: app.pan_ms,
             heap: app.show_heap,
+            waits: app.show_tasks,
         };
         *wanted.lock().unwrap_or_else(|p| p.into_inner()) = next;
     }
@@ -170,6 +177,7 @@ pub fn apply(app: &mut App, event: Event) {
         Event::Profile(instance, profile) => app.set_profile(&instance, profile),
         Event::Diagnosis(d) => app.set_diagnosis(d),
         Event::Heap(service, instance, heap) => app.set_heap(&service, &instance, heap),
+        Event::Waits(service, instance, waits) => app.set_waits(&service, &instance, waits),
     }
 }
 
@@ -351,6 +359,11 @@ fn poll(
             let before = inuse(0, from_ms).ok();
             let sites = HeapSites::from_responses(&now, before.as_ref());
             send(tx, Event::Heap(service.clone(), instance.clone(), sites))?;
+        }
+    }
+    if w.waits {
+        if let Ok(waits) = client.waits(&service, Some(&instance), None, from_ms, to_ms, false) {
+            send(tx, Event::Waits(service.clone(), instance.clone(), waits))?;
         }
     }
     if let Ok(s) = client.stalls(&service, &instance, STALLS_SHOWN) {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use lagscope_wire::api::{
     Health, HeapResponse, ProfileResponse, SeriesResponse, ServicesResponse, StallRecord,
+    WaitsResponse,
 };
 use lagscope_wire::frames::{allocating_frame, function_name};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -80,6 +81,9 @@ pub struct App {
     pub show_heap: bool,
     /// Whether the requests pane (per task name) replaces the lower charts.
     pub show_tasks: bool,
+    /// Where the selected instance's requests waited, and the stuck ones,
+    /// while the requests pane is shown (fetched only then).
+    pub waits: Option<WaitsResponse>,
     /// The doctor's live diagnosis of the selected instance (last minute).
     pub diagnosis: Option<Diagnosis>,
     /// Index of the selected instance among the visible instance rows.
@@ -119,6 +123,7 @@ impl App {
             heap: None,
             show_heap: false,
             show_tasks: false,
+            waits: None,
             diagnosis: None,
             selected: 0,
             focus: Focus::List,
@@ -259,6 +264,17 @@ impl App {
         }
     }
 
+    /// Where the selected instance's requests waited (ignored if the
+    /// selection moved on).
+    pub fn set_waits(&mut self, service: &str, instance: &str, waits: WaitsResponse) {
+        if self
+            .selection()
+            .is_some_and(|(s, i)| s == service && i == instance)
+        {
+            self.waits = Some(waits);
+        }
+    }
+
     /// A new diagnosis for the selected instance (ignored if the selection moved on).
     pub fn set_diagnosis(&mut self, diagnosis: Diagnosis) {
         if self
@@ -286,6 +302,7 @@ impl App {
             self.stalls.clear();
             self.profile = None;
             self.heap = None;
+            self.waits = None;
             self.diagnosis = None;
         }
     }

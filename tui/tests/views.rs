@@ -404,6 +404,64 @@ fn t_shows_where_requests_wait() {
         "64/30/6 split: {screen}"
     );
     insta::assert_snapshot!(screen);
+    // Where they wait, by await point, and the stuck ones.
+    let share = |kind: &str, point: &str, share: f64| WaitShare {
+        kind: kind.into(),
+        await_point: point.into(),
+        frames: vec![],
+        wait_us: (share * 1e6) as u64,
+        share,
+        waits: 20,
+    };
+    let waits = WaitsResponse {
+        service: service.clone(),
+        instances: vec![instance.clone()],
+        start_ms: T0,
+        end_ms: T0 + 60_000,
+        captures: 900,
+        dropped: 0,
+        tasks: vec![TaskWaits {
+            task: "GET /orders/:id".into(),
+            wait_us: 1_000_000,
+            sites: vec![
+                share(
+                    "socket",
+                    "orders::fetch_price → tokio::net::TcpStream::read",
+                    0.58,
+                ),
+                share(
+                    "lock",
+                    "orders::acquire_slot → tokio::sync::Semaphore::acquire",
+                    0.27,
+                ),
+                share("timer", "orders::backoff → tokio::time::sleep", 0.15),
+            ],
+        }],
+        stuck: vec![StuckEntry {
+            instance: instance.clone(),
+            task: "POST /checkout".into(),
+            pending_ms: 12_000,
+            kind: "channel".into(),
+            await_point: "checkout::await_confirmation".into(),
+            frames: vec![],
+        }],
+        folded: String::new(),
+    };
+    apply(
+        &mut app,
+        Event::Waits(service.clone(), instance.clone(), waits),
+    );
+    let screen = render(&app, 110, 30);
+    assert!(
+        screen.contains("58 % socket   orders::fetch_price → tokio::net"),
+        "{screen}"
+    );
+    assert!(screen.contains("1 stuck"), "{screen}");
+    assert!(
+        screen.contains("channel at checkout::await_confirmation"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("t_shows_where_requests_wait_by_await_point", screen);
     key(&mut app, KeyCode::Char('t'));
     assert!(render(&app, 110, 30).contains("Queues"));
 }

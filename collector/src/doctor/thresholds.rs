@@ -105,3 +105,7 @@ pub const TASK_IDLE_SHARE: f64 = 0.8;
 /// A name taking this share of all requests' poll time is named as what
 /// keeps the workers busy.
 pub const TASK_POLL_SHARE: f64 = 0.5;
+/// An await point with this share of a name's waiting is named.
+pub const WAIT_POINT_SHARE: f64 = 0.05;
+/// Stuck requests at least this many make the finding critical.
+pub const STUCK_CRITICAL: usize = 10;

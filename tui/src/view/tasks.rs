@@ -1,10 +1,12 @@
 //! The requests pane (key `t`): per instrumented name, where its requests
 //! spent their time over the window — waiting for a worker (█), polled (▓),
 //! idle (░) — with requests per second and the highest per-interval p99 of
-//! one request's time waiting for a worker.
+//! one request's time waiting for a worker; below, where each name's
+//! requests waited by await point (wait capture) and the stuck requests.
 
+use lagscope_wire::api::WaitsResponse;
 use lagscope_wire::tasks::task_splits;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
@@ -26,6 +28,34 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         })
     });
     let title = " Requests — time waiting for a worker █, polled ▓, idle ░ ";
+    let waits = app.waits.as_ref().map(wait_lines).unwrap_or_default();
+    let area = if waits.is_empty() {
+        area
+    } else {
+        let table_rows = (splits.len() as u16 + 2).max(3);
+        let [table, below] =
+            Layout::vertical([Constraint::Length(table_rows), Constraint::Fill(1)]).areas(area);
+        frame.render_widget(
+            Paragraph::new(
+                waits
+                    .into_iter()
+                    .map(|(text, stuck)| {
+                        Line::from(Span::styled(
+                            text,
+                            if stuck { theme.warn() } else { theme.dim() },
+                        ))
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .block(
+                Block::default()
+                    .borders(Borders::TOP)
+                    .title(" Where they wait — share of each name's waiting, by await point "),
+            ),
+            below,
+        );
+        table
+    };
     if splits.is_empty() {
         frame.render_widget(
             Paragraph::new(Line::from(
@@ -81,4 +111,49 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     )
     .block(Block::default().borders(Borders::TOP).title(title));
     frame.render_widget(table, area);
+}
+
+/// Await points per name (up to three, most waiting first) and the stuck
+/// requests, as lines (`true`: a stuck one, drawn as a warning).
+fn wait_lines(w: &WaitsResponse) -> Vec<(String, bool)> {
+    let mut lines = Vec::new();
+    for t in &w.tasks {
+        for (i, site) in t.sites.iter().take(3).enumerate() {
+            let name = if i == 0 { t.task.as_str() } else { "" };
+            lines.push((
+                format!(
+                    "{name:<24.24} {:>3.0} % {:<8} {}",
+                    site.share * 100.0,
+                    site.kind,
+                    site.await_point
+                ),
+                false,
+            ));
+        }
+    }
+    if !w.stuck.is_empty() {
+        lines.push((
+            format!(
+                "{} stuck (pending without a wake past the agent's threshold):",
+                w.stuck.len()
+            ),
+            true,
+        ));
+        for s in w.stuck.iter().take(5) {
+            let at = if s.await_point.is_empty() {
+                "await point not captured yet".to_string()
+            } else {
+                format!("{} at {}", s.kind, s.await_point)
+            };
+            lines.push((
+                format!(
+                    "  {:<22.22} {:>6} {at}",
+                    s.task,
+                    format::micros(s.pending_ms as f64 * 1000.0)
+                ),
+                true,
+            ));
+        }
+    }
+    lines
 }
