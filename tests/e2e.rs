@@ -1465,6 +1465,100 @@ fn profile_and_flamegraph_commands_write_svg_folded_and_pprof() {
 }
 
 #[test]
+fn wait_profiles_and_stuck_requests_reach_the_api_flamegraph_and_pprof() {
+    require("go", "apt-get install golang-go");
+    let collector = Collector::start(&[]);
+    // Nothing turns wait capture on: it is the agent's default. A short
+    // stuck threshold, so the test need not wait 10 s.
+    let _svc = fixture(
+        "stuck-requests",
+        "e2e-waits",
+        &collector.grpc_url(),
+        &[("LAGSCOPE_STUCK_AFTER", "2s")],
+    );
+    collector.wait_for("e2e-waits", 1, Duration::from_secs(20));
+    let client = collector.client(None);
+    let api = client.url().to_string();
+    // Checkouts that never finish are listed with their await point within
+    // a few seconds of becoming stuck.
+    let waits = wait_until(Duration::from_secs(30), || {
+        let w = client
+            .waits("e2e-waits", None, None, 0, u64::MAX / 2, false)
+            .ok()?;
+        (w.stuck.iter().any(|s| !s.frames.is_empty()) && !w.tasks.is_empty()).then_some(w)
+    })
+    .expect("stuck checkouts listed with their await point");
+    let checkout = waits
+        .tasks
+        .iter()
+        .find(|t| t.task == "POST /checkout")
+        .expect("checkout waits");
+    assert_eq!(checkout.sites[0].kind, "socket", "{checkout:#?}");
+    for s in waits.stuck.iter().filter(|s| !s.frames.is_empty()) {
+        assert_eq!(
+            (s.task.as_str(), s.kind.as_str()),
+            ("POST /checkout", "channel"),
+            "{s:#?}"
+        );
+        assert!(s.await_point.starts_with("lagscope_fixtures::"), "{s:#?}");
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(LAGSCOPE)
+            .arg("flamegraph")
+            .args(args)
+            .args(["--collector", &api, "--service", "e2e-waits"])
+            .output()
+            .expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let svg = temp_path("waits.svg");
+    let (ok, err) = run(&["--wait", "-o", svg.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(
+        text.contains("where requests wait") && text.contains("POST /checkout"),
+        "{text:.400}"
+    );
+    let pprof = temp_path("waits.pb.gz");
+    let (ok, err) = run(&[
+        "--wait",
+        "--task",
+        "POST /checkout",
+        "-o",
+        pprof.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{err}");
+    let top = Command::new("go")
+        .args(["tool", "pprof", "-sample_index=wait_time", "-top"])
+        .arg(&pprof)
+        .output()
+        .expect("go tool pprof runs");
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    assert!(
+        text.contains("Type: wait_time") && text.contains("[socket]"),
+        "{text}"
+    );
+    let (ok, err) = run(&["--wait", "--task", "nobody", "-o", "x.svg"]);
+    assert!(
+        !ok && err.contains("no waits of instrumented requests named"),
+        "{err}"
+    );
+    let (ok, err) = run(&["--task", "x", "-o", "x.svg"]);
+    assert!(!ok && err.contains("--wait"), "{err}");
+    for f in [svg, pprof] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
 fn heap_flamegraphs_show_where_the_leaking_cache_allocates() {
     use prost::Message;
     use std::io::Read;
