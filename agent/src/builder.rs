@@ -221,8 +221,16 @@ impl Builder {
     /// captured on Linux x86_64 with glibc.
     ///
     /// ```
-    /// let builder = lagscope::Builder::new().wait_captures_per_second(0);
-    /// # let _ = builder;
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let too_many = lagscope::Agent::builder()
+    ///     .wait_captures_per_second(5_000)
+    ///     .start(rt.handle().clone());
+    /// assert!(too_many.is_err(), "at most 1000 a second");
+    /// let agent = lagscope::Agent::builder()
+    ///     .wait_captures_per_second(0) // off
+    ///     .start(rt.handle().clone())
+    ///     .unwrap();
+    /// # drop(agent);
     /// ```
     pub fn wait_captures_per_second(mut self, n: u32) -> Self {
         self.options.wait_captures = n;
@@ -238,8 +246,13 @@ impl Builder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let builder = lagscope::Builder::new().stuck_after(Duration::from_secs(30));
-    /// # let _ = builder;
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let agent = lagscope::Agent::builder()
+    ///     .stuck_after(Duration::from_secs(30))
+    ///     .start(rt.handle().clone())
+    ///     .unwrap();
+    /// assert!(agent.snapshot().is_none_or(|s| s.stuck.is_empty()));
+    /// # drop(agent);
     /// ```
     pub fn stuck_after(mut self, after: Duration) -> Self {
         self.options.stuck_after = after;
