@@ -462,7 +462,13 @@ impl Waits {
     }
 
     fn site_of(&mut self, addresses: &[usize]) -> u32 {
-        let frames: Arc<[String]> = wait_frames(capture::names(addresses)).into();
+        self.intern(wait_frames(capture::names(addresses)))
+    }
+
+    /// The site of a wait's frames, new ones numbered until [`MAX_SITES`];
+    /// beyond it, [`OTHER_SITE`].
+    fn intern(&mut self, frames: Vec<String>) -> u32 {
+        let frames: Arc<[String]> = frames.into();
         if let Some(&site) = self.by_frames.get(&frames) {
             return site;
         }
@@ -557,6 +563,46 @@ mod tests {
         enable(false);
         assert!((3_400..4_600).contains(&sampled.len()), "{}", sampled.len());
         assert!(sampled.iter().all(|&w| w == 16));
+    }
+
+    #[test]
+    fn sites_are_capped_and_waits_beyond_the_cap_are_summed() {
+        // Built by hand, not started: no sampling is switched on.
+        let mut w = Waits {
+            sites: Vec::new(),
+            by_frames: HashMap::new(),
+            outstanding: BTreeMap::new(),
+            window: HashMap::new(),
+            window_start_ms: 0,
+            per_second: DEFAULT_CAPTURES_PER_SECOND,
+            polls_then: 0,
+            adjusted_at: Instant::now(),
+        };
+        // 10,000 distinct await paths (ids in a function name, say).
+        let sites: Vec<u32> = (0..10_000)
+            .map(|i| w.intern(vec!["tokio::time::x".into(), format!("svc::path_{i}")]))
+            .collect();
+        assert_eq!(w.sites.len(), MAX_SITES);
+        assert_eq!(
+            sites.iter().filter(|&&s| s == OTHER_SITE).count(),
+            10_000 - MAX_SITES
+        );
+        assert_eq!(
+            w.intern(vec!["tokio::time::x".into(), "svc::path_7".into()]),
+            7
+        );
+        // A window lists at most WINDOW_SITES per name, the rest summed.
+        for (i, &site) in sites.iter().enumerate().take(100) {
+            w.window.insert((0, site), (1_000_000 * (i as u128 + 1), 1));
+        }
+        let profile = w.window(|_| Some("GET /".into())).expect("waits");
+        assert_eq!(profile.sites.len(), WINDOW_SITES + 1);
+        let rest = profile.sites.last().expect("the rest");
+        assert_eq!(rest.frames, [OTHER_SITES]);
+        assert_eq!(rest.waits, 100 - WINDOW_SITES as u64);
+        // Never started: dropping it would switch sampling off for the
+        // other tests of this binary.
+        std::mem::forget(w);
     }
 
     #[test]
