@@ -41,8 +41,11 @@ pub(crate) struct Tracked {
     probe: AtomicBool,
     /// Probes sent, so one that does not answer is not sent again.
     probed: AtomicU64,
-    /// The waker of its last `Pending`.
+    /// The waker of its last `Pending`, and that waker's data and vtable
+    /// addresses, to tell without the lock that a `Pending` kept it.
     waker: Mutex<Option<Waker>>,
+    waker_data: AtomicUsize,
+    waker_vtable: AtomicUsize,
     /// Its slot in its shard.
     slot: AtomicUsize,
 }
@@ -103,6 +106,8 @@ impl Registration {
             probe: AtomicBool::new(false),
             probed: AtomicU64::new(0),
             waker: Mutex::new(None),
+            waker_data: AtomicUsize::new(0),
+            waker_vtable: AtomicUsize::new(0),
             slot: AtomicUsize::new(usize::MAX),
         });
         let mut slots = reg.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
@@ -140,10 +145,18 @@ impl Registration {
         } else if capture != 0 {
             self.tracked.capture.store(capture, Relaxed);
         }
-        let mut kept = self.tracked.waker.lock().unwrap_or_else(|p| p.into_inner());
-        if !kept.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *kept = Some(waker.clone());
+        // A task's waker is the same poll after poll: then nothing to do.
+        let data = waker.data() as usize;
+        let vtable = std::ptr::from_ref(waker.vtable()) as usize;
+        if self.tracked.waker_data.load(Relaxed) == data
+            && self.tracked.waker_vtable.load(Relaxed) == vtable
+        {
+            return;
         }
+        let mut kept = self.tracked.waker.lock().unwrap_or_else(|p| p.into_inner());
+        *kept = Some(waker.clone());
+        self.tracked.waker_data.store(data, Relaxed);
+        self.tracked.waker_vtable.store(vtable, Relaxed);
     }
 }
 

@@ -55,6 +55,8 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static CLAIMED: AtomicBool = AtomicBool::new(false);
 /// Mean polls between two sampled ones.
 static EVERY: AtomicU32 = AtomicU32::new(1);
+/// A poll is sampled when its draw is at most this: `u32::MAX / EVERY`.
+static BELOW: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Polls of instrumented futures the sampled ones stood for, since the
 /// start: about every poll.
 static POLLS: AtomicU64 = AtomicU64::new(0);
@@ -99,7 +101,7 @@ pub(crate) fn sample_this_poll() -> Option<u32> {
     if !ENABLED.load(Relaxed) {
         return None;
     }
-    let every = EVERY.load(Relaxed).max(1);
+    let below = BELOW.load(Relaxed);
     let x = SEED
         .try_with(|s| {
             let mut x = s.get();
@@ -113,10 +115,18 @@ pub(crate) fn sample_this_poll() -> Option<u32> {
             x
         })
         .ok()?;
-    (x % every == 0).then(|| {
+    (x <= below).then(|| {
+        let every = EVERY.load(Relaxed).max(1);
         POLLS.fetch_add(u64::from(every), Relaxed);
         every
     })
+}
+
+/// Sets the mean polls between sampled ones, and the draw's bound.
+fn set_every(every: u32) {
+    let every = every.max(1);
+    EVERY.store(every, Relaxed);
+    BELOW.store(u32::MAX / every, Relaxed);
 }
 
 /// Charges a sampled `Pending` with the wait that ends now (the future is
@@ -382,7 +392,7 @@ impl Waits {
         if CLAIMED.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return None;
         }
-        EVERY.store(1, Relaxed);
+        set_every(1);
         enable(true);
         Some(Waits {
             sites: Vec::new(),
@@ -446,7 +456,7 @@ impl Waits {
         // Halve at most per stretch while the rate falls, so a pause does
         // not make the next burst sample every poll.
         let next = next.max(every / 2.0).min(f64::from(u32::MAX / 4)) as u32;
-        EVERY.store(next.max(1), Relaxed);
+        set_every(next);
         self.polls_then = polls;
         self.adjusted_at = now;
     }
@@ -558,7 +568,7 @@ mod tests {
     #[test]
     fn about_one_poll_in_every_is_sampled_with_that_weight() {
         enable(true);
-        EVERY.store(16, Relaxed);
+        set_every(16);
         let sampled: Vec<u32> = (0..64_000).filter_map(|_| sample_this_poll()).collect();
         enable(false);
         assert!((3_400..4_600).contains(&sampled.len()), "{}", sampled.len());
