@@ -305,12 +305,10 @@ async fn profile(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
         Ok(q) => q,
         Err(bad) => return bad.into_response(),
     };
-    let Some(service) = &query.service else {
-        return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
-    };
-    let (from, to) = match window(query.from_ms, query.to_ms) {
-        Ok(w) => w,
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    let (service, from, to) = match service_span(query.service.as_ref(), query.from_ms, query.to_ms)
+    {
+        Ok(found) => found,
+        Err(bad) => return bad.into_response(),
     };
     let instance = query.instance.as_deref();
     let found = api.shared.store().profile(service, instance, from, to);
@@ -322,11 +320,7 @@ async fn profile(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
             }
             Json(response).into_response()
         }
-        None => (
-            StatusCode::NOT_FOUND,
-            format!("no service {service:?} (or instance {instance:?}); see /api/v1/services\n"),
-        )
-            .into_response(),
+        None => unknown_service(service, instance),
     }
 }
 
@@ -335,14 +329,12 @@ async fn heap(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
         Ok(q) => q,
         Err(bad) => return bad.into_response(),
     };
-    let Some(service) = &query.service else {
-        return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
+    let (service, from, to) = match service_span(query.service.as_ref(), query.from_ms, query.to_ms)
+    {
+        Ok(found) => found,
+        Err(bad) => return bad.into_response(),
     };
     let kind = query.kind.unwrap_or(HeapKind::Inuse);
-    let (from, to) = match window(query.from_ms, query.to_ms) {
-        Ok(w) => w,
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
-    };
     let instance = query.instance.as_deref();
     let found = api
         .shared
@@ -363,12 +355,32 @@ async fn heap(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
             folded: m.folded.to_text(),
         })
         .into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            format!("no service {service:?} (or instance {instance:?}); see /api/v1/services\n"),
-        )
-            .into_response(),
+        None => unknown_service(service, instance),
     }
+}
+
+/// The service a span query names, and its span; the answer to give when
+/// the service is missing or the span is bad.
+fn service_span(
+    service: Option<&String>,
+    from_ms: Option<u64>,
+    to_ms: Option<u64>,
+) -> Result<(&String, u64, u64), (StatusCode, String)> {
+    let Some(service) = service else {
+        return Err((StatusCode::BAD_REQUEST, "give ?service=NAME\n".into()));
+    };
+    match window(from_ms, to_ms) {
+        Ok((from, to)) => Ok((service, from, to)),
+        Err(e) => Err((StatusCode::BAD_REQUEST, e)),
+    }
+}
+
+fn unknown_service(service: &str, instance: Option<&str>) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("no service {service:?} (or instance {instance:?}); see /api/v1/services\n"),
+    )
+        .into_response()
 }
 
 async fn waits(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
@@ -376,12 +388,10 @@ async fn waits(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
         Ok(q) => q,
         Err(bad) => return bad.into_response(),
     };
-    let Some(service) = &query.service else {
-        return (StatusCode::BAD_REQUEST, "give ?service=NAME\n").into_response();
-    };
-    let (from, to) = match window(query.from_ms, query.to_ms) {
-        Ok(w) => w,
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    let (service, from, to) = match service_span(query.service.as_ref(), query.from_ms, query.to_ms)
+    {
+        Ok(found) => found,
+        Err(bad) => return bad.into_response(),
     };
     let instance = query.instance.as_deref();
     let found = api.shared.store().waits(service, instance, from, to);
@@ -394,11 +404,7 @@ async fn waits(State(api): State<Api>, RawQuery(raw): RawQuery) -> Response {
             query.folded.unwrap_or(false),
         ))
         .into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            format!("no service {service:?} (or instance {instance:?}); see /api/v1/services\n"),
-        )
-            .into_response(),
+        None => unknown_service(service, instance),
     }
 }
 
