@@ -181,6 +181,9 @@ fn stuck_requests_are_listed_with_their_await_point_and_streams_are_not() {
     let agent = Agent::builder()
         .sample_interval(Duration::from_millis(200))
         .stuck_after(STUCK_AFTER)
+        // Every poll sampled: the one that ends the back-off and goes on to
+        // the answer is, too.
+        .wait_captures_per_second(1000)
         .start(rt.handle().clone())
         .expect("start");
     // Long-lived streams, woken every 200 ms: never stuck.
@@ -196,10 +199,11 @@ fn stuck_requests_are_listed_with_their_await_point_and_streams_are_not() {
     rt.spawn(async {
         for i in 0..100u32 {
             tokio::spawn(lagscope::instrument("waits: sometimes stuck", async move {
+                // A poll that ends a timer clones the waker in the timer
+                // first: the wait is where the poll ends.
+                back_off().await;
                 if i % 10 == 3 {
                     await_an_answer_never_sent().await;
-                } else {
-                    back_off().await;
                 }
             }));
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -10,6 +10,13 @@
 //! stack into static memory (no allocation, no signal) and returns a plain
 //! clone of the real waker, so nothing of lagscope stays registered.
 //!
+//! A poll may clone the waker more than once: a timer registers before it
+//! looks whether it has fired, so a poll that finishes a `sleep` and then
+//! waits on a channel clones it in the sleep first; `timeout` registers its
+//! future's wait, then its timer. The first clone and the last are both
+//! copied, and the wait is the first unless that is a timer's and the last
+//! is not ([`choose`]): a timer beside another wait is a deadline on it.
+//!
 //! If the poll returns `Pending`, the copy is handed to the agent, which
 //! unwinds it with the binaries' call-frame information (no frame pointers
 //! needed) and names it. The time from that `Pending` to the future's next
@@ -24,7 +31,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -151,24 +158,40 @@ pub(crate) fn poll_capturing<T>(
     task: usize,
     poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
 ) -> (Poll<T>, Option<Waiting>) {
-    // The first clone is where the future registered to be woken; later
-    // ones (a `select!`'s other branches) are not taken.
-    let taken: OnceLock<Option<capture::Taken>> = OnceLock::new();
+    // The first clone and the last (see the module's text on which is the
+    // wait). A clone while another is being copied (a context lent to
+    // another thread) is not taken.
+    let taken: Mutex<Clones> = Mutex::new(Clones {
+        first: None,
+        last: None,
+    });
     let on_clone = || {
-        taken.get_or_init(capture::take);
+        if let Ok(mut clones) = taken.try_lock() {
+            if clones.first.is_none() {
+                clones.first = capture::take();
+            } else {
+                // The previous last comes free before the next is taken.
+                clones.last = None;
+                clones.last = capture::take();
+            }
+        }
     };
     let out = crate::platform::waker::poll_with_clone_hook(cx, &on_clone, poll);
-    let taken = taken.into_inner().flatten();
+    let clones = taken.into_inner().unwrap_or_else(|p| p.into_inner());
     if out.is_ready() {
         return (out, None);
     }
-    let Some(taken) = taken else {
+    let Some(first) = clones.first else {
         return (out, None);
     };
     let id = NEXT_ID.fetch_add(1, Relaxed);
-    if !capture::publish(taken, id, weight, task) {
+    if !capture::publish(first, id, weight, task, false) {
         DROPPED.fetch_add(1, Relaxed);
         return (out, None);
+    }
+    // Published after the first, so the agent never sees it before.
+    if let Some(last) = clones.last {
+        capture::publish(last, id, weight, task, true);
     }
     CAPTURES.fetch_add(1, Relaxed);
     let waiting = Waiting {
@@ -178,11 +201,25 @@ pub(crate) fn poll_capturing<T>(
     (out, Some(waiting))
 }
 
+/// The copies of a sampled poll's first and last waker clones.
+struct Clones {
+    first: Option<capture::Taken>,
+    last: Option<capture::Taken>,
+}
+
+/// Of a poll's first waker clone and its last (if it cloned more than
+/// once), the kind of the one that is the wait: the first, unless it is a
+/// timer's and the last is not.
+fn choose(first: WaitKind, last: Option<WaitKind>) -> bool {
+    first == WaitKind::Timer && last.is_some_and(|k| k != WaitKind::Timer)
+}
+
 /// Taking and handing over the stack copies: static memory, no allocation.
 #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
 mod capture {
-    use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+    use super::Drained;
     use crate::platform::slots::{self, Slot, Writing};
     use crate::platform::stack;
 
@@ -202,6 +239,8 @@ mod capture {
         pub(super) id: AtomicU64,
         pub(super) weight: AtomicU32,
         pub(super) task: AtomicUsize,
+        /// A poll's last clone, beside its first of the same id.
+        last: AtomicBool,
         pc: AtomicUsize,
         copy: AtomicUsize,
         chain: [AtomicUsize; CHAIN],
@@ -214,6 +253,7 @@ mod capture {
             id: AtomicU64::new(0),
             weight: AtomicU32::new(0),
             task: AtomicUsize::new(0),
+            last: AtomicBool::new(false),
             pc: AtomicUsize::new(0),
             copy: AtomicUsize::new(0),
             chain: [const { AtomicUsize::new(0) }; CHAIN],
@@ -258,10 +298,11 @@ mod capture {
         })
     }
 
-    /// Hands a capture to the agent.
-    pub(crate) fn publish(mut taken: Taken, id: u64, weight: u32, task: usize) -> bool {
+    /// Hands a capture to the agent (`last`: a poll's last clone).
+    pub(crate) fn publish(mut taken: Taken, id: u64, weight: u32, task: usize, last: bool) -> bool {
         let raw = &RAW[taken.index];
         raw.id.store(id, Relaxed);
+        raw.last.store(last, Relaxed);
         raw.weight.store(weight, Relaxed);
         raw.task.store(task, Relaxed);
         match taken.hold.take() {
@@ -273,8 +314,8 @@ mod capture {
         }
     }
 
-    /// Every published capture: (id, weight, task, addresses), freed.
-    pub(crate) fn drain(depth: usize) -> Vec<(u64, u32, usize, Vec<usize>)> {
+    /// Every published capture, freed.
+    pub(crate) fn drain(depth: usize) -> Vec<Drained> {
         let mut out = Vec::new();
         for raw in &RAW {
             let Some(_read) = raw.slot.ready() else {
@@ -288,12 +329,13 @@ mod capture {
                 Some(c) => COPIES.unwind(c, &fp_frames, depth),
                 None => fp_frames,
             };
-            out.push((
-                raw.id.load(Relaxed),
-                raw.weight.load(Relaxed),
-                raw.task.load(Relaxed),
+            out.push(Drained {
+                id: raw.id.load(Relaxed),
+                weight: raw.weight.load(Relaxed),
+                task: raw.task.load(Relaxed),
+                last: raw.last.load(Relaxed),
                 addresses,
-            ));
+            });
         }
         out
     }
@@ -318,17 +360,27 @@ mod capture {
         None
     }
 
-    pub(crate) fn publish(_: Taken, _: u64, _: u32, _: usize) -> bool {
+    pub(crate) fn publish(_: Taken, _: u64, _: u32, _: usize, _: bool) -> bool {
         false
     }
 
-    pub(crate) fn drain(_: usize) -> Vec<(u64, u32, usize, Vec<usize>)> {
+    pub(crate) fn drain(_: usize) -> Vec<super::Drained> {
         Vec::new()
     }
 
     pub(crate) fn names(_: &[usize]) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// A published capture as the agent reads it.
+pub(crate) struct Drained {
+    id: u64,
+    weight: u32,
+    task: usize,
+    /// The poll's last clone, beside the first of the same id.
+    last: bool,
+    addresses: Vec<usize>,
 }
 
 /// The frames of a capture that belong to the wait: from the call that
@@ -358,6 +410,11 @@ fn wait_frames(mut names: Vec<String>) -> Vec<String> {
     names
 }
 
+/// The kind of `site` among `sites`.
+fn kind_of(sites: &[Site], site: u32) -> WaitKind {
+    sites.get(site as usize).map_or(WaitKind::Other, |s| s.kind)
+}
+
 /// One interned site: the wait's frames and kind.
 struct Site {
     kind: WaitKind,
@@ -371,6 +428,8 @@ pub(crate) struct Waits {
     by_frames: HashMap<Arc<[String]>, u32>,
     /// Captures whose wait has not ended: id → (task, site, weight).
     outstanding: BTreeMap<u64, (usize, u32, u32)>,
+    /// Last clones read before their first: id → site.
+    lasts: HashMap<u64, u32>,
     /// This window: (task, site) → (weighted ns, waits).
     window: HashMap<(usize, u32), (u128, u64)>,
     window_start_ms: u64,
@@ -398,6 +457,7 @@ impl Waits {
             sites: Vec::new(),
             by_frames: HashMap::new(),
             outstanding: BTreeMap::new(),
+            lasts: HashMap::new(),
             window: HashMap::new(),
             window_start_ms: now_ms(),
             per_second: per_second.clamp(1, MAX_CAPTURES_PER_SECOND),
@@ -409,13 +469,43 @@ impl Waits {
     /// Names the captures published so far and charges the waits that
     /// ended; then sets the sampling interval for the next stretch.
     pub(crate) fn drain(&mut self) {
-        for (id, weight, task, addresses) in capture::drain(DEPTH) {
-            let site = self.site_of(&addresses);
+        let mut drained = capture::drain(DEPTH);
+        // A poll's first clone before its last.
+        drained.sort_by_key(|d| d.last);
+        for d in drained {
+            let site = self.site_of(&d.addresses);
+            if d.last {
+                match self.outstanding.get_mut(&d.id) {
+                    Some(entry) => {
+                        if choose(
+                            kind_of(&self.sites, entry.1),
+                            Some(kind_of(&self.sites, site)),
+                        ) {
+                            entry.1 = site;
+                        }
+                    }
+                    // Its first was published, but not yet when the pool
+                    // was read: it comes with the next drain.
+                    None => {
+                        if self.lasts.len() >= OUTSTANDING {
+                            self.lasts.clear();
+                        }
+                        self.lasts.insert(d.id, site);
+                    }
+                }
+                continue;
+            }
+            let mut site = site;
+            if let Some(last) = self.lasts.remove(&d.id) {
+                if choose(kind_of(&self.sites, site), Some(kind_of(&self.sites, last))) {
+                    site = last;
+                }
+            }
             if self.outstanding.len() >= OUTSTANDING {
                 self.outstanding.pop_first();
                 DROPPED.fetch_add(1, Relaxed);
             }
-            self.outstanding.insert(id, (task, site, weight));
+            self.outstanding.insert(d.id, (d.task, site, d.weight));
         }
         let ended = std::mem::take(&mut *ENDED_WAITS.lock().unwrap_or_else(|p| p.into_inner()));
         for (id, ns) in ended {
@@ -434,9 +524,10 @@ impl Waits {
     }
 
     /// How often [`Waits::drain`] must run for the stack copies to come
-    /// free: a quarter of the pool at the aimed rate.
+    /// free: an eighth of the pool at the aimed rate.
     pub(crate) fn drain_every(&self) -> Duration {
-        let quarter = (capture::SLOTS / 4) as f64;
+        // Two copies a capture at most (a poll's first clone and last).
+        let quarter = (capture::SLOTS / 8) as f64;
         Duration::from_secs_f64(quarter / f64::from(self.per_second))
             .min(Duration::from_millis(250))
     }
@@ -566,6 +657,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_wait_is_the_first_clone_unless_a_timer_came_first_beside_another_wait() {
+        // One clone: that is the wait.
+        assert!(!choose(WaitKind::Timer, None));
+        assert!(!choose(WaitKind::Socket, None));
+        // `timeout(read)`: the read, then its deadline.
+        assert!(!choose(WaitKind::Socket, Some(WaitKind::Timer)));
+        // A sleep that ended, then a channel: the channel.
+        assert!(choose(WaitKind::Timer, Some(WaitKind::Channel)));
+        // Two timers, two channels: the first.
+        assert!(!choose(WaitKind::Timer, Some(WaitKind::Timer)));
+        assert!(!choose(WaitKind::Channel, Some(WaitKind::Lock)));
+    }
+
+    #[test]
     fn about_one_poll_in_every_is_sampled_with_that_weight() {
         enable(true);
         set_every(16);
@@ -582,6 +687,7 @@ mod tests {
             sites: Vec::new(),
             by_frames: HashMap::new(),
             outstanding: BTreeMap::new(),
+            lasts: HashMap::new(),
             window: HashMap::new(),
             window_start_ms: 0,
             per_second: DEFAULT_CAPTURES_PER_SECOND,
