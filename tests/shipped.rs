@@ -103,6 +103,82 @@ fn doctor_names_the_leaking_function_of_a_shipped_build_with_no_settings() {
     let binary = Build::AS_USERS_SHIP
         .build(&target)
         .unwrap_or_else(|e| panic!("{e:#}"));
+    let response = doctor(&binary, &["leak", "120"], "25s");
+    let findings = &response.diagnoses[0].findings;
+    let leak = findings
+        .iter()
+        .find(|f| f.category == lagscope_wire::doctor::Category::HeapLeak)
+        .unwrap_or_else(|| panic!("no heap-leak finding: {findings:#?}"));
+    assert_eq!(
+        leak.culprit.as_deref(),
+        Some("shipped::remember_session"),
+        "{leak:#?}"
+    );
+}
+
+/// On a build as users ship it, with no `LAGSCOPE_*` settings, `lagscope
+/// doctor` says where requests wait, by kind (a semaphore's permits, a
+/// socket, a timer), and lists those that never finish with the channel
+/// they await.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn doctor_names_where_requests_of_a_shipped_build_wait_and_those_that_never_finish() {
+    use lagscope_wire::doctor::Category;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shipped");
+    let binary = Build::AS_USERS_SHIP
+        .build(&target)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let response = doctor(&binary, &["waits", "120"], "15s");
+    let findings = &response.diagnoses[0].findings;
+    let healthy = findings
+        .iter()
+        .find(|f| f.category == Category::None)
+        .unwrap_or_else(|| panic!("the runtime is fine, yet: {findings:#?}"));
+    let line = healthy
+        .evidence
+        .iter()
+        .find(|l| l.starts_with("requests to GET /orders spend their waiting on "))
+        .unwrap_or_else(|| panic!("no await points: {healthy:#?}"));
+    // Each named by the service's function that awaited, without debuginfo.
+    for kind in [
+        "% socket I/O in shipped::",
+        "% a lock or semaphore in shipped::",
+        "% a timer in shipped::",
+    ] {
+        assert!(line.contains(kind), "{kind} missing from {line}");
+    }
+
+    let response = doctor(&binary, &["stuck", "120"], "15s");
+    let findings = &response.diagnoses[0].findings;
+    let stuck = findings
+        .iter()
+        .find(|f| f.category == Category::StuckRequests)
+        .unwrap_or_else(|| panic!("no stuck-requests finding: {findings:#?}"));
+    assert!(
+        stuck
+            .summary
+            .contains("request(s) to POST /checkout never finish")
+            && stuck.summary.contains("awaiting a channel at shipped::"),
+        "{stuck:#?}"
+    );
+    // Every one of them where it waits: none charged to the back-off its
+    // last poll ended.
+    let points: Vec<_> = stuck
+        .evidence
+        .iter()
+        .filter(|l| l.contains(" awaiting "))
+        .collect();
+    assert!(
+        !points.is_empty() && points.iter().all(|l| l.contains(" awaiting channel at ")),
+        "{stuck:#?}"
+    );
+}
+
+/// `lagscope doctor --duration <duration> --format json -- <binary> <args>`
+/// with no `LAGSCOPE_*` settings.
+fn doctor(binary: &Path, args: &[&str], duration: &str) -> lagscope_wire::doctor::DoctorResponse {
     let mut doctor = std::process::Command::new(env!("CARGO_BIN_EXE_lagscope"));
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("LAGSCOPE_") {
@@ -113,28 +189,17 @@ fn doctor_names_the_leaking_function_of_a_shipped_build_with_no_settings() {
         .args([
             "doctor",
             "--duration",
-            "25s",
+            duration,
             "--format",
             "json",
             "--no-report",
         ])
         .arg("--")
-        .arg(&binary)
-        .args(["leak", "120"])
+        .arg(binary)
+        .args(args)
         .output()
         .expect("doctor runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let response: lagscope_wire::doctor::DoctorResponse =
-        serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    let findings = &response.diagnoses[0].findings;
-    let leak = findings
-        .iter()
-        .find(|f| f.category == lagscope_wire::doctor::Category::HeapLeak)
-        .unwrap_or_else(|| panic!("no heap-leak finding: {findings:#?}\n{stderr}"));
-    assert_eq!(
-        leak.culprit.as_deref(),
-        Some("shipped::remember_session"),
-        "{leak:#?}"
-    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON on stdout ({e}): {stderr}"))
 }
