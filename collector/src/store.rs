@@ -340,7 +340,11 @@ impl Store {
         if let Some(waits) = &sample.waits {
             inst.waits.record(waits);
         }
-        inst.waits.set_stuck(&sample.stuck, sample.timestamp_ms);
+        inst.waits.set_stuck(
+            &sample.stuck,
+            sample.tasks.iter().map(|t| (t.name.as_str(), t.stuck)),
+            sample.timestamp_ms,
+        );
         for notice in &sample.notices {
             let notices = &mut inst.info.notices;
             if notices.len() < lagscope_wire::api::MAX_NOTICES && !notices.contains(notice) {

@@ -70,6 +70,12 @@ pub fn response(
         dropped: merged.dropped,
         tasks,
         stuck,
+        stuck_total: merged
+            .stuck_counts
+            .iter()
+            .filter(|(t, _)| task.is_none_or(|want| want == t.as_str()))
+            .map(|(_, n)| n)
+            .sum(),
         folded: if folded {
             merged.folded(task).to_text()
         } else {

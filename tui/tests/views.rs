@@ -445,6 +445,8 @@ fn t_shows_where_requests_wait() {
             await_point: "checkout::await_confirmation".into(),
             frames: vec![],
         }],
+        // More stuck than the agent listed.
+        stuck_total: 7,
         folded: String::new(),
     };
     apply(
@@ -456,7 +458,7 @@ fn t_shows_where_requests_wait() {
         screen.contains("58 % socket   orders::fetch_price → tokio::net"),
         "{screen}"
     );
-    assert!(screen.contains("1 stuck"), "{screen}");
+    assert!(screen.contains("7 stuck"), "{screen}");
     assert!(
         screen.contains("channel at checkout::await_confirmation"),
         "{screen}"

@@ -323,8 +323,12 @@ pub struct WaitsResponse {
     /// By name, most waiting first.
     pub tasks: Vec<TaskWaits>,
     /// Futures pending without a poll for longer than the agents' stuck
-    /// threshold, oldest first.
+    /// threshold, oldest first: those the agents listed (at most
+    /// `MAX_STUCK_LISTED` an instance).
     pub stuck: Vec<StuckEntry>,
+    /// All of them, listed or not (the agents' per-name counts).
+    #[serde(default)]
+    pub stuck_total: u64,
     /// `name;frames…;[kind] µs` lines (empty unless asked for).
     pub folded: String,
 }

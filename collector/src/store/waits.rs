@@ -39,6 +39,8 @@ impl Measured for Window {
 pub struct WaitProfiles {
     windows: WindowRing<Window, WINDOWS>,
     stuck: Vec<StuckRequest>,
+    /// Stuck futures per name, listed or not.
+    stuck_counts: Vec<(String, u64)>,
     stuck_at_ms: u64,
 }
 
@@ -70,6 +72,8 @@ pub struct WaitsMerged {
     pub by_task: BTreeMap<String, Vec<WaitPoint>>,
     /// Stuck futures the latest samples listed, with their instance.
     pub stuck: Vec<(String, StuckRequest)>,
+    /// Stuck futures per name, listed or not, summed over instances.
+    pub stuck_counts: BTreeMap<String, u64>,
 }
 
 impl WaitsMerged {
@@ -100,6 +104,9 @@ impl WaitsMerged {
             mine.sort_by_key(|p| std::cmp::Reverse(p.wait_us));
         }
         self.stuck.extend(other.stuck);
+        for (task, n) in other.stuck_counts {
+            *self.stuck_counts.entry(task).or_default() += n;
+        }
         self.stuck
             .sort_by_key(|(_, s)| std::cmp::Reverse(s.pending_ms));
     }
@@ -157,9 +164,20 @@ impl WaitProfiles {
         });
     }
 
-    /// Keeps the stuck list of the latest sample, taken at `at_ms`.
-    pub fn set_stuck(&mut self, stuck: &[StuckRequest], at_ms: u64) {
+    /// Keeps the stuck list of the latest sample, taken at `at_ms`, and
+    /// its per-name counts (`counts`: names with none are left out).
+    pub fn set_stuck<'a>(
+        &mut self,
+        stuck: &[StuckRequest],
+        counts: impl IntoIterator<Item = (&'a str, u64)>,
+        at_ms: u64,
+    ) {
         self.stuck = stuck.to_vec();
+        self.stuck_counts = counts
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .map(|(t, n)| (t.to_string(), n))
+            .collect();
         self.stuck_at_ms = at_ms;
     }
 
@@ -220,6 +238,7 @@ impl WaitProfiles {
                 .iter()
                 .map(|s| (instance.to_string(), s.clone()))
                 .collect();
+            m.stuck_counts = self.stuck_counts.iter().cloned().collect();
         }
         m
     }
@@ -272,7 +291,7 @@ mod tests {
         let mut stuck = StuckRequest::default();
         stuck.task = "GET /a".into();
         stuck.pending_ms = 12_000;
-        w.set_stuck(&[stuck], 2_000);
+        w.set_stuck(&[stuck], [("GET /a", 3), ("GET /b", 0)], 2_000);
         let m = w.merged("i-1", 0, 2_500);
         assert_eq!((m.start_ms, m.end_ms, m.captures), (0, 2_000, 2_000));
         let points = &m.by_task["GET /a"];
@@ -281,6 +300,9 @@ mod tests {
         assert_eq!(points[1].wait_us, 300);
         assert_eq!(m.total_us("GET /a"), 2_100);
         assert_eq!(m.stuck.len(), 1);
+        // Three stuck, one listed; names with none are not kept.
+        assert_eq!(m.stuck_counts.get("GET /a"), Some(&3));
+        assert!(!m.stuck_counts.contains_key("GET /b"));
         assert_eq!(label(&points[0].frames), "svc::fetch → tokio::net::x");
         let folded = m.folded(None).to_text();
         assert!(
@@ -293,6 +315,7 @@ mod tests {
         all.absorb(w.merged("i-2", 0, 2_500));
         assert_eq!(all.total_us("GET /a"), 4_200);
         assert_eq!(all.stuck.len(), 2);
+        assert_eq!(all.stuck_counts.get("GET /a"), Some(&6));
         assert!(w.merged("i-1", 3_000, 4_000).stuck.is_empty());
     }
 }

@@ -132,11 +132,10 @@ fn wait_lines(w: &WaitsResponse) -> Vec<(String, bool)> {
         }
     }
     if !w.stuck.is_empty() {
+        // The agents list the oldest few; their counts have them all.
+        let total = w.stuck_total.max(w.stuck.len() as u64);
         lines.push((
-            format!(
-                "{} stuck (pending without a wake past the agent's threshold):",
-                w.stuck.len()
-            ),
+            format!("{total} stuck (pending without a wake past the agent's threshold):"),
             true,
         ));
         for s in w.stuck.iter().take(5) {
