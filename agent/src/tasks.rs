@@ -185,7 +185,7 @@ impl<F: Future> Future for Timed<F> {
         let sampled = if probe {
             Some(0)
         } else {
-            wait::sample_this_poll()
+            wait::sample_this_poll(this.entry.order)
         };
         let mut captured = 0;
         let out = match sampled {

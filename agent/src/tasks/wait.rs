@@ -1,12 +1,12 @@
 //! Where instrumented futures wait: sampled captures of their await points.
 //!
 //! The instrumented wrapper owns the `Context` its future is polled with.
-//! On a sampled poll (about [`DEFAULT_CAPTURES_PER_SECOND`] a second, spread at
-//! random over the polls of every instrumented future) it hands the future
-//! a waker of its own over the real one. A leaf future that goes `Pending`
-//! clones the waker to be woken later: at that moment the whole async call
-//! chain, from the wrapper down to tokio's socket, timer or semaphore, is on
-//! this thread's stack. The clone copies the registers and the top of the
+//! On a sampled poll (about [`DEFAULT_CAPTURES_PER_SECOND`] a second, shared
+//! among the names, spread at random over each name's polls) it hands the
+//! future a waker of its own over the real one. A leaf future that goes
+//! `Pending` clones the waker to be woken later: at that moment the whole
+//! async call chain, from the wrapper down to tokio's socket, timer or
+//! semaphore, is on this thread's stack. The clone copies the registers and the top of the
 //! stack into static memory (no allocation, no signal) and returns a plain
 //! clone of the real waker, so nothing of lagscope stays registered.
 //!
@@ -61,12 +61,34 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Held by the one [`Waits`] of the process (it drains the static pools).
 static CLAIMED: AtomicBool = AtomicBool::new(false);
 /// Mean polls between two sampled ones.
-static EVERY: AtomicU32 = AtomicU32::new(1);
-/// A poll is sampled when its draw is at most this: `u32::MAX / EVERY`.
-static BELOW: AtomicU32 = AtomicU32::new(u32::MAX);
-/// Polls of instrumented futures the sampled ones stood for, since the
-/// start: about every poll.
-static POLLS: AtomicU64 = AtomicU64::new(0);
+///
+/// Each name (its order modulo [`GROUPS`]) has its own interval, aimed at
+/// its part of the captures a second: a name with few polls (a slow
+/// endpoint) is not left without captures by a busy one, and its shares,
+/// weighted by its own interval, stay unbiased.
+static RATES: [Rate; GROUPS] = [const { Rate::new() }; GROUPS];
+/// Names sampled apart; more share a group (and its interval).
+const GROUPS: usize = 256;
+
+/// One group's sampling interval and its polls.
+struct Rate {
+    /// Mean polls between two sampled ones.
+    every: AtomicU32,
+    /// A poll is sampled when its draw is at most this: `u32::MAX / every`.
+    below: AtomicU32,
+    /// Polls the sampled ones stood for, since the start.
+    polls: AtomicU64,
+}
+
+impl Rate {
+    const fn new() -> Rate {
+        Rate {
+            every: AtomicU32::new(1),
+            below: AtomicU32::new(u32::MAX),
+            polls: AtomicU64::new(0),
+        }
+    }
+}
 /// Captures handed to the agent, and those lost, since the start.
 static CAPTURES: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -99,16 +121,17 @@ impl Waiting {
     }
 }
 
-/// On every poll of an instrumented future: whether to sample this one,
-/// and if so its weight, the inverse of the chance it had. Each poll is
-/// drawn on its own (one step of a thread-local xorshift), so which polls
-/// are sampled owes nothing to the order polls come in.
+/// On every poll of an instrumented future of name `task`: whether to
+/// sample this one, and if so its weight, the inverse of the chance it had.
+/// Each poll is drawn on its own (one step of a thread-local xorshift), so
+/// which polls are sampled owes nothing to the order polls come in.
 #[inline]
-pub(crate) fn sample_this_poll() -> Option<u32> {
+pub(crate) fn sample_this_poll(task: usize) -> Option<u32> {
     if !ENABLED.load(Relaxed) {
         return None;
     }
-    let below = BELOW.load(Relaxed);
+    let rate = &RATES[task % GROUPS];
+    let below = rate.below.load(Relaxed);
     let x = SEED
         .try_with(|s| {
             let mut x = s.get();
@@ -123,17 +146,35 @@ pub(crate) fn sample_this_poll() -> Option<u32> {
         })
         .ok()?;
     (x <= below).then(|| {
-        let every = EVERY.load(Relaxed).max(1);
-        POLLS.fetch_add(u64::from(every), Relaxed);
+        let every = rate.every.load(Relaxed).max(1);
+        rate.polls.fetch_add(u64::from(every), Relaxed);
         every
     })
 }
 
-/// Sets the mean polls between sampled ones, and the draw's bound.
-fn set_every(every: u32) {
+/// Sets a group's mean polls between sampled ones, and the draw's bound.
+fn set_every(group: usize, every: u32) {
     let every = every.max(1);
-    EVERY.store(every, Relaxed);
-    BELOW.store(u32::MAX / every, Relaxed);
+    RATES[group].every.store(every, Relaxed);
+    RATES[group].below.store(u32::MAX / every, Relaxed);
+}
+
+/// Shares `budget` captures a second among groups polled at `rates` (polls
+/// a second): the least polled first, each its equal part of what is left
+/// or all its polls if fewer, so what a quiet group cannot use goes to the
+/// busy ones. Returns each group's polls between captures.
+fn intervals(rates: &[f64], budget: f64) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..rates.len()).filter(|&g| rates[g] > 0.0).collect();
+    order.sort_by(|&a, &b| rates[a].total_cmp(&rates[b]));
+    let mut every = vec![1.0; rates.len()];
+    let mut left = budget;
+    for (i, &g) in order.iter().enumerate() {
+        let part = left / (order.len() - i) as f64;
+        let take = rates[g].min(part);
+        every[g] = (rates[g] / take.max(f64::MIN_POSITIVE)).ceil().max(1.0);
+        left -= take;
+    }
+    every
 }
 
 /// Charges a sampled `Pending` with the wait that ends now (the future is
@@ -435,8 +476,8 @@ pub(crate) struct Waits {
     window_start_ms: u64,
     /// Captures a second aimed at.
     per_second: u32,
-    /// For the sampling interval's adjustment: polls counted then.
-    polls_then: u64,
+    /// For the sampling intervals' adjustment: each group's polls then.
+    polls_then: Vec<u64>,
     adjusted_at: Instant,
 }
 
@@ -451,7 +492,9 @@ impl Waits {
         if CLAIMED.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return None;
         }
-        set_every(1);
+        for group in 0..GROUPS {
+            set_every(group, 1);
+        }
         enable(true);
         Some(Waits {
             sites: Vec::new(),
@@ -461,7 +504,7 @@ impl Waits {
             window: HashMap::new(),
             window_start_ms: now_ms(),
             per_second: per_second.clamp(1, MAX_CAPTURES_PER_SECOND),
-            polls_then: POLLS.load(Relaxed),
+            polls_then: RATES.iter().map(|r| r.polls.load(Relaxed)).collect(),
             adjusted_at: Instant::now(),
         })
     }
@@ -540,14 +583,22 @@ impl Waits {
         if elapsed < Duration::from_millis(200) {
             return;
         }
-        let polls = POLLS.load(Relaxed);
-        let per_second = polls.saturating_sub(self.polls_then) as f64 / elapsed.as_secs_f64();
-        let every = f64::from(EVERY.load(Relaxed).max(1));
-        let next = (per_second / f64::from(self.per_second)).ceil().max(1.0);
-        // Halve at most per stretch while the rate falls, so a pause does
-        // not make the next burst sample every poll.
-        let next = next.max(every / 2.0).min(f64::from(u32::MAX / 4)) as u32;
-        set_every(next);
+        let polls: Vec<u64> = RATES.iter().map(|r| r.polls.load(Relaxed)).collect();
+        let rates: Vec<f64> = polls
+            .iter()
+            .zip(&self.polls_then)
+            .map(|(now, then)| now.saturating_sub(*then) as f64 / elapsed.as_secs_f64())
+            .collect();
+        for (group, next) in intervals(&rates, f64::from(self.per_second))
+            .into_iter()
+            .enumerate()
+        {
+            let every = f64::from(RATES[group].every.load(Relaxed).max(1));
+            // Halve at most per stretch while the rate falls, so a pause
+            // does not make the next burst sample every poll.
+            let next = next.max(every / 2.0).min(f64::from(u32::MAX / 4)) as u32;
+            set_every(group, next);
+        }
         self.polls_then = polls;
         self.adjusted_at = now;
     }
@@ -671,10 +722,30 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_name_gets_its_part_of_the_captures_beside_a_busy_one() {
+        // 1000 polls a second of one name, 100 of another, 2 of a third,
+        // none of the rest; 32 captures a second.
+        let mut rates = vec![0.0; 8];
+        rates[0] = 1000.0;
+        rates[1] = 100.0;
+        rates[2] = 2.0;
+        let every = intervals(&rates, 32.0);
+        // The third takes all its 2, the other two 15 each.
+        assert_eq!(every[2], 1.0);
+        assert_eq!(every[1], (100.0f64 / 15.0).ceil());
+        assert_eq!(every[0], (1000.0f64 / 15.0).ceil());
+        assert!(every[3..].iter().all(|&e| e == 1.0));
+        let captures: f64 = rates.iter().zip(&every).map(|(r, e)| r / e).sum();
+        assert!((28.0..=32.0).contains(&captures), "{captures}");
+        // Fewer polls than the budget: every poll.
+        assert!(intervals(&[3.0, 4.0], 32.0).iter().all(|&e| e == 1.0));
+    }
+
+    #[test]
     fn about_one_poll_in_every_is_sampled_with_that_weight() {
         enable(true);
-        set_every(16);
-        let sampled: Vec<u32> = (0..64_000).filter_map(|_| sample_this_poll()).collect();
+        set_every(3, 16);
+        let sampled: Vec<u32> = (0..64_000).filter_map(|_| sample_this_poll(3)).collect();
         enable(false);
         assert!((3_400..4_600).contains(&sampled.len()), "{}", sampled.len());
         assert!(sampled.iter().all(|&w| w == 16));
@@ -691,7 +762,7 @@ mod tests {
             window: HashMap::new(),
             window_start_ms: 0,
             per_second: DEFAULT_CAPTURES_PER_SECOND,
-            polls_then: 0,
+            polls_then: vec![0; GROUPS],
             adjusted_at: Instant::now(),
         };
         // 10,000 distinct await paths (ids in a function name, say).
