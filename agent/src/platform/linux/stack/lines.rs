@@ -282,8 +282,11 @@ impl Lines {
     /// function's own name only (`hash_upload`, or `{{closure}}` for an
     /// async fn's body); such a frame is kept when its source is the
     /// service's own (not the toolchain's or a registry crate's) and is
-    /// named `<crate>::…::<name>` with the crate of `enclosing`, the
-    /// function it was inlined into; its `(file:line)` locates it.
+    /// named `<crate>::…::<name>` with the crate the unit was compiled for
+    /// (its own source's crate: a generic library function it was inlined
+    /// into, an axum handler say, is instantiated there), else the crate of
+    /// `enclosing`, the function it was inlined into; its `(file:line)`
+    /// locates it.
     ///
     /// Where the unit's inlined functions cannot be read, the one entry
     /// returned is `enclosing` itself with the address's location.
@@ -320,7 +323,27 @@ impl Lines {
                 }
             },
         };
-        let krate = lagscope_wire::frames::frame_crate(enclosing);
+        // The unit's name, from its context or, for a unit that was
+        // walked, its index.
+        let name_of = |name: Option<&Reader>| -> Option<String> {
+            Some(name?.to_string_lossy().ok()?.into_owned())
+        };
+        let unit_offset = self.units[i].0;
+        let unit_name = self.units[i]
+            .1
+            .find_dwarf_and_unit(vaddr)
+            .skip_all_loads()
+            .and_then(|unit| name_of(unit.name.as_ref()))
+            .or_else(|| {
+                self.indexes
+                    .iter()
+                    .find(|(offset, _)| *offset == unit_offset)
+                    .and_then(|(_, index)| name_of(index.unit.name.as_ref()))
+            });
+        let krate = unit_name
+            .as_deref()
+            .and_then(unit_crate)
+            .or_else(|| lagscope_wire::frames::frame_crate(enclosing));
         all.into_iter()
             .filter_map(|found| {
                 let path = found.path?;
@@ -663,9 +686,34 @@ fn is_library_source(path: &str) -> bool {
         || path.contains("/library/alloc/src/")
 }
 
+/// The crate a compilation unit was compiled for, from the name rustc gives
+/// it: `<root file>/@/<crate>.<hash>-cgu.<n>`.
+fn unit_crate(name: &str) -> Option<&str> {
+    let (_, cgu) = name.rsplit_once("/@/")?;
+    let krate = cgu.split('.').next()?;
+    (!krate.is_empty() && krate.chars().all(|c| c.is_alphanumeric() || c == '_')).then_some(krate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_units_crate_is_read_from_its_name() {
+        assert_eq!(
+            unit_crate("fixtures/src/lib.rs/@/lagscope_fixtures.900ef6ba751bc1a9-cgu.10"),
+            Some("lagscope_fixtures")
+        );
+        assert_eq!(
+            unit_crate("src/main.rs/@/shipped.1a2b-cgu.0"),
+            Some("shipped")
+        );
+        assert_eq!(
+            unit_crate("into_iter<lagscope_fixtures::scenario::Scenario, 18>"),
+            None
+        );
+        assert_eq!(unit_crate("src/lib.rs"), None);
+    }
 
     #[test]
     fn paths_are_shortened_to_the_crate_source() {
