@@ -189,10 +189,37 @@ fn kind_of(frame: &str) -> Option<WaitKind> {
         .map(|(kind, _)| *kind)
 }
 
+/// Crates that call a service's handlers: their frames sit between the
+/// instrumented future and the service's own code (a tower layer wraps the
+/// router), so they do not say whose code the await is in.
+const FRAMEWORK_CRATES: [&str; 14] = [
+    "axum",
+    "axum_core",
+    "tower",
+    "tower_http",
+    "tower_service",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "futures_util",
+    "futures_core",
+    "tracing",
+    "warp",
+    "actix_web",
+    "poem",
+];
+
 /// The index of the await point in `frames` (innermost first): the
-/// innermost frame of the crate of the outermost user frame.
+/// innermost frame of the crate of the outermost user frame, frameworks'
+/// frames passed over where the service's own are inside them.
 fn await_index(frames: &[impl AsRef<str>]) -> Option<usize> {
-    let outermost = frames.iter().rposition(|f| is_user_frame(f.as_ref()))?;
+    let own = |f: &str| {
+        is_user_frame(f) && frame_crate(f).is_some_and(|k| !FRAMEWORK_CRATES.contains(&k))
+    };
+    let outermost = frames
+        .iter()
+        .rposition(|f| own(f.as_ref()))
+        .or_else(|| frames.iter().rposition(|f| is_user_frame(f.as_ref())))?;
     let krate = frame_crate(frames[outermost].as_ref())?;
     frames
         .iter()
@@ -343,5 +370,33 @@ mod tests {
             "tokio::time::sleep::Sleep::poll_elapsed"
         );
         assert_eq!(classify(&bare), WaitKind::Timer);
+    }
+
+    #[test]
+    fn a_framework_around_the_services_code_is_passed_over() {
+        // An axum route behind lagscope's layer: the router's frames are
+        // outermost, the handler's inside them.
+        let frames = [
+            "<tokio::sync::batch_semaphore::Acquire as core::future::future::Future>::poll",
+            "orders::…::{{closure}} (src/main.rs:52)",
+            "orders::…::{{closure}} (src/main.rs:41)",
+            "<F as axum::handler::Handler<(M,T1),S>>::call::{{closure}}",
+            "<futures_util::future::future::map::Map<Fut,F> as core::future::future::Future>::poll",
+            "<axum::routing::route::RouteFuture<E> as core::future::future::Future>::poll",
+        ];
+        assert_eq!(
+            await_point(&frames).function.as_deref(),
+            Some("orders::… (src/main.rs:52)")
+        );
+        assert_eq!(classify(&frames), WaitKind::Lock);
+        // Only the framework's own frames: they are what there is.
+        let framework = [
+            "tokio::net::tcp::stream::TcpStream::poll_read_priv",
+            "hyper::proto::h1::dispatch::Dispatcher::poll_catch",
+        ];
+        assert_eq!(
+            await_point(&framework).function.as_deref(),
+            Some("hyper::proto::h1::dispatch::Dispatcher::poll_catch")
+        );
     }
 }
