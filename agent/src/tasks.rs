@@ -204,11 +204,12 @@ impl<F: Future> Future for Timed<F> {
         };
         let end = Instant::now();
         if out.is_pending() {
-            if this.registration.is_none() {
-                *this.registration = stuck::Registration::new(this.entry.order);
-            }
-            if let Some(r) = this.registration.as_ref() {
-                r.pending(end, cx.waker(), captured, probe);
+            match this.registration.as_ref() {
+                Some(r) => r.pending(end, cx.waker(), captured, probe),
+                None => {
+                    *this.registration =
+                        stuck::Registration::new(this.entry.order, end, cx.waker(), captured);
+                }
             }
         } else {
             *this.registration = None;

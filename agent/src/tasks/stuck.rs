@@ -51,16 +51,72 @@ pub(crate) struct Tracked {
 }
 
 struct Registry {
-    shards: [Mutex<Vec<Option<Arc<Tracked>>>>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
     next: AtomicUsize,
+}
+
+/// One shard: the registered futures, and the free slots among them.
+#[derive(Default)]
+struct Shard {
+    slots: Vec<Option<Arc<Tracked>>>,
+    free: Vec<usize>,
+}
+
+impl Shard {
+    fn insert(&mut self, tracked: Arc<Tracked>) {
+        let slot = match self.free.pop() {
+            Some(free) => free,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        tracked.slot.store(slot, Relaxed);
+        self.slots[slot] = Some(tracked);
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            if s.take().is_some() {
+                self.free.push(slot);
+            }
+        }
+        // Mostly free: packed again, so a burst does not keep its
+        // high-water mark (slots are read and moved under the lock).
+        if self.slots.len() >= 64 && self.free.len() * 2 > self.slots.len() {
+            self.slots.retain(Option::is_some);
+            for (i, t) in self.slots.iter().flatten().enumerate() {
+                t.slot.store(i, Relaxed);
+            }
+            self.free.clear();
+        }
+    }
 }
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| Registry {
-        shards: std::array::from_fn(|_| Mutex::new(Vec::new())),
+        shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
         next: AtomicUsize::new(0),
     })
+}
+
+thread_local! {
+    /// This thread's shard (taken in turn at its first registration), so
+    /// registering touches no counter other threads write.
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// The shard for a registration from this thread.
+fn shard_of_this_thread(reg: &Registry) -> usize {
+    SHARD
+        .try_with(|s| {
+            if s.get() == usize::MAX {
+                s.set(reg.next.fetch_add(1, Relaxed) % SHARDS);
+            }
+            s.get()
+        })
+        .unwrap_or_else(|_| reg.next.fetch_add(1, Relaxed) % SHARDS)
 }
 
 fn epoch() -> Instant {
@@ -91,38 +147,36 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
-    /// Registers a future of name `task` that just went pending, if
+    /// Registers a future of name `task` that just went pending at `now`
+    /// with `waker` (at await point `capture`, 0 if not captured), if
     /// registration is on.
-    pub(crate) fn new(task: usize) -> Option<Registration> {
+    pub(crate) fn new(
+        task: usize,
+        now: Instant,
+        waker: &Waker,
+        capture: u64,
+    ) -> Option<Registration> {
         if ENABLED.load(Relaxed) == 0 {
             return None;
         }
         let reg = registry();
-        let shard = reg.next.fetch_add(1, Relaxed) % SHARDS;
+        let shard = shard_of_this_thread(reg);
+        // Built whole: nobody else sees it before it is in its shard.
         let tracked = Arc::new(Tracked {
             task,
-            since_ns: AtomicU64::new(0),
-            capture: AtomicU64::new(0),
+            since_ns: AtomicU64::new(ns_since_epoch(now)),
+            capture: AtomicU64::new(capture),
             probe: AtomicBool::new(false),
             probed: AtomicU64::new(0),
-            waker: Mutex::new(None),
-            waker_data: AtomicUsize::new(0),
-            waker_vtable: AtomicUsize::new(0),
+            waker_data: AtomicUsize::new(waker.data() as usize),
+            waker_vtable: AtomicUsize::new(std::ptr::from_ref(waker.vtable()) as usize),
+            waker: Mutex::new(Some(waker.clone())),
             slot: AtomicUsize::new(usize::MAX),
         });
-        let mut slots = reg.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
-        let slot = match slots.iter().position(Option::is_none) {
-            Some(free) => {
-                slots[free] = Some(tracked.clone());
-                free
-            }
-            None => {
-                slots.push(Some(tracked.clone()));
-                slots.len() - 1
-            }
-        };
-        drop(slots);
-        tracked.slot.store(slot, Relaxed);
+        reg.shards[shard]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tracked.clone());
         Some(Registration { tracked, shard })
     }
 
@@ -162,18 +216,12 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let slot = self.tracked.slot.load(Relaxed);
-        let mut slots = registry().shards[self.shard]
+        let mut shard = registry().shards[self.shard]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = slots.get_mut(slot) {
-            *s = None;
-        }
-        // Trailing free slots are given back, so a burst does not keep its
-        // high-water mark.
-        while slots.last().is_some_and(Option::is_none) {
-            slots.pop();
-        }
+        // Read under the lock: packing moves it.
+        let slot = self.tracked.slot.load(Relaxed);
+        shard.remove(slot);
     }
 }
 
@@ -195,8 +243,8 @@ pub(crate) fn scan(after: Duration) -> Vec<Stuck> {
     let mut stuck = Vec::new();
     let mut to_wake = Vec::new();
     for shard in &registry().shards {
-        let slots = shard.lock().unwrap_or_else(|p| p.into_inner());
-        for tracked in slots.iter().flatten() {
+        let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        for tracked in shard.slots.iter().flatten() {
             let since = tracked.since_ns.load(Relaxed);
             if since == 0 || now.saturating_sub(since) < after_ns {
                 continue;
@@ -227,4 +275,54 @@ pub(crate) fn scan(after: Duration) -> Vec<Stuck> {
     }
     stuck.sort_by_key(|s| std::cmp::Reverse(s.pending));
     stuck
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracked(task: usize) -> Arc<Tracked> {
+        Arc::new(Tracked {
+            task,
+            since_ns: AtomicU64::new(1),
+            capture: AtomicU64::new(0),
+            probe: AtomicBool::new(false),
+            probed: AtomicU64::new(0),
+            waker: Mutex::new(None),
+            waker_data: AtomicUsize::new(0),
+            waker_vtable: AtomicUsize::new(0),
+            slot: AtomicUsize::new(usize::MAX),
+        })
+    }
+
+    #[test]
+    fn a_shard_reuses_free_slots_and_packs_itself_once_mostly_free() {
+        let mut shard = Shard::default();
+        let all: Vec<_> = (0..100).map(tracked).collect();
+        for t in &all {
+            shard.insert(t.clone());
+        }
+        assert_eq!(shard.slots.len(), 100);
+        // A freed slot is taken again before the shard grows.
+        let slot = all[10].slot.load(Relaxed);
+        shard.remove(slot);
+        let again = tracked(1000);
+        shard.insert(again.clone());
+        assert_eq!(again.slot.load(Relaxed), slot);
+        assert_eq!(shard.slots.len(), 100);
+        // Most leave: the rest are packed, each slot where it now is.
+        for t in all.iter().take(60).filter(|t| t.task != 10) {
+            shard.remove(t.slot.load(Relaxed));
+        }
+        assert!(shard.slots.len() < 64, "{}", shard.slots.len());
+        let live: Vec<_> = all[60..].iter().chain([&again]).collect();
+        assert_eq!(shard.slots.iter().flatten().count(), live.len());
+        assert_eq!(shard.slots.len() - shard.free.len(), live.len());
+        for t in live {
+            let slot = t.slot.load(Relaxed);
+            assert!(shard.slots[slot]
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, t)));
+        }
+    }
 }
