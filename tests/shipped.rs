@@ -27,10 +27,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 #[test]
 fn a_build_without_frame_pointers_names_the_user_function() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shipped");
-    let binary = Build::AS_USERS_SHIP
-        .build(&target)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let binary = built(Build::AS_USERS_SHIP);
     for kind in [
         Kind::Cpu,
         Kind::Json,
@@ -60,13 +57,12 @@ fn a_build_without_frame_pointers_names_the_user_function() {
 #[test]
 fn an_inlined_async_fn_is_named_from_debuginfo_on_tokio_unstable() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shipped");
     let build = Build {
         frame_pointers: false,
         tokio_unstable: true,
         debuginfo: Debuginfo::Limited,
     };
-    let binary = build.build(&target).unwrap_or_else(|e| panic!("{e:#}"));
+    let binary = built(build);
     let rounds = 3;
     let stalls = shipped::run(&binary, Kind::Inlined, rounds, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -99,10 +95,7 @@ fn an_inlined_async_fn_is_named_from_debuginfo_on_tokio_unstable() {
 #[test]
 fn doctor_names_the_leaking_function_of_a_shipped_build_with_no_settings() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shipped");
-    let binary = Build::AS_USERS_SHIP
-        .build(&target)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let binary = built(Build::AS_USERS_SHIP);
     let response = doctor(&binary, &["leak", "120"], "25s");
     let findings = &response.diagnoses[0].findings;
     let leak = findings
@@ -125,10 +118,7 @@ fn doctor_names_the_leaking_function_of_a_shipped_build_with_no_settings() {
 fn doctor_names_where_requests_of_a_shipped_build_wait_and_those_that_never_finish() {
     use lagscope_wire::doctor::Category;
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shipped");
-    let binary = Build::AS_USERS_SHIP
-        .build(&target)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let binary = built(Build::AS_USERS_SHIP);
 
     let response = doctor(&binary, &["waits", "120"], "15s");
     let findings = &response.diagnoses[0].findings;
@@ -174,6 +164,13 @@ fn doctor_names_where_requests_of_a_shipped_build_wait_and_those_that_never_fini
         !points.is_empty() && points.iter().all(|l| l.contains(" awaiting channel at ")),
         "{stuck:#?}"
     );
+}
+
+/// The service built as `build` (once; later runs reuse it from
+/// `target/shipped/`).
+fn built(build: Build) -> std::path::PathBuf {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/shipped");
+    build.build(&target).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// `lagscope doctor --duration <duration> --format json -- <binary> <args>`
