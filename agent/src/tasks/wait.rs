@@ -6,9 +6,10 @@
 //! future a waker of its own over the real one. A leaf future that goes
 //! `Pending` clones the waker to be woken later: at that moment the whole
 //! async call chain, from the wrapper down to tokio's socket, timer or
-//! semaphore, is on this thread's stack. The clone copies the registers and the top of the
-//! stack into static memory (no allocation, no signal) and returns a plain
-//! clone of the real waker, so nothing of lagscope stays registered.
+//! semaphore, is on this thread's stack. The clone copies the registers and
+//! the top of the stack into static memory (no allocation, no signal) and
+//! returns a plain clone of the real waker, so nothing of lagscope stays
+//! registered.
 //!
 //! A poll may clone the waker more than once: a timer registers before it
 //! looks whether it has fired, so a poll that finishes a `sleep` and then
@@ -60,9 +61,8 @@ const DEPTH: usize = 64;
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Held by the one [`Waits`] of the process (it drains the static pools).
 static CLAIMED: AtomicBool = AtomicBool::new(false);
-/// Mean polls between two sampled ones.
-///
-/// Each name (its order modulo [`GROUPS`]) has its own interval, aimed at
+/// The sampling interval of each group of names: each name (its order
+/// modulo [`GROUPS`]) has its own interval, aimed at
 /// its part of the captures a second: a name with few polls (a slow
 /// endpoint) is not left without captures by a busy one, and its shares,
 /// weighted by its own interval, stay unbiased.
@@ -89,6 +89,7 @@ impl Rate {
         }
     }
 }
+
 /// Captures handed to the agent, and those lost, since the start.
 static CAPTURES: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -248,8 +249,8 @@ struct Clones {
     last: Option<capture::Taken>,
 }
 
-/// Of a poll's first waker clone and its last (if it cloned more than
-/// once), the kind of the one that is the wait: the first, unless it is a
+/// Whether a poll's last waker clone (if it cloned more than once), not
+/// its first, is the wait, from their kinds: the first is, unless it is a
 /// timer's and the last is not.
 fn choose(first: WaitKind, last: Option<WaitKind>) -> bool {
     first == WaitKind::Timer && last.is_some_and(|k| k != WaitKind::Timer)
