@@ -24,6 +24,7 @@
 #![allow(unsafe_code)]
 
 pub mod heap;
+mod region;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -34,7 +35,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 const SHARDS: usize = 256;
 /// Shared shards, used once every owned shard is taken (indices `SHARDS..`).
 const OVERFLOW_SHARDS: usize = 16;
-const NO_SLOT: usize = usize::MAX;
 
 /// One thread's counters, padded to its own cache lines (128 bytes covers
 /// adjacent-line prefetching on x86_64).
@@ -83,21 +83,25 @@ static INNER_IS_SYSTEM: AtomicBool = AtomicBool::new(false);
 thread_local! {
     // `const` and without a destructor: reading it never allocates (which would
     // recurse into the allocator) and works during thread teardown.
-    static SLOT: Cell<usize> = const { Cell::new(NO_SLOT) };
+    /// The address of this thread's shard, with [`SHARED`] set if it is an
+    /// overflow shard; 0 until the thread's first allocation claims one. An
+    /// address rather than an index: no bounds check and no load of the
+    /// table's address on every operation.
+    static SHARD: Cell<usize> = const { Cell::new(0) };
 }
 
-#[inline]
-fn slot<A>() -> usize {
-    SLOT.try_with(|slot| {
-        let current = slot.get();
-        if current != NO_SLOT {
-            return current;
-        }
-        let claimed = claim::<A>();
-        slot.set(claimed);
-        claimed
-    })
-    .unwrap_or(SHARDS)
+/// Tag of an overflow shard's address (shards are 128-byte aligned).
+const SHARED: usize = 1;
+
+/// The tagged address of `TABLE[index]` (the last shard if out of range).
+fn tagged(index: usize) -> usize {
+    let last = SHARDS + OVERFLOW_SHARDS - 1;
+    let address = &TABLE[index.min(last)] as *const Shard as usize;
+    if index < SHARDS {
+        address
+    } else {
+        address | SHARED
+    }
 }
 
 /// Cold path, once per thread: take a free shard, or a shared one.
@@ -126,12 +130,22 @@ fn current_tid() -> Option<u32> {
 /// The calling thread's shard, and whether it owns it (or shares an overflow one).
 #[inline]
 fn my_shard<A>() -> (&'static Shard, bool) {
-    let index = slot::<A>();
-    // `slot()` only returns indices into TABLE; `get` keeps this panic-free.
-    match TABLE.get(index) {
-        Some(shard) => (shard, index < SHARDS),
-        None => (&TABLE[SHARDS], false),
-    }
+    let tagged_address = SHARD
+        .try_with(|cell| {
+            let current = cell.get();
+            if current != 0 {
+                return current;
+            }
+            let claimed = tagged(claim::<A>());
+            cell.set(claimed);
+            claimed
+        })
+        .unwrap_or_else(|_| tagged(SHARDS));
+    let shard = (tagged_address & !SHARED) as *const Shard;
+    // SAFETY: every value `SHARD` holds comes from `tagged`, the address of
+    // an element of the static `TABLE` with at most the tag bit set (the
+    // shards' 128-byte alignment leaves it free): untagged, a `&'static Shard`.
+    (unsafe { &*shard }, tagged_address & SHARED == 0)
 }
 
 #[inline]
@@ -196,49 +210,154 @@ impl<A> Counting<A> {
     }
 }
 
-// SAFETY: every method forwards to `inner` with the caller's arguments unchanged,
-// so `inner`'s guarantees carry over; the counting only touches static atomics
-// and a `const` thread-local, neither of which allocates.
+impl<A: GlobalAlloc> Counting<A> {
+    /// An allocation that crossed its thread's sampling interval: sampled
+    /// (served from the reserved range where it fits), or only counted.
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::alloc`] (or `alloc_zeroed` if `zeroed`).
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let sample = heap::Sample::begin(layout.size());
+        let slot = match sample {
+            Some(_) => region::take(layout.size(), layout.align()),
+            None => None,
+        };
+        let ptr = match slot {
+            Some(ptr) => {
+                if zeroed {
+                    // SAFETY: `take` handed out a slot of at least `size`
+                    // bytes, aligned to `align`, owned by this block alone.
+                    unsafe { ptr.write_bytes(0, layout.size()) };
+                }
+                ptr
+            }
+            // SAFETY: forwarded unchanged; the caller upholds the contract.
+            None if zeroed => unsafe { self.inner.alloc_zeroed(layout) },
+            // SAFETY: as above.
+            None => unsafe { self.inner.alloc(layout) },
+        };
+        if !ptr.is_null() {
+            record_alloc::<A>(layout.size());
+            if let Some(sample) = sample {
+                sample.record(ptr, layout.size(), slot.is_some());
+            }
+        }
+        ptr
+    }
+
+    /// A block of the reserved range going back.
+    #[cold]
+    #[inline(never)]
+    fn dealloc_sampled(&self, ptr: *mut u8) {
+        // Out of the live samples before the slot can be handed out again.
+        heap::freed_sampled(ptr);
+        region::release(ptr);
+    }
+
+    /// A `realloc` of a block of the reserved range, or one that crossed its
+    /// thread's sampling interval (`due`): a new block, the bytes copied, the
+    /// old block freed.
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::realloc`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_moved(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        due: bool,
+    ) -> *mut u8 {
+        // SAFETY: `realloc`'s contract: `new_size` is non-zero and, rounded up
+        // to `layout.align()`, does not overflow `isize`.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let new = if due {
+            // SAFETY: `new_layout` is a valid non-zero layout (above).
+            unsafe { self.alloc_sampled(new_layout, false) }
+        } else {
+            // SAFETY: as above.
+            let new = unsafe { self.inner.alloc(new_layout) };
+            if !new.is_null() {
+                record_alloc::<A>(new_size);
+            }
+            new
+        };
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct, and at least this long.
+            unsafe { std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            // SAFETY: `ptr` is live, allocated by this allocator with `layout`.
+            unsafe { self.dealloc(ptr, layout) };
+        }
+        new
+    }
+}
+
+// SAFETY: every block comes from `inner`, forwarded with the caller's
+// arguments unchanged, or from a slot of the reserved range (`region`) that
+// fits its size and alignment and is owned by it alone until freed; frees
+// and reallocs of a range block never reach `inner`. The counting only
+// touches static atomics and `const` thread-locals, none of which allocates.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if heap::due(layout.size()) {
+            // SAFETY: the caller upholds `alloc`'s contract.
+            return unsafe { self.alloc_sampled(layout, false) };
+        }
         // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
         let ptr = unsafe { self.inner.alloc(layout) };
         if !ptr.is_null() {
             record_alloc::<A>(layout.size());
-            heap::allocated(ptr, layout.size());
         }
         ptr
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if heap::due(layout.size()) {
+            // SAFETY: the caller upholds `alloc_zeroed`'s contract.
+            return unsafe { self.alloc_sampled(layout, true) };
+        }
         // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
         if !ptr.is_null() {
             record_alloc::<A>(layout.size());
-            heap::allocated(ptr, layout.size());
         }
         ptr
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Before the block goes back: once it has, another thread may be
-        // handed the same address and sample it.
-        heap::freed(ptr);
-        // SAFETY: forwarded unchanged; `ptr` was allocated by `inner` via `alloc`.
-        unsafe { self.inner.dealloc(ptr, layout) };
+        if region::contains(ptr) {
+            self.dealloc_sampled(ptr);
+        } else {
+            // Before the block goes back: once it has, another thread may be
+            // handed the same address and sample it.
+            if heap::filtered(layout.size()) {
+                heap::freed(ptr);
+            }
+            // SAFETY: forwarded unchanged; `ptr` was allocated by `inner`.
+            unsafe { self.inner.dealloc(ptr, layout) };
+        }
         record_free::<A>(layout.size());
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        heap::freed(ptr);
+        let due = heap::due(new_size);
+        if due || region::contains(ptr) {
+            // SAFETY: the caller upholds `realloc`'s contract.
+            return unsafe { self.realloc_moved(ptr, layout, new_size, due) };
+        }
+        if heap::filtered(layout.size()) {
+            heap::freed(ptr);
+        }
         // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if !new.is_null() {
-            heap::allocated(new, new_size);
             // A move to a new block: the old size is freed, the new one allocated.
             let (shard, owned) = my_shard::<A>();
             add(&shard.allocations, owned, 1);
@@ -421,7 +540,9 @@ mod tests {
         let spawn_and_count = || {
             std::thread::spawn(|| {
                 std::hint::black_box(vec![0u8; 1000]);
-                (SLOT.with(Cell::get), current_tid())
+                let address = SHARD.with(Cell::get) & !SHARED;
+                let index = (address - TABLE.as_ptr() as usize) / std::mem::size_of::<Shard>();
+                (index, current_tid())
             })
             .join()
             .expect("thread")

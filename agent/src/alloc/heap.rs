@@ -6,8 +6,12 @@
 //! of bytes (exponentially distributed around the mean interval, so every
 //! byte allocated has the same chance of being the one sampled), and the
 //! allocation that crosses zero is sampled. Unsampled, an allocation costs a
-//! thread-local decrement and a branch; a free, one load of a shared flag
-//! (and, while samples are live, one byte of a small filter).
+//! thread-local decrement and a branch.
+//!
+//! A sampled block of up to 4 KiB is served from a reserved address range
+//! (`super::region`), so a free recognises it by its address: unsampled, a
+//! free of up to 4 KiB costs a subtract and a compare, and a larger one a
+//! look at one byte of a small filter of the sampled addresses.
 //!
 //! A sampled allocation copies the registers and the top of its own stack
 //! into preallocated memory (the same copy the CPU profiler takes, unwound
@@ -36,8 +40,11 @@ pub const DEFAULT_HEAP_SAMPLE_BYTES: u64 = 512 * 1024;
 
 /// Mean interval in bytes; 0 while sampling is off.
 static MEAN: AtomicU64 = AtomicU64::new(0);
-/// Set once sampling was ever turned on: until then frees skip the filter.
-static EVER_ON: AtomicBool = AtomicBool::new(false);
+/// Frees of blocks larger than this look in [`FILTER`]: no free does until
+/// a sampled block is served outside the reserved range; then those larger
+/// than a range slot do, and every free does once a block small enough for
+/// a slot had to be served outside (its class was full).
+static FILTER_ABOVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Bytes a thread allocates between two looks at [`MEAN`] while sampling is
 /// off, so that turning it on reaches every thread.
@@ -162,7 +169,6 @@ pub(crate) fn set_mean(bytes: u64) {
     if bytes > 0 && supported() {
         #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
         crate::platform::stack::decide_frame_walk();
-        EVER_ON.store(true, Relaxed);
         MEAN.store(bytes, Relaxed);
     } else {
         MEAN.store(0, Relaxed);
@@ -174,34 +180,40 @@ pub(crate) fn mean() -> u64 {
     MEAN.load(Relaxed)
 }
 
-/// Counts `size` bytes just allocated at `address` against this thread's
-/// interval; samples the allocation that crosses it.
+/// Counts `size` bytes about to be allocated against this thread's interval:
+/// whether this allocation crosses it (then [`Sample::begin`] decides).
 #[inline]
-pub(super) fn allocated(address: *mut u8, size: usize) {
-    let due = UNTIL_SAMPLE
+pub(super) fn due(size: usize) -> bool {
+    UNTIL_SAMPLE
         .try_with(|until| {
             let left = until.get().wrapping_sub(size as i64);
             until.set(left);
             left < 0
         })
-        .unwrap_or(false);
-    if due {
-        sample(address as usize, size);
-    }
+        .unwrap_or(false)
 }
 
-/// Removes the allocation at `address`, just freed, from the live samples
-/// if it is one.
+/// Whether the free of a block of `size` bytes must look for it in the
+/// live samples with [`freed`] (blocks from the reserved range are found by
+/// their address instead).
 #[inline]
+pub(super) fn filtered(size: usize) -> bool {
+    size > FILTER_ABOVE.load(Relaxed)
+}
+
+/// Removes the allocation at `address`, just freed and served outside the
+/// reserved range, from the live samples if it is one.
 pub(super) fn freed(address: *mut u8) {
-    if !EVER_ON.load(Relaxed) {
-        return;
-    }
     let address = address as usize;
     if FILTER[filter_bucket(address)].load(Relaxed) == 0 {
         return;
     }
-    remove(address);
+    remove(address, true);
+}
+
+/// Removes a block of the reserved range, just freed, from the live samples.
+pub(super) fn freed_sampled(address: *mut u8) {
+    remove(address as usize, false);
 }
 
 fn filter_bucket(address: usize) -> usize {
@@ -212,39 +224,76 @@ fn table_slot(address: usize) -> usize {
     ((address >> 4).wrapping_mul(0xD6E8_FEB8_6659_FD93) >> (64 - 14)) & (TABLE_SIZE - 1)
 }
 
-#[cold]
-#[inline(never)]
-fn sample(address: usize, size: usize) {
-    // Not re-entrant: an allocation made while sampling is only counted.
-    let entered = SAMPLING.try_with(|s| !s.replace(true)).unwrap_or(false);
-    let mean = MEAN.load(Relaxed);
-    if !entered {
-        // The agent's own work, or a sample in progress: skipped, and the
-        // countdown drawn afresh (a fixed one would leave the bytes after
-        // it unsampled).
-        let next = if mean == 0 {
-            RECHECK_BYTES
-        } else {
-            next_interval(mean)
-        };
+/// A sample being taken: allocations the thread makes meanwhile are only
+/// counted, until it is recorded or dropped.
+pub(super) struct Sample {
+    weight: u64,
+}
+
+impl Sample {
+    /// Called for an allocation of `size` bytes that was [`due`]: draws the
+    /// next interval, and says whether to sample this allocation.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn begin(size: usize) -> Option<Sample> {
+        // Not re-entrant: an allocation made while sampling is only counted.
+        let entered = SAMPLING.try_with(|s| !s.replace(true)).unwrap_or(false);
+        let mean = MEAN.load(Relaxed);
+        if !entered {
+            // The agent's own work, or a sample in progress: skipped, and the
+            // countdown drawn afresh (a fixed one would leave the bytes after
+            // it unsampled).
+            let next = if mean == 0 {
+                RECHECK_BYTES
+            } else {
+                next_interval(mean)
+            };
+            let _ = UNTIL_SAMPLE.try_with(|u| u.set(next));
+            return None;
+        }
+        // From here on, dropping `taking` ends the sample.
+        let mut taking = Sample { weight: 0 };
+        if mean == 0 {
+            let _ = UNTIL_SAMPLE.try_with(|u| u.set(RECHECK_BYTES));
+            return None;
+        }
+        // The first countdown of a thread (and the first after sampling is
+        // turned on) was not drawn from the distribution: it draws an interval
+        // and takes no sample.
+        let first = RANDOM.try_with(|r| r.get() == 0).unwrap_or(true);
+        let next = next_interval(mean);
         let _ = UNTIL_SAMPLE.try_with(|u| u.set(next));
-        return;
+        if first || size == 0 {
+            return None;
+        }
+        taking.weight = weight(size as u64, mean);
+        Some(taking)
     }
-    if mean == 0 {
-        let _ = UNTIL_SAMPLE.try_with(|u| u.set(RECHECK_BYTES));
+
+    /// Enters the block of `size` bytes allocated at `address`, served from
+    /// the reserved range or not, into the live samples with its stack.
+    pub(super) fn record(self, address: *mut u8, size: usize, in_range: bool) {
+        if !in_range {
+            // Its free must look in the filter: from now on, frees of its
+            // size do. Ordered before the block reaches another thread by
+            // whatever hands it over.
+            let above = if size > super::region::LARGE {
+                super::region::LARGE
+            } else {
+                0
+            };
+            if FILTER_ABOVE.load(Relaxed) > above {
+                FILTER_ABOVE.fetch_min(above, Relaxed);
+            }
+        }
+        record(address as usize, self.weight, !in_range);
+    }
+}
+
+impl Drop for Sample {
+    fn drop(&mut self) {
         let _ = SAMPLING.try_with(|s| s.set(false));
-        return;
     }
-    // The first countdown of a thread (and the first after sampling is
-    // turned on) was not drawn from the distribution: it draws an interval
-    // and takes no sample.
-    let first = RANDOM.try_with(|r| r.get() == 0).unwrap_or(true);
-    let next = next_interval(mean);
-    let _ = UNTIL_SAMPLE.try_with(|u| u.set(next));
-    if !first && address != 0 && size > 0 {
-        record(address, weight(size as u64, mean));
-    }
-    let _ = SAMPLING.try_with(|s| s.set(false));
 }
 
 /// The bytes a sampled allocation of `size` stands for when sampling every
@@ -283,8 +332,8 @@ fn next_interval(mean: u64) -> i64 {
 }
 
 /// Enters a sampled allocation: its stack into a raw slot, itself into the
-/// table.
-fn record(address: usize, weight: u64) {
+/// table (and, if `filtered`, into the filter its free looks in).
+fn record(address: usize, weight: u64, filtered: bool) {
     SAMPLES.fetch_add(1, Relaxed);
     let raw = capture(weight);
     let site = raw.as_ref().map_or(NO_SITE, |(i, _)| PENDING | *i as u32);
@@ -292,7 +341,7 @@ fn record(address: usize, weight: u64) {
         NO_STACK.fetch_add(1, Relaxed);
         UNSITED_ALLOCATED.fetch_add(weight, Relaxed);
     }
-    let entry = insert(address, weight, site);
+    let entry = insert(address, weight, site, filtered);
     if entry.is_none() {
         TABLE_FULL.fetch_add(1, Relaxed);
     }
@@ -332,7 +381,7 @@ fn capture(_weight: u64) -> Option<(usize, Writing<'static>)> {
 
 /// Enters `address` into the table; the entry it took, or `None` if the
 /// probed entries were all taken.
-fn insert(address: usize, weight: u64, site: u32) -> Option<usize> {
+fn insert(address: usize, weight: u64, site: u32, filtered: bool) -> Option<usize> {
     let start = table_slot(address);
     for k in 0..PROBES {
         let index = (start + k) & (TABLE_SIZE - 1);
@@ -348,15 +397,17 @@ fn insert(address: usize, weight: u64, site: u32) -> Option<usize> {
         {
             slot.weight.store(weight, Relaxed);
             slot.site.store(site, Release);
-            let bucket = &FILTER[filter_bucket(address)];
-            let _ = bucket.fetch_update(Relaxed, Relaxed, |c| (c < u8::MAX).then_some(c + 1));
+            if filtered {
+                let bucket = &FILTER[filter_bucket(address)];
+                let _ = bucket.fetch_update(Relaxed, Relaxed, |c| (c < u8::MAX).then_some(c + 1));
+            }
             return Some(index);
         }
     }
     None
 }
 
-fn remove(address: usize) {
+fn remove(address: usize, filtered: bool) {
     let start = table_slot(address);
     for k in 0..PROBES {
         let slot = &TABLE[(start + k) & (TABLE_SIZE - 1)];
@@ -371,6 +422,7 @@ fn remove(address: usize) {
             .address
             .compare_exchange(address, GONE, AcqRel, Relaxed)
             .is_ok()
+            && filtered
         {
             let bucket = &FILTER[filter_bucket(address)];
             let _ =
@@ -522,9 +574,9 @@ mod tests {
     #[test]
     fn a_removed_address_leaves_the_table() {
         let address = 0x7000_0000_1230usize;
-        assert!(insert(address, 100, NO_SITE).is_some());
+        assert!(insert(address, 100, NO_SITE, true).is_some());
         assert_ne!(FILTER[filter_bucket(address)].load(Relaxed), 0);
-        remove(address);
+        remove(address, true);
         let start = table_slot(address);
         assert!((0..PROBES)
             .all(|k| TABLE[(start + k) & (TABLE_SIZE - 1)].address.load(Relaxed) != address));
