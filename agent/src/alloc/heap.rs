@@ -43,7 +43,8 @@ static MEAN: AtomicU64 = AtomicU64::new(0);
 /// Frees of blocks larger than this look in [`FILTER`]: no free does until
 /// a sampled block is served outside the reserved range; then those larger
 /// than a range slot do, and every free does once a block small enough for
-/// a slot had to be served outside (its class was full).
+/// a slot had to be served outside (its class was full, or it was aligned
+/// to more than a slot).
 static FILTER_ABOVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Bytes a thread allocates between two looks at [`MEAN`] while sampling is
